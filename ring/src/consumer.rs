@@ -1,0 +1,383 @@
+//! The single consumer of a ring (SPSC or MPSC: the consumer side is the same).
+//!
+//! The consumer owns `head`, caches the producer's `tail` and re-reads it (Acquire)
+//! only when it has consumed everything it knew of. Every frame header is read once
+//! into private memory and checked by [`crate::frame::decode`] against the private
+//! geometry and the validated tail before any payload byte is touched. Releasing is a
+//! Release `swap` of `head` whose old value carries the producer's sleep flag.
+
+use crate::error::{AttachError, Corruption, PopError};
+use crate::frame::{decode, Frame};
+use crate::index::{check_start, check_tail};
+use crate::layout::{RawRegion, RingPtrs, FRAME_HEADER, SLEEP_BIT};
+use crate::producer::ANNOUNCE_ATTEMPTS;
+use crate::signal::{SleepCheck, Wake};
+use crate::sync::Ordering;
+use crate::{Config, Keepalive};
+
+/// The consuming side of a ring. `Send`, not `Sync`.
+pub struct Consumer {
+    ring: RingPtrs,
+    /// Position of the next frame to read. Frames in `head..pos` are consumed but not
+    /// yet released. Invariant: `head <= pos <= cached_tail`, all 8-aligned.
+    pos: u64,
+    /// The last value stored into the shared head.
+    head: u64,
+    /// The last tail read from shared memory that passed [`check_tail`].
+    /// Invariant: `cached_tail - head <= capacity`.
+    cached_tail: u64,
+    /// Set by the first corruption seen; every later call reports it.
+    poisoned: Option<Corruption>,
+    _keep: Keepalive,
+}
+
+// SAFETY: all shared accesses are atomic or to byte ranges the protocol hands to the
+// consumer; the private state moves with the value.
+unsafe impl Send for Consumer {}
+
+impl core::fmt::Debug for Consumer {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Consumer")
+            .field("capacity", &self.ring.geometry.capacity)
+            .field("pos", &self.pos)
+            .field("head", &self.head)
+            .field("cached_tail", &self.cached_tail)
+            .field("poisoned", &self.poisoned)
+            .finish()
+    }
+}
+
+/// What [`Consumer::try_recv`] received.
+#[must_use = "a sleeping producer must be woken"]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Received {
+    /// Bytes copied into the caller's buffer.
+    pub len: usize,
+    /// Ring the producer's doorbell?
+    pub wake: Wake,
+}
+
+impl Consumer {
+    /// Initialises a fresh ring in `region` and returns its consumer.
+    ///
+    /// # Safety
+    /// `region` satisfies [`RawRegion::new`]'s contract and nobody uses it yet; it
+    /// must outlive the consumer (see [`Consumer::keep_alive`]). One consumer per ring.
+    pub unsafe fn create(region: RawRegion, config: &Config) -> Result<Self, AttachError> {
+        // SAFETY: forwarded contract.
+        let ring = unsafe { RingPtrs::create(region, config) }?;
+        Ok(Self::from_ring(ring, 0, 0))
+    }
+
+    /// Attaches to a ring another side created and returns its consumer.
+    ///
+    /// # Safety
+    /// As for [`Consumer::create`], except that the region was initialised by the
+    /// peer; whatever it contains, an error (not undefined behaviour) results.
+    pub unsafe fn attach(region: RawRegion) -> Result<Self, AttachError> {
+        // SAFETY: forwarded contract.
+        let ring = unsafe { RingPtrs::attach(region) }?;
+        let header = ring.header();
+        let (head, tail) = check_start(
+            header.head.0.head.load(Ordering::Acquire),
+            header.tail.0.tail.load(Ordering::Acquire),
+            ring.geometry.capacity,
+        )
+        .map_err(|_| AttachError::Mismatch)?;
+        Ok(Self::from_ring(ring, head, tail))
+    }
+
+    pub(crate) fn from_ring(ring: RingPtrs, head: u64, tail: u64) -> Self {
+        Consumer {
+            ring,
+            pos: head,
+            head,
+            cached_tail: tail,
+            poisoned: None,
+            _keep: Keepalive::default(),
+        }
+    }
+
+    /// Keeps `owner` (typically the mapping holding the region) alive as long as this
+    /// consumer.
+    #[cfg(feature = "alloc")]
+    #[must_use]
+    pub fn keep_alive(mut self, owner: alloc::sync::Arc<dyn core::any::Any + Send + Sync>) -> Self {
+        self._keep = Some(owner);
+        self
+    }
+
+    /// The configuration (private copy) this consumer runs with.
+    pub fn config(&self) -> Config {
+        self.ring.config()
+    }
+
+    /// The largest payload this ring carries.
+    pub fn max_message_len(&self) -> usize {
+        self.ring.geometry.max_payload
+    }
+
+    /// The corruption that killed this ring, if one was seen.
+    pub fn corruption(&self) -> Option<Corruption> {
+        self.poisoned
+    }
+
+    /// The flow-control state the producer published (informational: a hostile
+    /// producer can write anything there).
+    pub fn flow_control(&self) -> bool {
+        self.ring.header().tail.0.flow.load(Ordering::Relaxed) != 0
+    }
+
+    /// Bytes published and not yet released, re-reading the tail.
+    pub fn pending_bytes(&mut self) -> Result<usize, PopError> {
+        self.check_poison()?;
+        self.refresh_tail()?;
+        Ok((self.cached_tail - self.head) as usize)
+    }
+
+    #[inline]
+    fn check_poison(&self) -> Result<(), PopError> {
+        match self.poisoned {
+            None => Ok(()),
+            Some(c) => Err(PopError::Corrupt(c)),
+        }
+    }
+
+    #[inline]
+    fn poison(&mut self, c: Corruption) -> PopError {
+        self.poisoned = Some(c);
+        PopError::Corrupt(c)
+    }
+
+    /// Re-reads the tail (Acquire: frames before it were fully written).
+    #[inline]
+    fn refresh_tail(&mut self) -> Result<(), PopError> {
+        let raw = self.ring.header().tail.0.tail.load(Ordering::Acquire);
+        match check_tail(
+            raw,
+            self.cached_tail,
+            self.head,
+            self.ring.geometry.capacity,
+        ) {
+            Ok(tail) => {
+                self.cached_tail = tail;
+                Ok(())
+            }
+            Err(c) => Err(self.poison(c)),
+        }
+    }
+
+    /// Finds the next message frame, skipping padding and abandoned frames:
+    /// `Some((frame_pos, len, end))`.
+    #[inline]
+    fn next_frame(&mut self) -> Result<Option<(u64, usize, u64)>, PopError> {
+        self.check_poison()?;
+        let geo = self.ring.geometry;
+        loop {
+            if self.pos == self.cached_tail {
+                self.refresh_tail()?;
+                if self.pos == self.cached_tail {
+                    return Ok(None);
+                }
+            }
+            // SAFETY: `pos` is 8-aligned and below the validated tail, so its offset
+            // is a whole word inside the data area, published to us.
+            let word = unsafe { self.ring.data.load_word(geo.offset(self.pos)) };
+            match decode(&geo, word, self.pos, self.cached_tail) {
+                Ok(Frame::Message { len, end }) => return Ok(Some((self.pos, len, end))),
+                // Each skip strictly advances `pos` towards the tail: the loop ends.
+                Ok(Frame::Skip { end }) => self.pos = end,
+                Err(c) => return Err(self.poison(c)),
+            }
+        }
+    }
+
+    /// Looks at the next message in place. Dropping the grant leaves the message in the
+    /// ring; [`ReadGrant::release`] consumes it.
+    #[inline]
+    pub fn try_peek(&mut self) -> Result<Option<ReadGrant<'_>>, PopError> {
+        Ok(self.next_frame()?.map(|(frame_pos, len, end)| ReadGrant {
+            consumer: self,
+            frame_pos,
+            len,
+            end,
+        }))
+    }
+
+    /// Copies the next message into `buf` and releases it. A message longer than `buf`
+    /// stays in the ring and [`PopError::BufferTooSmall`] says how long it is.
+    #[inline]
+    pub fn try_recv(&mut self, buf: &mut [u8]) -> Result<Option<Received>, PopError> {
+        let Some(grant) = self.try_peek()? else {
+            return Ok(None);
+        };
+        if grant.len() > buf.len() {
+            return Err(PopError::BufferTooSmall {
+                needed: grant.len(),
+            });
+        }
+        let len = grant.len();
+        grant.read_into(&mut buf[..len]);
+        Ok(Some(Received {
+            len,
+            wake: grant.release(),
+        }))
+    }
+
+    /// Receives the next message into a new `Vec` and releases it.
+    #[cfg(feature = "alloc")]
+    pub fn try_recv_vec(&mut self) -> Result<Option<(alloc::vec::Vec<u8>, Wake)>, PopError> {
+        let Some(grant) = self.try_peek()? else {
+            return Ok(None);
+        };
+        let mut out = alloc::vec![0; grant.len()];
+        grant.read_into(&mut out);
+        Ok(Some((out, grant.release())))
+    }
+
+    /// Publishes every consumed message with one Release `swap` of the shared head.
+    #[inline]
+    pub fn release(&mut self) -> Wake {
+        if self.pos == self.head {
+            return Wake::NotNeeded;
+        }
+        let old = self
+            .ring
+            .header()
+            .head
+            .0
+            .head
+            .swap(self.pos, Ordering::Release);
+        self.head = self.pos;
+        Wake::from_old_index(old)
+    }
+
+    /// Bytes consumed and not yet released.
+    pub fn consumed_bytes(&self) -> usize {
+        (self.pos - self.head) as usize
+    }
+
+    /// Announces that this consumer is about to sleep until a message arrives.
+    /// Consumed messages are released first. If `sleep` comes back true, wait on the
+    /// doorbell, then call [`cancel_sleep`](Consumer::cancel_sleep) and retry.
+    pub fn prepare_sleep(&mut self) -> Result<SleepCheck, PopError> {
+        self.check_poison()?;
+        let wake_peer = self.release();
+        let tail_word = &self.ring.header().tail.0.tail;
+        for _ in 0..ANNOUNCE_ATTEMPTS {
+            let raw = tail_word.load(Ordering::Acquire);
+            match check_tail(
+                raw,
+                self.cached_tail,
+                self.head,
+                self.ring.geometry.capacity,
+            ) {
+                Ok(tail) => self.cached_tail = tail,
+                Err(c) => return Err(self.poison(c)),
+            }
+            if self.cached_tail != self.pos {
+                return Ok(SleepCheck {
+                    sleep: false,
+                    wake_peer,
+                });
+            }
+            if raw & SLEEP_BIT != 0
+                || tail_word
+                    .compare_exchange(raw, raw | SLEEP_BIT, Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok()
+            {
+                return Ok(SleepCheck {
+                    sleep: true,
+                    wake_peer,
+                });
+            }
+        }
+        Ok(SleepCheck {
+            sleep: false,
+            wake_peer,
+        })
+    }
+
+    /// Withdraws a sleep announcement (after waking, or instead of sleeping).
+    pub fn cancel_sleep(&self) {
+        self.ring
+            .header()
+            .tail
+            .0
+            .tail
+            .fetch_and(!SLEEP_BIT, Ordering::Relaxed);
+    }
+}
+
+/// One message, borrowed in place from the ring.
+///
+/// [`release`](ReadGrant::release) consumes it and publishes; [`consume`](ReadGrant::consume)
+/// consumes it and defers publication to [`Consumer::release`]. Dropping it leaves the
+/// message in the ring.
+#[must_use = "a peeked message stays in the ring unless released or consumed"]
+pub struct ReadGrant<'c> {
+    consumer: &'c mut Consumer,
+    /// Position of the frame header. Invariant: the frame was validated by `decode`
+    /// and lies inside the data area and below the validated tail.
+    frame_pos: u64,
+    len: usize,
+    end: u64,
+}
+
+impl ReadGrant<'_> {
+    /// Payload length.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True for a zero-length message.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    fn payload_offset(&self) -> usize {
+        self.consumer.ring.geometry.offset(self.frame_pos) + FRAME_HEADER
+    }
+
+    /// Copies the payload (or its first `dst.len()` bytes) into `dst`.
+    pub fn read_into(&self, dst: &mut [u8]) {
+        let n = dst.len().min(self.len);
+        // SAFETY: the payload lies inside the data area, published to us (invariant).
+        unsafe {
+            self.consumer
+                .ring
+                .data
+                .read(self.payload_offset(), &mut dst[..n])
+        };
+    }
+
+    /// The payload, in shared memory.
+    ///
+    /// The bytes are as the producer wrote them; a hostile producer could change them
+    /// while they are being read, so validate what you parse from them once, from a copy
+    /// if it matters.
+    #[cfg(not(loom))]
+    pub fn as_slice(&self) -> &[u8] {
+        // SAFETY: the payload range is inside the data area (invariant) and the
+        // producer will not reuse it until we release it.
+        unsafe {
+            core::slice::from_raw_parts(
+                self.consumer.ring.data.ptr_at(self.payload_offset()),
+                self.len,
+            )
+        }
+    }
+
+    /// Consumes the message and releases it (with everything consumed before it).
+    #[inline]
+    pub fn release(self) -> Wake {
+        self.consumer.pos = self.end;
+        self.consumer.release()
+    }
+
+    /// Consumes the message without releasing it (batch with [`Consumer::release`]).
+    #[inline]
+    pub fn consume(self) {
+        self.consumer.pos = self.end;
+    }
+}

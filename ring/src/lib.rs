@@ -1,0 +1,83 @@
+//! `coroipc-ring`: message rings over a raw shared region.
+//!
+//! A ring carries variable-length byte messages from a producer to a consumer through
+//! a region of memory both can map (a sealed memfd between processes, or the heap).
+//! It is the transport of the `coroipc` IPC library and is usable on its own.
+//!
+//! * **Frames**: 8-byte aligned, an 8-byte header then a contiguous payload; a padding
+//!   frame fills the end of the data area when a message does not fit before it. The
+//!   largest message is `capacity / 2 - 8` ([`max_message_len`]).
+//! * **Zero copy**: [`Producer::try_reserve`] → fill → [`WriteGrant::commit`];
+//!   [`Consumer::try_peek`] → read → [`ReadGrant::release`]. Batched forms
+//!   ([`WriteGrant::stage`] + [`Producer::publish`], [`ReadGrant::consume`] +
+//!   [`Consumer::release`]) publish many messages with one index store.
+//! * **Hostile peers**: each side keeps its geometry and its own index in private
+//!   memory and validates every index and frame header it reads; corruption is an
+//!   error ([`Corruption`]), never a panic, an out-of-bounds access or UB.
+//! * **Sleep/wake**: [`Consumer::prepare_sleep`] / [`Producer::prepare_sleep_for_space`]
+//!   announce sleep; publishing and releasing return [`Wake`], which says when the
+//!   peer's doorbell must be rung (never while the peer is awake). See [`signal`].
+//! * **Flow control**: high/low watermarks with hysteresis ([`FlowChange`]).
+//! * **MPSC**: [`MpscProducer`] lets several threads of one process produce.
+//!
+//! The byte layout, every atomic ordering and its reason, and the validation rules are
+//! in the repository's `SPEC.md`.
+#![cfg_attr(not(any(feature = "std", test)), no_std)]
+#![deny(unsafe_op_in_unsafe_fn)]
+#![deny(missing_docs)]
+#![warn(clippy::undocumented_unsafe_blocks)]
+
+#[cfg(feature = "alloc")]
+extern crate alloc;
+
+mod consumer;
+mod error;
+mod frame;
+#[cfg(feature = "alloc")]
+pub mod heap;
+mod index;
+mod layout;
+mod mpsc;
+mod producer;
+pub mod signal;
+mod sync;
+
+pub use consumer::{Consumer, ReadGrant, Received};
+pub use error::{AttachError, ConfigError, Corruption, PopError, PushError};
+pub use layout::{
+    max_message_len, region_size, Config, RawRegion, FRAME_HEADER, MAGIC, MAX_CAPACITY,
+    MIN_CAPACITY, REGION_ALIGN, VERSION,
+};
+pub use mpsc::{MpscGrant, MpscProducer};
+pub use producer::{Producer, WriteGrant};
+pub use signal::{FlowChange, Published, SleepCheck, Wake};
+
+/// What a handle keeps alive: the owner of the region it points into.
+#[cfg(feature = "alloc")]
+pub(crate) type Keepalive = Option<alloc::sync::Arc<dyn core::any::Any + Send + Sync>>;
+#[cfg(not(feature = "alloc"))]
+pub(crate) type Keepalive = ();
+
+/// Byte offsets of the shared header's fields (production layout; see `SPEC.md`).
+#[cfg(not(loom))]
+pub mod offsets {
+    /// `magic: u64`.
+    pub const MAGIC: usize = 0x000;
+    /// `version: u32`.
+    pub const VERSION: usize = 0x008;
+    /// `capacity: u64`.
+    pub const CAPACITY: usize = 0x010;
+    /// `high_watermark: u64`.
+    pub const HIGH_WATERMARK: usize = 0x018;
+    /// `low_watermark: u64`.
+    pub const LOW_WATERMARK: usize = 0x020;
+    /// `tail: u64` (bit 0: consumer sleeping).
+    pub const TAIL: usize = 0x080;
+    /// `flow: u32`.
+    pub const FLOW: usize = 0x088;
+    /// `head: u64` (bit 0: producer sleeping).
+    pub const HEAD: usize = 0x100;
+    /// Start of the data area.
+    pub const DATA: usize = 0x180;
+    const _: () = assert!(DATA == crate::layout::HEADER_SIZE);
+}

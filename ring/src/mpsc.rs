@@ -1,0 +1,461 @@
+//! Several producer threads of one process feeding one ring (the consumer side is the
+//! ordinary [`Consumer`](crate::Consumer), possibly in another process).
+//!
+//! Algorithm: producers claim space with a CAS on a private `claim` cursor (as in
+//! Vyukov's bounded MPMC queue and the LMAX Disruptor's multi-producer sequencer), fill
+//! their frames concurrently, and publish in claim order: a producer waits for the
+//! private `turn` cursor to reach the start of its claim, then stores `published`,
+//! swaps the shared `tail` and advances `turn`. The consumer therefore sees exactly the
+//! SPSC protocol. Every cursor the producers trust is in private memory; the shared
+//! `head` is validated against `published` (stored before the shared swap, so it bounds
+//! anything the consumer can have seen) before it frees any space.
+//!
+//! Progress: a grant that is held blocks the publication of later ones (not of their
+//! filling); keep grants short. A grant dropped without commit is published as a SKIP
+//! frame so the ring never stalls.
+
+use crate::error::{AttachError, Corruption, PushError};
+use crate::frame::{encode, TAG_MSG, TAG_PAD, TAG_SKIP};
+use crate::index::{check_head, check_start};
+use crate::layout::{Config, RawRegion, RingPtrs, FRAME_HEADER, SLEEP_BIT};
+use crate::producer::ANNOUNCE_ATTEMPTS;
+use crate::signal::{FlowChange, Published, SleepCheck, Wake};
+use crate::sync::{spin_backoff, AtomicU32, AtomicU64, Ordering};
+use crate::Keepalive;
+
+/// The producing side of a ring shared by several threads (`Sync`; share it with an
+/// `Arc` or by reference).
+pub struct MpscProducer {
+    ring: RingPtrs,
+    /// Next position to claim. Invariant: `turn <= claim`, `claim - cached_head <= capacity`.
+    claim: AtomicU64,
+    /// Start of the next claim allowed to publish; claims publish in order.
+    turn: AtomicU64,
+    /// Upper bound of any tail published (stored before the shared swap).
+    /// Invariant: `cached_head <= published <= claim`.
+    published: AtomicU64,
+    /// Largest head read from shared memory that passed [`check_head`].
+    cached_head: AtomicU64,
+    /// 1 while in flow control.
+    flow_on: AtomicU32,
+    /// 1 once corruption was seen.
+    poisoned: AtomicU32,
+    _keep: Keepalive,
+}
+
+// SAFETY: producers coordinate through the private atomics above; each writes only the
+// byte range it claimed with a successful CAS, so no two threads write the same bytes.
+unsafe impl Send for MpscProducer {}
+// SAFETY: as above; all methods take `&self` and synchronise through atomics.
+unsafe impl Sync for MpscProducer {}
+
+impl core::fmt::Debug for MpscProducer {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("MpscProducer")
+            .field("capacity", &self.ring.geometry.capacity)
+            .field("claim", &self.claim.load(Ordering::Relaxed))
+            .field("published", &self.published.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+impl MpscProducer {
+    /// Initialises a fresh ring in `region` and returns its producer group.
+    ///
+    /// # Safety
+    /// As for [`Producer::create`](crate::Producer::create).
+    pub unsafe fn create(region: RawRegion, config: &Config) -> Result<Self, AttachError> {
+        // SAFETY: forwarded contract.
+        let ring = unsafe { RingPtrs::create(region, config) }?;
+        Ok(Self::from_ring(ring, 0, 0))
+    }
+
+    /// Attaches to a ring another side created.
+    ///
+    /// # Safety
+    /// As for [`Producer::attach`](crate::Producer::attach).
+    pub unsafe fn attach(region: RawRegion) -> Result<Self, AttachError> {
+        // SAFETY: forwarded contract.
+        let ring = unsafe { RingPtrs::attach(region) }?;
+        let header = ring.header();
+        let (head, tail) = check_start(
+            header.head.0.head.load(Ordering::Acquire),
+            header.tail.0.tail.load(Ordering::Acquire),
+            ring.geometry.capacity,
+        )
+        .map_err(|_| AttachError::Mismatch)?;
+        Ok(Self::from_ring(ring, head, tail))
+    }
+
+    fn from_ring(ring: RingPtrs, head: u64, tail: u64) -> Self {
+        MpscProducer {
+            ring,
+            claim: AtomicU64::new(tail),
+            turn: AtomicU64::new(tail),
+            published: AtomicU64::new(tail),
+            cached_head: AtomicU64::new(head),
+            flow_on: AtomicU32::new(0),
+            poisoned: AtomicU32::new(0),
+            _keep: Keepalive::default(),
+        }
+    }
+
+    /// Keeps `owner` alive as long as this producer group.
+    #[cfg(feature = "alloc")]
+    #[must_use]
+    pub fn keep_alive(mut self, owner: alloc::sync::Arc<dyn core::any::Any + Send + Sync>) -> Self {
+        self._keep = Some(owner);
+        self
+    }
+
+    /// The configuration (private copy) this producer group runs with.
+    pub fn config(&self) -> Config {
+        self.ring.config()
+    }
+
+    /// The largest payload this ring carries.
+    pub fn max_message_len(&self) -> usize {
+        self.ring.geometry.max_payload
+    }
+
+    /// Whether the group is in flow control.
+    pub fn flow_control(&self) -> bool {
+        self.flow_on.load(Ordering::Relaxed) != 0
+    }
+
+    /// True once any call found the ring corrupt.
+    pub fn is_corrupt(&self) -> bool {
+        self.poisoned.load(Ordering::Relaxed) != 0
+    }
+
+    fn poison(&self, c: Corruption) -> PushError {
+        self.poisoned.store(1, Ordering::Relaxed);
+        PushError::Corrupt(c)
+    }
+
+    fn refresh_head(&self) -> Result<u64, PushError> {
+        let previous = self.cached_head.load(Ordering::Acquire);
+        let raw = self.ring.header().head.0.head.load(Ordering::Acquire);
+        // Loaded after the head: bounds every tail the consumer can have seen.
+        let published = self.published.load(Ordering::Acquire);
+        match check_head(raw, previous, published) {
+            Ok(head) => {
+                self.cached_head.fetch_max(head, Ordering::AcqRel);
+                Ok(head)
+            }
+            Err(c) => Err(self.poison(c)),
+        }
+    }
+
+    /// Reserves space for a message of `len` bytes. Commit it soon: later claims
+    /// publish only after it.
+    pub fn try_reserve(&self, len: usize) -> Result<MpscGrant<'_>, PushError> {
+        if self.is_corrupt() {
+            return Err(PushError::Corrupt(Corruption::Earlier));
+        }
+        let geo = self.ring.geometry;
+        if len > geo.max_payload {
+            return Err(PushError::TooLarge {
+                len,
+                max: geo.max_payload,
+            });
+        }
+        let mut claim = self.claim.load(Ordering::Relaxed);
+        let mut refreshed = false;
+        loop {
+            let (frame_pos, end) = geo.place(claim, len);
+            let head = self.cached_head.load(Ordering::Acquire);
+            // A stale `claim` can be behind a head released since: reload and retry.
+            if head > claim || end - head > geo.capacity {
+                let fresh = self.claim.load(Ordering::Relaxed);
+                if fresh != claim {
+                    claim = fresh;
+                    continue;
+                }
+                if refreshed {
+                    return Err(PushError::Full);
+                }
+                self.refresh_head()?;
+                refreshed = true;
+                continue;
+            }
+            match self
+                .claim
+                .compare_exchange_weak(claim, end, Ordering::Relaxed, Ordering::Relaxed)
+            {
+                Ok(_) => {
+                    if frame_pos != claim {
+                        let pad = (frame_pos - claim) as usize - FRAME_HEADER;
+                        // SAFETY: `claim..end` is ours (won CAS) and free (head check);
+                        // the padding header is its first word.
+                        unsafe {
+                            self.ring
+                                .data
+                                .store_word(geo.offset(claim), encode(TAG_PAD, pad as u32))
+                        };
+                    }
+                    return Ok(MpscGrant {
+                        producer: self,
+                        start: claim,
+                        frame_pos,
+                        len,
+                        end,
+                        done: false,
+                    });
+                }
+                Err(current) => claim = current,
+            }
+        }
+    }
+
+    /// Copies `msg` into the ring and publishes it.
+    pub fn try_send(&self, msg: &[u8]) -> Result<Published, PushError> {
+        let mut grant = self.try_reserve(msg.len())?;
+        grant.write_at(0, msg);
+        Ok(grant.commit())
+    }
+
+    /// Copies the concatenation of `parts` into the ring as one message.
+    pub fn try_send_vectored(&self, parts: &[&[u8]]) -> Result<Published, PushError> {
+        let len = parts
+            .iter()
+            .map(|p| p.len())
+            .fold(0usize, usize::saturating_add);
+        let mut grant = self.try_reserve(len)?;
+        let mut at = 0;
+        for part in parts {
+            grant.write_at(at, part);
+            at += part.len();
+        }
+        Ok(grant.commit())
+    }
+
+    /// Publishes the claim `start..end` once every earlier claim is published.
+    ///
+    /// `delivers` is false for a claim holding no message (an abandoned grant): its
+    /// publisher cannot ring the doorbell, so if the consumer's sleep flag was set it is
+    /// put back before the turn passes on, and the next publisher rings.
+    fn publish(&self, start: u64, end: u64, delivers: bool) -> Published {
+        let mut spins = 0;
+        while self.turn.load(Ordering::Acquire) != start {
+            spin_backoff(spins);
+            spins = spins.saturating_add(1);
+        }
+        self.published.store(end, Ordering::Release);
+        let tail_word = &self.ring.header().tail.0.tail;
+        let old = tail_word.swap(end, Ordering::Release);
+        let mut wake = Wake::from_old_index(old);
+        if !delivers && wake.is_needed() {
+            tail_word.fetch_or(SLEEP_BIT, Ordering::Relaxed);
+            wake = Wake::NotNeeded;
+        }
+        self.turn.store(end, Ordering::Release);
+        Published {
+            wake,
+            flow: self.evaluate_flow(false),
+        }
+    }
+
+    fn evaluate_flow(&self, force_refresh: bool) -> Option<FlowChange> {
+        let geo = self.ring.geometry;
+        let on = self.flow_on.load(Ordering::Relaxed) != 0;
+        let published = self.published.load(Ordering::Acquire);
+        let cached = self.cached_head.load(Ordering::Acquire);
+        if !on && !force_refresh && published.saturating_sub(cached) < geo.high {
+            return None;
+        }
+        let head = self.refresh_head().ok()?;
+        let change = geo.flow_transition(on, published.saturating_sub(head))?;
+        let (from, to) = if change == FlowChange::On {
+            (0, 1)
+        } else {
+            (1, 0)
+        };
+        self.flow_on
+            .compare_exchange(from, to, Ordering::Relaxed, Ordering::Relaxed)
+            .ok()?;
+        self.ring.header().tail.0.flow.store(to, Ordering::Relaxed);
+        Some(change)
+    }
+
+    /// Re-reads the consumer's head and reports a flow-control transition, if any.
+    pub fn poll_flow(&self) -> Result<Option<FlowChange>, PushError> {
+        let change = self.evaluate_flow(true);
+        if self.is_corrupt() {
+            return Err(PushError::Corrupt(Corruption::Earlier));
+        }
+        Ok(change)
+    }
+
+    /// Announces that the calling thread is about to sleep until a message of `len`
+    /// bytes fits; see [`Producer::prepare_sleep_for_space`](crate::Producer::prepare_sleep_for_space).
+    pub fn prepare_sleep_for_space(&self, len: usize) -> Result<SleepCheck, PushError> {
+        let geo = self.ring.geometry;
+        if len > geo.max_payload {
+            return Err(PushError::TooLarge {
+                len,
+                max: geo.max_payload,
+            });
+        }
+        let claim = self.claim.load(Ordering::Relaxed);
+        let (_, end) = geo.place(claim, len);
+        self.announce(|head| end.saturating_sub(head) <= geo.capacity)
+    }
+
+    /// Announces sleep until occupancy falls to the low watermark.
+    pub fn prepare_sleep_for_flow_off(&self) -> Result<SleepCheck, PushError> {
+        let low = self.ring.geometry.low;
+        let published = self.published.load(Ordering::Acquire);
+        self.announce(|head| published.saturating_sub(head) <= low)
+    }
+
+    fn announce(&self, ready: impl Fn(u64) -> bool) -> Result<SleepCheck, PushError> {
+        if self.is_corrupt() {
+            return Err(PushError::Corrupt(Corruption::Earlier));
+        }
+        let head_word = &self.ring.header().head.0.head;
+        for _ in 0..ANNOUNCE_ATTEMPTS {
+            let previous = self.cached_head.load(Ordering::Acquire);
+            let raw = head_word.load(Ordering::Acquire);
+            let published = self.published.load(Ordering::Acquire);
+            let head = check_head(raw, previous, published).map_err(|c| self.poison(c))?;
+            self.cached_head.fetch_max(head, Ordering::AcqRel);
+            if ready(head) {
+                return Ok(SleepCheck {
+                    sleep: false,
+                    wake_peer: Wake::NotNeeded,
+                });
+            }
+            if raw & SLEEP_BIT != 0
+                || head_word
+                    .compare_exchange(raw, raw | SLEEP_BIT, Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok()
+            {
+                return Ok(SleepCheck {
+                    sleep: true,
+                    wake_peer: Wake::NotNeeded,
+                });
+            }
+        }
+        Ok(SleepCheck {
+            sleep: false,
+            wake_peer: Wake::NotNeeded,
+        })
+    }
+
+    /// Withdraws a sleep announcement.
+    pub fn cancel_sleep(&self) {
+        self.ring
+            .header()
+            .head
+            .0
+            .head
+            .fetch_and(!SLEEP_BIT, Ordering::Relaxed);
+    }
+}
+
+/// Space claimed by one producer thread. Commit it; dropping it publishes a SKIP frame.
+#[must_use = "dropping a grant publishes an empty skip frame"]
+pub struct MpscGrant<'p> {
+    producer: &'p MpscProducer,
+    /// Start of the claim (a padding frame may precede the message frame).
+    start: u64,
+    /// Invariant: `frame_pos..end` is exclusively ours (won CAS), free, contiguous.
+    frame_pos: u64,
+    len: usize,
+    end: u64,
+    done: bool,
+}
+
+impl MpscGrant<'_> {
+    /// Payload length reserved.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True for a zero-length message.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    fn payload_offset(&self) -> usize {
+        self.producer.ring.geometry.offset(self.frame_pos) + FRAME_HEADER
+    }
+
+    /// Copies `src` into the payload at byte `at`.
+    ///
+    /// # Panics
+    /// If `at + src.len()` exceeds the reserved length (a caller bug).
+    pub fn write_at(&mut self, at: usize, src: &[u8]) {
+        let end = at.checked_add(src.len());
+        assert!(
+            end.is_some_and(|e| e <= self.len),
+            "write past the reserved length"
+        );
+        // SAFETY: the payload is exclusively ours (invariant); the write stays inside.
+        unsafe {
+            self.producer
+                .ring
+                .data
+                .write(self.payload_offset() + at, src)
+        };
+    }
+
+    /// The payload as a mutable slice of shared memory.
+    #[cfg(not(loom))]
+    pub fn as_mut_slice(&mut self) -> &mut [u8] {
+        // SAFETY: the payload range is exclusively ours until published (invariant).
+        unsafe {
+            core::slice::from_raw_parts_mut(
+                self.producer.ring.data.ptr_at(self.payload_offset()),
+                self.len,
+            )
+        }
+    }
+
+    /// Shrinks the message to `len` bytes (the rest of the claim is still published,
+    /// as the same frame's padding).
+    pub fn truncate(&mut self, len: usize) {
+        self.len = self.len.min(len);
+    }
+
+    fn finish(&mut self, tag: u32) -> Published {
+        self.done = true;
+        let geo = self.producer.ring.geometry;
+        // A truncated message keeps its frame: the length says how much is payload and
+        // the consumer skips to `end`, which must then match. So a truncated frame is
+        // published as the message followed by a SKIP of the rest, if any.
+        let msg_end = geo.place(self.frame_pos, self.len).1;
+        // SAFETY: header words of frames inside our exclusive claim.
+        unsafe {
+            self.producer
+                .ring
+                .data
+                .store_word(geo.offset(self.frame_pos), encode(tag, self.len as u32));
+            if msg_end < self.end {
+                let rest = (self.end - msg_end) as usize - FRAME_HEADER;
+                self.producer
+                    .ring
+                    .data
+                    .store_word(geo.offset(msg_end), encode(TAG_SKIP, rest as u32));
+            }
+        }
+        self.producer.publish(self.start, self.end, tag == TAG_MSG)
+    }
+
+    /// Commits and publishes the message (after every earlier claim).
+    pub fn commit(mut self) -> Published {
+        self.finish(TAG_MSG)
+    }
+}
+
+impl Drop for MpscGrant<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            // The claimed space must still be published, or later claims wait forever.
+            self.len = 0;
+            // `publish` keeps a sleeping consumer's flag for the next publisher.
+            let _ = self.finish(TAG_SKIP);
+        }
+    }
+}

@@ -1,0 +1,459 @@
+//! The single producer of an SPSC ring.
+//!
+//! Algorithm: a bounded byte ring in the manner of rtrb / Lamport's queue, with
+//! variable-length frames. The producer owns `tail`, caches the consumer's `head` and
+//! re-reads it (Acquire) only when the cached value says the ring is full, so while both
+//! sides are busy each side touches the other's line only when it must. Frames are
+//! written with plain stores into space the producer owns and made visible by the
+//! Release `swap` of `tail`; the old value of that swap carries the consumer's sleep
+//! flag (see [`crate::signal`]).
+
+use crate::error::{AttachError, Corruption, PushError};
+use crate::frame::{encode, TAG_MSG, TAG_PAD};
+use crate::index::{check_head, check_start};
+use crate::layout::{Config, RawRegion, RingPtrs, FRAME_HEADER, SLEEP_BIT};
+use crate::signal::{FlowChange, Published, SleepCheck, Wake};
+use crate::sync::Ordering;
+use crate::Keepalive;
+
+/// How many times an announce CAS is retried before answering "not ready, retry".
+pub(crate) const ANNOUNCE_ATTEMPTS: u32 = 8;
+
+/// The producing side of an SPSC ring.
+///
+/// `Send` but not `Sync`: exactly one thread produces at a time, which the `&mut self`
+/// receivers enforce.
+pub struct Producer {
+    ring: RingPtrs,
+    /// Next write position. Frames in `published..tail` are staged (written, not yet
+    /// visible). Invariant: `tail - cached_head <= capacity`, `tail % 8 == 0`.
+    tail: u64,
+    /// The last value stored into the shared tail. Invariant:
+    /// `cached_head <= published <= tail`.
+    published: u64,
+    /// The last head read from shared memory that passed [`check_head`].
+    cached_head: u64,
+    /// Flow-control state as this side decided it (hysteresis on the watermarks).
+    flow_on: bool,
+    /// Set by the first corruption seen; every later call reports it.
+    poisoned: Option<Corruption>,
+    _keep: Keepalive,
+}
+
+// SAFETY: the producer owns its private state; the shared region is only accessed
+// through atomics and owned byte ranges, from whichever single thread holds it.
+unsafe impl Send for Producer {}
+
+impl core::fmt::Debug for Producer {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Producer")
+            .field("capacity", &self.ring.geometry.capacity)
+            .field("tail", &self.tail)
+            .field("published", &self.published)
+            .field("cached_head", &self.cached_head)
+            .field("flow_on", &self.flow_on)
+            .field("poisoned", &self.poisoned)
+            .finish()
+    }
+}
+
+impl Producer {
+    /// Initialises a fresh ring in `region` and returns its producer.
+    ///
+    /// # Safety
+    /// `region` satisfies [`RawRegion::new`]'s contract and nobody uses it yet; the
+    /// region must outlive the producer (see [`Producer::keep_alive`]). Only one
+    /// producer may exist for the region on this side.
+    pub unsafe fn create(region: RawRegion, config: &Config) -> Result<Self, AttachError> {
+        // SAFETY: forwarded contract.
+        let ring = unsafe { RingPtrs::create(region, config) }?;
+        Ok(Self::from_ring(ring, 0, 0))
+    }
+
+    /// Attaches to a ring another side created and returns its producer.
+    ///
+    /// # Safety
+    /// As for [`Producer::create`], except that the region was initialised by the
+    /// peer; whatever it contains, an error (not undefined behaviour) results.
+    pub unsafe fn attach(region: RawRegion) -> Result<Self, AttachError> {
+        // SAFETY: forwarded contract.
+        let ring = unsafe { RingPtrs::attach(region) }?;
+        let header = ring.header();
+        let (head, tail) = check_start(
+            header.head.0.head.load(Ordering::Acquire),
+            header.tail.0.tail.load(Ordering::Acquire),
+            ring.geometry.capacity,
+        )
+        .map_err(|_| AttachError::Mismatch)?;
+        Ok(Self::from_ring(ring, head, tail))
+    }
+
+    fn from_ring(ring: RingPtrs, head: u64, tail: u64) -> Self {
+        Producer {
+            ring,
+            tail,
+            published: tail,
+            cached_head: head,
+            flow_on: false,
+            poisoned: None,
+            _keep: Keepalive::default(),
+        }
+    }
+
+    /// Keeps `owner` (typically the mapping that holds the region) alive as long as
+    /// this producer.
+    #[cfg(feature = "alloc")]
+    #[must_use]
+    pub fn keep_alive(mut self, owner: alloc::sync::Arc<dyn core::any::Any + Send + Sync>) -> Self {
+        self._keep = Some(owner);
+        self
+    }
+
+    /// The configuration (private copy) this producer runs with.
+    pub fn config(&self) -> Config {
+        self.ring.config()
+    }
+
+    /// The largest payload this ring carries (`capacity / 2 - 8`).
+    pub fn max_message_len(&self) -> usize {
+        self.ring.geometry.max_payload
+    }
+
+    /// The corruption that killed this ring, if one was seen.
+    pub fn corruption(&self) -> Option<Corruption> {
+        self.poisoned
+    }
+
+    /// Bytes occupied as of the last head this producer read (an over-estimate).
+    pub fn used_bytes(&self) -> usize {
+        (self.tail - self.cached_head) as usize
+    }
+
+    /// Whether this producer is in flow control (occupancy reached the high watermark
+    /// and has not yet fallen to the low one).
+    pub fn flow_control(&self) -> bool {
+        self.flow_on
+    }
+
+    #[inline]
+    fn check_poison(&self) -> Result<(), PushError> {
+        match self.poisoned {
+            None => Ok(()),
+            Some(c) => Err(PushError::Corrupt(c)),
+        }
+    }
+
+    #[inline]
+    fn poison(&mut self, c: Corruption) -> PushError {
+        self.poisoned = Some(c);
+        PushError::Corrupt(c)
+    }
+
+    /// Re-reads the consumer's head (Acquire: the consumer's reads of released frames
+    /// happen before we overwrite them).
+    #[inline]
+    fn refresh_head(&mut self) -> Result<u64, PushError> {
+        let raw = self.ring.header().head.0.head.load(Ordering::Acquire);
+        match check_head(raw, self.cached_head, self.published) {
+            Ok(head) => {
+                self.cached_head = head;
+                Ok(head)
+            }
+            Err(c) => Err(self.poison(c)),
+        }
+    }
+
+    /// Reserves space for a message of `len` bytes, to be filled in place and then
+    /// committed. Nothing is visible to the consumer until the grant is committed and
+    /// published; dropping the grant abandons it.
+    pub fn try_reserve(&mut self, len: usize) -> Result<WriteGrant<'_>, PushError> {
+        self.check_poison()?;
+        let geo = self.ring.geometry;
+        if len > geo.max_payload {
+            return Err(PushError::TooLarge {
+                len,
+                max: geo.max_payload,
+            });
+        }
+        let (frame_pos, end) = geo.place(self.tail, len);
+        if end - self.cached_head > geo.capacity {
+            let head = self.refresh_head()?;
+            if end - head > geo.capacity {
+                return Err(PushError::Full);
+            }
+        }
+        if frame_pos != self.tail {
+            let pad = (frame_pos - self.tail) as usize - FRAME_HEADER;
+            // SAFETY: `tail..end` is free space (checked against head above) inside the
+            // data area, and `tail` is 8-aligned, so the padding header fits there.
+            unsafe {
+                self.ring
+                    .data
+                    .store_word(geo.offset(self.tail), encode(TAG_PAD, pad as u32))
+            };
+        }
+        Ok(WriteGrant {
+            producer: self,
+            frame_pos,
+            len,
+        })
+    }
+
+    /// Copies `msg` into the ring and publishes it.
+    #[inline]
+    pub fn try_send(&mut self, msg: &[u8]) -> Result<Published, PushError> {
+        self.try_stage(msg)?;
+        Ok(self.publish())
+    }
+
+    /// Copies the concatenation of `parts` into the ring as one message and publishes it.
+    pub fn try_send_vectored(&mut self, parts: &[&[u8]]) -> Result<Published, PushError> {
+        let len = parts
+            .iter()
+            .map(|p| p.len())
+            .fold(0usize, usize::saturating_add);
+        let mut grant = self.try_reserve(len)?;
+        let mut at = 0;
+        for part in parts {
+            grant.write_at(at, part);
+            at += part.len();
+        }
+        Ok(grant.commit())
+    }
+
+    /// Copies `msg` into the ring without publishing it: a batch is made visible by one
+    /// [`publish`](Producer::publish) (one index store for many messages).
+    #[inline]
+    pub fn try_stage(&mut self, msg: &[u8]) -> Result<(), PushError> {
+        let mut grant = self.try_reserve(msg.len())?;
+        grant.write_at(0, msg);
+        grant.stage();
+        Ok(())
+    }
+
+    /// Bytes staged and not yet published.
+    pub fn staged_bytes(&self) -> usize {
+        (self.tail - self.published) as usize
+    }
+
+    /// Publishes every staged message with one Release `swap` of the shared tail and
+    /// reports whether the consumer sleeps and whether flow control changed.
+    #[inline]
+    pub fn publish(&mut self) -> Published {
+        let wake = if self.tail != self.published {
+            let old = self
+                .ring
+                .header()
+                .tail
+                .0
+                .tail
+                .swap(self.tail, Ordering::Release);
+            self.published = self.tail;
+            Wake::from_old_index(old)
+        } else {
+            Wake::NotNeeded
+        };
+        let geo = self.ring.geometry;
+        let mut flow = None;
+        let cached_used = self.published - self.cached_head;
+        // The cached head over-estimates occupancy, so a transition to "on" is only
+        // possible when the cached value says so; "off" needs a fresh head.
+        if self.flow_on || cached_used >= geo.high {
+            flow = self.evaluate_flow();
+        }
+        Published { wake, flow }
+    }
+
+    fn evaluate_flow(&mut self) -> Option<FlowChange> {
+        let head = self.refresh_head().ok()?;
+        let change = self
+            .ring
+            .geometry
+            .flow_transition(self.flow_on, self.published - head)?;
+        self.flow_on = change == FlowChange::On;
+        self.ring
+            .header()
+            .tail
+            .0
+            .flow
+            .store(u32::from(self.flow_on), Ordering::Relaxed);
+        Some(change)
+    }
+
+    /// Re-reads the consumer's head and reports a flow-control transition, if the
+    /// consumer's progress caused one (call it when woken while in flow control).
+    pub fn poll_flow(&mut self) -> Result<Option<FlowChange>, PushError> {
+        self.check_poison()?;
+        let change = self.evaluate_flow();
+        self.check_poison()?;
+        Ok(change)
+    }
+
+    /// Announces that this producer is about to sleep until a message of `len` bytes
+    /// fits. Staged messages are published first. If `sleep` comes back true, wait on
+    /// the doorbell, then call [`cancel_sleep`](Producer::cancel_sleep) and retry.
+    pub fn prepare_sleep_for_space(&mut self, len: usize) -> Result<SleepCheck, PushError> {
+        self.check_poison()?;
+        let geo = self.ring.geometry;
+        if len > geo.max_payload {
+            return Err(PushError::TooLarge {
+                len,
+                max: geo.max_payload,
+            });
+        }
+        let wake_peer = self.publish().wake;
+        let (_, end) = geo.place(self.tail, len);
+        self.announce(wake_peer, |head| end - head <= geo.capacity)
+    }
+
+    /// Announces that this producer is about to sleep until occupancy falls to the low
+    /// watermark (flow control off). Staged messages are published first.
+    pub fn prepare_sleep_for_flow_off(&mut self) -> Result<SleepCheck, PushError> {
+        self.check_poison()?;
+        let wake_peer = self.publish().wake;
+        let (published, low) = (self.published, self.ring.geometry.low);
+        self.announce(wake_peer, |head| published - head <= low)
+    }
+
+    fn announce(
+        &mut self,
+        wake_peer: Wake,
+        ready: impl Fn(u64) -> bool,
+    ) -> Result<SleepCheck, PushError> {
+        let head_word = &self.ring.header().head.0.head;
+        for _ in 0..ANNOUNCE_ATTEMPTS {
+            let raw = head_word.load(Ordering::Acquire);
+            let head = match check_head(raw, self.cached_head, self.published) {
+                Ok(h) => h,
+                Err(c) => return Err(self.poison(c)),
+            };
+            self.cached_head = head;
+            if ready(head) {
+                return Ok(SleepCheck {
+                    sleep: false,
+                    wake_peer,
+                });
+            }
+            if raw & SLEEP_BIT != 0
+                || head_word
+                    .compare_exchange(raw, raw | SLEEP_BIT, Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok()
+            {
+                return Ok(SleepCheck {
+                    sleep: true,
+                    wake_peer,
+                });
+            }
+        }
+        Ok(SleepCheck {
+            sleep: false,
+            wake_peer,
+        })
+    }
+
+    /// Withdraws a sleep announcement (after waking, or instead of sleeping).
+    pub fn cancel_sleep(&self) {
+        self.ring
+            .header()
+            .head
+            .0
+            .head
+            .fetch_and(!SLEEP_BIT, Ordering::Relaxed);
+    }
+}
+
+/// Space reserved in the ring for one message, filled in place.
+///
+/// Commit it ([`commit`](WriteGrant::commit) publishes; [`stage`](WriteGrant::stage)
+/// defers publication to [`Producer::publish`]). Dropping it abandons the reservation.
+#[must_use = "a reservation is abandoned unless committed or staged"]
+pub struct WriteGrant<'p> {
+    producer: &'p mut Producer,
+    /// Position of the frame header. Invariant: `frame_pos..frame_pos + 8 + padded(len)`
+    /// is free space owned by the producer, contiguous in the data area.
+    frame_pos: u64,
+    len: usize,
+}
+
+impl WriteGrant<'_> {
+    /// Payload length reserved.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True for a zero-length message.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    fn payload_offset(&self) -> usize {
+        self.producer.ring.geometry.offset(self.frame_pos) + FRAME_HEADER
+    }
+
+    /// Copies `src` into the payload at byte `at`.
+    ///
+    /// # Panics
+    /// If `at + src.len()` exceeds the reserved length (a caller bug).
+    pub fn write_at(&mut self, at: usize, src: &[u8]) {
+        let end = at.checked_add(src.len());
+        assert!(
+            end.is_some_and(|e| e <= self.len),
+            "write past the reserved length"
+        );
+        // SAFETY: the payload range is owned free space inside the data area (grant
+        // invariant) and the write stays inside it (asserted).
+        unsafe {
+            self.producer
+                .ring
+                .data
+                .write(self.payload_offset() + at, src)
+        };
+    }
+
+    /// The payload as a mutable slice of shared memory.
+    #[cfg(not(loom))]
+    pub fn as_mut_slice(&mut self) -> &mut [u8] {
+        // SAFETY: the payload range is free space this producer owns exclusively until
+        // it publishes (grant invariant); the consumer does not read it before then.
+        // A hostile consumer writing it anyway can only garble its own messages.
+        unsafe {
+            core::slice::from_raw_parts_mut(
+                self.producer.ring.data.ptr_at(self.payload_offset()),
+                self.len,
+            )
+        }
+    }
+
+    /// Shrinks the message to `len` bytes (no-op if `len` is not smaller).
+    pub fn truncate(&mut self, len: usize) {
+        self.len = self.len.min(len);
+    }
+
+    /// Writes the frame header and moves the private tail past the frame.
+    #[inline]
+    fn finish(&mut self) {
+        let geo = self.producer.ring.geometry;
+        // SAFETY: the header word is the first word of the owned frame.
+        unsafe {
+            self.producer
+                .ring
+                .data
+                .store_word(geo.offset(self.frame_pos), encode(TAG_MSG, self.len as u32));
+        }
+        // The frame was placed at `frame_pos`, so it fits there: no padding again.
+        self.producer.tail = geo.place(self.frame_pos, self.len).1;
+    }
+
+    /// Commits the message without publishing it (see [`Producer::publish`]).
+    #[inline]
+    pub fn stage(mut self) {
+        self.finish();
+    }
+
+    /// Commits and publishes the message (with anything staged before it).
+    #[inline]
+    pub fn commit(mut self) -> Published {
+        self.finish();
+        self.producer.publish()
+    }
+}

@@ -1,0 +1,84 @@
+//! What a publishing or releasing call tells its caller: whether to ring the peer's
+//! doorbell, whether to sleep, and flow-control transitions.
+//!
+//! # The sleep/wake protocol
+//!
+//! The "sleeping" flag of a side is bit 0 ([`SLEEP_BIT`](crate::layout)) of the index
+//! word its *peer* publishes: the consumer's flag sits in `tail`, the producer's in
+//! `head`. A side about to sleep announces it with a compare-and-swap that sets the bit
+//! only if the index still holds the value it just found wanting (no data / no space).
+//! The peer publishes with a `swap`, and the old value it gets back says whether the bit
+//! was set. Both are read-modify-writes of one location, so they are totally ordered
+//! (its modification order): either the announce comes first and the publisher sees the
+//! bit (and rings the doorbell), or the publish comes first and the announce's CAS fails
+//! and the sleeper sees the new index. A lost wake-up would need both to miss each
+//! other, which one location's modification order forbids. The `swap` also clears the
+//! bit, so several publishes during one sleep ring the doorbell once.
+
+/// Whether the peer must be woken (its doorbell rung) after a publish or release.
+#[must_use = "if the peer sleeps it must be woken, or it may sleep forever"]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Wake {
+    /// The peer announced it sleeps: ring its doorbell.
+    Needed,
+    /// The peer is awake (or the ring was not published to).
+    NotNeeded,
+}
+
+impl Wake {
+    /// True when the doorbell must be rung.
+    #[inline]
+    pub fn is_needed(self) -> bool {
+        self == Wake::Needed
+    }
+
+    #[inline]
+    pub(crate) fn from_old_index(old: u64) -> Self {
+        if old & crate::layout::SLEEP_BIT != 0 {
+            Wake::Needed
+        } else {
+            Wake::NotNeeded
+        }
+    }
+
+    /// `Needed` if either is.
+    #[inline]
+    pub fn or(self, other: Wake) -> Wake {
+        if self.is_needed() || other.is_needed() {
+            Wake::Needed
+        } else {
+            Wake::NotNeeded
+        }
+    }
+}
+
+/// A flow-control transition, decided by the producer with hysteresis.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FlowChange {
+    /// Occupancy reached the high watermark: the producer should hold back.
+    On,
+    /// Occupancy fell to the low watermark: the producer may go on.
+    Off,
+}
+
+/// What a producer's publish reports.
+#[must_use = "a sleeping consumer must be woken"]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Published {
+    /// Ring the consumer's doorbell?
+    pub wake: Wake,
+    /// A flow-control transition this publish caused, if any.
+    pub flow: Option<FlowChange>,
+}
+
+/// The outcome of announcing sleep.
+#[must_use = "the caller must either sleep or retry"]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SleepCheck {
+    /// `true`: the announcement stands and nothing is ready; sleep on the doorbell.
+    /// `false`: something became ready; do not sleep (the announcement is withdrawn).
+    pub sleep: bool,
+    /// The announcing side published pending work first and the peer must be woken
+    /// (ring its doorbell before sleeping).
+    pub wake_peer: Wake,
+}

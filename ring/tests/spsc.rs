@@ -1,0 +1,242 @@
+//! SPSC behaviour: contents, order, wrap at every offset, full/empty, batches, zero copy.
+#![cfg(not(loom))]
+#![allow(clippy::unwrap_used)]
+
+use coroipc_ring::heap::channel;
+use coroipc_ring::{max_message_len, Config, PopError, PushError, Wake};
+
+fn pattern(seed: usize, len: usize) -> Vec<u8> {
+    (0..len)
+        .map(|i| (seed.wrapping_mul(31).wrapping_add(i * 7)) as u8)
+        .collect()
+}
+
+#[test]
+fn send_recv_roundtrip_all_small_lengths() {
+    let cfg = Config::new(256);
+    let (mut p, mut c) = channel(&cfg).unwrap();
+    let max = p.max_message_len();
+    assert_eq!(max, 120);
+    let mut buf = vec![0u8; max];
+    for len in 0..=max {
+        let msg = pattern(len, len);
+        let _ = p.try_send(&msg).unwrap();
+        let got = c.try_recv(&mut buf).unwrap().expect("message");
+        assert_eq!(&buf[..got.len], &msg[..]);
+    }
+    assert!(c.try_recv(&mut buf).unwrap().is_none());
+}
+
+#[test]
+fn wrap_at_every_offset() {
+    // For every starting offset of a small ring and every message length, the message
+    // arrives intact whether it fits before the end or is padded to the start.
+    let cfg = Config::new(64);
+    let max = max_message_len(64);
+    for start in (0..64).step_by(8) {
+        for len in 0..=max {
+            let (mut p, mut c) = channel(&cfg).unwrap();
+            let mut advanced = 0;
+            while advanced < start {
+                let fill = (start - advanced - 8).min(max);
+                let _ = p.try_send(&vec![9; fill]).unwrap();
+                let _ = c.try_recv_vec().unwrap().unwrap();
+                advanced += 8 + fill.div_ceil(8) * 8;
+            }
+            for round in 0..3 {
+                let msg = pattern(start + len + round, len);
+                let _ = p.try_send(&msg).unwrap();
+                let (got, _) = c.try_recv_vec().unwrap().unwrap();
+                assert_eq!(got, msg, "start {start} len {len} round {round}");
+            }
+        }
+    }
+}
+
+#[test]
+fn too_large_and_full_are_typed_and_lose_nothing() {
+    let cfg = Config::new(64);
+    let (mut p, mut c) = channel(&cfg).unwrap();
+    assert_eq!(
+        p.try_send(&[0; 25]),
+        Err(PushError::TooLarge { len: 25, max: 24 })
+    );
+    // 64 bytes: two 32-byte frames fill it.
+    let _ = p.try_send(&[1; 24]).unwrap();
+    let _ = p.try_send(&[2; 24]).unwrap();
+    assert_eq!(p.try_send(&[]), Err(PushError::Full));
+    let mut small = [0u8; 4];
+    assert_eq!(
+        c.try_recv(&mut small),
+        Err(PopError::BufferTooSmall { needed: 24 })
+    );
+    let (a, _) = c.try_recv_vec().unwrap().unwrap();
+    assert_eq!(a, vec![1; 24]);
+    let _ = p.try_send(&[3; 8]).unwrap();
+    let (b, _) = c.try_recv_vec().unwrap().unwrap();
+    assert_eq!(b, vec![2; 24]);
+    let (d, _) = c.try_recv_vec().unwrap().unwrap();
+    assert_eq!(d, vec![3; 8]);
+    assert!(c.try_recv_vec().unwrap().is_none());
+}
+
+#[test]
+fn max_message_always_fits_an_empty_ring() {
+    for cap in [32usize, 64, 128, 1024] {
+        let cfg = Config::new(cap);
+        let max = max_message_len(cap);
+        for start in (0..cap).step_by(8) {
+            let (mut p, mut c) = channel(&cfg).unwrap();
+            let mut advanced = 0;
+            while advanced < start {
+                let len = (start - advanced - 8).min(max);
+                let _ = p.try_send(&vec![0; len]).unwrap();
+                let _ = c.try_recv_vec().unwrap().unwrap();
+                advanced += 8 + len.div_ceil(8) * 8;
+            }
+            let _ = p.try_send(&vec![7; max]).unwrap();
+            assert_eq!(c.try_recv_vec().unwrap().unwrap().0, vec![7; max]);
+        }
+    }
+}
+
+#[test]
+fn vectored_send_concatenates() {
+    let (mut p, mut c) = channel(&Config::new(128)).unwrap();
+    let _ = p
+        .try_send_vectored(&[b"he", b"", b"llo", b" world"])
+        .unwrap();
+    assert_eq!(c.try_recv_vec().unwrap().unwrap().0, b"hello world");
+}
+
+#[test]
+fn zero_copy_reserve_commit_peek_release() {
+    let (mut p, mut c) = channel(&Config::new(128)).unwrap();
+    let mut g = p.try_reserve(16).unwrap();
+    g.as_mut_slice().copy_from_slice(b"0123456789abcdef");
+    g.truncate(10);
+    let _ = g.commit();
+    {
+        let g = c.try_peek().unwrap().unwrap();
+        assert_eq!(g.as_slice(), b"0123456789");
+        // Dropped: stays in the ring.
+    }
+    let g = c.try_peek().unwrap().unwrap();
+    assert_eq!(g.len(), 10);
+    let _ = g.release();
+    assert!(c.try_peek().unwrap().is_none());
+    // An abandoned reservation publishes nothing.
+    drop(p.try_reserve(8).unwrap());
+    let _ = p.publish();
+    assert!(c.try_peek().unwrap().is_none());
+}
+
+#[test]
+fn batches_publish_and_release_once() {
+    let (mut p, mut c) = channel(&Config::new(128)).unwrap();
+    for i in 0..5u8 {
+        p.try_stage(&[i; 3]).unwrap();
+    }
+    assert_eq!(p.staged_bytes(), 5 * 16);
+    assert!(
+        c.try_peek().unwrap().is_none(),
+        "staged messages are invisible"
+    );
+    let _ = p.publish();
+    for i in 0..5u8 {
+        let g = c.try_peek().unwrap().unwrap();
+        assert_eq!(g.as_slice(), &[i; 3]);
+        g.consume();
+    }
+    assert_eq!(c.consumed_bytes(), 80);
+    // Not yet released: the producer still sees the space as used.
+    // 48 bytes to the end: a 56-byte frame pads 48 and wraps, needing 104 free bytes.
+    assert_eq!(p.try_send(&[0; 48]).map(|_| ()), Err(PushError::Full));
+    let _ = c.release();
+    let _ = p.try_send(&[0; 48]).unwrap();
+}
+
+#[test]
+fn sleep_protocol_single_thread() {
+    let (mut p, mut c) = channel(&Config::new(128)).unwrap();
+    // Consumer finds nothing and announces sleep.
+    let s = c.prepare_sleep().unwrap();
+    assert!(s.sleep);
+    // The first publish must wake it; the second need not (flag cleared by the swap).
+    assert_eq!(p.try_send(b"a").unwrap().wake, Wake::Needed);
+    assert_eq!(p.try_send(b"b").unwrap().wake, Wake::NotNeeded);
+    c.cancel_sleep();
+    // Data present: announcing sleep is refused.
+    assert!(!c.prepare_sleep().unwrap().sleep);
+    // Producer side: fill, announce, consumer's release wakes it.
+    let (mut p, mut c) = channel(&Config::new(64)).unwrap();
+    let _ = p.try_send(&[1; 24]).unwrap();
+    let _ = p.try_send(&[1; 24]).unwrap();
+    let s = p.prepare_sleep_for_space(24).unwrap();
+    assert!(s.sleep);
+    let g = c.try_peek().unwrap().unwrap();
+    assert_eq!(g.release(), Wake::Needed);
+    let g = c.try_peek().unwrap().unwrap();
+    assert_eq!(g.release(), Wake::NotNeeded);
+    p.cancel_sleep();
+    assert!(!p.prepare_sleep_for_space(24).unwrap().sleep);
+    // Cancelled sleep: no wake-up for a side that is awake.
+    let (mut p, mut c) = channel(&Config::new(64)).unwrap();
+    assert!(c.prepare_sleep().unwrap().sleep);
+    c.cancel_sleep();
+    assert_eq!(p.try_send(b"x").unwrap().wake, Wake::NotNeeded);
+}
+
+#[test]
+fn consumer_publishes_consumed_before_sleeping() {
+    let (mut p, mut c) = channel(&Config::new(64)).unwrap();
+    let _ = p.try_send(&[1; 24]).unwrap();
+    let _ = p.try_send(&[1; 24]).unwrap();
+    assert!(p.prepare_sleep_for_space(24).unwrap().sleep);
+    c.try_peek().unwrap().unwrap().consume();
+    c.try_peek().unwrap().unwrap().consume();
+    let s = c.prepare_sleep().unwrap();
+    assert!(s.sleep);
+    assert_eq!(
+        s.wake_peer,
+        Wake::Needed,
+        "the sleeping producer must be woken"
+    );
+}
+
+#[test]
+fn two_threads_sequence_and_checksum() {
+    let n: u64 = if cfg!(miri) { 200 } else { 200_000 };
+    let (mut p, mut c) = channel(&Config::new(1024)).unwrap();
+    let t = std::thread::spawn(move || {
+        for i in 0..n {
+            let len = 8 + (i as usize * 13) % 100;
+            let mut msg = pattern(i as usize, len);
+            msg[..8].copy_from_slice(&i.to_le_bytes());
+            loop {
+                match p.try_send(&msg) {
+                    Ok(_) => break,
+                    Err(PushError::Full) => std::thread::yield_now(),
+                    Err(e) => panic!("{e}"),
+                }
+            }
+        }
+    });
+    let mut expected = 0u64;
+    while expected < n {
+        match c.try_peek().unwrap() {
+            Some(g) => {
+                let s = g.as_slice();
+                let seq = u64::from_le_bytes(s[..8].try_into().unwrap());
+                assert_eq!(seq, expected);
+                let mut want = pattern(seq as usize, s.len());
+                want[..8].copy_from_slice(&seq.to_le_bytes());
+                assert_eq!(s, &want[..]);
+                let _ = g.release();
+                expected += 1;
+            }
+            None => std::thread::yield_now(),
+        }
+    }
+    t.join().unwrap();
+}
