@@ -1,0 +1,431 @@
+//! Server-side connection state shared between the server thread and any thread that
+//! sends responses or dispatch messages: [`ConnHandle`], [`Responder`] and
+//! [`DeferredResponse`].
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use crate::error::SendError;
+use crate::os::{Doorbell, PeerCred};
+use crate::outbox::{Outbox, OutboxError, OutboxGrant, Sent};
+use crate::protocol::{status, ResponseHeader, RESPONSE_HEADER_LEN};
+
+/// What to do when a client's dispatch ring and the queue behind it are full.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum OverflowPolicy {
+    /// Refuse the message with [`SendError::TryAgain`]; the client stays connected.
+    #[default]
+    TryAgain,
+    /// Disconnect the slow client.
+    Disconnect,
+}
+
+/// Why a connection ended (given to the disconnect callback).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DisconnectReason {
+    /// The client closed its end (exit, crash, `kill -9`, or dropping the connection).
+    ClientClosed,
+    /// The client broke the protocol or corrupted its shared memory.
+    ProtocolViolation(String),
+    /// The client did not keep up with dispatch and the policy is `Disconnect`.
+    SlowClient,
+    /// The service (through a [`ConnHandle`]) asked for the disconnect.
+    Requested,
+    /// The server is shutting down.
+    ServerShutdown,
+}
+
+/// Per-connection counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ConnStats {
+    /// Requests received.
+    pub requests: u64,
+    /// Responses sent (into the ring or queued).
+    pub responses: u64,
+    /// Dispatch messages sent (into the ring or queued).
+    pub dispatched: u64,
+    /// Flow-control transitions to "on".
+    pub flow_control_events: u64,
+    /// Dispatch messages waiting in the queue behind the ring.
+    pub dispatch_queue_len: usize,
+    /// Bytes waiting in that queue.
+    pub dispatch_queue_bytes: usize,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) requests: AtomicU64,
+    pub(crate) responses: AtomicU64,
+    pub(crate) dispatched: AtomicU64,
+    pub(crate) flow_control_events: AtomicU64,
+}
+
+/// State shared by the server thread and the handles of one connection.
+#[derive(Debug)]
+pub(crate) struct ConnShared {
+    pub(crate) id: u64,
+    pub(crate) service: u16,
+    pub(crate) cred: PeerCred,
+    pub(crate) response: Outbox,
+    pub(crate) dispatch: Outbox,
+    /// Wakes the server thread for this connection.
+    pub(crate) server_bell: Doorbell,
+    /// Set by a handle or the overflow policy; the server thread disconnects.
+    pub(crate) closing: AtomicBool,
+    /// Set when the connection is gone; every send fails from then on.
+    pub(crate) closed: AtomicBool,
+    pub(crate) slow: AtomicBool,
+    pub(crate) overflow: OverflowPolicy,
+    pub(crate) counters: Counters,
+}
+
+impl ConnShared {
+    fn wake_server(&self) {
+        if let Err(e) = self.server_bell.ring() {
+            tracing::debug!(error = %e, conn = self.id, "ringing the server doorbell failed");
+        }
+    }
+
+    fn check_open(&self) -> Result<(), SendError> {
+        if self.closed.load(Ordering::Acquire) || self.closing.load(Ordering::Acquire) {
+            Err(SendError::Disconnected)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Maps an outbox error; a corrupt ring closes the connection.
+    fn outbox_error(&self, e: OutboxError, policy: OverflowPolicy) -> SendError {
+        match e {
+            OutboxError::TooLarge { len, max } => SendError::TooLarge { len, max },
+            OutboxError::QueueFull if policy == OverflowPolicy::TryAgain => SendError::TryAgain,
+            OutboxError::QueueFull => {
+                self.slow.store(true, Ordering::Release);
+                self.closing.store(true, Ordering::Release);
+                self.wake_server();
+                SendError::Disconnected
+            }
+            OutboxError::Corrupt => {
+                self.closing.store(true, Ordering::Release);
+                self.wake_server();
+                SendError::Disconnected
+            }
+        }
+    }
+
+    fn after_send(&self, sent: Sent) {
+        match sent {
+            // The server thread must flush later, and tell the service of flow changes.
+            Sent::Queued | Sent::Ring(Some(_)) => self.wake_server(),
+            Sent::Ring(None) => {}
+        }
+    }
+
+    pub(crate) fn send_response(
+        &self,
+        id: u64,
+        status: i32,
+        parts: &[&[u8]],
+    ) -> Result<(), SendError> {
+        self.check_open()?;
+        let header = ResponseHeader { id, status }.encode();
+        let mut all: Vec<&[u8]> = Vec::with_capacity(parts.len() + 1);
+        all.push(&header);
+        all.extend_from_slice(parts);
+        // Responses are never refused for space: a client that pipelines past the
+        // response ring and the queue is disconnected.
+        let sent = self
+            .response
+            .send(&all)
+            .map_err(|e| self.outbox_error(e, OverflowPolicy::Disconnect))?;
+        self.counters.responses.fetch_add(1, Ordering::Relaxed);
+        self.after_send(sent);
+        Ok(())
+    }
+
+    pub(crate) fn send_dispatch(&self, parts: &[&[u8]]) -> Result<(), SendError> {
+        self.check_open()?;
+        let sent = self
+            .dispatch
+            .send(parts)
+            .map_err(|e| self.outbox_error(e, self.overflow))?;
+        self.counters.dispatched.fetch_add(1, Ordering::Relaxed);
+        self.after_send(sent);
+        Ok(())
+    }
+}
+
+/// A handle on one server-side connection, usable from any thread: send dispatch
+/// messages, read flow control and statistics, ask for a disconnect. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct ConnHandle {
+    pub(crate) shared: Arc<ConnShared>,
+}
+
+impl ConnHandle {
+    /// The server's id for this connection.
+    pub fn id(&self) -> u64 {
+        self.shared.id
+    }
+
+    /// The service the client connected to.
+    pub fn service(&self) -> u16 {
+        self.shared.service
+    }
+
+    /// The client's credentials (from `SO_PEERCRED`).
+    pub fn credentials(&self) -> PeerCred {
+        self.shared.cred
+    }
+
+    /// True until the connection is closed or a disconnect was requested.
+    pub fn is_connected(&self) -> bool {
+        self.shared.check_open().is_ok()
+    }
+
+    /// Sends a dispatch (asynchronous, server → client) message.
+    pub fn dispatch_send(&self, msg: &[u8]) -> Result<(), SendError> {
+        self.shared.send_dispatch(&[msg])
+    }
+
+    /// Sends the concatenation of `parts` as one dispatch message.
+    pub fn dispatch_send_vectored(&self, parts: &[&[u8]]) -> Result<(), SendError> {
+        self.shared.send_dispatch(parts)
+    }
+
+    /// Reserves `len` bytes in the dispatch ring to fill in place. Fails with
+    /// [`SendError::TryAgain`] when the ring has no room now or messages are queued
+    /// (fall back to [`dispatch_send`](ConnHandle::dispatch_send) then).
+    pub fn dispatch_reserve(&self, len: usize) -> Result<DispatchGrant<'_>, SendError> {
+        self.shared.check_open()?;
+        match self.shared.dispatch.reserve(len) {
+            Ok(Some(grant)) => Ok(DispatchGrant {
+                grant,
+                shared: &self.shared,
+            }),
+            Ok(None) => Err(SendError::TryAgain),
+            Err(e) => Err(self.shared.outbox_error(e, OverflowPolicy::TryAgain)),
+        }
+    }
+
+    /// The largest dispatch message this connection carries.
+    pub fn max_dispatch_len(&self) -> usize {
+        self.shared.dispatch.max_message_len()
+    }
+
+    /// Whether the client's dispatch ring is in flow control.
+    pub fn flow_control(&self) -> bool {
+        self.shared.dispatch.ring.flow_control()
+    }
+
+    /// Current counters.
+    pub fn stats(&self) -> ConnStats {
+        let c = &self.shared.counters;
+        let (len, bytes) = self.shared.dispatch.backlog();
+        ConnStats {
+            requests: c.requests.load(Ordering::Relaxed),
+            responses: c.responses.load(Ordering::Relaxed),
+            dispatched: c.dispatched.load(Ordering::Relaxed),
+            flow_control_events: c.flow_control_events.load(Ordering::Relaxed),
+            dispatch_queue_len: len,
+            dispatch_queue_bytes: bytes,
+        }
+    }
+
+    /// Asks the server thread to disconnect this client.
+    pub fn disconnect(&self) {
+        self.shared.closing.store(true, Ordering::Release);
+        self.shared.wake_server();
+    }
+}
+
+/// Zero-copy space in a client's dispatch ring.
+pub struct DispatchGrant<'a> {
+    grant: OutboxGrant<'a>,
+    shared: &'a ConnShared,
+}
+
+impl DispatchGrant<'_> {
+    /// The message bytes, in shared memory.
+    pub fn as_mut_slice(&mut self) -> &mut [u8] {
+        self.grant.as_mut_slice()
+    }
+
+    /// Shrinks the message.
+    pub fn truncate(&mut self, len: usize) {
+        self.grant.truncate(len);
+    }
+
+    /// Publishes the message.
+    pub fn commit(self) {
+        let flow = self.grant.commit();
+        self.shared
+            .counters
+            .dispatched
+            .fetch_add(1, Ordering::Relaxed);
+        self.shared.after_send(Sent::Ring(flow));
+    }
+}
+
+/// A request being handled on the server thread.
+#[derive(Debug)]
+pub struct Request<'a> {
+    /// The client's id for this request (echoed in the response).
+    pub id: u64,
+    /// Command id.
+    pub command: u16,
+    /// The payload, in shared memory. A hostile client can change these bytes while
+    /// the handler runs: parse them once, or copy first if that matters.
+    pub payload: &'a [u8],
+}
+
+/// Answers one request: exactly once, now or later ([`Responder::defer`]).
+///
+/// If the handler returns without answering or deferring, an empty success response
+/// is sent.
+pub struct Responder<'a> {
+    pub(crate) shared: &'a Arc<ConnShared>,
+    pub(crate) id: u64,
+    pub(crate) answered: bool,
+}
+
+impl Responder<'_> {
+    /// The connection this request came on.
+    pub fn connection(&self) -> ConnHandle {
+        ConnHandle {
+            shared: self.shared.clone(),
+        }
+    }
+
+    /// The request id being answered.
+    pub fn request_id(&self) -> u64 {
+        self.id
+    }
+
+    /// The largest response payload the response ring carries.
+    pub fn max_response_len(&self) -> usize {
+        self.shared.response.max_message_len() - RESPONSE_HEADER_LEN
+    }
+
+    fn claim(&mut self) -> Result<(), SendError> {
+        if self.answered {
+            return Err(SendError::AlreadyResponded);
+        }
+        self.answered = true;
+        Ok(())
+    }
+
+    /// Sends the response: `status` 0 for success, a positive service code otherwise.
+    pub fn respond(&mut self, status: i32, payload: &[u8]) -> Result<(), SendError> {
+        self.respond_vectored(status, &[payload])
+    }
+
+    /// Sends the concatenation of `parts` as the response.
+    pub fn respond_vectored(&mut self, status: i32, parts: &[&[u8]]) -> Result<(), SendError> {
+        self.claim()?;
+        self.shared.send_response(self.id, status, parts)
+    }
+
+    /// Reserves `len` bytes of response payload in the response ring, to fill in place.
+    /// Fails with [`SendError::TryAgain`] when the ring has no room now (use
+    /// [`respond`](Responder::respond) then).
+    pub fn reserve(&mut self, status: i32, len: usize) -> Result<ResponseGrant<'_>, SendError> {
+        if self.answered {
+            return Err(SendError::AlreadyResponded);
+        }
+        self.shared.check_open()?;
+        let total = len.saturating_add(RESPONSE_HEADER_LEN);
+        match self.shared.response.reserve(total) {
+            Ok(Some(mut grant)) => {
+                grant.as_mut_slice()[..RESPONSE_HEADER_LEN].copy_from_slice(
+                    &ResponseHeader {
+                        id: self.id,
+                        status,
+                    }
+                    .encode(),
+                );
+                self.answered = true;
+                Ok(ResponseGrant {
+                    grant,
+                    shared: self.shared,
+                })
+            }
+            Ok(None) => Err(SendError::TryAgain),
+            Err(e) => Err(self.shared.outbox_error(e, OverflowPolicy::Disconnect)),
+        }
+    }
+
+    /// Answers later, from any thread, through the returned value.
+    pub fn defer(&mut self) -> Result<DeferredResponse, SendError> {
+        self.claim()?;
+        Ok(DeferredResponse {
+            shared: self.shared.clone(),
+            id: self.id,
+            answered: false,
+        })
+    }
+}
+
+/// A zero-copy response being filled in the response ring.
+pub struct ResponseGrant<'a> {
+    grant: OutboxGrant<'a>,
+    shared: &'a ConnShared,
+}
+
+impl ResponseGrant<'_> {
+    /// The payload bytes, in shared memory.
+    pub fn as_mut_slice(&mut self) -> &mut [u8] {
+        &mut self.grant.as_mut_slice()[RESPONSE_HEADER_LEN..]
+    }
+
+    /// Shrinks the payload.
+    pub fn truncate(&mut self, len: usize) {
+        self.grant.truncate(len.saturating_add(RESPONSE_HEADER_LEN));
+    }
+
+    /// Publishes the response.
+    pub fn commit(self) {
+        let flow = self.grant.commit();
+        self.shared
+            .counters
+            .responses
+            .fetch_add(1, Ordering::Relaxed);
+        self.shared.after_send(Sent::Ring(flow));
+    }
+}
+
+/// A response promised by [`Responder::defer`]; send it from any thread. Dropping it
+/// unanswered sends an "abandoned" error so the client never waits forever.
+#[derive(Debug)]
+pub struct DeferredResponse {
+    shared: Arc<ConnShared>,
+    id: u64,
+    answered: bool,
+}
+
+impl DeferredResponse {
+    /// The request id being answered.
+    pub fn request_id(&self) -> u64 {
+        self.id
+    }
+
+    /// Sends the response.
+    pub fn respond(mut self, status: i32, payload: &[u8]) -> Result<(), SendError> {
+        self.answered = true;
+        self.shared.send_response(self.id, status, &[payload])
+    }
+
+    /// Sends the concatenation of `parts` as the response.
+    pub fn respond_vectored(mut self, status: i32, parts: &[&[u8]]) -> Result<(), SendError> {
+        self.answered = true;
+        self.shared.send_response(self.id, status, parts)
+    }
+}
+
+impl Drop for DeferredResponse {
+    fn drop(&mut self) {
+        if !self.answered {
+            let _ = self.shared.send_response(self.id, status::ABANDONED, &[]);
+        }
+    }
+}

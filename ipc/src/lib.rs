@@ -1,0 +1,37 @@
+//! `coroipc`: shared-memory IPC in the manner of corosync's coroipc, for Linux.
+//!
+//! A server registers services under `u16` ids; clients connect to one service, get
+//! three rings in a sealed memfd (requests, responses, dispatch) plus eventfd doorbells,
+//! and talk through them without a system call per message while both sides are busy.
+//!
+//! * Server: [`ServerBuilder`], [`Service`], [`Server::run`] or [`PollHooks`] +
+//!   [`Server::handle_ready`] for any event loop; responses ([`Responder`],
+//!   [`DeferredResponse`]) and dispatch ([`ConnHandle`]) from any thread.
+//! * Client: [`Client::connect`], [`Client::request`] (copy),
+//!   [`Client::request_in_place`] (zero copy), [`Client::send_request`] /
+//!   [`Client::wait_response`] (pipelined), [`Client::dispatch_recv`], `AsFd`,
+//!   [`Client::flow_control`].
+//!
+//! `SPEC.md` in the repository gives the handshake, headers, error codes, state
+//! machine and threat model.
+#![deny(unsafe_op_in_unsafe_fn)]
+#![deny(missing_docs)]
+
+mod client;
+mod conn;
+mod error;
+pub mod os;
+mod outbox;
+pub mod protocol;
+mod server;
+mod service;
+
+pub use client::{Client, ConnectOptions, DispatchMsg, Response, ResponseRef, WaitMode};
+pub use conn::{
+    ConnHandle, ConnStats, DeferredResponse, DisconnectReason, DispatchGrant, OverflowPolicy,
+    Request, Responder, ResponseGrant,
+};
+pub use error::{ClientError, ConnectError, SendError};
+pub use os::{PeerCred, SocketName};
+pub use server::{Limits, PollHooks, Server, ServerBuilder, StopHandle, Token};
+pub use service::{ConnectionInfo, HandlerError, Service};

@@ -1,0 +1,418 @@
+//! Wire formats: the handshake on the Unix socket, the layout of the shared region,
+//! and the headers of request and response frames. All integers little-endian.
+//! `SPEC.md` §2 is the normative text; this module is its code.
+
+use std::fmt;
+
+use coroipc_ring::{max_message_len, Config, MIN_CAPACITY};
+
+/// "CIPC" — first four bytes of every handshake message.
+pub const HANDSHAKE_MAGIC: u32 = u32::from_le_bytes(*b"CIPC");
+/// Protocol version spoken by this crate.
+pub const PROTOCOL_VERSION: u16 = 1;
+/// Bytes in a [`ConnectRequest`].
+pub const CONNECT_REQUEST_LEN: usize = 24;
+/// Bytes in a [`ConnectReply`].
+pub const CONNECT_REPLY_LEN: usize = 40;
+/// Bytes in a request header (before the payload, in the request ring).
+pub const REQUEST_HEADER_LEN: usize = 16;
+/// Bytes in a response header (before the payload, in the response ring).
+pub const RESPONSE_HEADER_LEN: usize = 16;
+/// File descriptors sent with a successful [`ConnectReply`], in this order:
+/// shared memory, server doorbell, response doorbell, dispatch doorbell.
+pub const CONNECT_FDS: usize = 4;
+/// Alignment of each ring inside the shared region.
+pub const RING_ALIGN: usize = 4096;
+
+/// Library status codes (negative; `0` is success, positive codes are the service's).
+pub mod status {
+    /// Success.
+    pub const OK: i32 = 0;
+    /// Admission control refused the request for now; retry later.
+    pub const TRY_AGAIN: i32 = -1;
+    /// The service does not handle this command id.
+    pub const UNKNOWN_COMMAND: i32 = -2;
+    /// No service is registered under the requested id.
+    pub const NO_SUCH_SERVICE: i32 = -3;
+    /// The security callback refused the peer's credentials.
+    pub const ACCESS_DENIED: i32 = -4;
+    /// A server limit (connections, memory) was reached.
+    pub const NO_RESOURCES: i32 = -5;
+    /// The message was malformed.
+    pub const BAD_REQUEST: i32 = -6;
+    /// The connect callback refused without a code of its own.
+    pub const REFUSED: i32 = -7;
+    /// The handshake spoke another protocol version.
+    pub const BAD_VERSION: i32 = -8;
+    /// The service dropped a deferred response without answering.
+    pub const ABANDONED: i32 = -9;
+}
+
+/// A malformed handshake message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum HandshakeError {
+    /// Wrong length.
+    #[error("handshake message has {0} bytes")]
+    Length(usize),
+    /// Wrong magic.
+    #[error("handshake magic {0:#x} is not CIPC")]
+    Magic(u32),
+    /// Unsupported version.
+    #[error("handshake version {0} is not supported")]
+    Version(u16),
+    /// A field is out of range.
+    #[error("handshake field {0} is invalid")]
+    Field(&'static str),
+}
+
+fn u16_at(b: &[u8], at: usize) -> u16 {
+    u16::from_le_bytes([b[at], b[at + 1]])
+}
+fn u32_at(b: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+fn u64_at(b: &[u8], at: usize) -> u64 {
+    let mut w = [0u8; 8];
+    w.copy_from_slice(&b[at..at + 8]);
+    u64::from_le_bytes(w)
+}
+
+/// Client → server: which service, and the ring sizes the client would like.
+///
+/// ```text
+/// 0 magic u32 | 4 version u16 | 6 service u16 | 8 request u32 | 12 response u32
+/// 16 dispatch u32 | 20 reserved u32 (0)
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConnectRequest {
+    /// Service id.
+    pub service: u16,
+    /// Requested request-ring capacity in bytes.
+    pub request_ring: u32,
+    /// Requested response-ring capacity in bytes.
+    pub response_ring: u32,
+    /// Requested dispatch-ring capacity in bytes.
+    pub dispatch_ring: u32,
+}
+
+impl ConnectRequest {
+    /// Encodes to the wire.
+    pub fn encode(&self) -> [u8; CONNECT_REQUEST_LEN] {
+        let mut b = [0u8; CONNECT_REQUEST_LEN];
+        b[0..4].copy_from_slice(&HANDSHAKE_MAGIC.to_le_bytes());
+        b[4..6].copy_from_slice(&PROTOCOL_VERSION.to_le_bytes());
+        b[6..8].copy_from_slice(&self.service.to_le_bytes());
+        b[8..12].copy_from_slice(&self.request_ring.to_le_bytes());
+        b[12..16].copy_from_slice(&self.response_ring.to_le_bytes());
+        b[16..20].copy_from_slice(&self.dispatch_ring.to_le_bytes());
+        b
+    }
+
+    /// Decodes and checks a message from an untrusted client.
+    pub fn decode(b: &[u8]) -> Result<Self, HandshakeError> {
+        if b.len() != CONNECT_REQUEST_LEN {
+            return Err(HandshakeError::Length(b.len()));
+        }
+        let magic = u32_at(b, 0);
+        if magic != HANDSHAKE_MAGIC {
+            return Err(HandshakeError::Magic(magic));
+        }
+        let version = u16_at(b, 4);
+        if version != PROTOCOL_VERSION {
+            return Err(HandshakeError::Version(version));
+        }
+        if u32_at(b, 20) != 0 {
+            return Err(HandshakeError::Field("reserved"));
+        }
+        Ok(ConnectRequest {
+            service: u16_at(b, 6),
+            request_ring: u32_at(b, 8),
+            response_ring: u32_at(b, 12),
+            dispatch_ring: u32_at(b, 16),
+        })
+    }
+}
+
+/// Server → client: the outcome, the granted sizes, and (on success) four fds.
+///
+/// ```text
+/// 0 magic u32 | 4 version u16 | 6 reserved u16 | 8 status i32 | 12 request u32
+/// 16 response u32 | 20 dispatch u32 | 24 region_len u64 | 32 connection id u64
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConnectReply {
+    /// `0`, a library code from [`status`], or the connect callback's positive code.
+    pub status: i32,
+    /// Granted request-ring capacity.
+    pub request_ring: u32,
+    /// Granted response-ring capacity.
+    pub response_ring: u32,
+    /// Granted dispatch-ring capacity.
+    pub dispatch_ring: u32,
+    /// Length of the shared memory object.
+    pub region_len: u64,
+    /// The server's id for this connection.
+    pub connection_id: u64,
+}
+
+impl ConnectReply {
+    /// A refusal with `status`.
+    pub fn refusal(status: i32) -> Self {
+        ConnectReply {
+            status,
+            request_ring: 0,
+            response_ring: 0,
+            dispatch_ring: 0,
+            region_len: 0,
+            connection_id: 0,
+        }
+    }
+
+    /// Encodes to the wire.
+    pub fn encode(&self) -> [u8; CONNECT_REPLY_LEN] {
+        let mut b = [0u8; CONNECT_REPLY_LEN];
+        b[0..4].copy_from_slice(&HANDSHAKE_MAGIC.to_le_bytes());
+        b[4..6].copy_from_slice(&PROTOCOL_VERSION.to_le_bytes());
+        b[8..12].copy_from_slice(&self.status.to_le_bytes());
+        b[12..16].copy_from_slice(&self.request_ring.to_le_bytes());
+        b[16..20].copy_from_slice(&self.response_ring.to_le_bytes());
+        b[20..24].copy_from_slice(&self.dispatch_ring.to_le_bytes());
+        b[24..32].copy_from_slice(&self.region_len.to_le_bytes());
+        b[32..40].copy_from_slice(&self.connection_id.to_le_bytes());
+        b
+    }
+
+    /// Decodes and checks a message from an untrusted server.
+    pub fn decode(b: &[u8]) -> Result<Self, HandshakeError> {
+        if b.len() != CONNECT_REPLY_LEN {
+            return Err(HandshakeError::Length(b.len()));
+        }
+        let magic = u32_at(b, 0);
+        if magic != HANDSHAKE_MAGIC {
+            return Err(HandshakeError::Magic(magic));
+        }
+        let version = u16_at(b, 4);
+        if version != PROTOCOL_VERSION {
+            return Err(HandshakeError::Version(version));
+        }
+        Ok(ConnectReply {
+            status: u32_at(b, 8) as i32,
+            request_ring: u32_at(b, 12),
+            response_ring: u32_at(b, 16),
+            dispatch_ring: u32_at(b, 20),
+            region_len: u64_at(b, 24),
+            connection_id: u64_at(b, 32),
+        })
+    }
+}
+
+/// Where the three rings sit in the shared region, computed from their capacities by
+/// both sides (the client never takes offsets from the server).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RegionLayout {
+    /// Ring configurations: request, response, dispatch.
+    pub rings: [Config; 3],
+    /// Byte offset of each ring.
+    pub offsets: [usize; 3],
+    /// Total length of the region.
+    pub len: usize,
+}
+
+/// Index of the request ring in [`RegionLayout`].
+pub const REQUEST: usize = 0;
+/// Index of the response ring in [`RegionLayout`].
+pub const RESPONSE: usize = 1;
+/// Index of the dispatch ring in [`RegionLayout`].
+pub const DISPATCH: usize = 2;
+
+fn align_up(v: usize, to: usize) -> usize {
+    v.div_ceil(to) * to
+}
+
+impl RegionLayout {
+    /// Lays out rings of the given capacities (each must be a valid ring capacity).
+    pub fn new(capacities: [u32; 3]) -> Result<Self, HandshakeError> {
+        let mut rings = [Config::new(MIN_CAPACITY); 3];
+        let mut offsets = [0usize; 3];
+        let mut at = 0usize;
+        for i in 0..3 {
+            let config = Config::new(capacities[i] as usize);
+            config
+                .validate()
+                .map_err(|_| HandshakeError::Field("ring capacity"))?;
+            rings[i] = config;
+            offsets[i] = at;
+            at = align_up(at + config.region_size(), RING_ALIGN);
+        }
+        Ok(RegionLayout {
+            rings,
+            offsets,
+            len: at,
+        })
+    }
+}
+
+/// Rounds a requested capacity to what a server grants: a power of two in
+/// `min..=max` (a request of 0 gets `default`).
+pub fn grant_capacity(requested: u32, default: usize, min: usize, max: usize) -> u32 {
+    let want = if requested == 0 {
+        default
+    } else {
+        requested as usize
+    };
+    let want = want.clamp(min.max(MIN_CAPACITY), max.max(MIN_CAPACITY));
+    let pow = want
+        .checked_next_power_of_two()
+        .unwrap_or(coroipc_ring::MAX_CAPACITY);
+    // Rounding up may exceed `max`: fall back to the power of two below.
+    let pow = if pow > max && pow > MIN_CAPACITY {
+        pow / 2
+    } else {
+        pow
+    };
+    pow.min(coroipc_ring::MAX_CAPACITY) as u32
+}
+
+/// The largest request payload a request ring of `capacity` carries.
+pub fn max_payload(capacity: usize) -> usize {
+    max_message_len(capacity) - REQUEST_HEADER_LEN
+}
+
+/// A request header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RequestHeader {
+    /// Request id, chosen by the client; echoed in the response.
+    pub id: u64,
+    /// Command id within the service.
+    pub command: u16,
+}
+
+impl RequestHeader {
+    /// Encodes: `id u64 | command u16 | flags u16 (0) | reserved u32 (0)`.
+    pub fn encode(&self) -> [u8; REQUEST_HEADER_LEN] {
+        let mut b = [0u8; REQUEST_HEADER_LEN];
+        b[0..8].copy_from_slice(&self.id.to_le_bytes());
+        b[8..10].copy_from_slice(&self.command.to_le_bytes());
+        b
+    }
+
+    /// Decodes the header of an untrusted request frame; `None` if it is too short.
+    pub fn decode(frame: &[u8]) -> Option<Self> {
+        if frame.len() < REQUEST_HEADER_LEN {
+            return None;
+        }
+        Some(RequestHeader {
+            id: u64_at(frame, 0),
+            command: u16_at(frame, 8),
+        })
+    }
+}
+
+/// A response header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ResponseHeader {
+    /// The id of the request answered.
+    pub id: u64,
+    /// Status: 0, a library code, or a service code.
+    pub status: i32,
+}
+
+impl ResponseHeader {
+    /// Encodes: `id u64 | status i32 | reserved u32 (0)`.
+    pub fn encode(&self) -> [u8; RESPONSE_HEADER_LEN] {
+        let mut b = [0u8; RESPONSE_HEADER_LEN];
+        b[0..8].copy_from_slice(&self.id.to_le_bytes());
+        b[8..12].copy_from_slice(&self.status.to_le_bytes());
+        b
+    }
+
+    /// Decodes the header of an untrusted response frame; `None` if too short.
+    pub fn decode(frame: &[u8]) -> Option<Self> {
+        if frame.len() < RESPONSE_HEADER_LEN {
+            return None;
+        }
+        Some(ResponseHeader {
+            id: u64_at(frame, 0),
+            status: u32_at(frame, 8) as i32,
+        })
+    }
+}
+
+impl fmt::Display for RequestHeader {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "request {} command {}", self.id, self.command)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn handshake_roundtrip_and_rejects() {
+        let r = ConnectRequest {
+            service: 65535,
+            request_ring: 1 << 16,
+            response_ring: 1 << 12,
+            dispatch_ring: 64,
+        };
+        assert_eq!(ConnectRequest::decode(&r.encode()), Ok(r));
+        let mut bad = r.encode();
+        bad[0] ^= 1;
+        assert!(matches!(
+            ConnectRequest::decode(&bad),
+            Err(HandshakeError::Magic(_))
+        ));
+        let mut bad = r.encode();
+        bad[4] = 9;
+        assert_eq!(
+            ConnectRequest::decode(&bad),
+            Err(HandshakeError::Version(9))
+        );
+        assert_eq!(
+            ConnectRequest::decode(&[0; 3]),
+            Err(HandshakeError::Length(3))
+        );
+        let rep = ConnectReply {
+            status: -3,
+            request_ring: 1,
+            response_ring: 2,
+            dispatch_ring: 3,
+            region_len: 9,
+            connection_id: 7,
+        };
+        assert_eq!(ConnectReply::decode(&rep.encode()), Ok(rep));
+    }
+
+    #[test]
+    fn capacities_are_granted_within_limits() {
+        assert_eq!(grant_capacity(0, 4096, 64, 1 << 20), 4096);
+        assert_eq!(grant_capacity(5000, 4096, 64, 1 << 20), 8192);
+        assert_eq!(grant_capacity(u32::MAX, 4096, 64, 1 << 20), 1 << 20);
+        assert_eq!(grant_capacity(1, 4096, 64, 1 << 20), 64);
+        assert_eq!(grant_capacity(3 << 19, 4096, 64, 3 << 19), 1 << 20);
+    }
+
+    #[test]
+    fn layout_is_aligned_and_disjoint() {
+        let l = RegionLayout::new([4096, 1 << 16, 64]).expect("valid");
+        assert_eq!(l.offsets[0], 0);
+        assert!(l.offsets[1] >= l.rings[0].region_size());
+        assert_eq!(l.offsets[1] % RING_ALIGN, 0);
+        assert!(l.offsets[2] >= l.offsets[1] + l.rings[1].region_size());
+        assert!(l.len >= l.offsets[2] + l.rings[2].region_size());
+        assert!(RegionLayout::new([100, 64, 64]).is_err());
+    }
+
+    #[test]
+    fn headers_roundtrip() {
+        let h = RequestHeader {
+            id: u64::MAX,
+            command: 65535,
+        };
+        assert_eq!(RequestHeader::decode(&h.encode()), Some(h));
+        assert_eq!(RequestHeader::decode(&[0; 15]), None);
+        let r = ResponseHeader { id: 3, status: -2 };
+        assert_eq!(ResponseHeader::decode(&r.encode()), Some(r));
+    }
+}

@@ -1,0 +1,456 @@
+//! End-to-end tests across real processes: the server runs in a child process (this
+//! test binary re-executed), clients in this process or in further children.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::collections::HashMap;
+use std::os::fd::AsFd;
+use std::time::{Duration, Instant};
+
+use coroipc::{Client, ClientError, ConnectError, ConnectOptions, WaitMode};
+use support::{cmd, ServerProcess};
+
+#[test]
+#[ignore = "entry point of the server child process"]
+fn child_server() {
+    support::child_entry();
+}
+
+#[test]
+#[ignore = "entry point of a client child process"]
+fn child_client() {
+    if let Ok(name) = std::env::var("COROIPC_CLIENT_OF") {
+        let mut c = Client::connect(
+            &coroipc::SocketName::abstract_name(name),
+            1,
+            &ConnectOptions::default(),
+        )
+        .unwrap();
+        let state = std::env::var("COROIPC_CLIENT_STATE").unwrap_or_default();
+        match state.as_str() {
+            // Fill the dispatch ring and never read it.
+            "dispatch_full" => {
+                let _ = c.request(
+                    cmd::DISPATCH,
+                    &[2000u32.to_le_bytes(), 256u32.to_le_bytes()].concat(),
+                );
+            }
+            // Blocked in a request that is never answered.
+            "in_request" => {
+                println!("CONNECTED");
+                let _ = c.request(cmd::HANG, b"x");
+            }
+            _ => {}
+        }
+        println!("CONNECTED");
+        loop {
+            let _ = c.request(cmd::ECHO, b"ping");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+}
+
+fn connect(server: &ServerProcess, service: u16) -> Client {
+    Client::connect(&server.socket(), service, &ConnectOptions::default()).unwrap()
+}
+
+#[test]
+fn round_trips_at_every_size() {
+    let server = ServerProcess::start("sizes", &[]);
+    for mode in [WaitMode::default(), WaitMode::Block] {
+        let opts = ConnectOptions {
+            request_ring: 1 << 16,
+            response_ring: 1 << 16,
+            wait: mode,
+            ..Default::default()
+        };
+        let mut c = Client::connect(&server.socket(), 1, &opts).unwrap();
+        let max = c.max_request_len().min(c.max_response_len());
+        for size in [0usize, 1, 64, 4096, max] {
+            let payload: Vec<u8> = (0..size).map(|i| (i * 7 + size) as u8).collect();
+            let r = c.request(cmd::ECHO, &payload).unwrap();
+            assert_eq!(r.status, 0);
+            assert_eq!(r.data, payload, "size {size}");
+            let mut buf = vec![0u8; size];
+            assert_eq!(
+                c.request_into(cmd::ECHO, &payload, &mut buf).unwrap(),
+                (0, size)
+            );
+            assert_eq!(buf, payload);
+            let inplace = c.request_in_place(cmd::ECHO, &payload).unwrap();
+            assert_eq!(&*inplace, &payload[..]);
+        }
+        assert!(matches!(
+            c.request(cmd::ECHO, &vec![0; max + 1]),
+            Err(ClientError::TooLarge { .. })
+        ));
+        // Vectored request.
+        let r = c
+            .request_vectored(cmd::ECHO, &[b"ab", b"", b"cde"])
+            .unwrap();
+        assert_eq!(r.data, b"abcde");
+        // Zero-copy response built in place by the server.
+        let r = c.request_in_place(cmd::ZERO_COPY, &[0; 300]).unwrap();
+        assert_eq!(&*r, &[0xAB; 300][..]);
+    }
+}
+
+#[test]
+fn services_zero_and_max_and_command_max() {
+    let server = ServerProcess::start("ids", &[]);
+    for service in [0u16, 65535] {
+        let mut c = connect(&server, service);
+        assert_eq!(c.request(cmd::ECHO, b"hi").unwrap().data, b"hi");
+        assert_eq!(
+            c.request(cmd::MAX, b"").unwrap().data,
+            65535u16.to_le_bytes()
+        );
+    }
+}
+
+#[test]
+fn unknown_service_unknown_command_and_refusals() {
+    let server = ServerProcess::start("refuse", &[]);
+    let err = Client::connect(&server.socket(), 2, &ConnectOptions::default()).unwrap_err();
+    assert!(matches!(err, ConnectError::NoSuchService(2)), "{err}");
+    let err = Client::connect(&server.socket(), 7, &ConnectOptions::default()).unwrap_err();
+    assert!(matches!(err, ConnectError::Refused(42)), "{err}");
+    let mut c = connect(&server, 1);
+    assert!(matches!(
+        c.request(1234, b"x"),
+        Err(ClientError::UnknownCommand)
+    ));
+    assert!(matches!(
+        c.request(cmd::BUSY, b"x"),
+        Err(ClientError::TryAgain)
+    ));
+    // The connection stays up.
+    assert_eq!(c.request(cmd::ECHO, b"still").unwrap().data, b"still");
+    let uid = nix::unistd::getuid().as_raw().to_string();
+    let denying = ServerProcess::start("deny", &[("COROIPC_DENY_UID", &uid)]);
+    let err = Client::connect(&denying.socket(), 1, &ConnectOptions::default()).unwrap_err();
+    assert!(matches!(err, ConnectError::AccessDenied), "{err}");
+    let err = Client::connect(
+        &coroipc::SocketName::abstract_name("coroipc-nobody-here"),
+        1,
+        &ConnectOptions::default(),
+    )
+    .unwrap_err();
+    assert!(matches!(err, ConnectError::Io(_)), "{err}");
+}
+
+#[test]
+fn private_data_is_per_connection() {
+    let server = ServerProcess::start("private", &[]);
+    let mut a = connect(&server, 1);
+    let mut b = connect(&server, 1);
+    assert_eq!(a.request(cmd::SWAP_PRIVATE, b"alpha").unwrap().data, b"");
+    assert_eq!(b.request(cmd::SWAP_PRIVATE, b"beta").unwrap().data, b"");
+    assert_eq!(a.request(cmd::SWAP_PRIVATE, b"x").unwrap().data, b"alpha");
+    assert_eq!(b.request(cmd::SWAP_PRIVATE, b"y").unwrap().data, b"beta");
+}
+
+#[test]
+fn thousands_of_dispatch_messages_in_order() {
+    let server = ServerProcess::start("dispatch", &[]);
+    let opts = ConnectOptions {
+        dispatch_ring: 1 << 20,
+        ..Default::default()
+    };
+    let mut c = Client::connect(&server.socket(), 1, &opts).unwrap();
+    let n = 5000u32;
+    let sent = c
+        .request(
+            cmd::DISPATCH,
+            &[n.to_le_bytes(), 64u32.to_le_bytes()].concat(),
+        )
+        .unwrap();
+    assert_eq!(sent.data, n.to_le_bytes());
+    for seq in 0..n {
+        let m = c
+            .dispatch_recv(Some(Duration::from_secs(5)))
+            .unwrap()
+            .expect("message");
+        assert_eq!(m.len(), 64);
+        assert_eq!(u32::from_le_bytes(m[..4].try_into().unwrap()), seq);
+        assert!(m[4..].iter().all(|b| *b == (seq % 251) as u8));
+    }
+    assert!(c.dispatch_recv(Some(Duration::ZERO)).unwrap().is_none());
+}
+
+#[test]
+fn dispatch_fd_becomes_readable() {
+    let server = ServerProcess::start("pollfd", &[]);
+    let mut c = connect(&server, 1);
+    assert!(c.dispatch_recv(Some(Duration::ZERO)).unwrap().is_none());
+    let fd_ready = |c: &Client, ms: u16| {
+        let mut fds = [nix::poll::PollFd::new(
+            c.as_fd(),
+            nix::poll::PollFlags::POLLIN,
+        )];
+        nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(ms)).unwrap() > 0
+    };
+    assert!(!fd_ready(&c, 20), "nothing to read yet");
+    // Ask for one dispatch message (through a pipelined request, not waiting).
+    let id = c
+        .send_request(
+            cmd::DISPATCH,
+            &[1u32.to_le_bytes(), 8u32.to_le_bytes()].concat(),
+        )
+        .unwrap();
+    assert!(
+        fd_ready(&c, 2000),
+        "dispatch message must make the fd readable"
+    );
+    assert_eq!(
+        c.dispatch_recv(Some(Duration::ZERO))
+            .unwrap()
+            .unwrap()
+            .len(),
+        8
+    );
+    c.wait_response(id, None).unwrap();
+}
+
+#[test]
+fn flow_control_seen_by_service_and_client() {
+    let server = ServerProcess::start("flow", &[]);
+    let opts = ConnectOptions {
+        dispatch_ring: 4096,
+        ..Default::default()
+    };
+    let mut c = Client::connect(&server.socket(), 1, &opts).unwrap();
+    assert!(!c.flow_control());
+    // 200 x 64 B = 14 KiB: past the 3 KiB high watermark, the rest queued.
+    let sent = c
+        .request(
+            cmd::DISPATCH,
+            &[200u32.to_le_bytes(), 64u32.to_le_bytes()].concat(),
+        )
+        .unwrap();
+    assert_eq!(sent.data, 200u32.to_le_bytes());
+    assert!(c.flow_control(), "client sees flow control on");
+    let events = c.request(cmd::FLOW_EVENTS, b"").unwrap();
+    assert_eq!(
+        u64::from_le_bytes(events.data.try_into().unwrap()),
+        1,
+        "service told once"
+    );
+    for seq in 0..200u32 {
+        let m = c
+            .dispatch_recv(Some(Duration::from_secs(5)))
+            .unwrap()
+            .expect("message");
+        assert_eq!(
+            u32::from_le_bytes(m[..4].try_into().unwrap()),
+            seq,
+            "queued messages keep order"
+        );
+    }
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while c.flow_control() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert!(!c.flow_control(), "flow control off after draining");
+}
+
+#[test]
+fn dispatch_from_several_server_threads() {
+    let server = ServerProcess::start("mpsc", &[]);
+    let opts = ConnectOptions {
+        dispatch_ring: 1 << 16,
+        ..Default::default()
+    };
+    let mut c = Client::connect(&server.socket(), 1, &opts).unwrap();
+    let (threads, per) = (3u32, 3000u32);
+    let id = c
+        .send_request(
+            cmd::DISPATCH_THREADS,
+            &[threads.to_le_bytes(), per.to_le_bytes()].concat(),
+        )
+        .unwrap();
+    let mut next = vec![0u32; threads as usize];
+    for _ in 0..threads * per {
+        let m = c
+            .dispatch_recv(Some(Duration::from_secs(10)))
+            .unwrap()
+            .expect("message");
+        let t = u32::from_le_bytes(m[..4].try_into().unwrap());
+        let i = u32::from_le_bytes(m[4..8].try_into().unwrap());
+        assert_eq!(u32::from_le_bytes(m[8..12].try_into().unwrap()), t ^ i);
+        assert_eq!(next[t as usize], i, "thread {t} out of order");
+        next[t as usize] += 1;
+    }
+    assert_eq!(
+        c.wait_response(id, Some(Duration::from_secs(10)))
+            .unwrap()
+            .data,
+        b"done"
+    );
+}
+
+#[test]
+fn deferred_and_pipelined_responses() {
+    let server = ServerProcess::start("pipeline", &[]);
+    let mut c = connect(&server, 1);
+    let mut expected = HashMap::new();
+    for i in 0..100u32 {
+        let payload = i.to_le_bytes();
+        let (command, want) = if i % 3 == 0 {
+            (
+                cmd::DEFER,
+                payload.iter().rev().copied().collect::<Vec<_>>(),
+            )
+        } else {
+            (cmd::ECHO, payload.to_vec())
+        };
+        expected.insert(c.send_request(command, &payload).unwrap(), want);
+    }
+    assert_eq!(c.outstanding(), 100);
+    // Take a few by id, out of order, then the rest as they come.
+    let ids: Vec<u64> = expected.keys().copied().take(5).collect();
+    for id in ids {
+        let want = expected.remove(&id).unwrap();
+        assert_eq!(
+            c.wait_response(id, Some(Duration::from_secs(5)))
+                .unwrap()
+                .data,
+            want
+        );
+    }
+    while !expected.is_empty() {
+        let (id, r) = c.receive_response(Some(Duration::from_secs(5))).unwrap();
+        assert_eq!(r.unwrap().data, expected.remove(&id).unwrap());
+    }
+    assert_eq!(c.outstanding(), 0);
+    assert!(matches!(
+        c.wait_response(9999, None),
+        Err(ClientError::UnknownRequest(9999))
+    ));
+}
+
+fn wait_for_disconnects(c: &mut Client, at_least: u64) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let n = u64::from_le_bytes(
+            c.request(cmd::DISCONNECTS, b"")
+                .unwrap()
+                .data
+                .try_into()
+                .unwrap(),
+        );
+        if n >= at_least || Instant::now() > deadline {
+            return n;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn fd_count(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count()
+}
+
+fn spawn_client(server: &ServerProcess, state: &str) -> std::process::Child {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "child_client", "--ignored", "--nocapture"])
+        .env("COROIPC_CLIENT_OF", &server.name)
+        .env("COROIPC_CLIENT_STATE", state)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    while let Some(Ok(l)) = lines.next() {
+        if l.contains("CONNECTED") {
+            break;
+        }
+    }
+    child
+}
+
+#[test]
+fn killed_clients_are_cleaned_up_once() {
+    let server = ServerProcess::start("killclient", &[]);
+    let mut observer = connect(&server, 1);
+    let pid = server.child.id();
+    let baseline_fds = fd_count(pid);
+    let mut disconnects = wait_for_disconnects(&mut observer, 0);
+    for state in ["idle", "in_request", "dispatch_full"] {
+        let mut child = spawn_client(&server, state);
+        std::thread::sleep(Duration::from_millis(20));
+        assert!(
+            fd_count(pid) > baseline_fds,
+            "{state}: the client holds server fds"
+        );
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(child.id() as i32),
+            nix::sys::signal::SIGKILL,
+        )
+        .unwrap();
+        child.wait().unwrap();
+        disconnects += 1;
+        assert_eq!(
+            wait_for_disconnects(&mut observer, disconnects),
+            disconnects,
+            "{state}: callback ran"
+        );
+        // Exactly once: no second callback shows up later.
+        std::thread::sleep(Duration::from_millis(30));
+        assert_eq!(
+            wait_for_disconnects(&mut observer, disconnects),
+            disconnects,
+            "{state}: ran once"
+        );
+        assert_eq!(
+            fd_count(pid),
+            baseline_fds,
+            "{state}: server fds back to baseline"
+        );
+    }
+}
+
+#[test]
+fn server_killed_wakes_blocked_client_at_once() {
+    for mode in [WaitMode::default(), WaitMode::Block] {
+        let mut server = ServerProcess::start("killserver", &[]);
+        let opts = ConnectOptions {
+            wait: mode,
+            ..Default::default()
+        };
+        let mut c = Client::connect(&server.socket(), 1, &opts).unwrap();
+        let mut d = Client::connect(&server.socket(), 1, &opts).unwrap();
+        let pid = server.child.id() as i32;
+        let killer = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(100));
+            let at = Instant::now();
+            nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGKILL)
+                .unwrap();
+            at
+        });
+        let blocked = std::thread::spawn(move || {
+            let r = d.dispatch_recv(None).map(|m| m.map(|m| m.len()));
+            (Instant::now(), r.is_err())
+        });
+        let err = c.request(cmd::HANG, b"x").unwrap_err();
+        let woke = Instant::now();
+        let killed_at = killer.join().unwrap();
+        server.kill();
+        assert!(matches!(err, ClientError::Disconnected), "{err}");
+        assert!(
+            woke.duration_since(killed_at) < Duration::from_millis(100),
+            "request woke {:?} after the kill",
+            woke - killed_at
+        );
+        let (dispatch_woke, dispatch_err) = blocked.join().unwrap();
+        assert!(dispatch_err, "dispatch_recv reports the disconnect");
+        assert!(dispatch_woke.duration_since(killed_at) < Duration::from_millis(100));
+        // Later calls fail at once.
+        assert!(matches!(
+            c.request(cmd::ECHO, b""),
+            Err(ClientError::Disconnected)
+        ));
+    }
+}

@@ -1,0 +1,280 @@
+//! Test support: a test service, and running it in a real child process (the test
+//! binary re-executes itself with `COROIPC_CHILD` set).
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use coroipc::{
+    ConnHandle, ConnectionInfo, DisconnectReason, HandlerError, Limits, OverflowPolicy, Request,
+    Responder, ServerBuilder, Service, SocketName,
+};
+
+/// Commands of [`TestService`].
+pub mod cmd {
+    /// Echo the payload.
+    pub const ECHO: u16 = 1;
+    /// Answer from another thread, later (deferred), with the payload reversed.
+    pub const DEFER: u16 = 2;
+    /// Payload: u32 count, u32 size; send that many dispatch messages (seq u32 + fill),
+    /// from the server thread; answer with how many were accepted.
+    pub const DISPATCH: u16 = 3;
+    /// Payload: u32 threads, u32 per thread: dispatch from several threads at once.
+    pub const DISPATCH_THREADS: u16 = 4;
+    /// Store the payload as this connection's private data; answer the previous one.
+    pub const SWAP_PRIVATE: u16 = 5;
+    /// Refused by admission control.
+    pub const BUSY: u16 = 6;
+    /// Answer with the number of flow-control "on" notifications seen.
+    pub const FLOW_EVENTS: u16 = 7;
+    /// Zero-copy response of the payload length, filled with 0xAB.
+    pub const ZERO_COPY: u16 = 8;
+    /// Answer with the service's total disconnect count.
+    pub const DISCONNECTS: u16 = 9;
+    /// Never answer (the deferred response is kept in the private data).
+    pub const HANG: u16 = 10;
+    /// Answer with the command id itself (for command 65535).
+    pub const MAX: u16 = 65535;
+}
+
+/// Per-connection private data.
+#[derive(Default)]
+pub struct Private {
+    pub data: Vec<u8>,
+    pub flow_on: u64,
+    pub handle: Option<ConnHandle>,
+    pub hung: Vec<coroipc::DeferredResponse>,
+}
+
+pub struct TestService {
+    pub disconnects: Arc<AtomicU64>,
+    pub log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Service for TestService {
+    type Conn = Private;
+
+    fn on_connect(&mut self, info: &ConnectionInfo) -> Result<Private, i32> {
+        if info.service == 7 {
+            return Err(42);
+        }
+        Ok(Private {
+            handle: Some(info.handle.clone()),
+            ..Private::default()
+        })
+    }
+
+    fn on_disconnect(&mut self, _conn: Private, info: &ConnectionInfo, reason: &DisconnectReason) {
+        self.disconnects.fetch_add(1, Ordering::SeqCst);
+        self.log
+            .lock()
+            .unwrap()
+            .push(format!("disconnect {} {reason:?}", info.id));
+    }
+
+    fn admit(&mut self, _conn: &mut Private, command: u16) -> bool {
+        command != cmd::BUSY
+    }
+
+    fn on_flow_control(&mut self, conn: &mut Private, _info: &ConnectionInfo, on: bool) {
+        if on {
+            conn.flow_on += 1;
+        }
+    }
+
+    fn overflow_policy(&self) -> OverflowPolicy {
+        OverflowPolicy::TryAgain
+    }
+
+    fn handle(
+        &mut self,
+        conn: &mut Private,
+        req: Request<'_>,
+        resp: &mut Responder<'_>,
+    ) -> Result<(), HandlerError> {
+        let word = |i: usize| {
+            u32::from_le_bytes(req.payload[i * 4..i * 4 + 4].try_into().unwrap_or([0; 4]))
+        };
+        match req.command {
+            cmd::ECHO => {
+                let _ = resp.respond(0, req.payload);
+            }
+            cmd::DEFER => {
+                let deferred = resp.defer().unwrap();
+                let mut data = req.payload.to_vec();
+                data.reverse();
+                std::thread::spawn(move || {
+                    std::thread::sleep(Duration::from_millis(5));
+                    let _ = deferred.respond(0, &data);
+                });
+            }
+            cmd::DISPATCH => {
+                let (count, size) = (word(0), word(1) as usize);
+                let handle = conn.handle.clone().unwrap();
+                let mut ok = 0u32;
+                for seq in 0..count {
+                    let mut msg = vec![(seq % 251) as u8; size.max(4)];
+                    msg[..4].copy_from_slice(&seq.to_le_bytes());
+                    if handle.dispatch_send(&msg).is_ok() {
+                        ok += 1;
+                    }
+                }
+                let _ = resp.respond(0, &ok.to_le_bytes());
+            }
+            cmd::DISPATCH_THREADS => {
+                let (threads, per) = (word(0), word(1));
+                let handle = conn.handle.clone().unwrap();
+                let deferred = resp.defer().unwrap();
+                std::thread::spawn(move || {
+                    let workers: Vec<_> = (0..threads)
+                        .map(|t| {
+                            let h = handle.clone();
+                            std::thread::spawn(move || {
+                                for i in 0..per {
+                                    let mut msg = [0u8; 12];
+                                    msg[..4].copy_from_slice(&t.to_le_bytes());
+                                    msg[4..8].copy_from_slice(&i.to_le_bytes());
+                                    msg[8..].copy_from_slice(&(t ^ i).to_le_bytes());
+                                    while let Err(e) = h.dispatch_send(&msg) {
+                                        assert_eq!(e, coroipc::SendError::TryAgain);
+                                        std::thread::sleep(Duration::from_micros(50));
+                                    }
+                                }
+                            })
+                        })
+                        .collect();
+                    for w in workers {
+                        w.join().unwrap();
+                    }
+                    let _ = deferred.respond(0, b"done");
+                });
+            }
+            cmd::SWAP_PRIVATE => {
+                let old = std::mem::replace(&mut conn.data, req.payload.to_vec());
+                let _ = resp.respond(0, &old);
+            }
+            cmd::FLOW_EVENTS => {
+                let _ = resp.respond(0, &conn.flow_on.to_le_bytes());
+            }
+            cmd::ZERO_COPY => {
+                let len = req.payload.len();
+                let mut g = resp.reserve(0, len).unwrap();
+                g.as_mut_slice().fill(0xAB);
+                g.commit();
+            }
+            cmd::DISCONNECTS => {
+                let _ = resp.respond(0, &self.disconnects.load(Ordering::SeqCst).to_le_bytes());
+            }
+            cmd::HANG => {
+                conn.hung.push(resp.defer().unwrap());
+            }
+            cmd::MAX => {
+                let _ = resp.respond(0, &req.command.to_le_bytes());
+            }
+            _ => return Err(HandlerError::UnknownCommand),
+        }
+        Ok(())
+    }
+}
+
+/// Runs the test server in this process until killed (the child side).
+pub fn run_server(name: &str) {
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let disconnects = Arc::new(AtomicU64::new(0));
+    let deny_pid: Option<i32> = std::env::var("COROIPC_DENY_UID")
+        .ok()
+        .and_then(|v| v.parse().ok());
+    let limits = Limits {
+        handshake_timeout: Duration::from_millis(300),
+        max_connections: std::env::var("COROIPC_MAX_CONN")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(64),
+        max_ring_size: 4 << 20,
+        min_ring_size: 4096,
+        max_queued_dispatch_bytes: 64 << 10,
+        ..Limits::default()
+    };
+    let mut builder = ServerBuilder::new(SocketName::abstract_name(name))
+        .limits(limits)
+        .security(move |cred| deny_pid != Some(cred.uid as i32));
+    for id in [0u16, 1, 7, 65535] {
+        builder = builder.service(
+            id,
+            TestService {
+                disconnects: disconnects.clone(),
+                log: log.clone(),
+            },
+        );
+    }
+    let mut server = builder.build().expect("server");
+    println!("READY");
+    server.run().expect("run");
+}
+
+/// A server in a child process, killed on drop.
+pub struct ServerProcess {
+    pub child: Child,
+    pub name: String,
+}
+
+impl ServerProcess {
+    pub fn start(test: &str, extra_env: &[(&str, &str)]) -> ServerProcess {
+        static SEQ: AtomicU64 = AtomicU64::new(0);
+        let name = format!(
+            "coroipc-test-{}-{}-{}",
+            std::process::id(),
+            test,
+            SEQ.fetch_add(1, Ordering::SeqCst)
+        );
+        let mut cmd = Command::new(std::env::current_exe().unwrap());
+        cmd.args([
+            "--exact",
+            "child_server",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("COROIPC_CHILD", &name)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+        for (k, v) in extra_env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        loop {
+            match lines.next() {
+                Some(Ok(l)) if l.contains("READY") => break,
+                Some(Ok(_)) => continue,
+                other => panic!("server child failed to start: {other:?}"),
+            }
+        }
+        ServerProcess { child, name }
+    }
+
+    pub fn socket(&self) -> SocketName {
+        SocketName::abstract_name(self.name.clone())
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Entry of the child: call from a `#[test] #[ignore] fn child_server()`.
+pub fn child_entry() {
+    if let Ok(name) = std::env::var("COROIPC_CHILD") {
+        run_server(&name);
+    }
+}
