@@ -1,0 +1,738 @@
+//! The side-by-side IPC benchmark: coroipc (spin-then-block and block-only) against a
+//! Unix-socket baseline written here (length-prefixed `SOCK_STREAM`), with the server
+//! in a child process (this binary re-executed) and the client in this one, each pinned
+//! to its own CPU when there are two.
+//!
+//! Operations: request/response round trip (median, p99), dispatch streaming
+//! (messages/s, MB/s), pipelined requests (requests/s), connect+disconnect (per second),
+//! 1 MiB messages (MB/s) against a single-thread memcpy measured in the same run.
+
+use std::io::{BufRead, BufReader, BufWriter, Read, Write};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use coroipc::{
+    Client, ConnectOptions, ConnectionInfo, HandlerError, Limits, Request, Responder,
+    ServerBuilder, Service, SocketName, WaitMode,
+};
+
+use crate::stats::{median, percentile};
+
+/// One measured figure (one JSON line).
+#[derive(Clone, Debug)]
+pub struct IpcResult {
+    /// rtt | stream | pipeline | connect | large
+    pub op: &'static str,
+    /// coroipc | uds | memcpy
+    pub imp: &'static str,
+    /// spin | block
+    pub mode: &'static str,
+    /// Message size in bytes.
+    pub size: usize,
+    /// Median latency (rtt only).
+    pub median_ns: Option<f64>,
+    /// 99th percentile latency (rtt only).
+    pub p99_ns: Option<f64>,
+    /// Messages (or operations) per second.
+    pub msgs_per_s: Option<f64>,
+    /// Payload megabytes (10^6) per second.
+    pub mb_per_s: Option<f64>,
+}
+
+impl IpcResult {
+    /// The JSON line.
+    pub fn json(&self) -> String {
+        let f = |v: Option<f64>| v.map_or("null".to_string(), |v| format!("{v:.1}"));
+        format!(
+            "{{\"bench\":\"ipc\",\"op\":\"{}\",\"impl\":\"{}\",\"mode\":\"{}\",\"size\":{},\"median_ns\":{},\"p99_ns\":{},\"msgs_per_s\":{},\"mb_per_s\":{}}}",
+            self.op,
+            self.imp,
+            self.mode,
+            self.size,
+            f(self.median_ns),
+            f(self.p99_ns),
+            f(self.msgs_per_s),
+            f(self.mb_per_s)
+        )
+    }
+}
+
+const CMD_ECHO: u16 = 1;
+const CMD_STREAM: u16 = 2;
+
+/// CPUs online (not `available_parallelism`, which honours an inherited affinity mask
+/// and would make a child pinned by inheritance think there is only one).
+pub fn online_cpus() -> usize {
+    match nix::unistd::sysconf(nix::unistd::SysconfVar::_NPROCESSORS_ONLN) {
+        Ok(Some(n)) if n > 0 => n as usize,
+        _ => 1,
+    }
+}
+
+/// Pins the calling thread (and what it spawns afterwards) to `cpu`, when there are
+/// at least two CPUs.
+pub fn pin_to(cpu: usize) {
+    let n = online_cpus();
+    if n < 2 {
+        return;
+    }
+    let mut set = nix::sched::CpuSet::new();
+    if set.set(cpu % n).is_ok() {
+        let _ = nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set);
+    }
+}
+
+// ---------------------------------------------------------------- server side
+
+struct BenchService;
+
+impl Service for BenchService {
+    type Conn = ();
+
+    fn on_connect(&mut self, _info: &ConnectionInfo) -> Result<(), i32> {
+        Ok(())
+    }
+
+    fn handle(
+        &mut self,
+        _conn: &mut (),
+        req: Request<'_>,
+        resp: &mut Responder<'_>,
+    ) -> Result<(), HandlerError> {
+        match req.command {
+            CMD_ECHO => {
+                let _ = resp.respond(0, req.payload);
+            }
+            CMD_STREAM => {
+                // count u64, size u64: stream from another thread (as a daemon would).
+                let word = |i: usize| {
+                    req.payload
+                        .get(i * 8..i * 8 + 8)
+                        .and_then(|b| b.try_into().ok())
+                        .map_or(0, u64::from_le_bytes)
+                };
+                let (count, size) = (word(0), word(1) as usize);
+                let handle = resp.connection();
+                let deferred = resp.defer().map_err(|_| HandlerError::UnknownCommand)?;
+                std::thread::spawn(move || {
+                    let msg = vec![0x5au8; size];
+                    for _ in 0..count {
+                        loop {
+                            match handle.dispatch_send(&msg) {
+                                Ok(()) => break,
+                                Err(coroipc::SendError::TryAgain) => std::thread::yield_now(),
+                                Err(_) => return,
+                            }
+                        }
+                    }
+                    let _ = deferred.respond(0, b"");
+                });
+            }
+            _ => return Err(HandlerError::UnknownCommand),
+        }
+        Ok(())
+    }
+}
+
+/// Child entry: `__server coroipc|uds NAME SPIN_US`.
+pub fn server_main(args: &[String]) {
+    pin_to(1);
+    let (kind, name, spin_us) = match args {
+        [k, n, s, ..] => (k.as_str(), n.clone(), s.parse::<u64>().unwrap_or(0)),
+        _ => return,
+    };
+    match kind {
+        "coroipc" => {
+            let limits = Limits {
+                spin: Duration::from_micros(spin_us),
+                max_ring_size: 8 << 20,
+                // Streaming threads retry on "try again": measure the ring, not a queue.
+                max_queued_dispatch_bytes: 0,
+                max_connections: 4096,
+                ..Limits::default()
+            };
+            let server = ServerBuilder::new(SocketName::abstract_name(name))
+                .limits(limits)
+                .service(1, BenchService)
+                .build();
+            let Ok(mut server) = server else {
+                eprintln!("bench server failed to start");
+                return;
+            };
+            println!("READY");
+            let _ = std::io::stdout().flush();
+            let _ = server.run();
+        }
+        "uds" => {
+            let Ok(listener) = coroipc::os::listen(&SocketName::abstract_name(name), 128) else {
+                return;
+            };
+            let _ = listener.set_nonblocking(false);
+            println!("READY");
+            let _ = std::io::stdout().flush();
+            uds_server(&listener);
+        }
+        _ => {}
+    }
+}
+
+fn uds_server(listener: &UnixListener) {
+    for stream in listener.incoming() {
+        let Ok(stream) = stream else { continue };
+        std::thread::spawn(move || {
+            let _ = uds_serve_one(stream);
+        });
+    }
+}
+
+/// Length-prefixed frames: `u32 len | u16 cmd | payload`.
+fn uds_serve_one(stream: UnixStream) -> std::io::Result<()> {
+    let mut reader = BufReader::with_capacity(1 << 16, stream.try_clone()?);
+    let mut writer = BufWriter::with_capacity(1 << 16, stream);
+    let mut buf = Vec::new();
+    loop {
+        let mut head = [0u8; 6];
+        if reader.read_exact(&mut head).is_err() {
+            return Ok(());
+        }
+        let len = u32::from_le_bytes([head[0], head[1], head[2], head[3]]) as usize;
+        let cmd = u16::from_le_bytes([head[4], head[5]]);
+        buf.resize(len, 0);
+        reader.read_exact(&mut buf)?;
+        match cmd {
+            CMD_ECHO => {
+                write_frame(&mut writer, CMD_ECHO, &buf)?;
+                // Flush when no further request is already buffered (pipelining).
+                if reader.buffer().is_empty() {
+                    writer.flush()?;
+                }
+            }
+            CMD_STREAM => {
+                let count = u64::from_le_bytes(buf[..8].try_into().unwrap_or([0; 8]));
+                let size = u64::from_le_bytes(buf[8..16].try_into().unwrap_or([0; 8])) as usize;
+                // One send per message, as a socket-based IPC sends each event.
+                let msg = vec![0x5au8; size];
+                for _ in 0..count {
+                    write_frame(&mut writer, CMD_STREAM, &msg)?;
+                    writer.flush()?;
+                }
+                write_frame(&mut writer, CMD_ECHO, b"")?;
+                writer.flush()?;
+            }
+            _ => return Ok(()),
+        }
+    }
+}
+
+fn write_frame(w: &mut impl Write, cmd: u16, payload: &[u8]) -> std::io::Result<()> {
+    w.write_all(&(payload.len() as u32).to_le_bytes())?;
+    w.write_all(&cmd.to_le_bytes())?;
+    w.write_all(payload)
+}
+
+fn read_frame(r: &mut impl Read, buf: &mut Vec<u8>) -> std::io::Result<u16> {
+    let mut head = [0u8; 6];
+    r.read_exact(&mut head)?;
+    let len = u32::from_le_bytes([head[0], head[1], head[2], head[3]]) as usize;
+    buf.resize(len, 0);
+    r.read_exact(buf)?;
+    Ok(u16::from_le_bytes([head[4], head[5]]))
+}
+
+// ---------------------------------------------------------------- client side
+
+struct ServerChild {
+    child: Child,
+    name: String,
+}
+
+impl ServerChild {
+    fn start(kind: &str, spin_us: u64) -> std::io::Result<ServerChild> {
+        let name = format!("coroipc-bench-{}-{kind}-{spin_us}", std::process::id());
+        let mut child = Command::new(std::env::current_exe()?)
+            .args(["__server", kind, &name, &spin_us.to_string()])
+            .stdout(Stdio::piped())
+            .spawn()?;
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or_else(|| std::io::Error::other("no stdout"))?;
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line)?;
+        if !line.contains("READY") {
+            let _ = child.kill();
+            return Err(std::io::Error::other("bench server did not start"));
+        }
+        Ok(ServerChild { child, name })
+    }
+
+    fn socket(&self) -> SocketName {
+        SocketName::abstract_name(self.name.clone())
+    }
+}
+
+impl Drop for ServerChild {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Run lengths.
+#[derive(Clone, Copy)]
+pub struct Budget {
+    rtt_iters: usize,
+    stream_msgs: u64,
+    pipeline_reqs: usize,
+    connect_time: Duration,
+    large_msgs: u64,
+    reps: usize,
+}
+
+impl Budget {
+    /// Quick (< 30 s in all) or full.
+    pub fn new(quick: bool) -> Self {
+        if quick {
+            Budget {
+                rtt_iters: 20_000,
+                stream_msgs: 300_000,
+                pipeline_reqs: 50_000,
+                connect_time: Duration::from_millis(300),
+                large_msgs: 300,
+                reps: 1,
+            }
+        } else {
+            Budget {
+                rtt_iters: 200_000,
+                stream_msgs: 3_000_000,
+                pipeline_reqs: 500_000,
+                connect_time: Duration::from_secs(2),
+                large_msgs: 3000,
+                reps: 3,
+            }
+        }
+    }
+}
+
+fn rtt_result(
+    imp: &'static str,
+    mode: &'static str,
+    size: usize,
+    mut samples: Vec<f64>,
+) -> IpcResult {
+    samples.sort_by(f64::total_cmp);
+    let med = median(&samples);
+    IpcResult {
+        op: "rtt",
+        imp,
+        mode,
+        size,
+        median_ns: Some(med),
+        p99_ns: Some(percentile(&samples, 0.99)),
+        msgs_per_s: Some(1e9 / med),
+        mb_per_s: None,
+    }
+}
+
+fn rate(
+    op: &'static str,
+    imp: &'static str,
+    mode: &'static str,
+    size: usize,
+    count: f64,
+    secs: f64,
+) -> IpcResult {
+    IpcResult {
+        op,
+        imp,
+        mode,
+        size,
+        median_ns: None,
+        p99_ns: None,
+        msgs_per_s: Some(count / secs),
+        mb_per_s: Some(count * size as f64 / secs / 1e6),
+    }
+}
+
+/// Median by messages/s of several repetitions.
+fn best_of(
+    reps: usize,
+    mut f: impl FnMut() -> std::io::Result<IpcResult>,
+) -> std::io::Result<IpcResult> {
+    let mut runs = Vec::new();
+    for _ in 0..reps.max(1) {
+        runs.push(f()?);
+    }
+    runs.sort_by(|a, b| {
+        a.msgs_per_s
+            .unwrap_or(0.0)
+            .total_cmp(&b.msgs_per_s.unwrap_or(0.0))
+    });
+    Ok(runs.swap_remove(runs.len() / 2))
+}
+
+fn io_err(e: impl std::fmt::Display) -> std::io::Error {
+    std::io::Error::other(e.to_string())
+}
+
+fn coroipc_client(server: &ServerChild, mode: WaitMode) -> std::io::Result<Client> {
+    let opts = ConnectOptions {
+        request_ring: 1 << 20,
+        response_ring: 1 << 20,
+        dispatch_ring: 4 << 20,
+        wait: mode,
+        ..ConnectOptions::default()
+    };
+    Client::connect(&server.socket(), 1, &opts).map_err(io_err)
+}
+
+fn coroipc_suite(
+    mode_name: &'static str,
+    b: Budget,
+    out: &mut Vec<IpcResult>,
+) -> std::io::Result<()> {
+    let (mode, spin) = match mode_name {
+        "spin" => (
+            WaitMode::SpinThenBlock {
+                spin: Duration::from_micros(50),
+            },
+            50,
+        ),
+        _ => (WaitMode::Block, 0),
+    };
+    let server = ServerChild::start("coroipc", spin)?;
+    let mut c = coroipc_client(&server, mode)?;
+    for size in [64usize, 1024, 65536] {
+        let payload = vec![1u8; size];
+        let iters = if size > 4096 {
+            b.rtt_iters / 10
+        } else {
+            b.rtt_iters
+        };
+        for _ in 0..iters / 10 {
+            c.request_in_place(CMD_ECHO, &payload).map_err(io_err)?;
+        }
+        let mut samples = Vec::with_capacity(iters);
+        for _ in 0..iters {
+            let t = Instant::now();
+            let r = c.request_in_place(CMD_ECHO, &payload).map_err(io_err)?;
+            std::hint::black_box(r.first());
+            drop(r);
+            samples.push(t.elapsed().as_nanos() as f64);
+        }
+        out.push(rtt_result("coroipc", mode_name, size, samples));
+    }
+    for size in [64usize, 1024] {
+        out.push(best_of(b.reps, || {
+            let n = b.stream_msgs;
+            let t = Instant::now();
+            let id = c
+                .send_request(
+                    CMD_STREAM,
+                    &[n.to_le_bytes(), (size as u64).to_le_bytes()].concat(),
+                )
+                .map_err(io_err)?;
+            let mut sum = 0u64;
+            for _ in 0..n {
+                let m = c
+                    .dispatch_recv(None)
+                    .map_err(io_err)?
+                    .ok_or_else(|| io_err("no message"))?;
+                sum = sum.wrapping_add(u64::from(m[m.len() - 1]));
+            }
+            std::hint::black_box(sum);
+            let secs = t.elapsed().as_secs_f64();
+            c.wait_response(id, None).map_err(io_err)?;
+            Ok(rate("stream", "coroipc", mode_name, size, n as f64, secs))
+        })?);
+    }
+    // Pipelined: keep 32 requests in flight.
+    {
+        let payload = [2u8; 64];
+        let n = b.pipeline_reqs;
+        let t = Instant::now();
+        let mut sent = 0;
+        let mut done = 0;
+        while done < n {
+            while sent < n && sent - done < 32 {
+                c.send_request(CMD_ECHO, &payload).map_err(io_err)?;
+                sent += 1;
+            }
+            let (_, r) = c.receive_response(None).map_err(io_err)?;
+            r.map_err(io_err)?;
+            done += 1;
+        }
+        out.push(rate(
+            "pipeline",
+            "coroipc",
+            mode_name,
+            64,
+            n as f64,
+            t.elapsed().as_secs_f64(),
+        ));
+    }
+    // Large: 1 MiB dispatch messages, copied out by the client (as memcpy would).
+    {
+        let size = 1 << 20;
+        let n = b.large_msgs;
+        let mut buf = vec![0u8; size];
+        let t = Instant::now();
+        let id = c
+            .send_request(
+                CMD_STREAM,
+                &[n.to_le_bytes(), (size as u64).to_le_bytes()].concat(),
+            )
+            .map_err(io_err)?;
+        for _ in 0..n {
+            let m = c
+                .dispatch_recv(None)
+                .map_err(io_err)?
+                .ok_or_else(|| io_err("no message"))?;
+            buf.copy_from_slice(&m);
+        }
+        let secs = t.elapsed().as_secs_f64();
+        std::hint::black_box(&buf);
+        c.wait_response(id, None).map_err(io_err)?;
+        out.push(rate("large", "coroipc", mode_name, size, n as f64, secs));
+    }
+    drop(c);
+    // Connect + disconnect.
+    if mode_name == "spin" {
+        let t = Instant::now();
+        let mut n = 0u64;
+        let opts = ConnectOptions {
+            request_ring: 4096,
+            response_ring: 4096,
+            dispatch_ring: 4096,
+            ..Default::default()
+        };
+        while t.elapsed() < b.connect_time {
+            drop(Client::connect(&server.socket(), 1, &opts).map_err(io_err)?);
+            n += 1;
+        }
+        out.push(rate(
+            "connect",
+            "coroipc",
+            mode_name,
+            0,
+            n as f64,
+            t.elapsed().as_secs_f64(),
+        ));
+    }
+    Ok(())
+}
+
+fn uds_suite(b: Budget, out: &mut Vec<IpcResult>) -> std::io::Result<()> {
+    let server = ServerChild::start("uds", 0)?;
+    let connect =
+        || -> std::io::Result<UnixStream> { coroipc::os::connect(&server.socket(), None) };
+    let stream = connect()?;
+    let mut reader = BufReader::with_capacity(1 << 16, stream.try_clone()?);
+    let mut writer = BufWriter::with_capacity(1 << 16, stream);
+    let mut buf = Vec::new();
+    for size in [64usize, 1024, 65536] {
+        let payload = vec![1u8; size];
+        let iters = if size > 4096 {
+            b.rtt_iters / 10
+        } else {
+            b.rtt_iters
+        };
+        let mut samples = Vec::with_capacity(iters);
+        for i in 0..iters + iters / 10 {
+            let t = Instant::now();
+            write_frame(&mut writer, CMD_ECHO, &payload)?;
+            writer.flush()?;
+            read_frame(&mut reader, &mut buf)?;
+            if i >= iters / 10 {
+                samples.push(t.elapsed().as_nanos() as f64);
+            }
+        }
+        out.push(rtt_result("uds", "block", size, samples));
+    }
+    for size in [64usize, 1024] {
+        out.push(best_of(b.reps, || {
+            let n = b.stream_msgs;
+            let t = Instant::now();
+            write_frame(
+                &mut writer,
+                CMD_STREAM,
+                &[n.to_le_bytes(), (size as u64).to_le_bytes()].concat(),
+            )?;
+            writer.flush()?;
+            let mut sum = 0u64;
+            for _ in 0..n {
+                read_frame(&mut reader, &mut buf)?;
+                sum = sum.wrapping_add(u64::from(buf[buf.len() - 1]));
+            }
+            std::hint::black_box(sum);
+            let secs = t.elapsed().as_secs_f64();
+            read_frame(&mut reader, &mut buf)?;
+            Ok(rate("stream", "uds", "block", size, n as f64, secs))
+        })?);
+    }
+    {
+        let payload = [2u8; 64];
+        let n = b.pipeline_reqs;
+        let t = Instant::now();
+        let (mut sent, mut done) = (0, 0);
+        while done < n {
+            while sent < n && sent - done < 32 {
+                write_frame(&mut writer, CMD_ECHO, &payload)?;
+                sent += 1;
+            }
+            writer.flush()?;
+            read_frame(&mut reader, &mut buf)?;
+            done += 1;
+        }
+        out.push(rate(
+            "pipeline",
+            "uds",
+            "block",
+            64,
+            n as f64,
+            t.elapsed().as_secs_f64(),
+        ));
+    }
+    {
+        let size = 1usize << 20;
+        let n = b.large_msgs;
+        let mut copy = vec![0u8; size];
+        let t = Instant::now();
+        write_frame(
+            &mut writer,
+            CMD_STREAM,
+            &[n.to_le_bytes(), (size as u64).to_le_bytes()].concat(),
+        )?;
+        writer.flush()?;
+        for _ in 0..n {
+            read_frame(&mut reader, &mut buf)?;
+            copy.copy_from_slice(&buf);
+        }
+        let secs = t.elapsed().as_secs_f64();
+        read_frame(&mut reader, &mut buf)?;
+        out.push(rate("large", "uds", "block", size, n as f64, secs));
+    }
+    {
+        let t = Instant::now();
+        let mut n = 0u64;
+        while t.elapsed() < b.connect_time {
+            drop(connect()?);
+            n += 1;
+        }
+        out.push(rate(
+            "connect",
+            "uds",
+            "block",
+            0,
+            n as f64,
+            t.elapsed().as_secs_f64(),
+        ));
+    }
+    Ok(())
+}
+
+fn memcpy_baseline(b: Budget) -> IpcResult {
+    let size = 1usize << 20;
+    let src = vec![7u8; size];
+    let mut dst = vec![0u8; size];
+    let n = b.large_msgs * 4;
+    let t = Instant::now();
+    for i in 0..n {
+        dst.copy_from_slice(std::hint::black_box(&src));
+        std::hint::black_box(&mut dst)[0] = i as u8;
+    }
+    rate(
+        "large",
+        "memcpy",
+        "-",
+        size,
+        n as f64,
+        t.elapsed().as_secs_f64(),
+    )
+}
+
+/// Runs the whole comparison.
+pub fn run(quick: bool) -> std::io::Result<Vec<IpcResult>> {
+    pin_to(0);
+    let b = Budget::new(quick);
+    let mut out = Vec::new();
+    coroipc_suite("spin", b, &mut out)?;
+    coroipc_suite("block", b, &mut out)?;
+    uds_suite(b, &mut out)?;
+    out.push(memcpy_baseline(b));
+    Ok(out)
+}
+
+/// The human-readable table with ratio columns.
+pub fn table(results: &[IpcResult]) -> String {
+    let find = |op: &str, imp: &str, mode: &str, size: usize| {
+        results.iter().find(|r| {
+            r.op == op && r.imp == imp && (r.mode == mode || mode == "*") && r.size == size
+        })
+    };
+    let mut s = String::new();
+    s.push_str("Round trip (request/response), nanoseconds — lower is better\n");
+    s.push_str("  size    coroipc spin (med / p99)   coroipc block (med / p99)   uds (med / p99)     uds/spin  uds/block\n");
+    for size in [64usize, 1024, 65536] {
+        let (Some(sp), Some(bl), Some(u)) = (
+            find("rtt", "coroipc", "spin", size),
+            find("rtt", "coroipc", "block", size),
+            find("rtt", "uds", "block", size),
+        ) else {
+            continue;
+        };
+        let m = |r: &IpcResult| r.median_ns.unwrap_or(f64::NAN);
+        let p = |r: &IpcResult| r.p99_ns.unwrap_or(f64::NAN);
+        s.push_str(&format!(
+            "  {size:>6}  {:>10.0} / {:<12.0}  {:>10.0} / {:<14.0}  {:>8.0} / {:<8.0}  {:>8.1}x {:>8.2}x\n",
+            m(sp), p(sp), m(bl), p(bl), m(u), p(u), m(u) / m(sp), m(u) / m(bl)
+        ));
+    }
+    s.push_str("\nThroughput — higher is better\n");
+    s.push_str("  op        size     coroipc spin        coroipc block       uds                 spin/uds  block/uds\n");
+    let rows: [(&str, usize); 5] = [
+        ("stream", 64),
+        ("stream", 1024),
+        ("pipeline", 64),
+        ("large", 1 << 20),
+        ("connect", 0),
+    ];
+    for (op, size) in rows {
+        let (Some(u), Some(sp)) = (
+            find(op, "uds", "block", size),
+            find(op, "coroipc", "spin", size),
+        ) else {
+            continue;
+        };
+        let bl = find(op, "coroipc", "block", size);
+        let fmt = |r: &IpcResult| {
+            if op == "large" {
+                format!("{:.0} MB/s", r.mb_per_s.unwrap_or(0.0))
+            } else {
+                format!("{:.3} M/s", r.msgs_per_s.unwrap_or(0.0) / 1e6)
+            }
+        };
+        let v = |r: &IpcResult| r.msgs_per_s.unwrap_or(f64::NAN);
+        s.push_str(&format!(
+            "  {op:<8} {size:>7}  {:>18}  {:>18}  {:>18}  {:>8.1}x {:>8}\n",
+            fmt(sp),
+            bl.map_or("-".to_string(), fmt),
+            fmt(u),
+            v(sp) / v(u),
+            bl.map_or("-".to_string(), |b| format!("{:.1}x", v(b) / v(u)))
+        ));
+    }
+    if let (Some(m), Some(sp)) = (
+        find("large", "memcpy", "*", 1 << 20),
+        find("large", "coroipc", "spin", 1 << 20),
+    ) {
+        s.push_str(&format!(
+            "\n  1 MiB messages: coroipc {:.0} MB/s = {:.2} x single-thread memcpy ({:.0} MB/s)\n",
+            sp.mb_per_s.unwrap_or(0.0),
+            sp.mb_per_s.unwrap_or(0.0) / m.mb_per_s.unwrap_or(f64::NAN),
+            m.mb_per_s.unwrap_or(0.0)
+        ));
+    }
+    s
+}

@@ -1,0 +1,52 @@
+//! `coroipc-bench [ipc|ring|all] [--quick] [--json]`
+//!
+//! Default: the side-by-side IPC comparison (coroipc against Unix sockets), printed as a
+//! table with ratio columns. `ring`: the ring against rtrb and crossbeam. `--json`
+//! prints one object per line instead.
+
+mod ipc_bench;
+mod ring_bench;
+mod stats;
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("__server") {
+        ipc_bench::server_main(&args[1..]);
+        return;
+    }
+    let quick = args.iter().any(|a| a == "--quick");
+    let json = args.iter().any(|a| a == "--json");
+    let mode = args
+        .iter()
+        .find(|a| !a.starts_with("--"))
+        .map_or("ipc", String::as_str);
+    if !matches!(mode, "ipc" | "ring" | "all") {
+        eprintln!("usage: coroipc-bench [ipc|ring|all] [--quick] [--json]");
+        std::process::exit(2);
+    }
+    let cpus = ipc_bench::online_cpus();
+    if !json {
+        println!(
+            "coroipc-bench: {mode}{}, {cpus} CPUs\n",
+            if quick { " (quick)" } else { "" }
+        );
+    }
+    if mode == "ipc" || mode == "all" {
+        match ipc_bench::run(quick) {
+            Ok(results) if json => results.iter().for_each(|r| println!("{}", r.json())),
+            Ok(results) => println!("{}", ipc_bench::table(&results)),
+            Err(e) => {
+                eprintln!("ipc benchmark failed: {e}");
+                std::process::exit(1);
+            }
+        }
+    }
+    if mode == "ring" || mode == "all" {
+        let results = ring_bench::run(quick);
+        if json {
+            results.iter().for_each(|r| println!("{}", r.json()));
+        } else {
+            println!("{}", ring_bench::table(&results));
+        }
+    }
+}

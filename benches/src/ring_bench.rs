@@ -1,0 +1,287 @@
+//! Two-thread ring throughput: coroipc-ring (one publish per message, and batches of
+//! 32 with one publish/release each) against rtrb and crossbeam's `ArrayQueue` as
+//! yardsticks, with equal capacity in bytes. Both threads busy-spin; the consumer reads
+//! the payload so the copy cannot be optimised away.
+
+use std::hint::spin_loop;
+use std::time::{Duration, Instant};
+
+use coroipc_ring::{heap, Config, PushError};
+
+use crate::ipc_bench::pin_to;
+
+/// Ring bytes for every implementation.
+const RING_BYTES: usize = 64 << 10;
+/// Messages per batch in batched mode.
+pub const BATCH: usize = 32;
+
+/// One measured case.
+#[derive(Clone, Debug)]
+pub struct RingResult {
+    /// coroipc | rtrb | crossbeam
+    pub imp: &'static str,
+    /// Message bytes.
+    pub size: usize,
+    /// 1 or [`BATCH`].
+    pub batch: usize,
+    /// Median messages per second.
+    pub msgs_per_s: f64,
+}
+
+impl RingResult {
+    /// The JSON line.
+    pub fn json(&self) -> String {
+        format!(
+            "{{\"bench\":\"ring\",\"impl\":\"{}\",\"size\":{},\"batch\":{},\"msgs_per_s\":{:.0}}}",
+            self.imp, self.size, self.batch, self.msgs_per_s
+        )
+    }
+}
+
+fn two_threads(
+    n: u64,
+    producer: impl FnOnce(u64) + Send,
+    consumer: impl FnOnce(u64) -> u64 + Send,
+) -> f64 {
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        s.spawn(move || {
+            pin_to(1);
+            producer(n);
+        });
+        let sum = consumer(n);
+        std::hint::black_box(sum);
+    });
+    n as f64 / start.elapsed().as_secs_f64()
+}
+
+/// coroipc-ring, `batch` messages per publish / release.
+pub fn coroipc<const N: usize>(n: u64, batch: usize) -> f64 {
+    let Ok((mut p, mut c)) = heap::channel(&Config::new(RING_BYTES)) else {
+        return 0.0;
+    };
+    two_threads(
+        n,
+        move |n| {
+            let msg = [7u8; N];
+            let mut sent = 0;
+            while sent < n {
+                let mut staged = 0;
+                while staged < batch && sent < n {
+                    match p.try_stage(&msg) {
+                        Ok(()) => {
+                            staged += 1;
+                            sent += 1;
+                        }
+                        Err(PushError::Full) => break,
+                        Err(_) => return,
+                    }
+                }
+                if staged == 0 {
+                    spin_loop();
+                } else {
+                    let _ = p.publish();
+                }
+            }
+        },
+        move |n| {
+            let mut sum = 0u64;
+            let mut got = 0;
+            while got < n {
+                let mut taken = 0;
+                while taken < batch {
+                    match c.try_peek() {
+                        Ok(Some(g)) => {
+                            sum = sum.wrapping_add(u64::from(g.as_slice()[N - 1]));
+                            g.consume();
+                            taken += 1;
+                        }
+                        _ => break,
+                    }
+                }
+                if taken == 0 {
+                    spin_loop();
+                } else {
+                    got += taken as u64;
+                    let _ = c.release();
+                }
+            }
+            sum
+        },
+    )
+}
+
+/// rtrb with `[u8; N]` slots; batched uses its chunk API.
+pub fn rtrb<const N: usize>(n: u64, batch: usize) -> f64 {
+    let (mut p, mut c) = rtrb::RingBuffer::<[u8; N]>::new(RING_BYTES / N);
+    two_threads(
+        n,
+        move |n| {
+            let msg = [7u8; N];
+            let mut sent = 0;
+            while sent < n {
+                if batch == 1 {
+                    if p.push(msg).is_ok() {
+                        sent += 1;
+                    } else {
+                        spin_loop();
+                    }
+                } else {
+                    let want = (batch as u64).min(n - sent) as usize;
+                    let k = want.min(p.slots());
+                    if k == 0 {
+                        spin_loop();
+                        continue;
+                    }
+                    if let Ok(chunk) = p.write_chunk_uninit(k) {
+                        let written = chunk.fill_from_iter(std::iter::repeat(msg));
+                        sent += written as u64;
+                    }
+                }
+            }
+        },
+        move |n| {
+            let mut sum = 0u64;
+            let mut got = 0;
+            while got < n {
+                if batch == 1 {
+                    match c.pop() {
+                        Ok(m) => {
+                            sum = sum.wrapping_add(u64::from(m[N - 1]));
+                            got += 1;
+                        }
+                        Err(_) => spin_loop(),
+                    }
+                } else {
+                    let k = batch.min(c.slots());
+                    if k == 0 {
+                        spin_loop();
+                        continue;
+                    }
+                    if let Ok(chunk) = c.read_chunk(k) {
+                        let (a, b) = chunk.as_slices();
+                        for m in a.iter().chain(b) {
+                            sum = sum.wrapping_add(u64::from(m[N - 1]));
+                        }
+                        chunk.commit_all();
+                        got += k as u64;
+                    }
+                }
+            }
+            sum
+        },
+    )
+}
+
+/// crossbeam's `ArrayQueue` with `[u8; N]` slots (no batch API: batch is ignored).
+pub fn crossbeam<const N: usize>(n: u64) -> f64 {
+    let q = std::sync::Arc::new(crossbeam_queue::ArrayQueue::<[u8; N]>::new(RING_BYTES / N));
+    let qp = q.clone();
+    two_threads(
+        n,
+        move |n| {
+            let msg = [7u8; N];
+            let mut sent = 0;
+            while sent < n {
+                if qp.push(msg).is_ok() {
+                    sent += 1;
+                } else {
+                    spin_loop();
+                }
+            }
+        },
+        move |n| {
+            let mut sum = 0u64;
+            let mut got = 0;
+            while got < n {
+                match q.pop() {
+                    Some(m) => {
+                        sum = sum.wrapping_add(u64::from(m[N - 1]));
+                        got += 1;
+                    }
+                    None => spin_loop(),
+                }
+            }
+            sum
+        },
+    )
+}
+
+fn median_rate(reps: usize, mut f: impl FnMut() -> f64) -> f64 {
+    let mut v: Vec<f64> = (0..reps).map(|_| f()).collect();
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn case<const N: usize>(out: &mut Vec<RingResult>, n: u64, reps: usize) {
+    for batch in [1, BATCH] {
+        out.push(RingResult {
+            imp: "coroipc",
+            size: N,
+            batch,
+            msgs_per_s: median_rate(reps, || coroipc::<N>(n, batch)),
+        });
+        out.push(RingResult {
+            imp: "rtrb",
+            size: N,
+            batch,
+            msgs_per_s: median_rate(reps, || rtrb::<N>(n, batch)),
+        });
+    }
+    out.push(RingResult {
+        imp: "crossbeam",
+        size: N,
+        batch: 1,
+        msgs_per_s: median_rate(reps, || crossbeam::<N>(n)),
+    });
+}
+
+/// Runs every case; `quick` shortens runs.
+pub fn run(quick: bool) -> Vec<RingResult> {
+    pin_to(0);
+    let (reps, target) = if quick {
+        (3, Duration::from_millis(100))
+    } else {
+        (5, Duration::from_millis(400))
+    };
+    let mut out = Vec::new();
+    // Messages per run sized from a short calibration of coroipc single.
+    let calibrate = |rate: f64| ((rate * target.as_secs_f64()) as u64).max(10_000);
+    let n8 = calibrate(coroipc::<8>(200_000, 1));
+    case::<8>(&mut out, n8, reps);
+    let n64 = calibrate(coroipc::<64>(200_000, 1));
+    case::<64>(&mut out, n64, reps);
+    let n1k = calibrate(coroipc::<1024>(50_000, 1));
+    case::<1024>(&mut out, n1k, reps);
+    out
+}
+
+/// The human-readable table.
+pub fn table(results: &[RingResult]) -> String {
+    let get = |imp: &str, size: usize, batch: usize| {
+        results
+            .iter()
+            .find(|r| r.imp == imp && r.size == size && r.batch == batch)
+            .map_or(f64::NAN, |r| r.msgs_per_s)
+    };
+    let mut s = String::from("Ring throughput, two threads, M msg/s — higher is better\n");
+    s.push_str("  size  batch   coroipc      rtrb   crossbeam   coroipc/rtrb  coroipc/crossbeam\n");
+    for size in [8usize, 64, 1024] {
+        for batch in [1, BATCH] {
+            let (c, r, x) = (
+                get("coroipc", size, batch),
+                get("rtrb", size, batch),
+                get("crossbeam", size, 1),
+            );
+            s.push_str(&format!(
+                "  {size:>4}  {batch:>5}  {:>8.2}  {:>8.2}  {:>10.2}  {:>12.2}x  {:>16.2}x\n",
+                c / 1e6,
+                r / 1e6,
+                x / 1e6,
+                c / r,
+                c / x
+            ));
+        }
+    }
+    s
+}
