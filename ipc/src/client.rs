@@ -105,11 +105,16 @@ pub struct Client {
     responses: Consumer,
     dispatch: Consumer,
     server_bell: Doorbell,
-    response_bell: Doorbell,
+    /// Rung by the server when this client sleeps for a response or request space;
+    /// waited on through `response_wait`.
+    _response_bell: Doorbell,
     dispatch_bell: Doorbell,
     /// Readable when dispatch messages wait (after an empty `dispatch_recv`) or the
     /// server is gone.
     poll: Epoll,
+    /// What a response (or request-space) wait blocks on: the response doorbell,
+    /// edge-triggered (no draining read), and the socket.
+    response_wait: Epoll,
     connection_id: u64,
     next_id: u64,
     outstanding: HashSet<u64>,
@@ -153,18 +158,31 @@ impl Client {
         let mut buf = [0u8; CONNECT_REPLY_LEN];
         let mut got = 0;
         let mut fds: Vec<OwnedFd> = Vec::new();
+        // In spin mode, poll the socket for the reply a little before sleeping.
+        stream.set_nonblocking(true)?;
+        let spin_until = match options.wait {
+            WaitMode::SpinThenBlock { spin } => Instant::now() + spin,
+            WaitMode::Block => Instant::now(),
+        };
         while got < CONNECT_REPLY_LEN {
+            match os::recv_with_fds(stream.as_fd(), &mut buf[got..], CONNECT_FDS) {
+                Ok((0, _)) => return Err(ConnectError::Disconnected),
+                Ok((n, more)) => {
+                    got += n;
+                    fds.extend(more);
+                    continue;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e.into()),
+            }
+            if Instant::now() < spin_until {
+                std::hint::spin_loop();
+                continue;
+            }
             let remaining = deadline.saturating_duration_since(Instant::now());
-            match os::wait_readable(&[stream.as_fd()], Some(remaining))? {
-                Readiness::Timeout => return Err(ConnectError::Timeout),
-                Readiness::Ready(_) => {}
+            if let Readiness::Timeout = os::wait_readable(&[stream.as_fd()], Some(remaining))? {
+                return Err(ConnectError::Timeout);
             }
-            let (n, more) = os::recv_with_fds(stream.as_fd(), &mut buf[got..], CONNECT_FDS)?;
-            if n == 0 {
-                return Err(ConnectError::Disconnected);
-            }
-            got += n;
-            fds.extend(more);
         }
         let reply = ConnectReply::decode(&buf)?;
         match reply.status {
@@ -236,20 +254,24 @@ impl Client {
                 ));
             }
         }
-        stream.set_read_timeout(None)?;
         let dispatch_bell = Doorbell::from_fd(dispatch_bell);
         let poll = Epoll::new()?;
         poll.add(dispatch_bell.as_fd(), 0, Interest::READABLE)?;
         poll.add(stream.as_fd(), 1, Interest::READABLE)?;
+        let response_bell = Doorbell::from_fd(response_bell);
+        let response_wait = Epoll::new()?;
+        response_wait.add_edge_triggered(response_bell.as_fd(), 0)?;
+        response_wait.add(stream.as_fd(), 1, Interest::READABLE)?;
         Ok(Client {
             stream,
             requests,
             responses,
             dispatch,
             server_bell: Doorbell::from_fd(server_bell),
-            response_bell: Doorbell::from_fd(response_bell),
+            _response_bell: response_bell,
             dispatch_bell,
             poll,
+            response_wait,
             connection_id: reply.connection_id,
             next_id: 1,
             outstanding: HashSet::new(),
@@ -315,25 +337,33 @@ impl Client {
 
     /// Blocks until the doorbell of `what` rings, the server dies, or `deadline`.
     fn block(&mut self, what: WaitFor, deadline: Option<Instant>) -> Result<(), ClientError> {
-        let bell = match what {
-            WaitFor::Dispatch => &self.dispatch_bell,
-            WaitFor::Response | WaitFor::RequestSpace(_) => &self.response_bell,
-        };
         let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-        let readiness = os::wait_readable(&[bell.as_fd(), self.stream.as_fd()], remaining);
-        match readiness? {
-            Readiness::Timeout => Err(ClientError::Timeout),
-            Readiness::Ready(r) => {
-                // The server never writes to the socket after the handshake: readable
-                // means end of stream.
-                if r.get(1).is_some_and(|(readable, hup)| *readable || *hup) {
-                    self.dead = Some("server closed the connection".into());
-                    return Err(ClientError::Disconnected);
+        let socket_event = match what {
+            WaitFor::Dispatch => {
+                let fds = [self.dispatch_bell.as_fd(), self.stream.as_fd()];
+                match os::wait_readable(&fds, remaining)? {
+                    Readiness::Timeout => return Err(ClientError::Timeout),
+                    Readiness::Ready(r) => {
+                        self.dispatch_bell.drain()?;
+                        r.get(1).is_some_and(|(readable, hup)| *readable || *hup)
+                    }
                 }
-                bell.drain()?;
-                Ok(())
             }
+            WaitFor::Response | WaitFor::RequestSpace(_) => {
+                let mut events = Vec::with_capacity(2);
+                if self.response_wait.wait(&mut events, remaining)? == 0 {
+                    return Err(ClientError::Timeout);
+                }
+                events.iter().any(|e| e.token == 1)
+            }
+        };
+        // The server never writes to the socket after the handshake: readable means
+        // end of stream.
+        if socket_event {
+            self.dead = Some("server closed the connection".into());
+            return Err(ClientError::Disconnected);
         }
+        Ok(())
     }
 
     /// One step of a wait: spin while within the budget, else announce and sleep.

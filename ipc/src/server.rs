@@ -177,6 +177,20 @@ enum Poller {
 }
 
 impl Poller {
+    /// Watches a doorbell. The built-in loop watches it edge-triggered (each ring is
+    /// one event, no `read` needed); hooks get it like any fd and the server drains it.
+    fn add_bell(&mut self, fd: BorrowedFd<'_>, token: Token) -> io::Result<()> {
+        match self {
+            Poller::Builtin(epoll) => epoll.add_edge_triggered(fd, token.0),
+            Poller::Hooks(hooks) => hooks.add(fd, token),
+        }
+    }
+
+    /// Whether doorbells must be drained (level-triggered external loops).
+    fn drains_bells(&self) -> bool {
+        matches!(self, Poller::Hooks(_))
+    }
+
     fn add(&mut self, fd: BorrowedFd<'_>, token: Token) -> io::Result<()> {
         match self {
             Poller::Builtin(epoll) => epoll.add(fd, token.0, Interest::READABLE),
@@ -341,8 +355,10 @@ impl Server {
                 match t & 3 {
                     KIND_PENDING => self.progress_handshake(id),
                     KIND_BELL => {
-                        if let Some(conn) = self.conns.get(&id) {
-                            let _ = conn.shared.server_bell.drain();
+                        if self.poller.drains_bells() {
+                            if let Some(conn) = self.conns.get(&id) {
+                                let _ = conn.shared.server_bell.drain();
+                            }
                         }
                         self.service_connection(id);
                     }
@@ -406,23 +422,30 @@ impl Server {
         }
         let id = self.next_id;
         self.next_id += 1;
-        if let Err(e) = self.poller.add(stream.as_fd(), token(id, KIND_PENDING)) {
-            tracing::warn!(error = %e, "cannot watch a new client");
-            return;
-        }
         let deadline = Instant::now() + self.limits.handshake_timeout;
-        self.pending.insert(
-            id,
-            Pending {
-                stream,
-                cred,
-                deadline,
-                buf: [0; CONNECT_REQUEST_LEN],
-                got: 0,
-            },
-        );
-        // The request may already be there.
-        self.progress_handshake(id);
+        let mut pending = Pending {
+            stream,
+            cred,
+            deadline,
+            buf: [0; CONNECT_REQUEST_LEN],
+            got: 0,
+        };
+        // The request is usually there already: then the socket never needs watching
+        // as a pending handshake.
+        match read_handshake(&mut pending) {
+            HandshakeRead::Complete => self.finish_handshake(id, pending),
+            HandshakeRead::Closed => {}
+            HandshakeRead::Partial => {
+                if let Err(e) = self
+                    .poller
+                    .add(pending.stream.as_fd(), token(id, KIND_PENDING))
+                {
+                    tracing::warn!(error = %e, "cannot watch a new client");
+                    return;
+                }
+                self.pending.insert(id, pending);
+            }
+        }
     }
 
     fn drop_pending(&mut self, id: u64) -> Option<Pending> {
@@ -436,27 +459,20 @@ impl Server {
         let Some(p) = self.pending.get_mut(&id) else {
             return;
         };
-        loop {
-            if p.got == CONNECT_REQUEST_LEN {
-                break;
+        match read_handshake(p) {
+            HandshakeRead::Partial => {}
+            HandshakeRead::Closed => {
+                self.drop_pending(id);
             }
-            match p.stream.read(&mut p.buf[p.got..]) {
-                Ok(0) => {
-                    self.drop_pending(id);
-                    return;
-                }
-                Ok(n) => p.got += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(_) => {
-                    self.drop_pending(id);
-                    return;
+            HandshakeRead::Complete => {
+                if let Some(p) = self.drop_pending(id) {
+                    self.finish_handshake(id, p);
                 }
             }
         }
-        let Some(p) = self.drop_pending(id) else {
-            return;
-        };
+    }
+
+    fn finish_handshake(&mut self, id: u64, p: Pending) {
         match ConnectRequest::decode(&p.buf) {
             Ok(request) => self.complete_handshake(id, p, request),
             Err(e) => {
@@ -538,7 +554,7 @@ impl Server {
         drop(shm);
         let registered = sent.and_then(|()| {
             self.poller
-                .add(shared.server_bell.as_fd(), token(id, KIND_BELL))?;
+                .add_bell(shared.server_bell.as_fd(), token(id, KIND_BELL))?;
             self.poller.add(p.stream.as_fd(), token(id, KIND_SOCKET))
         });
         let conn = Connection {
@@ -669,6 +685,26 @@ impl Drop for Server {
 enum More {
     Yes,
     No,
+}
+
+enum HandshakeRead {
+    Complete,
+    Partial,
+    Closed,
+}
+
+/// Reads what has arrived of a connect request (non-blocking).
+fn read_handshake(p: &mut Pending) -> HandshakeRead {
+    while p.got < CONNECT_REQUEST_LEN {
+        match p.stream.read(&mut p.buf[p.got..]) {
+            Ok(0) => return HandshakeRead::Closed,
+            Ok(n) => p.got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return HandshakeRead::Partial,
+            Err(_) => return HandshakeRead::Closed,
+        }
+    }
+    HandshakeRead::Complete
 }
 
 fn violation(what: impl std::fmt::Display) -> DisconnectReason {

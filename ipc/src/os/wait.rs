@@ -126,6 +126,15 @@ impl Epoll {
             .map_err(io::Error::from)
     }
 
+    /// Watches `fd` for readability, edge-triggered: each new readiness (for an
+    /// eventfd: each write) is reported once, so a doorbell needs no draining `read`.
+    pub fn add_edge_triggered(&self, fd: BorrowedFd<'_>, token: u64) -> io::Result<()> {
+        let flags = EpollFlags::EPOLLIN | EpollFlags::EPOLLET;
+        self.epoll
+            .add(fd, EpollEvent::new(flags, token))
+            .map_err(io::Error::from)
+    }
+
     /// Changes what `fd` is watched for.
     pub fn modify(&self, fd: BorrowedFd<'_>, token: u64, interest: Interest) -> io::Result<()> {
         let mut ev = EpollEvent::new(Self::flags(interest), token);
