@@ -658,6 +658,25 @@ fn memcpy_baseline(b: Budget) -> IpcResult {
     )
 }
 
+/// Profiling aid: only the coroipc connect+disconnect loop, for `secs` seconds.
+pub fn connect_only(secs: f64) -> std::io::Result<f64> {
+    pin_to(0);
+    let server = ServerChild::start("coroipc", 50)?;
+    let opts = ConnectOptions {
+        request_ring: 4096,
+        response_ring: 4096,
+        dispatch_ring: 4096,
+        ..Default::default()
+    };
+    let t = Instant::now();
+    let mut n = 0u64;
+    while t.elapsed().as_secs_f64() < secs {
+        drop(Client::connect(&server.socket(), 1, &opts).map_err(io_err)?);
+        n += 1;
+    }
+    Ok(n as f64 / t.elapsed().as_secs_f64())
+}
+
 /// Runs the whole comparison.
 pub fn run(quick: bool) -> std::io::Result<Vec<IpcResult>> {
     pin_to(0);

@@ -14,6 +14,13 @@ fn main() {
         ipc_bench::server_main(&args[1..]);
         return;
     }
+    if args.first().map(String::as_str) == Some("__connect") {
+        match ipc_bench::connect_only(3.0) {
+            Ok(rate) => println!("connect+disconnect: {rate:.0}/s"),
+            Err(e) => eprintln!("{e}"),
+        }
+        return;
+    }
     let quick = args.iter().any(|a| a == "--quick");
     let json = args.iter().any(|a| a == "--json");
     let mode = args

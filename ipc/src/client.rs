@@ -9,7 +9,7 @@
 use std::collections::{HashMap, HashSet};
 use std::io::Write;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use coroipc_ring::{AttachError, Consumer, Producer, PushError, RawRegion, ReadGrant, Wake};
@@ -110,11 +110,11 @@ pub struct Client {
     _response_bell: Doorbell,
     dispatch_bell: Doorbell,
     /// Readable when dispatch messages wait (after an empty `dispatch_recv`) or the
-    /// server is gone.
-    poll: Epoll,
+    /// server is gone. Created on first use (most connections never poll).
+    poll: OnceLock<Epoll>,
     /// What a response (or request-space) wait blocks on: the response doorbell,
-    /// edge-triggered (no draining read), and the socket.
-    response_wait: Epoll,
+    /// edge-triggered (no draining read), and the socket. Created on first block.
+    response_wait: Option<Epoll>,
     connection_id: u64,
     next_id: u64,
     outstanding: HashSet<u64>,
@@ -255,13 +255,7 @@ impl Client {
             }
         }
         let dispatch_bell = Doorbell::from_fd(dispatch_bell);
-        let poll = Epoll::new()?;
-        poll.add(dispatch_bell.as_fd(), 0, Interest::READABLE)?;
-        poll.add(stream.as_fd(), 1, Interest::READABLE)?;
         let response_bell = Doorbell::from_fd(response_bell);
-        let response_wait = Epoll::new()?;
-        response_wait.add_edge_triggered(response_bell.as_fd(), 0)?;
-        response_wait.add(stream.as_fd(), 1, Interest::READABLE)?;
         Ok(Client {
             stream,
             requests,
@@ -270,8 +264,8 @@ impl Client {
             server_bell: Doorbell::from_fd(server_bell),
             _response_bell: response_bell,
             dispatch_bell,
-            poll,
-            response_wait,
+            poll: OnceLock::new(),
+            response_wait: None,
             connection_id: reply.connection_id,
             next_id: 1,
             outstanding: HashSet::new(),
@@ -351,7 +345,18 @@ impl Client {
             }
             WaitFor::Response | WaitFor::RequestSpace(_) => {
                 let mut events = Vec::with_capacity(2);
-                if self.response_wait.wait(&mut events, remaining)? == 0 {
+                let waiter = match self.response_wait.take() {
+                    Some(w) => w,
+                    None => {
+                        let w = Epoll::new()?;
+                        w.add_edge_triggered(self._response_bell.as_fd(), 0)?;
+                        w.add(self.stream.as_fd(), 1, Interest::READABLE)?;
+                        w
+                    }
+                };
+                let waited = waiter.wait(&mut events, remaining);
+                self.response_wait = Some(waiter);
+                if waited? == 0 {
                     return Err(ClientError::Timeout);
                 }
                 events.iter().any(|e| e.token == 1)
@@ -686,11 +691,30 @@ impl Client {
     }
 }
 
+impl Client {
+    fn dispatch_poll(&self) -> std::io::Result<&Epoll> {
+        if let Some(p) = self.poll.get() {
+            return Ok(p);
+        }
+        let p = Epoll::new()?;
+        p.add(self.dispatch_bell.as_fd(), 0, Interest::READABLE)?;
+        p.add(self.stream.as_fd(), 1, Interest::READABLE)?;
+        Ok(self.poll.get_or_init(|| p))
+    }
+}
+
 impl AsFd for Client {
     /// An fd that polls readable when dispatch messages wait (after `dispatch_recv`
-    /// returned none) or when the server is gone.
+    /// returned none) or when the server is gone. (Should creating it fail, e.g. at the
+    /// fd limit, the socket itself is returned: it still reports the server's death.)
     fn as_fd(&self) -> BorrowedFd<'_> {
-        self.poll.as_fd()
+        match self.dispatch_poll() {
+            Ok(p) => p.as_fd(),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot create the dispatch poll fd");
+                self.stream.as_fd()
+            }
+        }
     }
 }
 
