@@ -20,7 +20,7 @@ use crate::index::{check_head, check_start};
 use crate::layout::{Config, RawRegion, RingPtrs, FRAME_HEADER, SLEEP_BIT};
 use crate::producer::ANNOUNCE_ATTEMPTS;
 use crate::signal::{FlowChange, Published, SleepCheck, Wake};
-use crate::sync::{spin_backoff, AtomicU32, AtomicU64, Ordering};
+use crate::sync::{AtomicU32, AtomicU64, Ordering, TurnWait};
 use crate::Keepalive;
 
 /// The producing side of a ring shared by several threads (`Sync`; share it with an
@@ -40,6 +40,8 @@ pub struct MpscProducer {
     flow_on: AtomicU32,
     /// 1 once corruption was seen.
     poisoned: AtomicU32,
+    /// How a claim waits for its turn to publish.
+    turn_wait: TurnWait,
     _keep: Keepalive,
 }
 
@@ -96,6 +98,7 @@ impl MpscProducer {
             cached_head: AtomicU64::new(head),
             flow_on: AtomicU32::new(0),
             poisoned: AtomicU32::new(0),
+            turn_wait: TurnWait::new(),
             _keep: Keepalive::default(),
         }
     }
@@ -181,7 +184,7 @@ impl MpscProducer {
             }
             match self
                 .claim
-                .compare_exchange_weak(claim, end, Ordering::Relaxed, Ordering::Relaxed)
+                .compare_exchange(claim, end, Ordering::Relaxed, Ordering::Relaxed)
             {
                 Ok(_) => {
                     if frame_pos != claim {
@@ -236,11 +239,7 @@ impl MpscProducer {
     /// publisher cannot ring the doorbell, so if the consumer's sleep flag was set it is
     /// put back before the turn passes on, and the next publisher rings.
     fn publish(&self, start: u64, end: u64, delivers: bool) -> Published {
-        let mut spins = 0;
-        while self.turn.load(Ordering::Acquire) != start {
-            spin_backoff(spins);
-            spins = spins.saturating_add(1);
-        }
+        self.turn_wait.wait_for(&self.turn, start);
         self.published.store(end, Ordering::Release);
         let tail_word = &self.ring.header().tail.0.tail;
         let old = tail_word.swap(end, Ordering::Release);
@@ -250,6 +249,7 @@ impl MpscProducer {
             wake = Wake::NotNeeded;
         }
         self.turn.store(end, Ordering::Release);
+        self.turn_wait.advanced();
         Published {
             wake,
             flow: self.evaluate_flow(false),

@@ -15,18 +15,61 @@ pub(crate) use loom::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 #[cfg(not(loom))]
 pub(crate) use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
-/// Back off inside a spin loop (MPSC ordered publication).
+/// Waits for an MPSC claim's turn to publish (every earlier claim published).
 ///
-/// Under loom this yields to the scheduler so the model explores the other threads;
-/// with `std` it yields the OS thread after a short burst of pause instructions.
-#[inline]
-pub(crate) fn spin_backoff(iteration: u32) {
+/// Production spins on the atomic (pause, then `yield` with `std`): the wait lasts as
+/// long as an earlier producer takes to fill its frame. Under loom the waiter blocks on
+/// a modelled condvar instead: loom cannot bound two threads spinning at once (it
+/// explores arbitrarily long alternations of them), while the ordering logic it checks
+/// (the loads and stores of `turn`, `published` and `tail`) is the same in both builds.
+#[derive(Debug, Default)]
+pub(crate) struct TurnWait {
     #[cfg(loom)]
-    {
-        let _ = iteration;
-        loom::thread::yield_now();
+    lock: loom::sync::Mutex<()>,
+    #[cfg(loom)]
+    cond: loom::sync::Condvar,
+}
+
+impl TurnWait {
+    pub(crate) fn new() -> Self {
+        Self::default()
     }
-    #[cfg(all(not(loom), feature = "std"))]
+
+    /// Returns once `turn` (loaded with Acquire) equals `start`.
+    #[inline]
+    pub(crate) fn wait_for(&self, turn: &AtomicU64, start: u64) {
+        #[cfg(loom)]
+        {
+            let mut guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+            while turn.load(Ordering::Acquire) != start {
+                guard = self.cond.wait(guard).unwrap_or_else(|e| e.into_inner());
+            }
+        }
+        #[cfg(not(loom))]
+        {
+            let mut spins = 0u32;
+            while turn.load(Ordering::Acquire) != start {
+                spin_backoff(spins);
+                spins = spins.saturating_add(1);
+            }
+        }
+    }
+
+    /// Called after `turn` advanced.
+    #[inline]
+    pub(crate) fn advanced(&self) {
+        #[cfg(loom)]
+        {
+            let _guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+            self.cond.notify_all();
+        }
+    }
+}
+
+#[cfg(not(loom))]
+#[inline]
+fn spin_backoff(iteration: u32) {
+    #[cfg(feature = "std")]
     {
         if iteration < 64 {
             core::hint::spin_loop();
@@ -34,7 +77,7 @@ pub(crate) fn spin_backoff(iteration: u32) {
             std::thread::yield_now();
         }
     }
-    #[cfg(all(not(loom), not(feature = "std")))]
+    #[cfg(not(feature = "std"))]
     {
         let _ = iteration;
         core::hint::spin_loop();
