@@ -7,7 +7,6 @@
 //! it at once.
 
 use std::collections::{HashMap, HashSet};
-use std::io::Write;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -147,14 +146,23 @@ impl Client {
         options: &ConnectOptions,
     ) -> Result<Client, ConnectError> {
         let deadline = Instant::now() + options.connect_timeout;
-        let mut stream = os::connect(name, Some(options.connect_timeout))?;
+        let stream = os::connect(name, Some(options.connect_timeout))?;
         let request = ConnectRequest {
             service,
             request_ring: options.request_ring,
             response_ring: options.response_ring,
             dispatch_ring: options.dispatch_ring,
         };
-        stream.write_all(&request.encode())?;
+        // MSG_NOSIGNAL: a host that does not ignore SIGPIPE must not die here. A server
+        // that refuses at accept closes at once: its reply is still there to read.
+        if let Err(e) = os::send_with_fds(stream.as_fd(), &request.encode(), &[]) {
+            if !matches!(
+                e.kind(),
+                std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset
+            ) {
+                return Err(e.into());
+            }
+        }
         let mut buf = [0u8; CONNECT_REPLY_LEN];
         let mut got = 0;
         let mut fds: Vec<OwnedFd> = Vec::new();

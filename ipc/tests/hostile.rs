@@ -1,0 +1,417 @@
+//! Hostile and dying peers (threat model, SPEC.md §3): real processes, real sockets.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::io::Write;
+use std::os::fd::AsFd;
+use std::time::{Duration, Instant};
+
+use coroipc::os::{self, Doorbell, SharedMemory};
+use coroipc::protocol::{
+    ConnectReply, ConnectRequest, RegionLayout, CONNECT_FDS, CONNECT_REPLY_LEN,
+};
+use coroipc::{Client, ClientError, ConnectError, ConnectOptions};
+use support::{cmd, ServerProcess};
+
+#[test]
+#[ignore = "entry point of the server child process"]
+fn child_server() {
+    support::child_entry();
+}
+
+/// A client that does the handshake by hand and keeps raw access to its memory.
+struct RawClient {
+    _stream: std::os::unix::net::UnixStream,
+    shm: SharedMemory,
+    server_bell: Doorbell,
+    layout: RegionLayout,
+}
+
+fn raw_connect(server: &ServerProcess) -> RawClient {
+    let mut stream = os::connect(&server.socket(), Some(Duration::from_secs(5))).unwrap();
+    let req = ConnectRequest {
+        service: 1,
+        request_ring: 4096,
+        response_ring: 4096,
+        dispatch_ring: 4096,
+    };
+    stream.write_all(&req.encode()).unwrap();
+    let mut buf = [0u8; CONNECT_REPLY_LEN];
+    let (n, fds) = os::recv_with_fds(stream.as_fd(), &mut buf, CONNECT_FDS).unwrap();
+    assert_eq!(n, CONNECT_REPLY_LEN);
+    let reply = ConnectReply::decode(&buf).unwrap();
+    assert_eq!(reply.status, 0);
+    let layout =
+        RegionLayout::new([reply.request_ring, reply.response_ring, reply.dispatch_ring]).unwrap();
+    let mut fds = fds.into_iter();
+    let shm = SharedMemory::from_fd_verified(fds.next().unwrap(), layout.len).unwrap();
+    let server_bell = Doorbell::from_fd(fds.next().unwrap());
+    RawClient {
+        _stream: stream,
+        shm,
+        server_bell,
+        layout,
+    }
+}
+
+struct XorShift(u64);
+impl XorShift {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+fn fnv(data: &[u8]) -> u32 {
+    data.iter().fold(0x811c_9dc5u32, |h, b| {
+        (h ^ u32::from(*b)).wrapping_mul(0x0100_0193)
+    })
+}
+
+fn disconnects(c: &mut Client) -> u64 {
+    u64::from_le_bytes(
+        c.request(cmd::DISCONNECTS, b"")
+            .unwrap()
+            .data
+            .try_into()
+            .unwrap(),
+    )
+}
+
+/// Garbage anywhere in a client's shared memory, at random moments, across many seeds:
+/// the server stays up, drops that client (and only it), and three honest clients
+/// running at the same time get every answer right.
+#[test]
+fn hostile_client_only_hurts_itself() {
+    let server = ServerProcess::start("hostile", &[]);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let honest: Vec<_> = (0..3u32)
+        .map(|h| {
+            let socket = server.socket();
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut c = Client::connect(&socket, 1, &ConnectOptions::default()).unwrap();
+                let mut seq = 0u32;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) || seq < 200 {
+                    let mut msg = vec![0u8; 8 + (seq as usize * 7 + h as usize) % 200];
+                    msg[..4].copy_from_slice(&seq.to_le_bytes());
+                    for (i, b) in msg[8..].iter_mut().enumerate() {
+                        *b = (i as u32 ^ seq ^ h) as u8;
+                    }
+                    let sum = fnv(&msg[8..]);
+                    msg[4..8].copy_from_slice(&sum.to_le_bytes());
+                    let r = c.request(cmd::ECHO, &msg).unwrap();
+                    assert_eq!(r.data, msg, "honest client {h} request {seq}");
+                    seq += 1;
+                }
+                seq
+            })
+        })
+        .collect();
+    let mut observer = Client::connect(&server.socket(), 1, &ConnectOptions::default()).unwrap();
+    let before = disconnects(&mut observer);
+    let seeds = 40u64;
+    for seed in 1..=seeds {
+        let raw = raw_connect(&server);
+        let mut rng = XorShift(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+        let base = raw.shm.as_ptr();
+        for round in 0..20 {
+            // Targets: the whole request ring, and the index/flag words of the
+            // response and dispatch rings (which the server reads).
+            let (ring, limit) = match rng.next() % 3 {
+                0 => (0, raw.layout.rings[0].region_size()),
+                r => (r as usize, 0x180),
+            };
+            let off = raw.layout.offsets[ring] + (rng.next() as usize % (limit - 8));
+            let value = rng.next();
+            // SAFETY: inside our own mapping of the shared region; racing the server
+            // is the point of the test, and it only ever reads these bytes.
+            unsafe {
+                base.add(off)
+                    .cast::<u8>()
+                    .copy_from_nonoverlapping(value.to_le_bytes().as_ptr(), 8)
+            };
+            if round % 3 == 0 {
+                let _ = raw.server_bell.ring();
+            }
+            if rng.next() % 4 == 0 {
+                std::thread::sleep(Duration::from_micros(rng.next() % 500));
+            }
+        }
+        let _ = raw.server_bell.ring();
+        drop(raw);
+    }
+    // Every hostile client is gone, and the server still serves.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while disconnects(&mut observer) < before + seeds && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(
+        disconnects(&mut observer),
+        before + seeds,
+        "each hostile client disconnected once"
+    );
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for h in honest {
+        assert!(h.join().unwrap() >= 200);
+    }
+    assert_eq!(
+        observer.request(cmd::ECHO, b"alive").unwrap().data,
+        b"alive"
+    );
+}
+
+/// A client that connects and never sends the handshake is dropped after the timeout;
+/// garbage is refused; absurd ring sizes are capped.
+#[test]
+fn handshake_abuse() {
+    let server = ServerProcess::start("handshake", &[]);
+    let mut observer = Client::connect(&server.socket(), 1, &ConnectOptions::default()).unwrap();
+    // Silent: the server (300 ms handshake timeout in the test server) hangs up.
+    let silent = os::connect(&server.socket(), None).unwrap();
+    let start = Instant::now();
+    match os::wait_readable(&[silent.as_fd()], Some(Duration::from_secs(3))).unwrap() {
+        os::Readiness::Ready(r) => assert!(r[0].0 || r[0].1, "hung up"),
+        os::Readiness::Timeout => panic!("silent client not dropped"),
+    }
+    assert!(
+        start.elapsed() >= Duration::from_millis(250),
+        "dropped only after the timeout"
+    );
+    // Garbage: refused with a reply, then closed.
+    let mut junk = os::connect(&server.socket(), Some(Duration::from_secs(3))).unwrap();
+    junk.write_all(&[0xff; 24]).unwrap();
+    let mut buf = [0u8; CONNECT_REPLY_LEN];
+    let (n, fds) = os::recv_with_fds(junk.as_fd(), &mut buf, CONNECT_FDS).unwrap();
+    assert_eq!(n, CONNECT_REPLY_LEN);
+    assert!(fds.is_empty());
+    assert!(ConnectReply::decode(&buf).unwrap().status < 0);
+    // Absurd sizes: capped by the server (4 MiB max in the test server).
+    let opts = ConnectOptions {
+        request_ring: u32::MAX,
+        response_ring: u32::MAX,
+        dispatch_ring: 1,
+        ..Default::default()
+    };
+    let mut big = Client::connect(&server.socket(), 1, &opts).unwrap();
+    assert!(big.max_request_len() < 4 << 20);
+    assert!(big.max_dispatch_len() >= 4096 / 2 - 8);
+    assert_eq!(big.request(cmd::ECHO, b"ok").unwrap().data, b"ok");
+    assert_eq!(
+        observer.request(cmd::ECHO, b"still").unwrap().data,
+        b"still"
+    );
+}
+
+/// Many connection attempts against a small limit: clean refusals, existing clients
+/// keep being served.
+#[test]
+fn connection_limit_refuses_cleanly() {
+    let server = ServerProcess::start("limit", &[("COROIPC_MAX_CONN", "20")]);
+    let mut kept = Vec::new();
+    let mut refused = 0;
+    for _ in 0..500 {
+        match Client::connect(&server.socket(), 1, &ConnectOptions::default()) {
+            Ok(c) => kept.push(c),
+            Err(ConnectError::NoResources) => refused += 1,
+            Err(e) => panic!("unexpected: {e}"),
+        }
+    }
+    assert_eq!(kept.len(), 20);
+    assert_eq!(refused, 480);
+    for c in kept.iter_mut() {
+        assert_eq!(c.request(cmd::ECHO, b"x").unwrap().data, b"x");
+    }
+}
+
+/// Thousands of connect/disconnect cycles: the server's fd count and memory return
+/// to their baseline, and no file appears in /dev/shm.
+#[test]
+fn no_leaks_over_many_cycles() {
+    let server = ServerProcess::start("leaks", &[]);
+    let pid = server.child.id();
+    let fds = || {
+        std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .unwrap()
+            .count()
+    };
+    let rss_kib = || {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        status
+            .lines()
+            .find(|l| l.starts_with("VmRSS:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+    };
+    let maps = || {
+        std::fs::read_to_string(format!("/proc/{pid}/maps"))
+            .unwrap()
+            .lines()
+            .count()
+    };
+    let shm_maps = || {
+        std::fs::read_to_string(format!("/proc/{pid}/maps"))
+            .unwrap()
+            .lines()
+            .filter(|l| l.contains("memfd:coroipc"))
+            .count()
+    };
+    let shm_before = std::fs::read_dir("/dev/shm")
+        .map(|d| d.count())
+        .unwrap_or(0);
+    let mut observer = Client::connect(&server.socket(), 1, &ConnectOptions::default()).unwrap();
+    // Warm up allocator and maps.
+    for _ in 0..200 {
+        drop(Client::connect(&server.socket(), 1, &ConnectOptions::default()).unwrap());
+    }
+    let settle = |observer: &mut Client| {
+        let _ = observer.request(cmd::ECHO, b"sync").unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        let _ = observer.request(cmd::ECHO, b"sync").unwrap();
+    };
+    settle(&mut observer);
+    let (fd0, rss0, maps0) = (fds(), rss_kib(), maps());
+    for i in 0..5000 {
+        let mut c = Client::connect(&server.socket(), 1, &ConnectOptions::default()).unwrap();
+        if i % 10 == 0 {
+            let _ = c.request(cmd::ECHO, b"x").unwrap();
+        }
+    }
+    settle(&mut observer);
+    assert_eq!(fds(), fd0, "fd count back to baseline");
+    assert_eq!(
+        shm_maps(),
+        1,
+        "only the observer's shared memory is still mapped"
+    );
+    // The allocator may grow an arena; shared memory is accounted for above.
+    assert!(
+        maps() <= maps0 + 4,
+        "mappings grew from {maps0} to {}",
+        maps()
+    );
+    let rss1 = rss_kib();
+    assert!(rss1 < rss0 + 2048, "RSS grew from {rss0} KiB to {rss1} KiB");
+    assert_eq!(
+        std::fs::read_dir("/dev/shm")
+            .map(|d| d.count())
+            .unwrap_or(0),
+        shm_before,
+        "no files in /dev/shm"
+    );
+}
+
+/// A signal every 100 us while a client blocks: no spurious failure, no hang.
+#[test]
+fn signals_do_not_break_blocking_calls() {
+    extern "C" fn on_signal(_: i32) {}
+    // SAFETY: installing a handler that does nothing is async-signal-safe; no
+    // SA_RESTART, so blocking system calls see EINTR.
+    unsafe {
+        nix::sys::signal::sigaction(
+            nix::sys::signal::SIGUSR1,
+            &nix::sys::signal::SigAction::new(
+                nix::sys::signal::SigHandler::Handler(on_signal),
+                nix::sys::signal::SaFlags::empty(),
+                nix::sys::signal::SigSet::empty(),
+            ),
+        )
+        .unwrap();
+    }
+    let server = ServerProcess::start("signals", &[]);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let socket = server.socket();
+    let worker = std::thread::spawn(move || {
+        tx.send(nix::sys::pthread::pthread_self()).unwrap();
+        let opts = ConnectOptions {
+            wait: coroipc::WaitMode::Block,
+            ..Default::default()
+        };
+        let mut c = Client::connect(&socket, 1, &opts).unwrap();
+        for i in 0..300u32 {
+            // DEFER answers after 5 ms from another thread: the client blocks.
+            let r = c.request(cmd::DEFER, &i.to_le_bytes()).unwrap();
+            assert_eq!(r.data, i.to_be_bytes());
+        }
+        // A blocking dispatch wait that times out must still time out.
+        let t = Instant::now();
+        assert!(c
+            .dispatch_recv(Some(Duration::from_millis(100)))
+            .unwrap()
+            .is_none());
+        assert!(t.elapsed() >= Duration::from_millis(100));
+    });
+    let thread = rx.recv().unwrap();
+    let mut sent = 0;
+    while !worker.is_finished() {
+        let _ = nix::sys::pthread::pthread_kill(thread, nix::sys::signal::SIGUSR1);
+        sent += 1;
+        std::thread::sleep(Duration::from_micros(100));
+    }
+    worker.join().unwrap();
+    assert!(sent > 1000, "{sent} signals");
+}
+
+/// A corrupted response ring gives the client an error, not a panic. The test corrupts
+/// the ring through the client's own mapping, found in /proc/self/maps, so it runs in a
+/// process of its own (other tests' mappings would be candidates too).
+#[test]
+fn client_survives_a_corrupt_server() {
+    let status = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "corrupt_server_child",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("COROIPC_CORRUPT_CHILD", "1")
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success(), "the client process failed: {status}");
+}
+
+#[test]
+#[ignore = "run by client_survives_a_corrupt_server in a process of its own"]
+fn corrupt_server_child() {
+    if std::env::var("COROIPC_CORRUPT_CHILD").is_err() {
+        return;
+    }
+    let server = ServerProcess::start("badserver", &[]);
+    let maps_with = || {
+        std::fs::read_to_string("/proc/self/maps")
+            .unwrap()
+            .lines()
+            .filter(|l| l.contains("memfd:coroipc"))
+            .map(|l| usize::from_str_radix(l.split('-').next().unwrap(), 16).unwrap())
+            .collect::<Vec<_>>()
+    };
+    assert!(maps_with().is_empty());
+    let mut c = Client::connect(&server.socket(), 1, &ConnectOptions::default()).unwrap();
+    assert_eq!(c.request(cmd::ECHO, b"ok").unwrap().data, b"ok");
+    let found = maps_with();
+    assert_eq!(found.len(), 1, "exactly our mapping");
+    let layout = RegionLayout::new([65536, 65536, 65536]).unwrap();
+    let tail = found[0] + layout.offsets[1] + coroipc_ring::offsets::TAIL;
+    // Let the server publish a response, then corrupt the tail before the client reads
+    // it (the server writes the tail only when it publishes, so it stays corrupt).
+    let id = c.send_request(cmd::ECHO, b"x").unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    // SAFETY: inside this process's only coroipc mapping (default 64 KiB rings); the
+    // client is not running concurrently.
+    unsafe { (tail as *mut u64).write_volatile(0xdead_beef_0000_0008) };
+    let err = c
+        .wait_response(id, Some(Duration::from_secs(1)))
+        .unwrap_err();
+    assert!(matches!(err, ClientError::Corrupt(_)), "{err}");
+    assert!(matches!(
+        c.request(cmd::ECHO, b"x"),
+        Err(ClientError::Disconnected)
+    ));
+}
