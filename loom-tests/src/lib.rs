@@ -44,6 +44,42 @@ mod model {
         }
     }
 
+    /// A broadcast doorbell for several sleepers: a generation counter.
+    #[derive(Default)]
+    pub struct GenBell {
+        generation: Mutex<u64>,
+        cond: Condvar,
+    }
+
+    impl GenBell {
+        /// A new doorbell.
+        pub fn new() -> Self {
+            GenBell {
+                generation: Mutex::new(0),
+                cond: Condvar::new(),
+            }
+        }
+
+        /// The current generation; read it before announcing sleep.
+        pub fn generation(&self) -> u64 {
+            *self.generation.lock().unwrap_or_else(|e| e.into_inner())
+        }
+
+        /// Wakes every sleeper.
+        pub fn ring(&self) {
+            *self.generation.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+            self.cond.notify_all();
+        }
+
+        /// Waits until the generation moved past `seen` (a ring since then).
+        pub fn wait_past(&self, seen: u64) {
+            let mut g = self.generation.lock().unwrap_or_else(|e| e.into_inner());
+            while *g == seen {
+                g = self.cond.wait(g).unwrap_or_else(|e| e.into_inner());
+            }
+        }
+    }
+
     /// A test message of `len` bytes derived from `seed`.
     pub fn msg(seed: u8, len: usize) -> Vec<u8> {
         (0..len)

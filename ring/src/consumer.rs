@@ -283,7 +283,7 @@ impl Consumer {
             }
             if raw & SLEEP_BIT != 0
                 || tail_word
-                    .compare_exchange(raw, raw | SLEEP_BIT, Ordering::AcqRel, Ordering::Acquire)
+                    .compare_exchange(raw, raw | SLEEP_BIT, Ordering::Relaxed, Ordering::Relaxed)
                     .is_ok()
             {
                 return Ok(SleepCheck {

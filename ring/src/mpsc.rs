@@ -328,7 +328,7 @@ impl MpscProducer {
             }
             if raw & SLEEP_BIT != 0
                 || head_word
-                    .compare_exchange(raw, raw | SLEEP_BIT, Ordering::AcqRel, Ordering::Acquire)
+                    .compare_exchange(raw, raw | SLEEP_BIT, Ordering::Relaxed, Ordering::Relaxed)
                     .is_ok()
             {
                 return Ok(SleepCheck {
@@ -343,7 +343,10 @@ impl MpscProducer {
         })
     }
 
-    /// Withdraws a sleep announcement.
+    /// Withdraws a sleep announcement. The flag is one per ring, shared by the group:
+    /// do not call this after a wake-up caused by the consumer (the flag is already
+    /// clear, and another thread may have set it again since); call it when giving up
+    /// waiting for another reason (a timeout) and no other thread of the group sleeps.
     pub fn cancel_sleep(&self) {
         self.ring
             .header()

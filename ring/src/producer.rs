@@ -336,7 +336,7 @@ impl Producer {
             }
             if raw & SLEEP_BIT != 0
                 || head_word
-                    .compare_exchange(raw, raw | SLEEP_BIT, Ordering::AcqRel, Ordering::Acquire)
+                    .compare_exchange(raw, raw | SLEEP_BIT, Ordering::Relaxed, Ordering::Relaxed)
                     .is_ok()
             {
                 return Ok(SleepCheck {

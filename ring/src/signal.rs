@@ -14,6 +14,12 @@
 //! and the sleeper sees the new index. A lost wake-up would need both to miss each
 //! other, which one location's modification order forbids. The `swap` also clears the
 //! bit, so several publishes during one sleep ring the doorbell once.
+//!
+//! The announcing CAS is `Relaxed`: the argument above needs only the single location's
+//! modification order, and what the sleeper reads after waking it reads through an
+//! `Acquire` load of the index (the doorbell orders that load after the waker's swap).
+//! The loom suite passes with it, and weakening either index `swap` or the index loads
+//! to `Relaxed` fails it (SPEC.md §1.6).
 
 /// Whether the peer must be woken (its doorbell rung) after a publish or release.
 #[must_use = "if the peer sleeps it must be woken, or it may sleep forever"]
