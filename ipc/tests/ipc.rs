@@ -21,14 +21,36 @@ fn child_server() {
 #[ignore = "entry point of a client child process"]
 fn child_client() {
     if let Ok(name) = std::env::var("COROIPC_CLIENT_OF") {
-        let mut c = Client::connect(
-            &coroipc::SocketName::abstract_name(name),
-            1,
-            &ConnectOptions::default(),
-        )
-        .unwrap();
         let state = std::env::var("COROIPC_CLIENT_STATE").unwrap_or_default();
+        let socket = coroipc::SocketName::abstract_name(name);
+        if state == "mid_handshake" {
+            // Half a connect request, then nothing.
+            use std::io::Write;
+            let mut s = coroipc::os::connect(&socket, None).unwrap();
+            s.write_all(b"CIPC\x01\x00").unwrap();
+            println!("CONNECTED");
+            loop {
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        }
+        let mut c = Client::connect(&socket, 1, &ConnectOptions::default()).unwrap();
         match state.as_str() {
+            // Holding a zero-copy view of a dispatch message in shared memory.
+            "holding_guard" => {
+                let _ = c.request(
+                    cmd::DISPATCH,
+                    &[1u32.to_le_bytes(), 64u32.to_le_bytes()].concat(),
+                );
+                let guard = c
+                    .dispatch_recv(Some(Duration::from_secs(5)))
+                    .unwrap()
+                    .unwrap();
+                println!("CONNECTED");
+                loop {
+                    std::hint::black_box(guard.len());
+                    std::thread::sleep(Duration::from_secs(1));
+                }
+            }
             // Fill the dispatch ring and never read it.
             "dispatch_full" => {
                 let _ = c.request(
@@ -378,19 +400,45 @@ fn killed_clients_are_cleaned_up_once() {
     let pid = server.child.id();
     let baseline_fds = fd_count(pid);
     let mut disconnects = wait_for_disconnects(&mut observer, 0);
-    for state in ["idle", "in_request", "dispatch_full"] {
+    for state in [
+        "mid_handshake",
+        "idle",
+        "in_request",
+        "holding_guard",
+        "dispatch_full",
+    ] {
         let mut child = spawn_client(&server, state);
         std::thread::sleep(Duration::from_millis(20));
-        assert!(
-            fd_count(pid) > baseline_fds,
-            "{state}: the client holds server fds"
-        );
+        if state != "mid_handshake" {
+            assert!(
+                fd_count(pid) > baseline_fds,
+                "{state}: the client holds server fds"
+            );
+        }
         nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(child.id() as i32),
             nix::sys::signal::SIGKILL,
         )
         .unwrap();
         child.wait().unwrap();
+        if state == "mid_handshake" {
+            // Never connected: no callback, and the socket is closed on EOF.
+            let deadline = Instant::now() + Duration::from_secs(2);
+            while fd_count(pid) != baseline_fds && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            assert_eq!(
+                fd_count(pid),
+                baseline_fds,
+                "{state}: server fds back to baseline"
+            );
+            assert_eq!(
+                wait_for_disconnects(&mut observer, disconnects),
+                disconnects,
+                "{state}: no callback"
+            );
+            continue;
+        }
         disconnects += 1;
         assert_eq!(
             wait_for_disconnects(&mut observer, disconnects),
@@ -434,6 +482,20 @@ fn server_killed_wakes_blocked_client_at_once() {
             let r = d.dispatch_recv(None).map(|m| m.map(|m| m.len()));
             (Instant::now(), r.is_err())
         });
+        // A third client waits in poll(2) on its pollable fd.
+        let mut e = Client::connect(&server.socket(), 1, &opts).unwrap();
+        assert!(e.dispatch_recv(Some(Duration::ZERO)).unwrap().is_none());
+        let polling = std::thread::spawn(move || {
+            let mut fds = [nix::poll::PollFd::new(
+                e.as_fd(),
+                nix::poll::PollFlags::POLLIN,
+            )];
+            let n = nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(5000u16)).unwrap();
+            let woke = Instant::now();
+            assert_eq!(n, 1, "the fd reports the server's death");
+            let r = e.dispatch_recv(Some(Duration::ZERO));
+            (woke, matches!(r, Err(ClientError::Disconnected)))
+        });
         let err = c.request(cmd::HANG, b"x").unwrap_err();
         let woke = Instant::now();
         let killed_at = killer.join().unwrap();
@@ -447,6 +509,9 @@ fn server_killed_wakes_blocked_client_at_once() {
         let (dispatch_woke, dispatch_err) = blocked.join().unwrap();
         assert!(dispatch_err, "dispatch_recv reports the disconnect");
         assert!(dispatch_woke.duration_since(killed_at) < Duration::from_millis(100));
+        let (poll_woke, poll_err) = polling.join().unwrap();
+        assert!(poll_err, "dispatch_recv after poll reports the disconnect");
+        assert!(poll_woke.duration_since(killed_at) < Duration::from_millis(100));
         // Later calls fail at once.
         assert!(matches!(
             c.request(cmd::ECHO, b""),
