@@ -17,6 +17,7 @@ use coroipc::{
     ServerBuilder, Service, SocketName, WaitMode,
 };
 
+use crate::pin_to;
 use crate::stats::{median, percentile};
 
 /// One measured figure (one JSON line).
@@ -60,28 +61,6 @@ impl IpcResult {
 
 const CMD_ECHO: u16 = 1;
 const CMD_STREAM: u16 = 2;
-
-/// CPUs online (not `available_parallelism`, which honours an inherited affinity mask
-/// and would make a child pinned by inheritance think there is only one).
-pub fn online_cpus() -> usize {
-    match nix::unistd::sysconf(nix::unistd::SysconfVar::_NPROCESSORS_ONLN) {
-        Ok(Some(n)) if n > 0 => n as usize,
-        _ => 1,
-    }
-}
-
-/// Pins the calling thread (and what it spawns afterwards) to `cpu`, when there are
-/// at least two CPUs.
-pub fn pin_to(cpu: usize) {
-    let n = online_cpus();
-    if n < 2 {
-        return;
-    }
-    let mut set = nix::sched::CpuSet::new();
-    if set.set(cpu % n).is_ok() {
-        let _ = nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set);
-    }
-}
 
 // ---------------------------------------------------------------- server side
 

@@ -4,9 +4,7 @@
 //! table with ratio columns. `ring`: the ring against rtrb and crossbeam. `--json`
 //! prints one object per line instead.
 
-mod ipc_bench;
-mod ring_bench;
-mod stats;
+use coroipc_bench::{ipc_bench, online_cpus, ring_bench};
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -31,7 +29,7 @@ fn main() {
         eprintln!("usage: coroipc-bench [ipc|ring|all] [--quick] [--json]");
         std::process::exit(2);
     }
-    let cpus = ipc_bench::online_cpus();
+    let cpus = online_cpus();
     if !json {
         println!(
             "coroipc-bench: {mode}{}, {cpus} CPUs\n",

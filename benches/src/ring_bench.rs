@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use coroipc_ring::{heap, Config, PushError};
 
-use crate::ipc_bench::pin_to;
+use crate::pin_to;
 
 /// Ring bytes for every implementation.
 const RING_BYTES: usize = 64 << 10;
@@ -42,7 +42,7 @@ fn two_threads(
     n: u64,
     producer: impl FnOnce(u64) + Send,
     consumer: impl FnOnce(u64) -> u64 + Send,
-) -> f64 {
+) -> Duration {
     let start = Instant::now();
     std::thread::scope(|s| {
         s.spawn(move || {
@@ -52,13 +52,13 @@ fn two_threads(
         let sum = consumer(n);
         std::hint::black_box(sum);
     });
-    n as f64 / start.elapsed().as_secs_f64()
+    start.elapsed()
 }
 
 /// coroipc-ring, `batch` messages per publish / release.
-pub fn coroipc<const N: usize>(n: u64, batch: usize) -> f64 {
+pub fn coroipc<const N: usize>(n: u64, batch: usize) -> Duration {
     let Ok((mut p, mut c)) = heap::channel(&Config::new(RING_BYTES)) else {
-        return 0.0;
+        return Duration::MAX;
     };
     two_threads(
         n,
@@ -111,8 +111,8 @@ pub fn coroipc<const N: usize>(n: u64, batch: usize) -> f64 {
     )
 }
 
-/// rtrb with `[u8; N]` slots; batched uses its chunk API.
-pub fn rtrb<const N: usize>(n: u64, batch: usize) -> f64 {
+/// rtrb with `[u8; N]` slots; batched uses its chunk API: time for `n` messages.
+pub fn rtrb<const N: usize>(n: u64, batch: usize) -> Duration {
     let (mut p, mut c) = rtrb::RingBuffer::<[u8; N]>::new(RING_BYTES / N);
     two_threads(
         n,
@@ -173,8 +173,8 @@ pub fn rtrb<const N: usize>(n: u64, batch: usize) -> f64 {
     )
 }
 
-/// crossbeam's `ArrayQueue` with `[u8; N]` slots (no batch API: batch is ignored).
-pub fn crossbeam<const N: usize>(n: u64) -> f64 {
+/// crossbeam's `ArrayQueue` with `[u8; N]` slots (no batch API): time for `n` messages.
+pub fn crossbeam<const N: usize>(n: u64) -> Duration {
     let q = std::sync::Arc::new(crossbeam_queue::ArrayQueue::<[u8; N]>::new(RING_BYTES / N));
     let qp = q.clone();
     two_threads(
@@ -207,8 +207,9 @@ pub fn crossbeam<const N: usize>(n: u64) -> f64 {
     )
 }
 
-fn median_rate(reps: usize, mut f: impl FnMut() -> f64) -> f64 {
-    let mut v: Vec<f64> = (0..reps).map(|_| f()).collect();
+/// Median messages per second of `reps` runs of `n` messages.
+fn median_rate(reps: usize, n: u64, mut f: impl FnMut() -> Duration) -> f64 {
+    let mut v: Vec<f64> = (0..reps).map(|_| n as f64 / f().as_secs_f64()).collect();
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
 }
@@ -219,20 +220,20 @@ fn case<const N: usize>(out: &mut Vec<RingResult>, n: u64, reps: usize) {
             imp: "coroipc",
             size: N,
             batch,
-            msgs_per_s: median_rate(reps, || coroipc::<N>(n, batch)),
+            msgs_per_s: median_rate(reps, n, || coroipc::<N>(n, batch)),
         });
         out.push(RingResult {
             imp: "rtrb",
             size: N,
             batch,
-            msgs_per_s: median_rate(reps, || rtrb::<N>(n, batch)),
+            msgs_per_s: median_rate(reps, n, || rtrb::<N>(n, batch)),
         });
     }
     out.push(RingResult {
         imp: "crossbeam",
         size: N,
         batch: 1,
-        msgs_per_s: median_rate(reps, || crossbeam::<N>(n)),
+        msgs_per_s: median_rate(reps, n, || crossbeam::<N>(n)),
     });
 }
 
@@ -246,12 +247,14 @@ pub fn run(quick: bool) -> Vec<RingResult> {
     };
     let mut out = Vec::new();
     // Messages per run sized from a short calibration of coroipc single.
-    let calibrate = |rate: f64| ((rate * target.as_secs_f64()) as u64).max(10_000);
-    let n8 = calibrate(coroipc::<8>(200_000, 1));
+    let calibrate = |n: u64, t: Duration| {
+        ((n as f64 / t.as_secs_f64() * target.as_secs_f64()) as u64).max(10_000)
+    };
+    let n8 = calibrate(200_000, coroipc::<8>(200_000, 1));
     case::<8>(&mut out, n8, reps);
-    let n64 = calibrate(coroipc::<64>(200_000, 1));
+    let n64 = calibrate(200_000, coroipc::<64>(200_000, 1));
     case::<64>(&mut out, n64, reps);
-    let n1k = calibrate(coroipc::<1024>(50_000, 1));
+    let n1k = calibrate(50_000, coroipc::<1024>(50_000, 1));
     case::<1024>(&mut out, n1k, reps);
     out
 }

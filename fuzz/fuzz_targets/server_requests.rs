@@ -36,7 +36,7 @@ fuzz_target!(|data: &[u8]| {
         let layout = RegionLayout::new([reply.request_ring, reply.response_ring, reply.dispatch_ring]).expect("layout");
         let mut fds = fds.into_iter();
         let shm = SharedMemory::from_fd_verified(fds.next().expect("memfd"), layout.len).expect("sealed memfd");
-        let bell = Doorbell::from_fd(fds.next().expect("bell"));
+        let bell = Doorbell::from_fd(fds.next().expect("bell")).expect("eventfd");
         // Input: chunks of (target u8, offset u16, bytes up to 8); between chunks the
         // server is woken.
         for chunk in data.chunks(11) {

@@ -262,14 +262,18 @@ impl Client {
                 ));
             }
         }
-        let dispatch_bell = Doorbell::from_fd(dispatch_bell);
-        let response_bell = Doorbell::from_fd(response_bell);
+        let bell = |fd| {
+            Doorbell::from_fd(fd).map_err(|e| ConnectError::Protocol(format!("doorbell: {e}")))
+        };
+        let server_bell = bell(server_bell)?;
+        let dispatch_bell = bell(dispatch_bell)?;
+        let response_bell = bell(response_bell)?;
         Ok(Client {
             stream,
             requests,
             responses,
             dispatch,
-            server_bell: Doorbell::from_fd(server_bell),
+            server_bell,
             _response_bell: response_bell,
             dispatch_bell,
             poll: OnceLock::new(),
@@ -347,7 +351,7 @@ impl Client {
                     Readiness::Timeout => return Err(ClientError::Timeout),
                     Readiness::Ready(r) => {
                         self.dispatch_bell.drain()?;
-                        r.get(1).is_some_and(|(readable, hup)| *readable || *hup)
+                        r.get(1).is_some_and(|f| f.readable || f.hangup)
                     }
                 }
             }
@@ -357,7 +361,7 @@ impl Client {
                     Some(w) => w,
                     None => {
                         let w = Epoll::new()?;
-                        w.add_edge_triggered(self._response_bell.as_fd(), 0)?;
+                        w.add_edge_triggered(self._response_bell.as_fd(), 0, Interest::READABLE)?;
                         w.add(self.stream.as_fd(), 1, Interest::READABLE)?;
                         w
                     }
@@ -671,7 +675,7 @@ impl Client {
                 if let Readiness::Ready(r) =
                     os::wait_readable(&[self.stream.as_fd()], Some(Duration::ZERO))?
                 {
-                    if r.first().is_some_and(|(readable, hup)| *readable || *hup) {
+                    if r.get(0).is_some_and(|f| f.readable || f.hangup) {
                         self.dead = Some("server closed the connection".into());
                         return Err(ClientError::Disconnected);
                     }

@@ -181,7 +181,7 @@ impl Poller {
     /// one event, no `read` needed); hooks get it like any fd and the server drains it.
     fn add_bell(&mut self, fd: BorrowedFd<'_>, token: Token) -> io::Result<()> {
         match self {
-            Poller::Builtin(epoll) => epoll.add_edge_triggered(fd, token.0),
+            Poller::Builtin(epoll) => epoll.add_edge_triggered(fd, token.0, Interest::READABLE),
             Poller::Hooks(hooks) => hooks.add(fd, token),
         }
     }

@@ -46,7 +46,7 @@ fn raw_connect(server: &ServerProcess) -> RawClient {
         RegionLayout::new([reply.request_ring, reply.response_ring, reply.dispatch_ring]).unwrap();
     let mut fds = fds.into_iter();
     let shm = SharedMemory::from_fd_verified(fds.next().unwrap(), layout.len).unwrap();
-    let server_bell = Doorbell::from_fd(fds.next().unwrap());
+    let server_bell = Doorbell::from_fd(fds.next().unwrap()).unwrap();
     RawClient {
         _stream: stream,
         shm,
@@ -174,7 +174,7 @@ fn handshake_abuse() {
     let silent = os::connect(&server.socket(), None).unwrap();
     let start = Instant::now();
     match os::wait_readable(&[silent.as_fd()], Some(Duration::from_secs(3))).unwrap() {
-        os::Readiness::Ready(r) => assert!(r[0].0 || r[0].1, "hung up"),
+        os::Readiness::Ready(r) => assert!(r[0].readable || r[0].hangup, "hung up"),
         os::Readiness::Timeout => panic!("silent client not dropped"),
     }
     assert!(

@@ -1,49 +1,72 @@
-//! A doorbell: an eventfd one side rings (only when the ring protocol says the other
-//! side sleeps) and the other waits on with poll/epoll. An eventfd remembers a ring
-//! that happens before the wait, which is what makes announce-then-sleep safe.
+//! A doorbell: an eventfd that one side rings and the other side waits on.
+//!
+//! The ring protocol decides *when* to ring (only when the other side announced that
+//! it is going to sleep); this is only the kernel object. An eventfd remembers a ring
+//! that happens before the wait starts, which is what makes "announce, re-check,
+//! sleep" free of lost wake-ups. It is created non-blocking, so neither [`ring`]
+//! nor [`drain`] can ever block, and it can be watched with `poll`/`epoll`
+//! ([`wait_readable`](super::wait_readable), [`Epoll`](super::Epoll)).
+//!
+//! [`ring`]: Doorbell::ring
+//! [`drain`]: Doorbell::drain
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
 use nix::errno::Errno;
+use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use nix::sys::eventfd::{EfdFlags, EventFd};
 
-/// An eventfd used as a doorbell.
+use super::retry_eintr;
+
+/// An eventfd used as a doorbell (close-on-exec, non-blocking).
 #[derive(Debug)]
 pub struct Doorbell {
     fd: OwnedFd,
 }
 
 impl Doorbell {
-    /// A new, unrung doorbell (non-blocking, close-on-exec).
-    pub fn new() -> io::Result<Self> {
+    /// A new doorbell that has not been rung.
+    pub fn new() -> io::Result<Doorbell> {
         let fd = EventFd::from_value_and_flags(0, EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK)
             .map_err(io::Error::from)?;
         Ok(Doorbell { fd: fd.into() })
     }
 
-    /// Adopts an eventfd received from the peer.
-    /// A descriptor that is not an eventfd makes `ring`/`drain` fail or misbehave
-    /// harmlessly (a hostile server only hurts its own connection).
-    pub fn from_fd(fd: OwnedFd) -> Self {
-        Doorbell { fd }
+    /// Adopts a doorbell fd received from the peer.
+    ///
+    /// The fd must be non-blocking (as [`Doorbell::new`] makes it), else
+    /// `InvalidInput`: a blocking fd could make [`drain`](Self::drain) hang. Whether it
+    /// really is an eventfd is not checked: if it is something else, `ring` and `drain`
+    /// fail or do nothing useful, which only harms the connection it came with.
+    pub fn from_fd(fd: OwnedFd) -> io::Result<Doorbell> {
+        let flags = retry_eintr(|| fcntl(fd.as_raw_fd(), FcntlArg::F_GETFL))?;
+        if !OFlag::from_bits_truncate(flags).contains(OFlag::O_NONBLOCK) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "doorbell fd is not non-blocking",
+            ));
+        }
+        Ok(Doorbell { fd })
     }
 
-    /// Rings: adds 1 to the counter. A full counter (EAGAIN) already means "rung".
+    /// Rings: adds 1 to the eventfd counter, making the fd readable.
+    ///
+    /// A counter that is full (`EAGAIN`, after 2^64 - 2 unanswered rings) is already
+    /// rung, so that is success too. `EINTR` is retried.
     pub fn ring(&self) -> io::Result<()> {
-        loop {
-            match nix::unistd::write(&self.fd, &1u64.to_ne_bytes()) {
-                Ok(_) | Err(Errno::EAGAIN) => return Ok(()),
-                Err(Errno::EINTR) => continue,
-                Err(e) => return Err(e.into()),
-            }
+        match retry_eintr(|| nix::unistd::write(&self.fd, &1u64.to_ne_bytes())) {
+            Ok(_) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(()),
+            Err(e) => Err(e),
         }
     }
 
-    /// Resets the counter; true if it had been rung.
+    /// Resets the counter without blocking; true if the doorbell had been rung since
+    /// the last drain.
     pub fn drain(&self) -> io::Result<bool> {
+        let mut buf = [0u8; 8];
         loop {
-            let mut buf = [0u8; 8];
             match nix::unistd::read(self.fd.as_raw_fd(), &mut buf) {
                 Ok(_) => return Ok(true),
                 Err(Errno::EAGAIN) => return Ok(false),
@@ -57,5 +80,56 @@ impl Doorbell {
 impl AsFd for Doorbell {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ring_then_drain() {
+        let bell = Doorbell::new().expect("new");
+        assert!(!bell.drain().expect("drain"), "fresh doorbell is silent");
+        bell.ring().expect("ring");
+        bell.ring().expect("ring twice");
+        assert!(bell.drain().expect("drain"), "rung");
+        assert!(!bell.drain().expect("drain"), "one drain resets every ring");
+    }
+
+    #[test]
+    fn flags_are_cloexec_and_nonblocking() {
+        let bell = Doorbell::new().expect("new");
+        let fd = bell.as_fd().as_raw_fd();
+        let fl = OFlag::from_bits_truncate(fcntl(fd, FcntlArg::F_GETFL).expect("getfl"));
+        assert!(fl.contains(OFlag::O_NONBLOCK));
+        let fdfl = fcntl(fd, FcntlArg::F_GETFD).expect("getfd");
+        assert_ne!(fdfl & libc::FD_CLOEXEC, 0);
+    }
+
+    #[test]
+    fn ring_through_a_passed_fd() {
+        let bell = Doorbell::new().expect("new");
+        let remote =
+            Doorbell::from_fd(bell.as_fd().try_clone_to_owned().expect("dup")).expect("adopt");
+        remote.ring().expect("ring");
+        assert!(bell.drain().expect("drain"));
+        assert!(!remote.drain().expect("drain"), "same counter");
+    }
+
+    #[test]
+    fn full_counter_counts_as_rung() {
+        let bell = Doorbell::new().expect("new");
+        // Fill the counter to its maximum, 2^64 - 2.
+        nix::unistd::write(&bell.fd, &(u64::MAX - 1).to_ne_bytes()).expect("fill");
+        bell.ring().expect("ring on a full counter is fine");
+        assert!(bell.drain().expect("drain"));
+    }
+
+    #[test]
+    fn from_fd_refuses_blocking_fd() {
+        let efd = EventFd::from_value_and_flags(0, EfdFlags::EFD_CLOEXEC).expect("eventfd");
+        let err = Doorbell::from_fd(efd.into()).expect_err("blocking");
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
     }
 }

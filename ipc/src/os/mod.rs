@@ -1,5 +1,21 @@
-//! Linux plumbing: sealed memfd mappings, fd passing, credentials, eventfd doorbells,
-//! EINTR-safe waiting, and socket naming. Each submodule does one job.
+//! Linux plumbing under the IPC layer, one job per module:
+//!
+//! * [`shm`](SharedMemory): sealed `memfd` shared memory, created on one side and
+//!   verified (size and seals) on the other, so a peer can never make us fault with
+//!   `SIGBUS` by resizing it;
+//! * [`fdpass`](send_with_fds): bytes plus file descriptors over a Unix socket
+//!   (`SCM_RIGHTS`), with nothing leaked on any error path;
+//! * [`cred`](peer_cred): the peer's pid, uid and gid (`SO_PEERCRED`);
+//! * [`doorbell`](Doorbell): eventfd wake-ups;
+//! * [`wait`](wait_readable): waiting on several fds with a deadline (`poll`), and a
+//!   small [`Epoll`] wrapper;
+//! * [`socket`](SocketName): where a server listens (abstract name or path) and how
+//!   a client connects.
+//!
+//! Everything here is `EINTR`-safe: an interrupted system call is restarted (with the
+//! remaining time, where there is a deadline), never reported as an error. Errors are
+//! [`std::io::Error`]s, except where the caller needs to tell causes apart
+//! ([`ShmError`]).
 
 mod cred;
 mod doorbell;
@@ -13,4 +29,91 @@ pub use doorbell::Doorbell;
 pub use fdpass::{recv_with_fds, send_with_fds};
 pub use shm::{SharedMemory, ShmError};
 pub use socket::{connect, listen, SocketName};
-pub use wait::{wait_readable, Epoll, Event, Interest, Readiness};
+pub use wait::{wait_readable, Epoll, Event, FdReadiness, Interest, Readiness};
+
+use std::io;
+
+use nix::errno::Errno;
+
+/// Runs `f` until it returns something other than `EINTR`, converting the error.
+///
+/// Only for calls without a deadline: a timed wait must recompute its remaining
+/// time before it restarts.
+fn retry_eintr<T>(mut f: impl FnMut() -> nix::Result<T>) -> io::Result<T> {
+    loop {
+        match f() {
+            Err(Errno::EINTR) => continue,
+            other => return other.map_err(io::Error::from),
+        }
+    }
+}
+
+/// Shared test helpers (signals that interrupt blocking calls).
+#[cfg(test)]
+pub(crate) mod test_util {
+    use std::cell::Cell;
+    use std::sync::Once;
+    use std::time::Duration;
+
+    use nix::sys::pthread::{pthread_kill, pthread_self, Pthread};
+    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
+
+    thread_local! {
+        /// How many times the handler ran on this thread. Const-initialised and
+        /// without a destructor, so touching it in a signal handler is a plain TLS
+        /// access.
+        static SIGNALS: Cell<usize> = const { Cell::new(0) };
+    }
+
+    extern "C" fn on_signal(_: libc::c_int) {
+        SIGNALS.with(|c| c.set(c.get() + 1));
+    }
+
+    /// How many `SIGALRM`s the calling thread has handled (to prove that the signals
+    /// really arrived during a test).
+    pub(crate) fn signals_handled() -> usize {
+        SIGNALS.with(Cell::get)
+    }
+
+    /// Installs a counting `SIGALRM` handler *without* `SA_RESTART`, so blocking calls
+    /// in the signalled thread fail with `EINTR` instead of being restarted.
+    pub(crate) fn install_sigalrm_handler() {
+        static ONCE: Once = Once::new();
+        ONCE.call_once(|| {
+            let action = SigAction::new(
+                SigHandler::Handler(on_signal),
+                SaFlags::empty(),
+                SigSet::empty(),
+            );
+            // SAFETY: the handler only bumps a thread-local counter (no locks, no
+            // allocation), which is async-signal-safe;
+            // no other code in this test binary handles SIGALRM.
+            unsafe { sigaction(Signal::SIGALRM, &action) }.expect("sigaction");
+        });
+    }
+
+    /// Sends `SIGALRM` to the calling thread `count` times, `every` apart, from a
+    /// helper thread. Dropping the guard joins the helper, so the target thread is
+    /// alive for every signal even if a test fails early.
+    pub(crate) fn pester_current_thread(count: usize, every: Duration) -> Pester {
+        install_sigalrm_handler();
+        let target: Pthread = pthread_self();
+        Pester(Some(std::thread::spawn(move || {
+            for _ in 0..count {
+                std::thread::sleep(every);
+                pthread_kill(target, Signal::SIGALRM).expect("pthread_kill");
+            }
+        })))
+    }
+
+    /// Joins the signalling thread on drop.
+    pub(crate) struct Pester(Option<std::thread::JoinHandle<()>>);
+
+    impl Drop for Pester {
+        fn drop(&mut self) {
+            if let Some(h) = self.0.take() {
+                let _ = h.join();
+            }
+        }
+    }
+}

@@ -1,133 +1,319 @@
-//! Sealed memfd shared memory: nothing in the filesystem to leak, and a peer cannot
-//! shrink or grow it under us (so no `SIGBUS`), because it is sealed with
-//! `F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL` before it is shared.
+//! Sealed `memfd` shared memory.
+//!
+//! A connection's rings live in an anonymous `memfd`: there is no file in `/dev/shm` to
+//! leak after a crash, to guess, or to race on. Before the fd is shared, the creator
+//! sizes it and seals it with `F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL`, so nobody,
+//! the creator included, can change its size any more. The receiving side
+//! ([`SharedMemory::from_fd_verified`]) checks those seals *before* it looks at the
+//! size, and only then maps it: a hostile peer can write garbage into the memory, but
+//! it cannot truncate the file under our mapping and make us fault with `SIGBUS`.
+//!
+//! The receiver also insists that the fd is an ordinary (tmpfs-backed) memfd: a
+//! hugetlbfs memfd passes the seal check but allocates its pages at fault time, and a
+//! fault with the huge page pool exhausted is a `SIGBUS` too.
 
 use std::ffi::CString;
-use std::fs::File;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
 use memmap2::{MmapOptions, MmapRaw};
 use nix::fcntl::{fcntl, FcntlArg, SealFlag};
 use nix::sys::memfd::{memfd_create, MemFdCreateFlag};
+use nix::sys::stat::fstat;
+use nix::sys::statfs::{fstatfs, TMPFS_MAGIC};
 
-/// The seals a shared region must carry.
+use super::retry_eintr;
+
+/// The seals that freeze a region's size (and the set of seals itself).
 const REQUIRED_SEALS: SealFlag = SealFlag::F_SEAL_SHRINK
     .union(SealFlag::F_SEAL_GROW)
     .union(SealFlag::F_SEAL_SEAL);
 
-/// A received shared-memory fd was unusable.
+/// Why a shared-memory fd received from a peer was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum ShmError {
-    /// A system call failed.
+    /// A system call failed (including `F_GET_SEALS` on an fd that is not a memfd,
+    /// and `mmap` of an fd that is not open read-write or is write-sealed).
     #[error(transparent)]
     Io(#[from] io::Error),
     /// The object's size is not the one announced.
     #[error("shared memory has {actual} bytes, {expected} expected")]
     WrongSize {
-        /// Announced.
+        /// The size the caller expected.
         expected: usize,
-        /// Found.
+        /// The size of the object.
         actual: u64,
     },
-    /// The object lacks the seals that stop the peer resizing it.
-    #[error("shared memory is not sealed against resizing (seals {0:#x})")]
-    NotSealed(i32),
+    /// The object lacks one of `F_SEAL_SHRINK`, `F_SEAL_GROW`, `F_SEAL_SEAL`, so the
+    /// peer could still resize it.
+    #[error("shared memory is not sealed against resizing (seals {seals:#x})")]
+    NotSealed {
+        /// The seals the object carries (`F_GET_SEALS`).
+        seals: i32,
+    },
+    /// The object is not an ordinary tmpfs-backed memfd (for example a hugetlbfs
+    /// memfd, whose page faults can raise `SIGBUS`).
+    #[error("shared memory is not an ordinary memfd (file system type {fs_type:#x})")]
+    NotMemfd {
+        /// The file system magic number (`fstatfs`).
+        fs_type: i64,
+    },
 }
 
-/// A sealed memfd mapped read-write and shared.
+/// A sealed memfd, mapped read-write and shared.
+///
+/// Both the mapping and the fd live as long as this value; dropping it unmaps the
+/// memory and closes the fd. The memory itself stays alive while any process still
+/// maps it or holds the fd.
 #[derive(Debug)]
 pub struct SharedMemory {
     map: MmapRaw,
-    file: File,
+    fd: OwnedFd,
 }
 
 impl SharedMemory {
-    /// Creates a memfd of `len` bytes, seals it and maps it.
-    pub fn create(name: &str, len: usize) -> io::Result<Self> {
+    /// Creates an anonymous memfd of `len` bytes (zero-filled), seals its size and
+    /// maps it read-write, shared.
+    ///
+    /// `name` only shows up in `/proc/<pid>/fd` and `/proc/<pid>/maps` (as
+    /// `/memfd:<name>`); it must not contain NUL and is limited to 249 bytes.
+    /// `len` must not be 0.
+    pub fn create(name: &str, len: usize) -> io::Result<SharedMemory> {
+        if len == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "shared memory length must not be 0",
+            ));
+        }
+        let size = i64::try_from(len).map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "shared memory length too large",
+            )
+        })?;
         let cname = CString::new(name)
-            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "name has NUL"))?;
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "memfd name contains NUL"))?;
         let fd = memfd_create(
             &cname,
             MemFdCreateFlag::MFD_CLOEXEC | MemFdCreateFlag::MFD_ALLOW_SEALING,
         )
         .map_err(io::Error::from)?;
-        let file = File::from(fd);
-        file.set_len(len as u64)?;
-        fcntl(file.as_raw_fd(), FcntlArg::F_ADD_SEALS(REQUIRED_SEALS)).map_err(io::Error::from)?;
-        let map = MmapOptions::new().len(len).map_raw(&file)?;
-        Ok(SharedMemory { map, file })
+        retry_eintr(|| nix::unistd::ftruncate(&fd, size))?;
+        retry_eintr(|| fcntl(fd.as_raw_fd(), FcntlArg::F_ADD_SEALS(REQUIRED_SEALS)))?;
+        let map = MmapOptions::new().len(len).map_raw(&fd)?;
+        Ok(SharedMemory { map, fd })
     }
 
-    /// Adopts a memfd from the peer after checking its size and seals.
-    pub fn from_fd_verified(fd: OwnedFd, expected_len: usize) -> Result<Self, ShmError> {
-        let file = File::from(fd);
-        let seals = fcntl(file.as_raw_fd(), FcntlArg::F_GET_SEALS).map_err(io::Error::from)?;
-        if !SealFlag::from_bits_truncate(seals).contains(REQUIRED_SEALS) {
-            return Err(ShmError::NotSealed(seals));
+    /// Adopts a memfd received from a peer, after checking that it is an ordinary
+    /// memfd, sealed against shrinking, growing and further sealing, and exactly
+    /// `expected_len` bytes long; then maps it read-write, shared.
+    ///
+    /// The seals are checked before the size: once they hold, the size can no longer
+    /// change, so the size seen is the size mapped. On error the fd is closed.
+    pub fn from_fd_verified(fd: OwnedFd, expected_len: usize) -> Result<SharedMemory, ShmError> {
+        let fs_type = retry_eintr(|| fstatfs(&fd))?.filesystem_type();
+        if fs_type != TMPFS_MAGIC {
+            // `__fsword_t` is `i64` on 64-bit targets and `i32` on 32-bit ones.
+            #[allow(clippy::useless_conversion)]
+            let fs_type = i64::from(fs_type.0);
+            return Err(ShmError::NotMemfd { fs_type });
         }
-        let actual = file.metadata()?.len();
-        if actual != expected_len as u64 || expected_len == 0 {
+        let seals = retry_eintr(|| fcntl(fd.as_raw_fd(), FcntlArg::F_GET_SEALS))?;
+        if !SealFlag::from_bits_truncate(seals).contains(REQUIRED_SEALS) {
+            return Err(ShmError::NotSealed { seals });
+        }
+        let stat = retry_eintr(|| fstat(fd.as_raw_fd()))?;
+        // A negative size cannot happen; map it to a value that never matches.
+        let actual = u64::try_from(stat.st_size).unwrap_or(u64::MAX);
+        if expected_len == 0 || usize::try_from(actual).ok() != Some(expected_len) {
             return Err(ShmError::WrongSize {
                 expected: expected_len,
                 actual,
             });
         }
-        let map = MmapOptions::new().len(expected_len).map_raw(&file)?;
-        Ok(SharedMemory { map, file })
+        let map = MmapOptions::new().len(expected_len).map_raw(&fd)?;
+        Ok(SharedMemory { map, fd })
     }
 
-    /// Base address of the mapping (page-aligned).
+    /// Base address of the mapping: page-aligned, valid for [`len`](Self::len) bytes
+    /// of reads and writes while `self` lives.
+    ///
+    /// The peer may write to this memory at any time: treat everything read from it
+    /// as untrusted, and access it only through raw pointers or atomics, never through
+    /// `&`/`&mut` references to plain data.
     pub fn as_ptr(&self) -> *mut u8 {
         self.map.as_mut_ptr()
     }
 
-    /// Length in bytes.
+    /// Length of the mapping in bytes (never 0).
     pub fn len(&self) -> usize {
         self.map.len()
     }
 
-    /// True for an empty mapping (never, for a valid region).
+    /// Always false: a region is never empty. (Present because `len` is.)
     pub fn is_empty(&self) -> bool {
         self.map.len() == 0
     }
 
     /// The memfd, for passing to the peer.
     pub fn fd(&self) -> BorrowedFd<'_> {
-        self.file.as_fd()
+        self.fd.as_fd()
+    }
+}
+
+impl AsFd for SharedMemory {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::{Read, Seek, SeekFrom};
 
-    #[test]
-    fn sealed_and_shared() {
-        let shm = SharedMemory::create("t", 8192).expect("create");
-        // SAFETY: in bounds of the mapping; single-threaded.
-        unsafe { shm.as_ptr().add(100).write(42) };
-        let dup = shm.fd().try_clone_to_owned().expect("dup");
-        let other = SharedMemory::from_fd_verified(dup, 8192).expect("verified");
-        // SAFETY: in bounds of the second mapping of the same memory.
-        assert_eq!(unsafe { other.as_ptr().add(100).read() }, 42);
-        let dup = shm.fd().try_clone_to_owned().expect("dup");
-        assert!(matches!(
-            SharedMemory::from_fd_verified(dup, 4096),
-            Err(ShmError::WrongSize { .. })
-        ));
-        // Sealed: the peer cannot truncate it.
-        assert!(shm.file.set_len(10).is_err());
+    const PAGE: usize = 4096;
+
+    fn dup(shm: &SharedMemory) -> OwnedFd {
+        shm.fd().try_clone_to_owned().expect("dup")
     }
 
     #[test]
-    fn unsealed_memfd_is_rejected() {
-        let fd = memfd_create(c"u", MemFdCreateFlag::MFD_CLOEXEC).expect("memfd");
-        let file = File::from(fd);
-        file.set_len(4096).expect("len");
+    fn create_seals_and_maps() {
+        let shm = SharedMemory::create("coroipc-test", 3 * PAGE).expect("create");
+        assert_eq!(shm.len(), 3 * PAGE);
+        assert!(!shm.is_empty());
+        assert_eq!(shm.as_ptr() as usize % PAGE, 0, "mapping is page-aligned");
+
+        // Seals read back through an independent (dup'd) fd.
+        let other = dup(&shm);
+        let seals = fcntl(other.as_raw_fd(), FcntlArg::F_GET_SEALS).expect("seals");
+        let seals = SealFlag::from_bits_truncate(seals);
+        assert!(seals.contains(REQUIRED_SEALS), "{seals:?}");
+        assert!(!seals.contains(SealFlag::F_SEAL_WRITE), "{seals:?}");
+
+        // The seals hold: neither side can resize or unseal.
+        assert_eq!(
+            nix::unistd::ftruncate(&other, PAGE as i64),
+            Err(nix::errno::Errno::EPERM)
+        );
+        assert_eq!(
+            nix::unistd::ftruncate(&other, 4 * PAGE as i64),
+            Err(nix::errno::Errno::EPERM)
+        );
+        assert_eq!(
+            fcntl(
+                other.as_raw_fd(),
+                FcntlArg::F_ADD_SEALS(SealFlag::F_SEAL_WRITE)
+            ),
+            Err(nix::errno::Errno::EPERM)
+        );
+        assert_eq!(
+            fstat(other.as_raw_fd()).expect("fstat").st_size,
+            3 * PAGE as i64
+        );
+    }
+
+    #[test]
+    fn create_rejects_bad_arguments() {
+        let e = SharedMemory::create("x", 0).expect_err("zero length");
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
+        let e = SharedMemory::create("a\0b", PAGE).expect_err("NUL in name");
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
+    }
+
+    #[test]
+    fn writes_are_visible_through_a_second_mapping_and_the_fd() {
+        let shm = SharedMemory::create("coroipc-test", 2 * PAGE).expect("create");
+        let other = SharedMemory::from_fd_verified(dup(&shm), 2 * PAGE).expect("verified");
+        assert_ne!(shm.as_ptr(), other.as_ptr(), "two distinct mappings");
+        // SAFETY: offsets are within both 2-page mappings; this thread is the only
+        // user of the memory.
+        unsafe {
+            shm.as_ptr().add(PAGE + 7).write(0xA5);
+            other.as_ptr().add(3).write(0x5A);
+            assert_eq!(other.as_ptr().add(PAGE + 7).read(), 0xA5);
+            assert_eq!(shm.as_ptr().add(3).read(), 0x5A);
+        }
+        // And through the file itself.
+        let mut file = std::fs::File::from(dup(&shm));
+        file.seek(SeekFrom::Start(PAGE as u64 + 7)).expect("seek");
+        let mut b = [0u8; 1];
+        file.read_exact(&mut b).expect("read");
+        assert_eq!(b[0], 0xA5);
+    }
+
+    #[test]
+    fn rejects_wrong_size() {
+        let shm = SharedMemory::create("coroipc-test", 2 * PAGE).expect("create");
+        for wrong in [PAGE, 3 * PAGE, 2 * PAGE - 1, 0] {
+            match SharedMemory::from_fd_verified(dup(&shm), wrong) {
+                Err(ShmError::WrongSize { expected, actual }) => {
+                    assert_eq!(expected, wrong);
+                    assert_eq!(actual, 2 * PAGE as u64);
+                }
+                other => panic!("expected WrongSize for {wrong}, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn rejects_unsealed_or_partly_sealed_memfd() {
+        // No sealing allowed at all (F_SEAL_SEAL is set implicitly).
+        let fd = memfd_create(c"unsealed", MemFdCreateFlag::MFD_CLOEXEC).expect("memfd");
+        nix::unistd::ftruncate(&fd, PAGE as i64).expect("ftruncate");
+        match SharedMemory::from_fd_verified(fd, PAGE) {
+            Err(ShmError::NotSealed { seals }) => {
+                assert_eq!(seals, SealFlag::F_SEAL_SEAL.bits());
+            }
+            other => panic!("expected NotSealed, got {other:?}"),
+        }
+
+        // Sealed against resizing but not against further sealing: refused too.
+        let fd = memfd_create(
+            c"half",
+            MemFdCreateFlag::MFD_CLOEXEC | MemFdCreateFlag::MFD_ALLOW_SEALING,
+        )
+        .expect("memfd");
+        nix::unistd::ftruncate(&fd, PAGE as i64).expect("ftruncate");
+        fcntl(
+            fd.as_raw_fd(),
+            FcntlArg::F_ADD_SEALS(SealFlag::F_SEAL_SHRINK | SealFlag::F_SEAL_GROW),
+        )
+        .expect("seal");
         assert!(matches!(
-            SharedMemory::from_fd_verified(file.into(), 4096),
-            Err(ShmError::NotSealed(_))
+            SharedMemory::from_fd_verified(fd, PAGE),
+            Err(ShmError::NotSealed { .. })
+        ));
+    }
+
+    #[test]
+    fn rejects_non_memfd() {
+        // An eventfd: not on tmpfs.
+        let efd = nix::sys::eventfd::EventFd::new().expect("eventfd");
+        assert!(matches!(
+            SharedMemory::from_fd_verified(OwnedFd::from(efd), PAGE),
+            Err(ShmError::NotMemfd { .. })
+        ));
+    }
+
+    #[test]
+    fn rejects_write_sealed_memfd_without_panicking() {
+        // Sealed against writes: mapping it shared read-write must fail cleanly.
+        let fd = memfd_create(
+            c"ro",
+            MemFdCreateFlag::MFD_CLOEXEC | MemFdCreateFlag::MFD_ALLOW_SEALING,
+        )
+        .expect("memfd");
+        nix::unistd::ftruncate(&fd, PAGE as i64).expect("ftruncate");
+        fcntl(
+            fd.as_raw_fd(),
+            FcntlArg::F_ADD_SEALS(REQUIRED_SEALS | SealFlag::F_SEAL_WRITE),
+        )
+        .expect("seal");
+        assert!(matches!(
+            SharedMemory::from_fd_verified(fd, PAGE),
+            Err(ShmError::Io(_))
         ));
     }
 }

@@ -1,63 +1,442 @@
-//! Where a server listens: a Linux abstract socket name (default: nothing in the
-//! filesystem) or a filesystem path with a mode.
+//! Where a server listens, and how a client reaches it: a Unix stream socket, named
+//! either in the Linux abstract namespace (the default: no file to leak, to clean up
+//! or to race on; it disappears with the listening socket) or by a filesystem path
+//! with explicit permissions.
+//!
+//! The socket carries the handshake (its framing belongs to the caller) and then
+//! stays open for the connection's lifetime as the liveness link: when either process
+//! dies, the other sees a hang-up on it.
+//!
+//! Sockets are created with `SOCK_CLOEXEC` from the start (no window in which a
+//! concurrent `exec` could inherit them). A path socket is bound, then `chmod`ed, and
+//! only then listened on, so nobody can connect while it still has the umask's
+//! permissions. The directory holding a path socket must be trusted: whoever can
+//! write to it can replace the socket.
 
+use std::fmt;
+use std::fs;
 use std::io;
-use std::os::linux::net::SocketAddrExt;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
-use std::os::unix::net::{SocketAddr, UnixListener, UnixStream};
-use std::path::PathBuf;
-use std::time::Duration;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
-/// A server's socket name.
-#[derive(Clone, Debug, PartialEq, Eq)]
+use nix::errno::Errno;
+use nix::sys::socket::{
+    bind, connect as nix_connect, listen as nix_listen, setsockopt, socket, sockopt, AddressFamily,
+    Backlog, SockFlag, SockType, UnixAddr,
+};
+use nix::sys::time::{TimeVal, TimeValLike};
+
+use super::retry_eintr;
+
+/// The longest single `SO_SNDTIMEO` wait in [`connect`]; longer timeouts loop.
+const MAX_SLICE: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// The name a server listens under.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum SocketName {
-    /// A name in the Linux abstract namespace (no file; gone with the server).
+    /// A name in the Linux abstract socket namespace (1 to 107 bytes, any bytes).
+    /// Nothing is created in the filesystem; the name is freed when the listening
+    /// socket closes, even after a crash. Note that abstract sockets are scoped by
+    /// network namespace, not by filesystem permissions: rely on the peer-credential
+    /// check to decide who may connect.
     Abstract(String),
-    /// A filesystem path, created with `mode` permissions.
+    /// A socket file at `path` (at most 107 bytes), given the permission bits `mode`
+    /// (e.g. `0o660`) before any client can connect.
     Path {
-        /// Socket file path.
+        /// Where the socket file goes.
         path: PathBuf,
-        /// Permission bits (e.g. `0o660`).
+        /// Permission bits for the socket file.
         mode: u32,
     },
 }
 
 impl SocketName {
     /// An abstract name.
-    pub fn abstract_name(name: impl Into<String>) -> Self {
+    pub fn abstract_name(name: impl Into<String>) -> SocketName {
         SocketName::Abstract(name.into())
     }
 
-    fn addr(&self) -> io::Result<SocketAddr> {
-        match self {
-            SocketName::Abstract(name) => SocketAddr::from_abstract_name(name.as_bytes()),
-            SocketName::Path { path, .. } => SocketAddr::from_pathname(path),
+    /// A filesystem path with permission bits `mode`.
+    pub fn path(path: impl Into<PathBuf>, mode: u32) -> SocketName {
+        SocketName::Path {
+            path: path.into(),
+            mode,
         }
     }
-}
 
-/// Binds and listens (non-blocking, close-on-exec). A stale socket file at a path is
-/// replaced; any other file there is an error.
-pub fn listen(name: &SocketName, _backlog: i32) -> io::Result<UnixListener> {
-    if let SocketName::Path { path, .. } = name {
-        if let Ok(meta) = std::fs::symlink_metadata(path) {
-            if meta.file_type().is_socket() {
-                std::fs::remove_file(path)?;
+    /// The socket address, after checking the name's length.
+    fn addr(&self) -> io::Result<UnixAddr> {
+        match self {
+            SocketName::Abstract(name) => {
+                if name.is_empty() {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        "abstract socket name must not be empty",
+                    ));
+                }
+                UnixAddr::new_abstract(name.as_bytes()).map_err(|e| name_error(e, self))
+            }
+            SocketName::Path { path, .. } => {
+                UnixAddr::new(path.as_path()).map_err(|e| name_error(e, self))
             }
         }
     }
-    let listener = UnixListener::bind_addr(&name.addr()?)?;
-    if let SocketName::Path { path, mode } = name {
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(*mode))?;
-    }
-    listener.set_nonblocking(true)?;
-    Ok(listener)
 }
 
-/// Connects (blocking). `timeout` bounds the later handshake reads, not the connect,
-/// which on a Unix socket completes or fails at once.
+impl fmt::Display for SocketName {
+    /// `@name` for an abstract name (as `ss` and `/proc/net/unix` show it), the path
+    /// otherwise.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SocketName::Abstract(name) => write!(f, "@{name}"),
+            SocketName::Path { path, .. } => write!(f, "{}", path.display()),
+        }
+    }
+}
+
+fn name_error(e: Errno, name: &SocketName) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidInput,
+        format!("invalid socket name {name}: {e}"),
+    )
+}
+
+/// Creates a Unix stream socket (close-on-exec, optionally non-blocking).
+fn new_socket(nonblocking: bool) -> io::Result<OwnedFd> {
+    let mut flags = SockFlag::SOCK_CLOEXEC;
+    if nonblocking {
+        flags |= SockFlag::SOCK_NONBLOCK;
+    }
+    socket(AddressFamily::Unix, SockType::Stream, flags, None).map_err(io::Error::from)
+}
+
+/// Binds to `name` and listens, with room for `backlog` connections not yet accepted
+/// (-1, and values above the system's `SOMAXCONN`, mean `SOMAXCONN`; other negative
+/// values are `InvalidInput`).
+///
+/// The listener is non-blocking and close-on-exec. For a [`SocketName::Path`]: a
+/// socket file already at the path is taken over if no server answers on it (a stale
+/// leftover of a crash), while a live server gives `AddrInUse` and a file that is not
+/// a socket gives `AlreadyExists`; both are left untouched. The new socket file gets
+/// `mode` before the socket starts listening. The caller removes the file when done
+/// (dropping the listener does not).
+pub fn listen(name: &SocketName, backlog: i32) -> io::Result<UnixListener> {
+    let backlog = if backlog >= i32::from(Backlog::MAXCONN) {
+        Backlog::MAXCONN
+    } else {
+        Backlog::new(backlog).map_err(|_| {
+            io::Error::new(io::ErrorKind::InvalidInput, "listen backlog must be >= -1")
+        })?
+    };
+    let addr = name.addr()?;
+    let sock = new_socket(true)?;
+    match name {
+        SocketName::Abstract(_) => {
+            retry_eintr(|| bind(sock.as_raw_fd(), &addr))?;
+        }
+        SocketName::Path { path, mode } => {
+            remove_stale_socket(path, &addr)?;
+            retry_eintr(|| bind(sock.as_raw_fd(), &addr))?;
+            // From here on the file is ours: remove it again if we fail.
+            let ready = fs::set_permissions(path, fs::Permissions::from_mode(*mode))
+                .and_then(|()| retry_eintr(|| nix_listen(&sock, backlog)));
+            if let Err(e) = ready {
+                let _ = fs::remove_file(path);
+                return Err(e);
+            }
+            return Ok(UnixListener::from(sock));
+        }
+    }
+    retry_eintr(|| nix_listen(&sock, backlog))?;
+    Ok(UnixListener::from(sock))
+}
+
+/// Makes room at `path` for a new socket: nothing there is fine; a socket nobody
+/// listens on is removed; a live socket or any other kind of file is an error.
+fn remove_stale_socket(path: &Path, addr: &UnixAddr) -> io::Result<()> {
+    let meta = match fs::symlink_metadata(path) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    if !meta.file_type().is_socket() {
+        return Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            format!("{} exists and is not a socket", path.display()),
+        ));
+    }
+    // A non-blocking probe: a live server accepts it or has a full backlog (EAGAIN);
+    // a stale socket file refuses (ECONNREFUSED).
+    let probe = new_socket(true)?;
+    match retry_eintr(|| nix_connect(probe.as_raw_fd(), addr)) {
+        Ok(()) => Err(in_use(path)),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Err(in_use(path)),
+        Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => match fs::remove_file(path) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        },
+        Err(e) => Err(e),
+    }
+}
+
+fn in_use(path: &Path) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::AddrInUse,
+        format!("a server is already listening on {}", path.display()),
+    )
+}
+
+/// Connects to the server listening under `name`.
+///
+/// A Unix stream connect completes as soon as the server's backlog has room (before
+/// the server accepts); it only waits while the backlog is full. `timeout` bounds that
+/// wait (`TimedOut` when it passes; `None` waits as long as it takes). A name nobody
+/// listens on fails at once (`ConnectionRefused` or `NotFound`). `EINTR` is retried
+/// with the remaining time.
+///
+/// The returned stream is blocking and close-on-exec, with no read or write timeout
+/// set.
 pub fn connect(name: &SocketName, timeout: Option<Duration>) -> io::Result<UnixStream> {
-    let stream = UnixStream::connect_addr(&name.addr()?)?;
-    stream.set_read_timeout(timeout)?;
-    Ok(stream)
+    let addr = name.addr()?;
+    let sock = new_socket(false)?;
+    let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+    let mut first = true;
+    loop {
+        if let Some(d) = deadline {
+            let remaining = d.saturating_duration_since(Instant::now());
+            if remaining.is_zero() && !first {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("connecting to {name} timed out (server backlog full)"),
+                ));
+            }
+            set_send_timeout(&sock, remaining.min(MAX_SLICE))?;
+        }
+        first = false;
+        match nix_connect(sock.as_raw_fd(), &addr) {
+            Ok(()) => break,
+            // Interrupted before the connection was made (the socket is still
+            // unconnected), or a timed wait ended: try again with the time left.
+            Err(Errno::EINTR) => continue,
+            Err(Errno::EAGAIN) if deadline.is_some() => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    if deadline.is_some() {
+        // Zero means "no timeout": leave a plain blocking stream behind.
+        retry_eintr(|| setsockopt(&sock, sockopt::SendTimeout, &TimeVal::zero()))?;
+    }
+    Ok(UnixStream::from(sock))
+}
+
+/// Sets `SO_SNDTIMEO`, which on a Unix stream socket also bounds `connect`'s wait for
+/// room in the server's backlog. Rounded up to whole microseconds, and at least one
+/// (zero would mean "forever").
+fn set_send_timeout(sock: &OwnedFd, d: Duration) -> io::Result<()> {
+    let micros = d.as_nanos().div_ceil(1000).max(1);
+    let micros = i64::try_from(micros).unwrap_or(i64::MAX);
+    let tv = TimeVal::microseconds(micros);
+    retry_eintr(|| setsockopt(sock, sockopt::SendTimeout, &tv))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::os::test_util::{pester_current_thread, signals_handled};
+    use std::io::{Read, Write};
+    use std::os::fd::AsFd;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A name no other test (or test run) uses.
+    fn unique(tag: &str) -> String {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        format!(
+            "coroipc-test-{tag}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        )
+    }
+
+    fn accept(listener: &UnixListener) -> UnixStream {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            match listener.accept() {
+                Ok((s, _)) => return s,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock && Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Err(e) => panic!("accept: {e}"),
+            }
+        }
+    }
+
+    fn is_cloexec(fd: std::os::fd::BorrowedFd<'_>) -> bool {
+        let fl = nix::fcntl::fcntl(fd.as_raw_fd(), nix::fcntl::FcntlArg::F_GETFD).expect("getfd");
+        fl & libc::FD_CLOEXEC != 0
+    }
+
+    fn round_trip(name: &SocketName, listener: &UnixListener) {
+        let mut client = connect(name, Some(Duration::from_secs(5))).expect("connect");
+        let mut server = accept(listener);
+        client.write_all(b"ping").expect("write");
+        let mut buf = [0u8; 4];
+        server.read_exact(&mut buf).expect("read");
+        assert_eq!(&buf, b"ping");
+        server.write_all(b"pong").expect("write");
+        client.read_exact(&mut buf).expect("read");
+        assert_eq!(&buf, b"pong");
+        assert!(is_cloexec(client.as_fd()));
+        assert_eq!(client.read_timeout().expect("timeout"), None);
+        assert_eq!(client.write_timeout().expect("timeout"), None);
+    }
+
+    #[test]
+    fn abstract_round_trip() {
+        let raw = unique("abs");
+        let name = SocketName::abstract_name(raw.clone());
+        let listener = listen(&name, 16).expect("listen");
+        assert!(is_cloexec(listener.as_fd()));
+        // Non-blocking: nothing pending means WouldBlock, not a hang.
+        let e = listener.accept().expect_err("nothing pending");
+        assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
+        round_trip(&name, &listener);
+        // The name is taken while the listener lives, and free once it is dropped.
+        let e = listen(&name, 16).expect_err("in use");
+        assert_eq!(e.kind(), io::ErrorKind::AddrInUse);
+        drop(listener);
+        let e = connect(&name, None).expect_err("gone");
+        assert_eq!(e.kind(), io::ErrorKind::ConnectionRefused);
+        let _again = listen(&name, 16).expect("name freed");
+        assert_eq!(name.to_string(), format!("@{raw}"));
+    }
+
+    #[test]
+    fn bad_names_are_invalid_input() {
+        for name in [
+            SocketName::abstract_name(""),
+            SocketName::abstract_name("x".repeat(200)),
+            SocketName::path(format!("/tmp/{}", "y".repeat(200)), 0o600),
+        ] {
+            let e = listen(&name, 1).expect_err("listen");
+            assert_eq!(e.kind(), io::ErrorKind::InvalidInput, "{name:?}");
+            let e = connect(&name, None).expect_err("connect");
+            assert_eq!(e.kind(), io::ErrorKind::InvalidInput, "{name:?}");
+        }
+        let e = listen(&SocketName::abstract_name(unique("neg")), -5).expect_err("backlog");
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
+    }
+
+    struct TempDir(PathBuf);
+
+    impl TempDir {
+        fn new() -> TempDir {
+            let dir = std::env::temp_dir().join(unique("dir"));
+            fs::create_dir(&dir).expect("mkdir");
+            TempDir(dir)
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+
+    #[test]
+    fn path_listen_sets_mode_and_round_trips() {
+        let dir = TempDir::new();
+        let path = dir.0.join("s");
+        for mode in [0o600, 0o660, 0o666] {
+            let name = SocketName::path(&path, mode);
+            let listener = listen(&name, 4).expect("listen");
+            let meta = fs::symlink_metadata(&path).expect("stat");
+            assert!(meta.file_type().is_socket());
+            assert_eq!(meta.permissions().mode() & 0o7777, mode);
+            round_trip(&name, &listener);
+            assert_eq!(name.to_string(), path.display().to_string());
+            // Dropping the listener leaves a stale file, which the next round
+            // (another mode) must replace.
+        }
+    }
+
+    #[test]
+    fn path_refuses_live_server_and_non_socket_files() {
+        let dir = TempDir::new();
+        let path = dir.0.join("s");
+        let name = SocketName::path(&path, 0o600);
+        let live = listen(&name, 4).expect("listen");
+        let e = listen(&name, 4).expect_err("live server");
+        assert_eq!(e.kind(), io::ErrorKind::AddrInUse);
+        // The live server still works, its file still there.
+        let probe = accept(&live); // the probe connection from the refused listen
+        drop(probe);
+        round_trip(&name, &live);
+
+        let file = dir.0.join("f");
+        fs::write(&file, b"precious").expect("write");
+        let e = listen(&SocketName::path(&file, 0o600), 4).expect_err("regular file");
+        assert_eq!(e.kind(), io::ErrorKind::AlreadyExists);
+        assert_eq!(fs::read(&file).expect("read"), b"precious");
+
+        let e = connect(&SocketName::path(dir.0.join("none"), 0o600), None).expect_err("no file");
+        assert_eq!(e.kind(), io::ErrorKind::NotFound);
+    }
+
+    /// Fills the backlog of a listener that never accepts; returns the connections
+    /// that filled it (keep them alive).
+    fn fill_backlog(name: &SocketName) -> Vec<OwnedFd> {
+        let addr = name.addr().expect("addr");
+        let mut held = Vec::new();
+        loop {
+            let s = new_socket(true).expect("socket");
+            match nix_connect(s.as_raw_fd(), &addr) {
+                Ok(()) => held.push(s),
+                Err(Errno::EAGAIN) => return held,
+                Err(e) => panic!("filling backlog: {e}"),
+            }
+            assert!(held.len() < 10_000, "backlog never filled");
+        }
+    }
+
+    #[test]
+    fn connect_times_out_on_a_full_backlog() {
+        let name = SocketName::abstract_name(unique("full"));
+        let _listener = listen(&name, 0).expect("listen");
+        let _held = fill_backlog(&name);
+        let start = Instant::now();
+        let e = connect(&name, Some(Duration::from_millis(200))).expect_err("full");
+        let took = start.elapsed();
+        assert_eq!(e.kind(), io::ErrorKind::TimedOut, "{e}");
+        assert!(took >= Duration::from_millis(200), "early: {took:?}");
+        assert!(took < Duration::from_secs(2), "late: {took:?}");
+    }
+
+    #[test]
+    fn connect_waits_for_room_and_survives_signals() {
+        let name = SocketName::abstract_name(unique("room"));
+        let listener = listen(&name, 0).expect("listen");
+        let held = fill_backlog(&name);
+        assert!(!held.is_empty());
+        // Make room after 250 ms, while signals hit the waiting connect.
+        let acceptor = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(250));
+            let first = accept(&listener);
+            (listener, first)
+        });
+        let before = signals_handled();
+        let pester = pester_current_thread(5, Duration::from_millis(30));
+        let start = Instant::now();
+        let r = connect(&name, Some(Duration::from_secs(5)));
+        let took = start.elapsed();
+        let during = signals_handled() - before;
+        drop(pester);
+        let (_listener, _first) = acceptor.join().expect("acceptor");
+        r.expect("connected once there was room");
+        assert!(took >= Duration::from_millis(200), "{took:?}");
+        assert!(took < Duration::from_secs(4), "{took:?}");
+        assert!(during >= 3, "only {during} signals hit the connect");
+    }
 }
