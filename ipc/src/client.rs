@@ -675,7 +675,7 @@ impl Client {
                 if let Readiness::Ready(r) =
                     os::wait_readable(&[self.stream.as_fd()], Some(Duration::ZERO))?
                 {
-                    if r.get(0).is_some_and(|f| f.readable || f.hangup) {
+                    if r.first().is_some_and(|f| f.readable || f.hangup) {
                         self.dead = Some("server closed the connection".into());
                         return Err(ClientError::Disconnected);
                     }
