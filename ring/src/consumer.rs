@@ -143,14 +143,14 @@ impl Consumer {
         }
     }
 
-    #[inline]
+    #[cold]
     fn poison(&mut self, c: Corruption) -> PopError {
         self.poisoned = Some(c);
         PopError::Corrupt(c)
     }
 
     /// Re-reads the tail (Acquire: frames before it were fully written).
-    #[inline]
+    #[inline(never)]
     fn refresh_tail(&mut self) -> Result<(), PopError> {
         let raw = self.ring.header().tail.0.tail.load(Ordering::Acquire);
         match check_tail(
@@ -169,9 +169,11 @@ impl Consumer {
 
     /// Finds the next message frame, skipping padding and abandoned frames:
     /// `Some((frame_pos, len, end))`.
-    #[inline]
+    #[inline(always)]
     fn next_frame(&mut self) -> Result<Option<(u64, usize, u64)>, PopError> {
-        self.check_poison()?;
+        if let Some(c) = self.poisoned {
+            return Err(PopError::Corrupt(c));
+        }
         let geo = self.ring.geometry;
         loop {
             if self.pos == self.cached_tail {

@@ -37,7 +37,7 @@ pub(crate) enum Frame {
 /// Decodes the header `word` found at `position`, where `tail` is the validated end
 /// of published data. Never trusts the word: the returned frame lies inside
 /// `position..=tail` and inside the data area, or an error says why not.
-#[inline]
+#[inline(always)]
 pub(crate) fn decode(
     geo: &Geometry,
     word: u64,
@@ -46,6 +46,28 @@ pub(crate) fn decode(
 ) -> Result<Frame, Corruption> {
     let tag = (word >> 32) as u32;
     let len = word as u32;
+    // Fast path: a message that lies inside the data area and below the tail.
+    if tag == TAG_MSG && len as usize <= geo.max_payload {
+        let end = position + (FRAME_HEADER + padded(len as usize)) as u64;
+        let fits_area = geo.offset(position) as u64 + (end - position) <= geo.capacity;
+        if fits_area && end <= tail {
+            return Ok(Frame::Message {
+                len: len as usize,
+                end,
+            });
+        }
+    }
+    decode_slow(geo, tag, len, position, tail)
+}
+
+#[cold]
+fn decode_slow(
+    geo: &Geometry,
+    tag: u32,
+    len: u32,
+    position: u64,
+    tail: u64,
+) -> Result<Frame, Corruption> {
     let offset = geo.offset(position) as u64;
     let to_end = geo.capacity - offset;
     let (frame, is_message) = match tag {

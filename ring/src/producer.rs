@@ -150,8 +150,9 @@ impl Producer {
     }
 
     /// Re-reads the consumer's head (Acquire: the consumer's reads of released frames
-    /// happen before we overwrite them).
-    #[inline]
+    /// happen before we overwrite them). Out of line: the cached head usually suffices.
+    #[cold]
+    #[inline(never)]
     fn refresh_head(&mut self) -> Result<u64, PushError> {
         let raw = self.ring.header().head.0.head.load(Ordering::Acquire);
         match check_head(raw, self.cached_head, self.published) {
@@ -163,11 +164,13 @@ impl Producer {
         }
     }
 
-    /// Reserves space for a message of `len` bytes, to be filled in place and then
-    /// committed. Nothing is visible to the consumer until the grant is committed and
-    /// published; dropping the grant abandons it.
-    pub fn try_reserve(&mut self, len: usize) -> Result<WriteGrant<'_>, PushError> {
-        self.check_poison()?;
+    /// Claims space for a frame of `len` payload bytes at the write position: checks,
+    /// writes the padding frame if the message wraps, and returns `(frame_pos, end)`.
+    #[inline(always)]
+    fn place_frame(&mut self, len: usize) -> Result<(u64, u64), PushError> {
+        if let Some(c) = self.poisoned {
+            return Err(PushError::Corrupt(c));
+        }
         let geo = self.ring.geometry;
         if len > geo.max_payload {
             return Err(PushError::TooLarge {
@@ -192,6 +195,15 @@ impl Producer {
                     .store_word(geo.offset(self.tail), encode(TAG_PAD, pad as u32))
             };
         }
+        Ok((frame_pos, end))
+    }
+
+    /// Reserves space for a message of `len` bytes, to be filled in place and then
+    /// committed. Nothing is visible to the consumer until the grant is committed and
+    /// published; dropping the grant abandons it.
+    #[inline]
+    pub fn try_reserve(&mut self, len: usize) -> Result<WriteGrant<'_>, PushError> {
+        let (frame_pos, _) = self.place_frame(len)?;
         Ok(WriteGrant {
             producer: self,
             frame_pos,
@@ -225,9 +237,17 @@ impl Producer {
     /// [`publish`](Producer::publish) (one index store for many messages).
     #[inline]
     pub fn try_stage(&mut self, msg: &[u8]) -> Result<(), PushError> {
-        let mut grant = self.try_reserve(msg.len())?;
-        grant.write_at(0, msg);
-        grant.stage();
+        let (frame_pos, end) = self.place_frame(msg.len())?;
+        let offset = self.ring.geometry.offset(frame_pos);
+        // SAFETY: `frame_pos..end` is free space owned by this producer, contiguous in
+        // the data area (`place_frame`), holding the header word and `msg`.
+        unsafe {
+            self.ring.data.write(offset + FRAME_HEADER, msg);
+            self.ring
+                .data
+                .store_word(offset, encode(TAG_MSG, msg.len() as u32));
+        }
+        self.tail = end;
         Ok(())
     }
 
@@ -264,6 +284,8 @@ impl Producer {
         Published { wake, flow }
     }
 
+    #[cold]
+    #[inline(never)]
     fn evaluate_flow(&mut self) -> Option<FlowChange> {
         let head = self.refresh_head().ok()?;
         let change = self
