@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use coroipc::{
-    Client, ConnHandle, ConnectOptions, ConnectionInfo, HandlerError, Limits, Request, Responder,
+    Client, ConnHandle, ConnectOptions, ConnectionInfo, HandlerError, Request, Responder,
     ServerBuilder, Service, SocketName,
 };
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
@@ -33,10 +33,6 @@ fn benches(c: &mut Criterion) {
     let name = SocketName::abstract_name(format!("coroipc-criterion-{}", std::process::id()));
     let (tx, rx) = std::sync::mpsc::channel();
     let mut server = ServerBuilder::new(name.clone())
-        .limits(Limits {
-            spin: Duration::from_micros(50),
-            ..Limits::default()
-        })
         .service(1, Echo(tx))
         .build()
         .expect("server");
