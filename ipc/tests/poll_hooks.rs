@@ -1,0 +1,141 @@
+//! The abstracted poll: a server driven by the application's own loop through
+//! `PollHooks` (here a plain poll(2) loop), plus dispatch zero copy, vectored dispatch
+//! and per-connection statistics.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::Duration;
+
+use coroipc::{
+    Client, ConnHandle, ConnectOptions, ConnectionInfo, HandlerError, PollHooks, Request,
+    Responder, ServerBuilder, Service, SocketName, Token,
+};
+
+#[derive(Clone, Default)]
+struct Registry(Arc<Mutex<Vec<(RawFd, Token)>>>);
+
+impl PollHooks for Registry {
+    fn add(&mut self, fd: BorrowedFd<'_>, token: Token) -> std::io::Result<()> {
+        self.0.lock().unwrap().push((fd.as_raw_fd(), token));
+        Ok(())
+    }
+    fn remove(&mut self, _fd: BorrowedFd<'_>, token: Token) {
+        self.0.lock().unwrap().retain(|(_, t)| *t != token);
+    }
+}
+
+struct Svc(mpsc::Sender<ConnHandle>);
+
+impl Service for Svc {
+    type Conn = ();
+    fn on_connect(&mut self, info: &ConnectionInfo) -> Result<(), i32> {
+        self.0.send(info.handle.clone()).unwrap();
+        Ok(())
+    }
+    fn handle(
+        &mut self,
+        _: &mut (),
+        req: Request<'_>,
+        resp: &mut Responder<'_>,
+    ) -> Result<(), HandlerError> {
+        let _ = resp.respond_vectored(0, &[b"<", req.payload, b">"]);
+        Ok(())
+    }
+}
+
+#[test]
+fn external_poll_loop_drives_the_server() {
+    let name = SocketName::abstract_name(format!("coroipc-hooks-{}", std::process::id()));
+    let registry = Registry::default();
+    let (tx, rx) = mpsc::channel();
+    let mut server = ServerBuilder::new(name.clone())
+        .service(3, Svc(tx))
+        .build_with_hooks(registry.clone())
+        .unwrap();
+    assert!(server.run().is_err(), "run() is for the built-in loop only");
+    assert!(registry
+        .0
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|(_, t)| *t == coroipc::Server::LISTENER_TOKEN));
+    let stop = Arc::new(AtomicBool::new(false));
+    let stop2 = stop.clone();
+    // The application's loop: poll(2) over whatever the server registered.
+    let looper = std::thread::spawn(move || {
+        while !stop2.load(Ordering::Relaxed) {
+            let watched: Vec<(RawFd, Token)> = registry.0.lock().unwrap().clone();
+            let mut pfds: Vec<libc::pollfd> = watched
+                .iter()
+                .map(|(fd, _)| libc::pollfd {
+                    fd: *fd,
+                    events: libc::POLLIN,
+                    revents: 0,
+                })
+                .collect();
+            // SAFETY: `pfds` is a valid array of pollfd of the given length.
+            let n = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, 20) };
+            if n > 0 {
+                for (p, (_, token)) in pfds.iter().zip(&watched) {
+                    if p.revents != 0 {
+                        server.handle_ready(*token);
+                    }
+                }
+            }
+            server.handle_timeouts();
+        }
+    });
+    let opts = ConnectOptions {
+        wait: coroipc::WaitMode::Block,
+        ..ConnectOptions::default()
+    };
+    let mut client = Client::connect(&name, 3, &opts).unwrap();
+    let handle = rx.recv_timeout(Duration::from_secs(5)).unwrap();
+    assert_eq!(client.request(1, b"hi").unwrap().data, b"<hi>");
+
+    // Zero-copy and vectored dispatch from this (non-server) thread.
+    let mut grant = handle.dispatch_reserve(5).unwrap();
+    grant.as_mut_slice().copy_from_slice(b"zero!");
+    grant.truncate(4);
+    grant.commit();
+    handle.dispatch_send_vectored(&[b"ve", b"ct"]).unwrap();
+    assert_eq!(
+        &*client
+            .dispatch_recv(Some(Duration::from_secs(5)))
+            .unwrap()
+            .unwrap(),
+        b"zero"
+    );
+    assert_eq!(
+        &*client
+            .dispatch_recv(Some(Duration::from_secs(5)))
+            .unwrap()
+            .unwrap(),
+        b"vect"
+    );
+
+    let stats = handle.stats();
+    assert_eq!(
+        (stats.requests, stats.responses, stats.dispatched),
+        (1, 1, 2)
+    );
+    assert_eq!(stats.dispatch_queue_len, 0);
+    assert!(handle.is_connected());
+    assert!(handle.max_dispatch_len() >= 4096 / 2 - 8);
+
+    // A disconnect asked for from any thread.
+    handle.disconnect();
+    assert!(matches!(
+        client.request(1, b"x"),
+        Err(coroipc::ClientError::Disconnected)
+    ));
+    assert!(!handle.is_connected());
+    assert_eq!(
+        handle.dispatch_send(b"late"),
+        Err(coroipc::SendError::Disconnected)
+    );
+    stop.store(true, Ordering::Relaxed);
+    looper.join().unwrap();
+}
