@@ -116,7 +116,15 @@ fn external_poll_loop_drives_the_server() {
         b"vect"
     );
 
-    let stats = handle.stats();
+    // The response is counted just after it is published: wait for the server thread.
+    let mut stats = handle.stats();
+    for _ in 0..500 {
+        if stats.responses == 1 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+        stats = handle.stats();
+    }
     assert_eq!(
         (stats.requests, stats.responses, stats.dispatched),
         (1, 1, 2)
