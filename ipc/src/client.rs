@@ -106,7 +106,7 @@ pub struct Client {
     server_bell: Doorbell,
     /// Rung by the server when this client sleeps for a response or request space;
     /// waited on through `response_wait`.
-    _response_bell: Doorbell,
+    response_bell: Doorbell,
     dispatch_bell: Doorbell,
     /// Readable when dispatch messages wait (after an empty `dispatch_recv`) or the
     /// server is gone. Created on first use (most connections never poll).
@@ -274,7 +274,7 @@ impl Client {
             responses,
             dispatch,
             server_bell,
-            _response_bell: response_bell,
+            response_bell,
             dispatch_bell,
             poll: OnceLock::new(),
             response_wait: None,
@@ -361,7 +361,7 @@ impl Client {
                     Some(w) => w,
                     None => {
                         let w = Epoll::new()?;
-                        w.add_edge_triggered(self._response_bell.as_fd(), 0, Interest::READABLE)?;
+                        w.add_edge_triggered(self.response_bell.as_fd(), 0, Interest::READABLE)?;
                         w.add(self.stream.as_fd(), 1, Interest::READABLE)?;
                         w
                     }

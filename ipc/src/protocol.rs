@@ -65,6 +65,22 @@ pub enum HandshakeError {
     Field(&'static str),
 }
 
+/// Checks length, magic and version of a handshake message.
+fn check_preamble(b: &[u8], len: usize) -> Result<(), HandshakeError> {
+    if b.len() != len {
+        return Err(HandshakeError::Length(b.len()));
+    }
+    let magic = u32_at(b, 0);
+    if magic != HANDSHAKE_MAGIC {
+        return Err(HandshakeError::Magic(magic));
+    }
+    let version = u16_at(b, 4);
+    if version != PROTOCOL_VERSION {
+        return Err(HandshakeError::Version(version));
+    }
+    Ok(())
+}
+
 fn u16_at(b: &[u8], at: usize) -> u16 {
     u16::from_le_bytes([b[at], b[at + 1]])
 }
@@ -110,17 +126,7 @@ impl ConnectRequest {
 
     /// Decodes and checks a message from an untrusted client.
     pub fn decode(b: &[u8]) -> Result<Self, HandshakeError> {
-        if b.len() != CONNECT_REQUEST_LEN {
-            return Err(HandshakeError::Length(b.len()));
-        }
-        let magic = u32_at(b, 0);
-        if magic != HANDSHAKE_MAGIC {
-            return Err(HandshakeError::Magic(magic));
-        }
-        let version = u16_at(b, 4);
-        if version != PROTOCOL_VERSION {
-            return Err(HandshakeError::Version(version));
-        }
+        check_preamble(b, CONNECT_REQUEST_LEN)?;
         if u32_at(b, 20) != 0 {
             return Err(HandshakeError::Field("reserved"));
         }
@@ -184,17 +190,7 @@ impl ConnectReply {
 
     /// Decodes and checks a message from an untrusted server.
     pub fn decode(b: &[u8]) -> Result<Self, HandshakeError> {
-        if b.len() != CONNECT_REPLY_LEN {
-            return Err(HandshakeError::Length(b.len()));
-        }
-        let magic = u32_at(b, 0);
-        if magic != HANDSHAKE_MAGIC {
-            return Err(HandshakeError::Magic(magic));
-        }
-        let version = u16_at(b, 4);
-        if version != PROTOCOL_VERSION {
-            return Err(HandshakeError::Version(version));
-        }
+        check_preamble(b, CONNECT_REPLY_LEN)?;
         Ok(ConnectReply {
             status: u32_at(b, 8) as i32,
             request_ring: u32_at(b, 12),

@@ -121,6 +121,17 @@ impl Model {
         self.queue.push_back((data, start, end));
     }
 
+    /// What reserving `len` bytes must return (before anything is written).
+    fn reserve(&self, len: usize) -> Result<(), PushError> {
+        if len > self.max {
+            Err(PushError::TooLarge { len, max: self.max })
+        } else if self.frame_end(len) - self.head > self.cap {
+            Err(PushError::Full)
+        } else {
+            Ok(())
+        }
+    }
+
     /// What a write of `len` bytes must return.
     fn write(&mut self, data: Vec<u8>) -> Result<(), PushError> {
         if data.len() > self.max {
@@ -204,17 +215,7 @@ pub fn run_model(capacity: usize, ops: &[Op]) -> Result<(), String> {
                 });
                 let kept = data[..(*keep).min(*len.min(&data.len()))].to_vec();
                 // The reservation is checked for `len`; the frame committed is `keep`.
-                let want = if *len > m.max {
-                    Err(PushError::TooLarge {
-                        len: *len,
-                        max: m.max,
-                    })
-                } else if m.frame_end(*len) - m.head > m.cap {
-                    Err(PushError::Full)
-                } else {
-                    m.write_reserved(*len, kept);
-                    Ok(())
-                };
+                let want = m.reserve(*len).map(|()| m.write_reserved(*len, kept));
                 if real != want {
                     return Err(ctx(&format!("ring {real:?}, model {want:?}")));
                 }
@@ -224,16 +225,7 @@ pub fn run_model(capacity: usize, ops: &[Op]) -> Result<(), String> {
             }
             Op::ReserveDrop(len) => {
                 let real = p.try_reserve(*len).map(drop);
-                let want = if *len > m.max {
-                    Err(PushError::TooLarge {
-                        len: *len,
-                        max: m.max,
-                    })
-                } else if m.frame_end(*len) - m.head > m.cap {
-                    Err(PushError::Full)
-                } else {
-                    Ok(())
-                };
+                let want = m.reserve(*len);
                 if real != want {
                     return Err(ctx(&format!("ring {real:?}, model {want:?}")));
                 }
