@@ -346,6 +346,12 @@ impl Server {
         }
     }
 
+    /// Accepts every pending client on the listening socket (what
+    /// `handle_ready(Server::LISTENER_TOKEN)` does).
+    pub fn handle_accept(&mut self) {
+        self.accept_all();
+    }
+
     /// Handles readiness of the fd registered with `token`.
     pub fn handle_ready(&mut self, token: Token) {
         match token {

@@ -79,7 +79,12 @@ fn external_poll_loop_drives_the_server() {
             let n = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, 20) };
             if n > 0 {
                 for (p, (_, token)) in pfds.iter().zip(&watched) {
-                    if p.revents != 0 {
+                    if p.revents == 0 {
+                        continue;
+                    }
+                    if *token == coroipc::Server::LISTENER_TOKEN {
+                        server.handle_accept();
+                    } else {
                         server.handle_ready(*token);
                     }
                 }
