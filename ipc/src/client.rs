@@ -9,10 +9,11 @@
 use std::collections::{HashMap, HashSet};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use coroipc_ring::{AttachError, Consumer, Producer, PushError, RawRegion, ReadGrant, Wake};
 
+use crate::deadline::{Deadline, Spin};
 use crate::error::{ClientError, ConnectError};
 use crate::os::{self, Doorbell, Epoll, Interest, Readiness, SharedMemory, SocketName};
 use crate::protocol::{
@@ -85,6 +86,7 @@ fn status_error(code: i32) -> Option<ClientError> {
         status::TRY_AGAIN => Some(ClientError::TryAgain),
         status::UNKNOWN_COMMAND => Some(ClientError::UnknownCommand),
         status::ABANDONED => Some(ClientError::Abandoned),
+        status::RESPONSE_TOO_LARGE => Some(ClientError::ResponseTooLarge),
         _ => Some(ClientError::BadRequest),
     }
 }
@@ -145,7 +147,7 @@ impl Client {
         service: u16,
         options: &ConnectOptions,
     ) -> Result<Client, ConnectError> {
-        let deadline = Instant::now() + options.connect_timeout;
+        let deadline = Deadline::after(Some(options.connect_timeout));
         let stream = os::connect(name, Some(options.connect_timeout))?;
         let request = ConnectRequest {
             service,
@@ -168,10 +170,10 @@ impl Client {
         let mut fds: Vec<OwnedFd> = Vec::new();
         // In spin mode, poll the socket for the reply a little before sleeping.
         stream.set_nonblocking(true)?;
-        let spin_until = match options.wait {
-            WaitMode::SpinThenBlock { spin } => Instant::now() + spin,
-            WaitMode::Block => Instant::now(),
-        };
+        let spin = Spin::new(match options.wait {
+            WaitMode::SpinThenBlock { spin } => spin,
+            WaitMode::Block => Duration::ZERO,
+        });
         while got < CONNECT_REPLY_LEN {
             match os::recv_with_fds(stream.as_fd(), &mut buf[got..], CONNECT_FDS) {
                 Ok((0, _)) => return Err(ConnectError::Disconnected),
@@ -183,12 +185,12 @@ impl Client {
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
                 Err(e) => return Err(e.into()),
             }
-            if Instant::now() < spin_until {
+            if spin.active() && !deadline.passed() {
                 std::hint::spin_loop();
                 continue;
             }
-            let remaining = deadline.saturating_duration_since(Instant::now());
-            if let Readiness::Timeout = os::wait_readable(&[stream.as_fd()], Some(remaining))? {
+            if let Readiness::Timeout = os::wait_readable(&[stream.as_fd()], deadline.remaining())?
+            {
                 return Err(ConnectError::Timeout);
             }
         }
@@ -294,12 +296,16 @@ impl Client {
 
     /// The largest request payload.
     pub fn max_request_len(&self) -> usize {
-        self.requests.max_message_len() - REQUEST_HEADER_LEN
+        self.requests
+            .max_message_len()
+            .saturating_sub(REQUEST_HEADER_LEN)
     }
 
     /// The largest response payload.
     pub fn max_response_len(&self) -> usize {
-        self.responses.max_message_len() - RESPONSE_HEADER_LEN
+        self.responses
+            .max_message_len()
+            .saturating_sub(RESPONSE_HEADER_LEN)
     }
 
     /// The largest dispatch message.
@@ -334,6 +340,17 @@ impl Client {
         ClientError::Corrupt(why)
     }
 
+    /// Looks (without waiting) at the socket: the server never writes to it after the
+    /// handshake, so readable or hung up means it is gone.
+    fn check_server_alive(&mut self) -> Result<(), ClientError> {
+        let look = os::wait_readable(&[self.stream.as_fd()], Some(Duration::ZERO))?;
+        if look.readable(0) || look.hangup(0) {
+            self.dead = Some("server closed the connection".into());
+            return Err(ClientError::Disconnected);
+        }
+        Ok(())
+    }
+
     fn ring_server(&mut self, wake: Wake) -> Result<(), ClientError> {
         if wake.is_needed() {
             self.server_bell.ring()?;
@@ -342,8 +359,8 @@ impl Client {
     }
 
     /// Blocks until the doorbell of `what` rings, the server dies, or `deadline`.
-    fn block(&mut self, what: WaitFor, deadline: Option<Instant>) -> Result<(), ClientError> {
-        let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+    fn block(&mut self, what: WaitFor, deadline: Deadline) -> Result<(), ClientError> {
+        let remaining = deadline.remaining();
         let socket_event = match what {
             WaitFor::Dispatch => {
                 let fds = [self.dispatch_bell.as_fd(), self.stream.as_fd()];
@@ -387,15 +404,18 @@ impl Client {
     fn wait(
         &mut self,
         what: WaitFor,
-        spin_until: &mut Option<Instant>,
-        deadline: Option<Instant>,
+        spinning: &mut Option<Spin>,
+        deadline: Deadline,
     ) -> Result<(), ClientError> {
-        if deadline.is_some_and(|d| Instant::now() >= d) {
+        if deadline.passed() {
             return Err(ClientError::Timeout);
         }
         if let WaitMode::SpinThenBlock { spin } = self.options.wait {
-            let until = *spin_until.get_or_insert_with(|| Instant::now() + spin);
-            if Instant::now() < until {
+            let budget = spinning.get_or_insert_with(|| Spin::new(spin));
+            if budget.active() {
+                if budget.liveness_due() {
+                    self.check_server_alive()?;
+                }
                 for _ in 0..32 {
                     std::hint::spin_loop();
                 }
@@ -421,7 +441,7 @@ impl Client {
             WaitFor::Dispatch => self.dispatch.cancel_sleep(),
             WaitFor::RequestSpace(_) => self.requests.cancel_sleep(),
         }
-        *spin_until = None;
+        *spinning = None;
         result
     }
 
@@ -449,8 +469,8 @@ impl Client {
         }
         let id = self.next_id;
         let header = RequestHeader { id, command }.encode();
-        let deadline = self.options.request_timeout.map(|t| Instant::now() + t);
-        let mut spin_until = None;
+        let deadline = Deadline::after(self.options.request_timeout);
+        let mut spinning = None;
         loop {
             match self.requests.try_reserve(len) {
                 Ok(mut grant) => {
@@ -467,7 +487,7 @@ impl Client {
                     return Ok(id);
                 }
                 Err(PushError::Full) => {
-                    self.wait(WaitFor::RequestSpace(len), &mut spin_until, deadline)?
+                    self.wait(WaitFor::RequestSpace(len), &mut spinning, deadline)?
                 }
                 Err(PushError::TooLarge { len, max }) => {
                     return Err(ClientError::TooLarge { len, max })
@@ -526,10 +546,10 @@ impl Client {
                 return Err(ClientError::UnknownRequest(id));
             }
         }
-        let deadline = timeout.map(|t| Instant::now() + t);
-        let mut spin_until = None;
+        let deadline = Deadline::after(timeout);
+        let mut spinning = None;
         while !self.locate_response(want)? {
-            self.wait(WaitFor::Response, &mut spin_until, deadline)?;
+            self.wait(WaitFor::Response, &mut spinning, deadline)?;
         }
         let Client {
             responses,
@@ -582,7 +602,13 @@ impl Client {
     }
 
     /// Sends a request and copies the response payload into `buf`; returns
-    /// `(status, length)`. A response longer than `buf` is an error and is dropped.
+    /// `(status, length)`.
+    ///
+    /// # Errors
+    ///
+    /// A response longer than `buf` gives [`ClientError::BufferTooSmall`] with the
+    /// request id; the response is kept, and [`wait_response`](Client::wait_response)
+    /// with that id returns it. Otherwise as [`request`](Client::request).
     pub fn request_into(
         &mut self,
         command: u16,
@@ -592,7 +618,10 @@ impl Client {
         let r = self.request_in_place(command, payload)?;
         let len = r.len();
         if len > buf.len() {
-            return Err(ClientError::BufferTooSmall { needed: len });
+            let (id, status, data) = (r.id(), r.status(), r.to_vec());
+            drop(r);
+            self.stash.insert(id, (status, data));
+            return Err(ClientError::BufferTooSmall { id, needed: len });
         }
         buf[..len].copy_from_slice(&r);
         Ok((r.status(), len))
@@ -655,8 +684,8 @@ impl Client {
         timeout: Option<Duration>,
     ) -> Result<Option<DispatchMsg<'_>>, ClientError> {
         self.alive()?;
-        let deadline = timeout.map(|t| Instant::now() + t);
-        let mut spin_until = None;
+        let deadline = Deadline::after(timeout);
+        let mut spinning = None;
         loop {
             match self.dispatch.try_peek() {
                 Ok(Some(_)) => break,
@@ -672,17 +701,10 @@ impl Client {
                 if !check.sleep {
                     continue;
                 }
-                if let Readiness::Ready(r) =
-                    os::wait_readable(&[self.stream.as_fd()], Some(Duration::ZERO))?
-                {
-                    if r.first().is_some_and(|f| f.readable || f.hangup) {
-                        self.dead = Some("server closed the connection".into());
-                        return Err(ClientError::Disconnected);
-                    }
-                }
+                self.check_server_alive()?;
                 return Ok(None);
             }
-            match self.wait(WaitFor::Dispatch, &mut spin_until, deadline) {
+            match self.wait(WaitFor::Dispatch, &mut spinning, deadline) {
                 Ok(()) => {}
                 Err(ClientError::Timeout) => return Ok(None),
                 Err(e) => return Err(e),

@@ -9,6 +9,7 @@ use crate::error::SendError;
 use crate::os::{Doorbell, PeerCred};
 use crate::outbox::{Outbox, OutboxError, OutboxGrant, Sent};
 use crate::protocol::{status, ResponseHeader, RESPONSE_HEADER_LEN};
+use crate::service::HandlerError;
 
 /// What to do when a client's dispatch ring and the queue behind it are full.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -281,15 +282,32 @@ pub struct Request<'a> {
 
 /// Answers one request: exactly once, now or later ([`Responder::defer`]).
 ///
-/// If the handler returns without answering or deferring, an empty success response
-/// is sent.
+/// If the handler returns without answering or deferring, the library answers: an
+/// empty success response, `UNKNOWN_COMMAND` if the handler said so, or
+/// `RESPONSE_TOO_LARGE` if the handler's last attempt failed with
+/// [`SendError::TooLarge`]. A failed attempt does not count as the answer: the handler
+/// may still send another (an error reply, say).
 pub struct Responder<'a> {
     pub(crate) shared: &'a Arc<ConnShared>,
     pub(crate) id: u64,
+    /// Set once a response is in the ring or its queue, or the answer was deferred;
+    /// from then on nothing more is sent for this request. A failed attempt leaves it
+    /// false.
     pub(crate) answered: bool,
+    /// Why the last attempt to answer failed, if one did.
+    pub(crate) failed: Option<SendError>,
 }
 
-impl Responder<'_> {
+/// The status the library answers with when the service did not: `RESPONSE_TOO_LARGE`
+/// after a response that did not fit, else `otherwise`.
+fn fallback_status(failed: Option<&SendError>, otherwise: i32) -> i32 {
+    match failed {
+        Some(SendError::TooLarge { .. }) => status::RESPONSE_TOO_LARGE,
+        _ => otherwise,
+    }
+}
+
+impl<'a> Responder<'a> {
     /// The connection this request came on.
     pub fn connection(&self) -> ConnHandle {
         ConnHandle {
@@ -304,15 +322,52 @@ impl Responder<'_> {
 
     /// The largest response payload the response ring carries.
     pub fn max_response_len(&self) -> usize {
-        self.shared.response.max_message_len() - RESPONSE_HEADER_LEN
+        self.shared
+            .response
+            .max_message_len()
+            .saturating_sub(RESPONSE_HEADER_LEN)
     }
 
-    fn claim(&mut self) -> Result<(), SendError> {
-        if self.answered {
-            return Err(SendError::AlreadyResponded);
+    /// A request for the server thread's loop.
+    pub(crate) fn new(shared: &'a Arc<ConnShared>, id: u64) -> Self {
+        Responder {
+            shared,
+            id,
+            answered: false,
+            failed: None,
         }
-        self.answered = true;
-        Ok(())
+    }
+
+    fn check_unanswered(&self) -> Result<(), SendError> {
+        if self.answered {
+            Err(SendError::AlreadyResponded)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Records the outcome of an attempt to answer.
+    fn record(&mut self, outcome: Result<(), SendError>) -> Result<(), SendError> {
+        match &outcome {
+            Ok(()) => self.answered = true,
+            Err(e) => self.failed = Some(*e),
+        }
+        outcome
+    }
+
+    /// After the handler: answers the request if nobody did (see the type's doc).
+    pub(crate) fn finish(self, handled: Result<(), HandlerError>) {
+        if self.answered {
+            return;
+        }
+        let code = match handled {
+            Err(HandlerError::UnknownCommand) => status::UNKNOWN_COMMAND,
+            Ok(()) => status::OK,
+        };
+        let code = fallback_status(self.failed.as_ref(), code);
+        // A failure here is a closed or misbehaving connection, which the server
+        // thread notices and disconnects.
+        let _ = self.shared.send_response(self.id, code, &[]);
     }
 
     /// Sends the response: `status` 0 for success, a positive service code otherwise.
@@ -321,47 +376,62 @@ impl Responder<'_> {
     }
 
     /// Sends the concatenation of `parts` as the response.
+    ///
+    /// # Errors
+    ///
+    /// [`SendError::AlreadyResponded`] after an answer; [`SendError::TooLarge`] when it
+    /// does not fit the response ring ([`max_response_len`](Responder::max_response_len));
+    /// [`SendError::Disconnected`]. After a failure the request is still unanswered.
     pub fn respond_vectored(&mut self, status: i32, parts: &[&[u8]]) -> Result<(), SendError> {
-        self.claim()?;
-        self.shared.send_response(self.id, status, parts)
+        self.check_unanswered()?;
+        let sent = self.shared.send_response(self.id, status, parts);
+        self.record(sent)
     }
 
     /// Reserves `len` bytes of response payload in the response ring, to fill in place.
     /// Fails with [`SendError::TryAgain`] when the ring has no room now (use
     /// [`respond`](Responder::respond) then).
+    /// The request counts as answered when the grant is committed; a grant dropped
+    /// uncommitted leaves it unanswered.
     pub fn reserve(&mut self, status: i32, len: usize) -> Result<ResponseGrant<'_>, SendError> {
-        if self.answered {
-            return Err(SendError::AlreadyResponded);
-        }
+        self.check_unanswered()?;
         self.shared.check_open()?;
         let total = len.saturating_add(RESPONSE_HEADER_LEN);
-        match self.shared.response.reserve(total) {
+        let reserved = self.shared.response.reserve(total);
+        let Responder {
+            shared,
+            id,
+            answered,
+            failed,
+        } = self;
+        match reserved {
             Ok(Some(mut grant)) => {
-                grant.as_mut_slice()[..RESPONSE_HEADER_LEN].copy_from_slice(
-                    &ResponseHeader {
-                        id: self.id,
-                        status,
-                    }
-                    .encode(),
-                );
-                self.answered = true;
+                grant.as_mut_slice()[..RESPONSE_HEADER_LEN]
+                    .copy_from_slice(&ResponseHeader { id: *id, status }.encode());
                 Ok(ResponseGrant {
                     grant,
-                    shared: self.shared,
+                    shared,
+                    answered,
                 })
             }
             Ok(None) => Err(SendError::TryAgain),
-            Err(e) => Err(self.shared.outbox_error(e, OverflowPolicy::Disconnect)),
+            Err(e) => {
+                let e = shared.outbox_error(e, OverflowPolicy::Disconnect);
+                *failed = Some(e);
+                Err(e)
+            }
         }
     }
 
     /// Answers later, from any thread, through the returned value.
     pub fn defer(&mut self) -> Result<DeferredResponse, SendError> {
-        self.claim()?;
+        self.check_unanswered()?;
+        self.answered = true;
         Ok(DeferredResponse {
             shared: self.shared.clone(),
             id: self.id,
             answered: false,
+            failed: None,
         })
     }
 }
@@ -370,6 +440,8 @@ impl Responder<'_> {
 pub struct ResponseGrant<'a> {
     grant: OutboxGrant<'a>,
     shared: &'a ConnShared,
+    /// The responder's flag, set on commit.
+    answered: &'a mut bool,
 }
 
 impl ResponseGrant<'_> {
@@ -386,6 +458,7 @@ impl ResponseGrant<'_> {
     /// Publishes the response.
     pub fn commit(self) {
         let flow = self.grant.commit();
+        *self.answered = true;
         self.shared
             .counters
             .responses
@@ -395,12 +468,17 @@ impl ResponseGrant<'_> {
 }
 
 /// A response promised by [`Responder::defer`]; send it from any thread. Dropping it
-/// unanswered sends an "abandoned" error so the client never waits forever.
+/// unanswered, or a [`respond`](DeferredResponse::respond) that fails, sends an error
+/// (`ABANDONED`, or `RESPONSE_TOO_LARGE` when the response did not fit) so the client
+/// never waits forever.
 #[derive(Debug)]
 pub struct DeferredResponse {
     shared: Arc<ConnShared>,
     id: u64,
+    /// Set once the response is in the ring or its queue.
     answered: bool,
+    /// Why the attempt to answer failed, if it did.
+    failed: Option<SendError>,
 }
 
 impl DeferredResponse {
@@ -409,23 +487,44 @@ impl DeferredResponse {
         self.id
     }
 
+    /// The largest response payload the response ring carries.
+    pub fn max_response_len(&self) -> usize {
+        self.shared
+            .response
+            .max_message_len()
+            .saturating_sub(RESPONSE_HEADER_LEN)
+    }
+
     /// Sends the response.
-    pub fn respond(mut self, status: i32, payload: &[u8]) -> Result<(), SendError> {
-        self.answered = true;
-        self.shared.send_response(self.id, status, &[payload])
+    ///
+    /// # Errors
+    ///
+    /// As [`Responder::respond_vectored`]; on failure the client gets an error
+    /// response instead (see the type's doc).
+    pub fn respond(self, status: i32, payload: &[u8]) -> Result<(), SendError> {
+        self.respond_vectored(status, &[payload])
     }
 
     /// Sends the concatenation of `parts` as the response.
+    ///
+    /// # Errors
+    ///
+    /// As [`respond`](DeferredResponse::respond).
     pub fn respond_vectored(mut self, status: i32, parts: &[&[u8]]) -> Result<(), SendError> {
-        self.answered = true;
-        self.shared.send_response(self.id, status, parts)
+        let sent = self.shared.send_response(self.id, status, parts);
+        match &sent {
+            Ok(()) => self.answered = true,
+            Err(e) => self.failed = Some(*e),
+        }
+        sent
     }
 }
 
 impl Drop for DeferredResponse {
     fn drop(&mut self) {
         if !self.answered {
-            let _ = self.shared.send_response(self.id, status::ABANDONED, &[]);
+            let code = fallback_status(self.failed.as_ref(), status::ABANDONED);
+            let _ = self.shared.send_response(self.id, code, &[]);
         }
     }
 }

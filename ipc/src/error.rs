@@ -56,10 +56,13 @@ pub enum ClientError {
         /// Largest allowed.
         max: usize,
     },
-    /// The caller's buffer is shorter than the response; the response is kept and
-    /// the next call for it gets it.
-    #[error("buffer too small: the response has {needed} bytes")]
+    /// The caller's buffer is shorter than the response. The response is kept:
+    /// [`Client::wait_response`](crate::Client::wait_response)`(id)` (or
+    /// `receive_response`) returns it.
+    #[error("buffer too small: the response to request {id} has {needed} bytes")]
     BufferTooSmall {
+        /// The request whose response is kept.
+        id: u64,
         /// Response length.
         needed: usize,
     },
@@ -75,6 +78,10 @@ pub enum ClientError {
     /// The service dropped the request without answering.
     #[error("the service abandoned the request")]
     Abandoned,
+    /// The service's response did not fit the response ring (connect with a larger
+    /// `response_ring`); the request was handled but its answer is lost.
+    #[error("the service's response does not fit the response ring")]
+    ResponseTooLarge,
     /// The server wrote invalid data into shared memory; the connection is closed.
     #[error("the server corrupted the shared memory: {0}")]
     Corrupt(String),
@@ -87,7 +94,7 @@ pub enum ClientError {
 }
 
 /// Sending a response or a dispatch message failed.
-#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum SendError {
     /// The connection is closed.
     #[error("the connection is closed")]

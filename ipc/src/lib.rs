@@ -19,6 +19,7 @@
 
 mod client;
 mod conn;
+mod deadline;
 mod error;
 pub mod os;
 mod outbox;

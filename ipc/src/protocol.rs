@@ -4,7 +4,7 @@
 
 use std::fmt;
 
-use coroipc_ring::{max_message_len, Config, MIN_CAPACITY};
+use coroipc_ring::{max_message_len, Config};
 
 /// "CIPC" — first four bytes of every handshake message.
 pub const HANDSHAKE_MAGIC: u32 = u32::from_le_bytes(*b"CIPC");
@@ -21,6 +21,10 @@ pub const RESPONSE_HEADER_LEN: usize = 16;
 /// File descriptors sent with a successful [`ConnectReply`], in this order:
 /// shared memory, server doorbell, response doorbell, dispatch doorbell.
 pub const CONNECT_FDS: usize = 4;
+/// The smallest ring capacity a connection uses: its largest message (24 bytes) holds
+/// a request or response header and a little payload. Smaller rings are refused at
+/// the handshake on both sides, so `max_message_len - header` never underflows.
+pub const MIN_RING_CAPACITY: usize = 64;
 /// Alignment of each ring inside the shared region.
 pub const RING_ALIGN: usize = 4096;
 
@@ -46,6 +50,9 @@ pub mod status {
     pub const BAD_VERSION: i32 = -8;
     /// The service dropped a deferred response without answering.
     pub const ABANDONED: i32 = -9;
+    /// The service's response did not fit the response ring; the request was handled
+    /// but its answer is lost.
+    pub const RESPONSE_TOO_LARGE: i32 = -10;
 }
 
 /// A malformed handshake message.
@@ -228,11 +235,14 @@ fn align_up(v: usize, to: usize) -> usize {
 impl RegionLayout {
     /// Lays out rings of the given capacities (each must be a valid ring capacity).
     pub fn new(capacities: [u32; 3]) -> Result<Self, HandshakeError> {
-        let mut rings = [Config::new(MIN_CAPACITY); 3];
+        let mut rings = [Config::new(MIN_RING_CAPACITY); 3];
         let mut offsets = [0usize; 3];
         let mut at = 0usize;
         for i in 0..3 {
             let config = Config::new(capacities[i] as usize);
+            if config.capacity < MIN_RING_CAPACITY {
+                return Err(HandshakeError::Field("ring capacity"));
+            }
             config
                 .validate()
                 .map_err(|_| HandshakeError::Field("ring capacity"))?;
@@ -256,12 +266,15 @@ pub fn grant_capacity(requested: u32, default: usize, min: usize, max: usize) ->
     } else {
         requested as usize
     };
-    let want = want.clamp(min.max(MIN_CAPACITY), max.max(MIN_CAPACITY));
+    // Never `clamp` with bounds in the wrong order (it panics): a `min` above `max`
+    // yields `max`.
+    let max = max.max(MIN_RING_CAPACITY);
+    let want = want.max(min).min(max).max(MIN_RING_CAPACITY);
     let pow = want
         .checked_next_power_of_two()
         .unwrap_or(coroipc_ring::MAX_CAPACITY);
     // Rounding up may exceed `max`: fall back to the power of two below.
-    let pow = if pow > max && pow > MIN_CAPACITY {
+    let pow = if pow > max && pow > MIN_RING_CAPACITY {
         pow / 2
     } else {
         pow
@@ -271,7 +284,7 @@ pub fn grant_capacity(requested: u32, default: usize, min: usize, max: usize) ->
 
 /// The largest request payload a request ring of `capacity` carries.
 pub fn max_payload(capacity: usize) -> usize {
-    max_message_len(capacity) - REQUEST_HEADER_LEN
+    max_message_len(capacity).saturating_sub(REQUEST_HEADER_LEN)
 }
 
 /// A request header.
@@ -387,6 +400,29 @@ mod tests {
         assert_eq!(grant_capacity(u32::MAX, 4096, 64, 1 << 20), 1 << 20);
         assert_eq!(grant_capacity(1, 4096, 64, 1 << 20), 64);
         assert_eq!(grant_capacity(3 << 19, 4096, 64, 3 << 19), 1 << 20);
+    }
+
+    #[test]
+    fn odd_limits_never_panic_and_stay_usable() {
+        // min above max (a caller's mistake): max wins.
+        assert_eq!(grant_capacity(0, 4096, 1 << 20, 4096), 4096);
+        // Limits below the smallest usable ring, or absurdly large ones.
+        assert_eq!(grant_capacity(0, 0, 0, 0), MIN_RING_CAPACITY as u32);
+        assert_eq!(grant_capacity(32, 32, 32, 32), MIN_RING_CAPACITY as u32);
+        assert_eq!(
+            grant_capacity(u32::MAX, usize::MAX, usize::MAX, usize::MAX),
+            coroipc_ring::MAX_CAPACITY as u32
+        );
+        for cap in [0, 1, 32, 64, 4096, 1 << 20] {
+            let granted = grant_capacity(cap, 0, 0, 0) as usize;
+            assert!(max_payload(granted) > 0);
+        }
+        // A server granting a ring too small for a header is refused.
+        assert_eq!(
+            RegionLayout::new([32, 4096, 4096]).map(|_| ()),
+            Err(HandshakeError::Field("ring capacity"))
+        );
+        assert_eq!(max_payload(32), 0);
     }
 
     #[test]

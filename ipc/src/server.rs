@@ -22,13 +22,14 @@ use std::time::{Duration, Instant};
 use coroipc_ring::{Consumer, MpscProducer, PopError, RawRegion, Wake};
 
 use crate::conn::{ConnHandle, ConnShared, Counters, DisconnectReason, Request, Responder};
+use crate::deadline::Deadline;
 use crate::os::{self, Doorbell, Epoll, Interest, PeerCred, SharedMemory, SocketName};
 use crate::outbox::Outbox;
 use crate::protocol::{
     grant_capacity, status, ConnectReply, ConnectRequest, HandshakeError, RegionLayout,
     RequestHeader, CONNECT_REQUEST_LEN, DISPATCH, REQUEST, REQUEST_HEADER_LEN, RESPONSE,
 };
-use crate::service::{ConnectionInfo, ErasedService, HandlerError, Private, Service};
+use crate::service::{ConnectionInfo, ErasedService, Private, Service};
 
 /// Identifies an fd registered through [`PollHooks`]; hand it back to
 /// [`Server::handle_ready`].
@@ -78,7 +79,14 @@ pub struct Limits {
     /// already get ~1 us round trips, while a spinning server thread competes with the
     /// service's own threads and keeps pulling the request ring's index line away from
     /// the client (64 KiB round trips 4.7 us without, 26 us with a 50 us spin).
+    /// Values above [`Limits::MAX_SPIN`] count as that: the one server thread serves
+    /// every connection, and a long spin on one would starve the others.
     pub spin: Duration,
+}
+
+impl Limits {
+    /// The longest server spin per connection wake-up (1 ms).
+    pub const MAX_SPIN: Duration = Duration::from_millis(1);
 }
 
 impl Default for Limits {
@@ -225,7 +233,8 @@ pub struct StopHandle {
 }
 
 impl StopHandle {
-    /// Makes `run` return after the current event.
+    /// Makes `run` return after the current event; a stop made while `run` is not
+    /// running makes the next `run` return at once.
     pub fn stop(&self) {
         self.inner.flag.store(true, Ordering::Release);
         if let Err(e) = self.inner.bell.ring() {
@@ -238,7 +247,8 @@ impl StopHandle {
 struct Pending {
     stream: UnixStream,
     cred: PeerCred,
-    deadline: Instant,
+    /// When the handshake is dropped (never, for a timeout too large to represent).
+    deadline: Deadline,
     buf: [u8; CONNECT_REQUEST_LEN],
     got: usize,
 }
@@ -306,8 +316,9 @@ impl Server {
     /// hooks this returns an error: drive it from your loop instead.
     pub fn run(&mut self) -> io::Result<()> {
         let mut events = Vec::with_capacity(64);
-        self.stop.flag.store(false, Ordering::Release);
-        while !self.stop.flag.load(Ordering::Acquire) {
+        // A stop requested before `run` started counts: the flag is cleared on the way
+        // out (so `run` may be called again), never on the way in.
+        while !self.stop.flag.swap(false, Ordering::AcqRel) {
             let timeout = self
                 .next_deadline()
                 .map(|d| d.saturating_duration_since(Instant::now()));
@@ -328,16 +339,18 @@ impl Server {
 
     /// When [`handle_timeouts`](Server::handle_timeouts) should next be called.
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.pending.values().map(|p| p.deadline).min()
+        self.pending
+            .values()
+            .filter_map(|p| p.deadline.instant())
+            .min()
     }
 
     /// Drops handshakes that ran out of time.
     pub fn handle_timeouts(&mut self) {
-        let now = Instant::now();
         let expired: Vec<u64> = self
             .pending
             .iter()
-            .filter(|(_, p)| p.deadline <= now)
+            .filter(|(_, p)| p.deadline.passed())
             .map(|(id, _)| *id)
             .collect();
         for id in expired {
@@ -431,7 +444,7 @@ impl Server {
         }
         let id = self.next_id;
         self.next_id += 1;
-        let deadline = Instant::now() + self.limits.handshake_timeout;
+        let deadline = Deadline::after(Some(self.limits.handshake_timeout));
         let mut pending = Pending {
             stream,
             cred,
@@ -803,7 +816,7 @@ fn serve(
     let mut more = More::No;
     let mut release_wake = Wake::NotNeeded;
     if response_backlog.is_none() {
-        let mut spin_until: Option<Instant> = None;
+        let mut spin_until: Option<Deadline> = None;
         let mut polls = 0u32;
         loop {
             let next = match conn.requests.try_peek() {
@@ -814,9 +827,11 @@ fn serve(
             let Some(grant) = next else {
                 release_wake = release_wake.or(conn.requests.release());
                 if !limits.spin.is_zero() && handled > 0 {
-                    let until = *spin_until.get_or_insert_with(|| Instant::now() + limits.spin);
+                    let until = *spin_until.get_or_insert_with(|| {
+                        Deadline::after(Some(limits.spin.min(Limits::MAX_SPIN)))
+                    });
                     polls += 1;
-                    if polls % 64 != 0 || Instant::now() < until {
+                    if polls % 64 != 0 || !until.passed() {
                         std::hint::spin_loop();
                         continue;
                     }
@@ -840,11 +855,7 @@ fn serve(
             let Some(private) = conn.private.as_mut() else {
                 return Ok(More::No);
             };
-            let mut responder = Responder {
-                shared: &shared,
-                id: header.id,
-                answered: false,
-            };
+            let mut responder = Responder::new(&shared, header.id);
             let result = if service.admit(private, header.command) {
                 service.handle(
                     private,
@@ -860,14 +871,7 @@ fn serve(
                 let _ = responder.respond(status::TRY_AGAIN, &[]);
                 Ok(())
             };
-            if !responder.answered {
-                let code = match result {
-                    Err(HandlerError::UnknownCommand) => status::UNKNOWN_COMMAND,
-                    Ok(()) => status::OK,
-                };
-                // A failure here is a closed or misbehaving connection, handled below.
-                let _ = responder.respond(code, &[]);
-            }
+            responder.finish(result);
             grant.consume();
             // The handler may have moved the dispatch ring into flow control.
             notify_flow(conn, service);

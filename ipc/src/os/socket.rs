@@ -20,7 +20,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use nix::errno::Errno;
 use nix::sys::socket::{
@@ -30,6 +30,7 @@ use nix::sys::socket::{
 use nix::sys::time::{TimeVal, TimeValLike};
 
 use super::retry_eintr;
+use crate::deadline::Deadline;
 
 /// The longest single `SO_SNDTIMEO` wait in [`connect`]; longer timeouts loop.
 const MAX_SLICE: Duration = Duration::from_secs(24 * 60 * 60);
@@ -202,11 +203,10 @@ fn in_use(path: &Path) -> io::Error {
 pub fn connect(name: &SocketName, timeout: Option<Duration>) -> io::Result<UnixStream> {
     let addr = name.addr()?;
     let sock = new_socket(false)?;
-    let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+    let deadline = Deadline::after(timeout);
     let mut first = true;
     loop {
-        if let Some(d) = deadline {
-            let remaining = d.saturating_duration_since(Instant::now());
+        if let Some(remaining) = deadline.remaining() {
             if remaining.is_zero() && !first {
                 return Err(io::Error::new(
                     io::ErrorKind::TimedOut,
@@ -221,11 +221,11 @@ pub fn connect(name: &SocketName, timeout: Option<Duration>) -> io::Result<UnixS
             // Interrupted before the connection was made (the socket is still
             // unconnected), or a timed wait ended: try again with the time left.
             Err(Errno::EINTR) => continue,
-            Err(Errno::EAGAIN) if deadline.is_some() => continue,
+            Err(Errno::EAGAIN) if deadline != Deadline::NEVER => continue,
             Err(e) => return Err(e.into()),
         }
     }
-    if deadline.is_some() {
+    if deadline != Deadline::NEVER {
         // Zero means "no timeout": leave a plain blocking stream behind.
         retry_eintr(|| setsockopt(&sock, sockopt::SendTimeout, &TimeVal::zero()))?;
     }
@@ -249,6 +249,7 @@ mod tests {
     use std::io::{Read, Write};
     use std::os::fd::AsFd;
     use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Instant;
 
     /// A name no other test (or test run) uses.
     fn unique(tag: &str) -> String {

@@ -12,40 +12,20 @@
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::ptr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use nix::errno::Errno;
 use nix::sys::epoll::{Epoll as NixEpoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
 use nix::sys::time::TimeSpec;
 
 use super::retry_eintr;
+use crate::deadline::Deadline;
 
 /// The longest a single system call waits; longer waits loop (the deadline decides).
 const MAX_SLICE: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// Most events one [`Epoll::wait`] call returns.
 const MAX_EVENTS: usize = 256;
-
-/// An absolute point on the monotonic clock, or "never".
-#[derive(Clone, Copy, Debug)]
-struct Deadline(Option<Instant>);
-
-impl Deadline {
-    /// `timeout` from now; `None` (or a timeout too large to represent) is never.
-    fn after(timeout: Option<Duration>) -> Deadline {
-        Deadline(timeout.and_then(|t| Instant::now().checked_add(t)))
-    }
-
-    /// Time left (zero once passed); `None` for never.
-    fn remaining(self) -> Option<Duration> {
-        self.0.map(|d| d.saturating_duration_since(Instant::now()))
-    }
-
-    /// True once a finite deadline has passed.
-    fn passed(self) -> bool {
-        self.0.is_some_and(|d| Instant::now() >= d)
-    }
-}
 
 /// How one fd given to [`wait_readable`] was found.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -347,6 +327,7 @@ mod tests {
     use crate::os::Doorbell;
     use std::io::Write;
     use std::os::unix::net::UnixStream;
+    use std::time::Instant;
 
     const MS: Duration = Duration::from_millis(1);
 

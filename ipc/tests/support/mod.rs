@@ -36,6 +36,17 @@ pub mod cmd {
     pub const DISCONNECTS: u16 = 9;
     /// Never answer (the deferred response is kept in the private data).
     pub const HANG: u16 = 10;
+    /// Payload: u32 n. Respond with n bytes; if that fails, do nothing more (the
+    /// library answers).
+    pub const BIG: u16 = 11;
+    /// Payload: u32 n. Respond with n bytes; if that fails, answer status 77 instead.
+    pub const BIG_THEN_ERROR: u16 = 12;
+    /// Payload: u32 n. Defer, then respond with n bytes from another thread.
+    pub const DEFER_BIG: u16 = 13;
+    /// Reserve a zero-copy response and drop it uncommitted.
+    pub const RESERVE_DROP: u16 = 14;
+    /// Respond twice: the second must fail with `AlreadyResponded` (answer: 1 if so).
+    pub const TWICE: u16 = 15;
     /// Answer with the command id itself (for command 65535).
     pub const MAX: u16 = 65535;
 }
@@ -171,6 +182,30 @@ impl Service for TestService {
             cmd::HANG => {
                 conn.hung.push(resp.defer().unwrap());
             }
+            cmd::BIG => {
+                let _ = resp.respond(0, &vec![7u8; word(0) as usize]);
+            }
+            cmd::BIG_THEN_ERROR => {
+                if let Err(e) = resp.respond(0, &vec![7u8; word(0) as usize]) {
+                    assert!(matches!(e, coroipc::SendError::TooLarge { .. }), "{e}");
+                    resp.respond(77, &[]).unwrap();
+                }
+            }
+            cmd::DEFER_BIG => {
+                let deferred = resp.defer().unwrap();
+                let n = word(0) as usize;
+                std::thread::spawn(move || {
+                    let _ = deferred.respond(0, &vec![7u8; n]);
+                });
+            }
+            cmd::RESERVE_DROP => {
+                drop(resp.reserve(0, 16).unwrap());
+            }
+            cmd::TWICE => {
+                resp.respond(0, &[1]).unwrap();
+                let again = resp.respond(0, &[2]);
+                assert_eq!(again, Err(coroipc::SendError::AlreadyResponded));
+            }
             cmd::MAX => {
                 let _ = resp.respond(0, &req.command.to_le_bytes());
             }
@@ -197,6 +232,16 @@ pub fn run_server(name: &str) {
         min_ring_size: 4096,
         max_queued_dispatch_bytes: 64 << 10,
         ..Limits::default()
+    };
+    // "Forever" as Duration::MAX must not panic the server.
+    let limits = if std::env::var("COROIPC_LIMITS_FOREVER").is_ok() {
+        Limits {
+            handshake_timeout: Duration::MAX,
+            spin: Duration::MAX,
+            ..limits
+        }
+    } else {
+        limits
     };
     let mut builder = ServerBuilder::new(SocketName::abstract_name(name))
         .limits(limits)

@@ -1,0 +1,116 @@
+//! Deadlines on the monotonic clock: the one place a caller's timeout becomes an
+//! instant.
+//!
+//! Threat answered: a caller's `Duration` is safe input, and `Instant + Duration`
+//! panics when the sum is not representable (`Duration::MAX`, "wait forever"). Every
+//! timeout the API takes goes through [`Deadline::after`], which uses checked
+//! arithmetic: a deadline too far away to represent is "never". `Duration::ZERO` is a
+//! deadline that has already passed ("just look").
+
+use std::time::{Duration, Instant};
+
+/// An absolute point on the monotonic clock, or never.
+///
+/// Invariant: `None` means "no deadline"; `Some(t)` was computed without overflow.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Deadline(Option<Instant>);
+
+impl Deadline {
+    /// No deadline.
+    pub(crate) const NEVER: Deadline = Deadline(None);
+
+    /// `timeout` from now; `None`, or a timeout too large to represent, is never.
+    pub(crate) fn after(timeout: Option<Duration>) -> Deadline {
+        Deadline(timeout.and_then(|t| Instant::now().checked_add(t)))
+    }
+
+    /// Time left (zero once passed); `None` for never.
+    pub(crate) fn remaining(self) -> Option<Duration> {
+        self.0.map(|d| d.saturating_duration_since(Instant::now()))
+    }
+
+    /// True once a finite deadline has passed.
+    pub(crate) fn passed(self) -> bool {
+        self.0.is_some_and(|d| Instant::now() >= d)
+    }
+
+    /// The instant, if finite.
+    pub(crate) fn instant(self) -> Option<Instant> {
+        self.0
+    }
+}
+
+/// How often a spinning wait looks at its peer's liveness (one system call).
+const LIVENESS_EVERY: Duration = Duration::from_millis(1);
+
+/// A spin budget: poll shared memory until `until`, looking every millisecond at
+/// whether the peer is still alive, so that even a budget of `Duration::MAX` ends at
+/// once (within a millisecond) when the peer dies.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Spin {
+    until: Deadline,
+    /// When the next liveness check is due.
+    next_check: Instant,
+}
+
+impl Spin {
+    /// A budget of `budget` from now (`Duration::MAX`: spin until the wait ends).
+    pub(crate) fn new(budget: Duration) -> Spin {
+        Spin {
+            until: Deadline::after(Some(budget)),
+            next_check: Instant::now(),
+        }
+    }
+
+    /// True while the budget lasts.
+    pub(crate) fn active(&self) -> bool {
+        !self.until.passed()
+    }
+
+    /// True when a liveness check is due (then not again for a millisecond).
+    pub(crate) fn liveness_due(&mut self) -> bool {
+        let now = Instant::now();
+        if now < self.next_check {
+            return false;
+        }
+        self.next_check = now.checked_add(LIVENESS_EVERY).unwrap_or(now);
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn max_is_never_and_zero_has_passed() {
+        let never = Deadline::after(Some(Duration::MAX));
+        assert_eq!(never, Deadline::NEVER);
+        assert!(!never.passed());
+        assert_eq!(never.remaining(), None);
+        let now = Deadline::after(Some(Duration::ZERO));
+        assert!(now.passed());
+        assert_eq!(now.remaining(), Some(Duration::ZERO));
+        assert_eq!(Deadline::after(None), Deadline::NEVER);
+    }
+
+    #[test]
+    fn finite_deadline_counts_down() {
+        let d = Deadline::after(Some(Duration::from_secs(60)));
+        assert!(!d.passed());
+        let left = d.remaining().expect("finite");
+        assert!(left <= Duration::from_secs(60) && left > Duration::from_secs(59));
+        assert!(d.instant().is_some());
+    }
+
+    #[test]
+    fn spin_budget_max_spins_with_liveness_checks() {
+        let mut s = Spin::new(Duration::MAX);
+        assert!(s.active());
+        assert!(s.liveness_due(), "the first check is due at once");
+        assert!(!s.liveness_due(), "then not again within a millisecond");
+        std::thread::sleep(LIVENESS_EVERY * 2);
+        assert!(s.liveness_due());
+        assert!(!Spin::new(Duration::ZERO).active());
+    }
+}
