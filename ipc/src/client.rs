@@ -106,16 +106,14 @@ pub struct Client {
     responses: Consumer,
     dispatch: Consumer,
     server_bell: Doorbell,
-    /// Rung by the server when this client sleeps for a response or request space;
-    /// waited on through `response_wait`.
-    response_bell: Doorbell,
-    dispatch_bell: Doorbell,
-    /// Readable when dispatch messages wait (after an empty `dispatch_recv`) or the
-    /// server is gone. Created on first use (most connections never poll).
+    /// Rung by the server when this client announced sleep on a ring: for a
+    /// response, request space, or a dispatch message.
+    bell: Doorbell,
+    /// Readable when the doorbell rang (after an empty `dispatch_recv` armed it) or
+    /// the server is gone. Created on first use (most connections never poll).
     poll: OnceLock<Epoll>,
-    /// What a response (or request-space) wait blocks on: the response doorbell,
-    /// edge-triggered (no draining read), and the socket. Created on first block.
-    response_wait: Option<Epoll>,
+    /// What a blocking wait sleeps on (see `block`). Created on first block.
+    waiter: Option<Epoll>,
     connection_id: u64,
     next_id: u64,
     outstanding: HashSet<u64>,
@@ -200,6 +198,8 @@ impl Client {
             status::NO_SUCH_SERVICE => return Err(ConnectError::NoSuchService(service)),
             status::ACCESS_DENIED => return Err(ConnectError::AccessDenied),
             status::NO_RESOURCES => return Err(ConnectError::NoResources),
+            status::CONNECTION_LIMIT => return Err(ConnectError::ConnectionLimit),
+            status::OUT_OF_FDS => return Err(ConnectError::OutOfFds),
             code if code > 0 => return Err(ConnectError::Refused(code)),
             status::REFUSED => return Err(ConnectError::Refused(status::REFUSED)),
             code => {
@@ -223,8 +223,8 @@ impl Client {
             ));
         }
         let mut fds = fds.into_iter();
-        let (Some(memfd), Some(server_bell), Some(response_bell), Some(dispatch_bell)) =
-            (fds.next(), fds.next(), fds.next(), fds.next())
+        let (Some(memfd), Some(server_bell), Some(client_bell)) =
+            (fds.next(), fds.next(), fds.next())
         else {
             return Err(ConnectError::Protocol("missing fds".into()));
         };
@@ -268,18 +268,16 @@ impl Client {
             Doorbell::from_fd(fd).map_err(|e| ConnectError::Protocol(format!("doorbell: {e}")))
         };
         let server_bell = bell(server_bell)?;
-        let dispatch_bell = bell(dispatch_bell)?;
-        let response_bell = bell(response_bell)?;
+        let client_bell = bell(client_bell)?;
         Ok(Client {
             stream,
             requests,
             responses,
             dispatch,
             server_bell,
-            response_bell,
-            dispatch_bell,
+            bell: client_bell,
             poll: OnceLock::new(),
-            response_wait: None,
+            waiter: None,
             connection_id: reply.connection_id,
             next_id: 1,
             outstanding: HashSet::new(),
@@ -358,42 +356,31 @@ impl Client {
         Ok(())
     }
 
-    /// Blocks until the doorbell of `what` rings, the server dies, or `deadline`.
-    fn block(&mut self, what: WaitFor, deadline: Deadline) -> Result<(), ClientError> {
-        let remaining = deadline.remaining();
-        let socket_event = match what {
-            WaitFor::Dispatch => {
-                let fds = [self.dispatch_bell.as_fd(), self.stream.as_fd()];
-                match os::wait_readable(&fds, remaining)? {
-                    Readiness::Timeout => return Err(ClientError::Timeout),
-                    Readiness::Ready(r) => {
-                        self.dispatch_bell.drain()?;
-                        r.get(1).is_some_and(|f| f.readable || f.hangup)
-                    }
-                }
-            }
-            WaitFor::Response | WaitFor::RequestSpace(_) => {
-                let mut events = Vec::with_capacity(2);
-                let waiter = match self.response_wait.take() {
-                    Some(w) => w,
-                    None => {
-                        let w = Epoll::new()?;
-                        w.add_edge_triggered(self.response_bell.as_fd(), 0, Interest::READABLE)?;
-                        w.add(self.stream.as_fd(), 1, Interest::READABLE)?;
-                        w
-                    }
-                };
-                let waited = waiter.wait(&mut events, remaining);
-                self.response_wait = Some(waiter);
-                if waited? == 0 {
-                    return Err(ClientError::Timeout);
-                }
-                events.iter().any(|e| e.token == 1)
+    /// Blocks until the client doorbell rings, the server dies, or `deadline`.
+    ///
+    /// One waiter for every kind of wait: an epoll holding the doorbell
+    /// edge-triggered (each ring is one event; no draining read) and the socket. The
+    /// caller announced sleep on the ring it waits for, and re-checks it after waking:
+    /// a ring meant for another ring of this client is a harmless spurious wake.
+    fn block(&mut self, deadline: Deadline) -> Result<(), ClientError> {
+        let mut events = Vec::with_capacity(2);
+        let waiter = match self.waiter.take() {
+            Some(w) => w,
+            None => {
+                let w = Epoll::new()?;
+                w.add_edge_triggered(self.bell.as_fd(), 0, Interest::READABLE)?;
+                w.add(self.stream.as_fd(), 1, Interest::READABLE)?;
+                w
             }
         };
+        let waited = waiter.wait(&mut events, deadline.remaining());
+        self.waiter = Some(waiter);
+        if waited? == 0 {
+            return Err(ClientError::Timeout);
+        }
         // The server never writes to the socket after the handshake: readable means
         // end of stream.
-        if socket_event {
+        if events.iter().any(|e| e.token == 1) {
             self.dead = Some("server closed the connection".into());
             return Err(ClientError::Disconnected);
         }
@@ -435,7 +422,7 @@ impl Client {
         if !check.sleep {
             return Ok(());
         }
-        let result = self.block(what, deadline);
+        let result = self.block(deadline);
         match what {
             WaitFor::Response => self.responses.cancel_sleep(),
             WaitFor::Dispatch => self.dispatch.cancel_sleep(),
@@ -694,7 +681,7 @@ impl Client {
             }
             if timeout == Some(Duration::ZERO) {
                 // Arm the pollable fd: drain the doorbell, then announce sleep.
-                self.dispatch_bell.drain()?;
+                self.bell.drain()?;
                 let check = self.dispatch.prepare_sleep().map_err(|e| e.to_string());
                 let check = check.map_err(|e| self.fail(e))?;
                 self.ring_server(check.wake_peer)?;
@@ -731,7 +718,7 @@ impl Client {
             return Ok(p);
         }
         let p = Epoll::new()?;
-        p.add(self.dispatch_bell.as_fd(), 0, Interest::READABLE)?;
+        p.add(self.bell.as_fd(), 0, Interest::READABLE)?;
         p.add(self.stream.as_fd(), 1, Interest::READABLE)?;
         Ok(self.poll.get_or_init(|| p))
     }

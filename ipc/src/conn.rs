@@ -71,6 +71,9 @@ pub(crate) struct ConnShared {
     pub(crate) dispatch: Outbox,
     /// Wakes the server thread for this connection.
     pub(crate) server_bell: Doorbell,
+    /// Wakes the client: a response, request space or a dispatch message (the two
+    /// outboxes hold it too).
+    pub(crate) client_bell: Arc<Doorbell>,
     /// Set by a handle or the overflow policy; the server thread disconnects.
     pub(crate) closing: AtomicBool,
     /// Set when the connection is gone; every send fails from then on.

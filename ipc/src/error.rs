@@ -16,9 +16,16 @@ pub enum ConnectError {
     /// The service's connect callback refused, with its code.
     #[error("the service refused the connection (code {0})")]
     Refused(i32),
-    /// The server reached a limit (connections, memory).
-    #[error("the server is out of resources")]
+    /// The server could not allocate the connection (memory for its shared memory
+    /// or doorbells).
+    #[error("the server is out of memory for a new connection")]
     NoResources,
+    /// The server has as many connections as its `Limits::max_connections` allows.
+    #[error("the server's connection limit is reached")]
+    ConnectionLimit,
+    /// The server is out of file descriptors.
+    #[error("the server is out of file descriptors")]
+    OutOfFds,
     /// No answer within the timeout.
     #[error("connect timed out")]
     Timeout,

@@ -1,5 +1,5 @@
-//! A server-to-client channel: an MPSC ring, the client's doorbell, and a bounded
-//! queue behind the ring.
+//! A server-to-client channel: an MPSC ring, the client's doorbell (shared by the
+//! connection's two outboxes), and a bounded queue behind the ring.
 //!
 //! Any thread may send. While the queue is empty a message goes straight into the ring;
 //! when the ring is full it is queued (up to `max_queued_bytes`), and everything after
@@ -8,7 +8,7 @@
 //! server's doorbell).
 
 use std::collections::VecDeque;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use coroipc_ring::{FlowChange, MpscGrant, MpscProducer, PushError, Wake};
 
@@ -41,14 +41,14 @@ pub(crate) enum Sent {
 #[derive(Debug)]
 pub(crate) struct Outbox {
     pub(crate) ring: MpscProducer,
-    /// The client's doorbell for this ring.
-    bell: Doorbell,
+    /// The client's doorbell (one per connection, for both outboxes).
+    bell: Arc<Doorbell>,
     backlog: Mutex<Backlog>,
     max_queued_bytes: usize,
 }
 
 impl Outbox {
-    pub(crate) fn new(ring: MpscProducer, bell: Doorbell, max_queued_bytes: usize) -> Self {
+    pub(crate) fn new(ring: MpscProducer, bell: Arc<Doorbell>, max_queued_bytes: usize) -> Self {
         Outbox {
             ring,
             bell,
@@ -69,11 +69,6 @@ impl Outbox {
                 tracing::debug!(error = %e, "ringing a client doorbell failed");
             }
         }
-    }
-
-    /// The client's doorbell for this ring.
-    pub(crate) fn bell(&self) -> &Doorbell {
-        &self.bell
     }
 
     /// Length of the first queued message, if any.

@@ -9,7 +9,7 @@ use coroipc_ring::{max_message_len, Config};
 /// "CIPC" — first four bytes of every handshake message.
 pub const HANDSHAKE_MAGIC: u32 = u32::from_le_bytes(*b"CIPC");
 /// Protocol version spoken by this crate.
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
 /// Bytes in a [`ConnectRequest`].
 pub const CONNECT_REQUEST_LEN: usize = 24;
 /// Bytes in a [`ConnectReply`].
@@ -19,8 +19,9 @@ pub const REQUEST_HEADER_LEN: usize = 16;
 /// Bytes in a response header (before the payload, in the response ring).
 pub const RESPONSE_HEADER_LEN: usize = 16;
 /// File descriptors sent with a successful [`ConnectReply`], in this order:
-/// shared memory, server doorbell, response doorbell, dispatch doorbell.
-pub const CONNECT_FDS: usize = 4;
+/// shared memory, server doorbell, client doorbell (responses, request space and
+/// dispatch share it).
+pub const CONNECT_FDS: usize = 3;
 /// The smallest ring capacity a connection uses: its largest message (24 bytes) holds
 /// a request or response header and a little payload. Smaller rings are refused at
 /// the handshake on both sides, so `max_message_len - header` never underflows.
@@ -40,7 +41,8 @@ pub mod status {
     pub const NO_SUCH_SERVICE: i32 = -3;
     /// The security callback refused the peer's credentials.
     pub const ACCESS_DENIED: i32 = -4;
-    /// A server limit (connections, memory) was reached.
+    /// The server could not create the connection's shared memory or doorbells
+    /// (memory; descriptors have their own code, [`OUT_OF_FDS`]).
     pub const NO_RESOURCES: i32 = -5;
     /// The message was malformed.
     pub const BAD_REQUEST: i32 = -6;
@@ -53,6 +55,10 @@ pub mod status {
     /// The service's response did not fit the response ring; the request was handled
     /// but its answer is lost.
     pub const RESPONSE_TOO_LARGE: i32 = -10;
+    /// The server has `Limits::max_connections` connections (and handshakes).
+    pub const CONNECTION_LIMIT: i32 = -11;
+    /// The server is out of file descriptors (its own limit or the system's).
+    pub const OUT_OF_FDS: i32 = -12;
 }
 
 /// A malformed handshake message.

@@ -216,7 +216,7 @@ fn connection_limit_refuses_cleanly() {
     for _ in 0..10_000 {
         match Client::connect(&server.socket(), 1, &ConnectOptions::default()) {
             Ok(c) => kept.push(c),
-            Err(ConnectError::NoResources) => refused += 1,
+            Err(ConnectError::ConnectionLimit) => refused += 1,
             Err(e) => panic!("unexpected: {e}"),
         }
     }

@@ -398,8 +398,10 @@ fn killed_clients_are_cleaned_up_once() {
     let server = ServerProcess::start("killclient", &[]);
     let mut observer = connect(&server, 1);
     let pid = server.child.id();
-    let baseline_fds = fd_count(pid);
+    // After a round trip: the server has finished the observer's handshake (and
+    // closed the memfd it sent).
     let mut disconnects = wait_for_disconnects(&mut observer, 0);
+    let baseline_fds = fd_count(pid);
     for state in [
         "mid_handshake",
         "idle",

@@ -229,7 +229,12 @@ mod tests {
         unsafe { shm.as_ptr().add(10).copy_from(b"hello".as_ptr(), 5) };
         let bell = nix::sys::eventfd::EventFd::new().expect("eventfd");
 
-        send_with_fds(a.as_fd(), b"handshake", &[shm.fd(), bell.as_fd()]).expect("send");
+        send_with_fds(
+            a.as_fd(),
+            b"handshake",
+            &[shm.fd().expect("fd"), bell.as_fd()],
+        )
+        .expect("send");
         let mut buf = [0u8; 64];
         let (n, fds) = recv_with_fds(b.as_fd(), &mut buf, 4).expect("recv");
         assert_eq!(&buf[..n], b"handshake");
@@ -277,7 +282,7 @@ mod tests {
         let shm = SharedMemory::create("big", 4096).expect("shm");
         let payload: Vec<u8> = (0..1_000_000u32).map(|i| (i % 251) as u8).collect();
         let expected = payload.clone();
-        let fd = shm.fd().try_clone_to_owned().expect("dup");
+        let fd = shm.fd().expect("fd").try_clone_to_owned().expect("dup");
         let sender = std::thread::spawn(move || {
             send_with_fds(a.as_fd(), &payload, &[fd.as_fd()]).expect("send");
         });

@@ -10,7 +10,9 @@
 //! * [`wait`](wait_readable): waiting on several fds with a deadline (`poll`), and a
 //!   small [`Epoll`] wrapper;
 //! * [`socket`](SocketName): where a server listens (abstract name or path) and how
-//!   a client connects.
+//!   a client connects;
+//! * [`fdlimit`](FdReserve): a reserve descriptor for refusing clients when out of
+//!   descriptors, and raising `RLIMIT_NOFILE` for the configured connections.
 //!
 //! Everything here is `EINTR`-safe: an interrupted system call is restarted (with the
 //! remaining time, where there is a deadline), never reported as an error. Errors are
@@ -19,6 +21,7 @@
 
 mod cred;
 mod doorbell;
+mod fdlimit;
 mod fdpass;
 mod shm;
 mod socket;
@@ -26,6 +29,7 @@ mod wait;
 
 pub use cred::{peer_cred, PeerCred};
 pub use doorbell::Doorbell;
+pub use fdlimit::{is_exhaustion, is_fd_exhaustion, raise_nofile, FdReserve};
 pub use fdpass::{recv_with_fds, send_with_fds};
 pub use shm::{SharedMemory, ShmError};
 pub use socket::{connect, listen, SocketName};

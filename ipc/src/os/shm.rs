@@ -62,13 +62,17 @@ pub enum ShmError {
 
 /// A sealed memfd, mapped read-write and shared.
 ///
-/// Both the mapping and the fd live as long as this value; dropping it unmaps the
-/// memory and closes the fd. The memory itself stays alive while any process still
-/// maps it or holds the fd.
+/// The mapping lives as long as this value; dropping it unmaps the memory. The memory
+/// itself stays alive while any process still maps it or holds its fd, so neither side
+/// keeps the fd once it is not needed: the creator hands it out with
+/// [`take_fd`](Self::take_fd) (and closes it once sent), the receiver closes it right
+/// after mapping. That saves one descriptor per connection on each side.
 #[derive(Debug)]
 pub struct SharedMemory {
     map: MmapRaw,
-    fd: OwnedFd,
+    /// The memfd: `Some` from [`create`](Self::create) until
+    /// [`take_fd`](Self::take_fd); always `None` for a mapping adopted from a peer.
+    fd: Option<OwnedFd>,
 }
 
 impl SharedMemory {
@@ -101,12 +105,13 @@ impl SharedMemory {
         retry_eintr(|| nix::unistd::ftruncate(&fd, size))?;
         retry_eintr(|| fcntl(fd.as_raw_fd(), FcntlArg::F_ADD_SEALS(REQUIRED_SEALS)))?;
         let map = MmapOptions::new().len(len).map_raw(&fd)?;
-        Ok(SharedMemory { map, fd })
+        Ok(SharedMemory { map, fd: Some(fd) })
     }
 
     /// Adopts a memfd received from a peer, after checking that it is an ordinary
     /// memfd, sealed against shrinking, growing and further sealing, and exactly
-    /// `expected_len` bytes long; then maps it read-write, shared.
+    /// `expected_len` bytes long; then maps it read-write, shared, and closes the fd
+    /// (the mapping keeps the memory alive).
     ///
     /// The seals are checked before the size: once they hold, the size can no longer
     /// change, so the size seen is the size mapped. On error the fd is closed.
@@ -132,7 +137,7 @@ impl SharedMemory {
             });
         }
         let map = MmapOptions::new().len(expected_len).map_raw(&fd)?;
-        Ok(SharedMemory { map, fd })
+        Ok(SharedMemory { map, fd: None })
     }
 
     /// Base address of the mapping: page-aligned, valid for [`len`](Self::len) bytes
@@ -155,15 +160,15 @@ impl SharedMemory {
         self.map.len() == 0
     }
 
-    /// The memfd, for passing to the peer.
-    pub fn fd(&self) -> BorrowedFd<'_> {
-        self.fd.as_fd()
+    /// The memfd, for passing to the peer (`None` once taken, or for a mapping
+    /// adopted from a peer).
+    pub fn fd(&self) -> Option<BorrowedFd<'_>> {
+        self.fd.as_ref().map(AsFd::as_fd)
     }
-}
 
-impl AsFd for SharedMemory {
-    fn as_fd(&self) -> BorrowedFd<'_> {
-        self.fd.as_fd()
+    /// Takes the memfd out, to send and then close; the mapping stays.
+    pub fn take_fd(&mut self) -> Option<OwnedFd> {
+        self.fd.take()
     }
 }
 
@@ -175,7 +180,7 @@ mod tests {
     const PAGE: usize = 4096;
 
     fn dup(shm: &SharedMemory) -> OwnedFd {
-        shm.fd().try_clone_to_owned().expect("dup")
+        shm.fd().expect("fd").try_clone_to_owned().expect("dup")
     }
 
     #[test]

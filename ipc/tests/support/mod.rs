@@ -255,9 +255,41 @@ pub fn run_server(name: &str) {
             },
         );
     }
+    limit_fds();
+    let hog = hog_fds();
     let mut server = builder.build().expect("server");
+    if let Some((hog, ms)) = hog {
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(ms));
+            drop(hog);
+        });
+    }
     println!("READY");
     server.run().expect("run");
+}
+
+/// `COROIPC_NOFILE=n`: the child's soft and hard descriptor limits become `n`.
+fn limit_fds() {
+    if let Some(n) = std::env::var("COROIPC_NOFILE")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE, n, n)
+            .expect("setrlimit");
+    }
+}
+
+/// `COROIPC_FD_HOG_MS=ms`: take every free descriptor but the three the server needs
+/// to start (so it starts with no reserve and none to spare), and give them back
+/// after `ms`.
+fn hog_fds() -> Option<(Vec<std::fs::File>, u64)> {
+    let ms = std::env::var("COROIPC_FD_HOG_MS").ok()?.parse().ok()?;
+    let mut hog = Vec::new();
+    while let Ok(f) = std::fs::File::open("/dev/null") {
+        hog.push(f);
+    }
+    hog.truncate(hog.len().saturating_sub(3));
+    Some((hog, ms))
 }
 
 /// A server in a child process, killed on drop.

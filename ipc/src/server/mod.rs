@@ -11,10 +11,12 @@
 //! → rings created and `on_connect` accepted → connected → disconnected (`on_disconnect`
 //! exactly once). Refusals at any step send a reply with a status code and close.
 
+mod accept;
+
 use std::collections::HashMap;
 use std::io::{self, Read};
-use std::os::fd::{AsFd, BorrowedFd};
-use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -30,6 +32,7 @@ use crate::protocol::{
     RequestHeader, CONNECT_REQUEST_LEN, DISPATCH, REQUEST, REQUEST_HEADER_LEN, RESPONSE,
 };
 use crate::service::{ConnectionInfo, ErasedService, Private, Service};
+use accept::{refuse, Accepted, Acceptor, FDS_BASE, FDS_PER_CONNECTION};
 
 /// Identifies an fd registered through [`PollHooks`]; hand it back to
 /// [`Server::handle_ready`].
@@ -161,6 +164,7 @@ impl ServerBuilder {
 
     fn finish(self, mut poller: Poller) -> io::Result<Server> {
         let listener = os::listen(&self.name, 128)?;
+        check_fd_limit(self.limits.max_connections);
         let stop = Arc::new(StopInner {
             flag: AtomicBool::new(false),
             bell: Doorbell::new()?,
@@ -168,7 +172,7 @@ impl ServerBuilder {
         poller.add(listener.as_fd(), LISTENER)?;
         poller.add(stop.bell.as_fd(), STOP)?;
         Ok(Server {
-            listener,
+            acceptor: Acceptor::new(listener),
             name: self.name,
             limits: self.limits,
             security: self.security,
@@ -179,6 +183,35 @@ impl ServerBuilder {
             poller,
             stop,
         })
+    }
+}
+
+/// Makes room in `RLIMIT_NOFILE` for `max_connections`, and says if the limit still
+/// caps the server below it.
+fn check_fd_limit(max_connections: usize) {
+    let wanted = max_connections
+        .saturating_mul(FDS_PER_CONNECTION)
+        .saturating_add(FDS_BASE);
+    let wanted = u64::try_from(wanted).unwrap_or(u64::MAX);
+    match os::raise_nofile(wanted) {
+        Ok((before, after)) => {
+            if after > before {
+                tracing::info!(before, after, "raised the soft descriptor limit");
+            }
+            if after < wanted {
+                let fits = usize::try_from(after)
+                    .unwrap_or(usize::MAX)
+                    .saturating_sub(FDS_BASE)
+                    / FDS_PER_CONNECTION;
+                tracing::warn!(
+                    limit = after,
+                    max_connections,
+                    connections_that_fit = fits,
+                    "the descriptor limit (RLIMIT_NOFILE) caps connections below max_connections"
+                );
+            }
+        }
+        Err(e) => tracing::debug!(error = %e, "cannot read the descriptor limit"),
     }
 }
 
@@ -267,7 +300,7 @@ struct Connection {
 
 /// The IPC server. See the module documentation.
 pub struct Server {
-    listener: UnixListener,
+    acceptor: Acceptor,
     name: SocketName,
     limits: Limits,
     security: Option<SecurityFn>,
@@ -339,14 +372,16 @@ impl Server {
 
     /// When [`handle_timeouts`](Server::handle_timeouts) should next be called.
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.pending
-            .values()
-            .filter_map(|p| p.deadline.instant())
-            .min()
+        let handshakes = self.pending.values().filter_map(|p| p.deadline.instant());
+        handshakes.chain(self.acceptor.retry_at()).min()
     }
 
-    /// Drops handshakes that ran out of time.
+    /// Drops handshakes that ran out of time; watches the listener again after a
+    /// stall (out of descriptors) once its retry time has come.
     pub fn handle_timeouts(&mut self) {
+        if self.acceptor.retry_due() {
+            self.resume_accepting();
+        }
         let expired: Vec<u64> = self
             .pending
             .iter()
@@ -393,24 +428,29 @@ impl Server {
 
     fn accept_all(&mut self) {
         loop {
-            let stream = match self.listener.accept() {
-                Ok((stream, _)) => stream,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    // EMFILE and friends: stop accepting for this round, keep serving.
-                    tracing::warn!(error = %e, "accept failed");
+            match self.acceptor.next() {
+                Accepted::Client(stream) => self.admit_client(stream),
+                Accepted::Refused => continue,
+                Accepted::Drained => return,
+                Accepted::Stalled => {
+                    if self.acceptor.stall() {
+                        self.poller.remove(self.acceptor.listener_fd(), LISTENER);
+                    }
                     return;
                 }
-            };
-            self.admit_client(stream);
+            }
         }
     }
 
-    fn refuse(stream: &UnixStream, code: i32) {
-        let reply = ConnectReply::refusal(code).encode();
-        if let Err(e) = os::send_with_fds(stream.as_fd(), &reply, &[]) {
-            tracing::debug!(error = %e, "could not send a refusal");
+    /// Watches the listener again after a stall (a descriptor was freed, or the
+    /// retry time came). The loop reports it readable if clients wait.
+    fn resume_accepting(&mut self) {
+        if !self.acceptor.resume() {
+            return;
+        }
+        if let Err(e) = self.poller.add(self.acceptor.listener_fd(), LISTENER) {
+            tracing::warn!(error = %e, "cannot watch the listener again");
+            self.acceptor.stall();
         }
     }
 
@@ -419,8 +459,11 @@ impl Server {
             return;
         }
         if self.conns.len() + self.pending.len() >= self.limits.max_connections {
-            tracing::info!("connection refused: limit reached");
-            Self::refuse(&stream, status::NO_RESOURCES);
+            tracing::info!(
+                max_connections = self.limits.max_connections,
+                "connection refused: limit reached"
+            );
+            refuse(&stream, status::CONNECTION_LIMIT);
             return;
         }
         let cred = match os::peer_cred(stream.as_fd()) {
@@ -438,7 +481,7 @@ impl Server {
                     gid = cred.gid,
                     "access denied"
                 );
-                Self::refuse(&stream, status::ACCESS_DENIED);
+                refuse(&stream, status::ACCESS_DENIED);
                 return;
             }
         }
@@ -474,6 +517,7 @@ impl Server {
         let p = self.pending.remove(&id)?;
         self.poller
             .remove(p.stream.as_fd(), token(id, KIND_PENDING));
+        self.resume_accepting();
         Some(p)
     }
 
@@ -504,7 +548,7 @@ impl Server {
                 } else {
                     status::BAD_REQUEST
                 };
-                Self::refuse(&p.stream, code);
+                refuse(&p.stream, code);
             }
         }
     }
@@ -512,7 +556,7 @@ impl Server {
     fn complete_handshake(&mut self, id: u64, p: Pending, request: ConnectRequest) {
         let Some(service) = self.services.get_mut(&request.service) else {
             tracing::info!(service = request.service, "no such service");
-            Self::refuse(&p.stream, status::NO_SUCH_SERVICE);
+            refuse(&p.stream, status::NO_SUCH_SERVICE);
             return;
         };
         let l = &self.limits;
@@ -534,11 +578,16 @@ impl Server {
                     service.overflow_policy(),
                 )
             });
-        let (shm, requests, shared, layout) = match built {
+        let (memfd, requests, shared, layout) = match built {
             Ok(b) => b,
             Err(e) => {
-                tracing::warn!(error = %e, "cannot create shared memory");
-                Self::refuse(&p.stream, status::NO_RESOURCES);
+                tracing::warn!(error = %e, "cannot create the connection's memory or doorbells");
+                let code = if os::is_fd_exhaustion(&e) {
+                    status::OUT_OF_FDS
+                } else {
+                    status::NO_RESOURCES
+                };
+                refuse(&p.stream, code);
                 return;
             }
         };
@@ -554,7 +603,7 @@ impl Server {
             Ok(private) => private,
             Err(code) => {
                 shared.closed.store(true, Ordering::Release);
-                Self::refuse(&p.stream, if code > 0 { code } else { status::REFUSED });
+                refuse(&p.stream, if code > 0 { code } else { status::REFUSED });
                 return;
             }
         };
@@ -567,13 +616,13 @@ impl Server {
             connection_id: id,
         };
         let fds = [
-            shm.fd(),
+            memfd.as_fd(),
             shared.server_bell.as_fd(),
-            shared.response.bell().as_fd(),
-            shared.dispatch.bell().as_fd(),
+            shared.client_bell.as_fd(),
         ];
         let sent = os::send_with_fds(p.stream.as_fd(), &reply.encode(), &fds);
-        drop(shm);
+        // The mapping keeps the memory alive: no descriptor kept per connection.
+        drop(memfd);
         let registered = sent.and_then(|()| {
             self.poller
                 .add_bell(shared.server_bell.as_fd(), token(id, KIND_BELL))?;
@@ -632,6 +681,7 @@ impl Server {
         let Some(mut conn) = self.conns.remove(&id) else {
             return;
         };
+        self.resume_accepting();
         conn.shared.closed.store(true, Ordering::Release);
         self.poller
             .remove(conn.shared.server_bell.as_fd(), token(id, KIND_BELL));
@@ -741,8 +791,12 @@ fn build_rings(
     layout: RegionLayout,
     limits: &Limits,
     overflow: crate::conn::OverflowPolicy,
-) -> io::Result<(Arc<SharedMemory>, Consumer, Arc<ConnShared>, RegionLayout)> {
-    let shm = Arc::new(SharedMemory::create("coroipc", layout.len)?);
+) -> io::Result<(OwnedFd, Consumer, Arc<ConnShared>, RegionLayout)> {
+    let mut shm = SharedMemory::create("coroipc", layout.len)?;
+    let memfd = shm
+        .take_fd()
+        .ok_or_else(|| io::Error::other("memfd already taken"))?;
+    let shm = Arc::new(shm);
     let base = shm.as_ptr();
     let keep: Arc<dyn std::any::Any + Send + Sync> = shm.clone();
     let region = |i: usize| -> io::Result<RawRegion> {
@@ -767,24 +821,30 @@ fn build_rings(
     let dispatch = unsafe { MpscProducer::create(region(DISPATCH)?, &layout.rings[DISPATCH]) }
         .map_err(ring_err)?
         .keep_alive(keep);
+    let client_bell = Arc::new(Doorbell::new()?);
     let shared = Arc::new(ConnShared {
         id,
         service,
         cred,
         response: Outbox::new(
             responses,
-            Doorbell::new()?,
+            client_bell.clone(),
             limits.max_queued_response_bytes,
         ),
-        dispatch: Outbox::new(dispatch, Doorbell::new()?, limits.max_queued_dispatch_bytes),
+        dispatch: Outbox::new(
+            dispatch,
+            client_bell.clone(),
+            limits.max_queued_dispatch_bytes,
+        ),
         server_bell: Doorbell::new()?,
+        client_bell,
         closing: AtomicBool::new(false),
         closed: AtomicBool::new(false),
         slow: AtomicBool::new(false),
         overflow,
         counters: Counters::default(),
     });
-    Ok((shm, requests, shared, layout))
+    Ok((memfd, requests, shared, layout))
 }
 
 /// The work of [`Server::service_connection`] for one connection.
@@ -890,7 +950,7 @@ fn serve(
     }
     // The client may be waiting for request space: it sleeps on its response doorbell.
     if release_wake.is_needed() {
-        let _ = shared.response.bell().ring();
+        let _ = shared.client_bell.ring();
     }
     // 4. Arm the doorbells the queued output and flow control need.
     if let Some(len) = shared.response.backlog_front().or(response_backlog) {
