@@ -1,7 +1,14 @@
-//! The side-by-side IPC benchmark: coroipc (spin-then-block and block-only) against a
+//! The side-by-side IPC benchmark: coroipc in three configurations against a
 //! Unix-socket baseline written here (length-prefixed `SOCK_STREAM`), with the server
 //! in a child process (this binary re-executed) and the client in this one, each pinned
 //! to its own CPU when there are two.
+//!
+//! The configurations ([`MODES`]) are named for what they set on each side:
+//! * `default`: both sides as shipped: the client spins up to 50 µs
+//!   (`WaitMode::default()`), the server does not spin (`Limits::spin` 0);
+//! * `spin-both`: the client as in `default`, and the server polls an idle request
+//!   ring for 50 µs before sleeping (`Limits::spin` = 50 µs);
+//! * `block`: the client sleeps at once (`WaitMode::Block`), the server does not spin.
 //!
 //! Operations: request/response round trip (median, p99), dispatch streaming
 //! (messages/s, MB/s), pipelined requests (requests/s), connect+disconnect (per second),
@@ -27,7 +34,7 @@ pub struct IpcResult {
     pub op: &'static str,
     /// coroipc | uds | memcpy
     pub imp: &'static str,
-    /// spin | block
+    /// default | spin-both | block (see the module doc); `block` for the baselines
     pub mode: &'static str,
     /// Message size in bytes.
     pub size: usize,
@@ -221,13 +228,13 @@ fn read_frame(r: &mut impl Read, buf: &mut Vec<u8>) -> std::io::Result<u16> {
 
 // ---------------------------------------------------------------- client side
 
-struct ServerChild {
-    child: Child,
+pub(crate) struct ServerChild {
+    pub(crate) child: Child,
     name: String,
 }
 
 impl ServerChild {
-    fn start(kind: &str, spin_us: u64) -> std::io::Result<ServerChild> {
+    pub(crate) fn start(kind: &str, spin_us: u64) -> std::io::Result<ServerChild> {
         let name = format!("coroipc-bench-{}-{kind}-{spin_us}", std::process::id());
         let mut child = Command::new(std::env::current_exe()?)
             .args(["__server", kind, &name, &spin_us.to_string()])
@@ -246,7 +253,7 @@ impl ServerChild {
         Ok(ServerChild { child, name })
     }
 
-    fn socket(&self) -> SocketName {
+    pub(crate) fn socket(&self) -> SocketName {
         SocketName::abstract_name(self.name.clone())
     }
 }
@@ -294,7 +301,7 @@ impl Budget {
     }
 }
 
-fn rtt_result(
+pub(crate) fn rtt_result(
     imp: &'static str,
     mode: &'static str,
     size: usize,
@@ -351,7 +358,7 @@ fn best_of(
     Ok(runs.swap_remove(runs.len() / 2))
 }
 
-fn io_err(e: impl std::fmt::Display) -> std::io::Error {
+pub(crate) fn io_err(e: impl std::fmt::Display) -> std::io::Error {
     std::io::Error::other(e.to_string())
 }
 
@@ -366,20 +373,30 @@ fn coroipc_client(server: &ServerChild, mode: WaitMode) -> std::io::Result<Clien
     Client::connect(&server.socket(), 1, &opts).map_err(io_err)
 }
 
+/// The configurations measured: name, client wait mode, server spin in µs.
+pub const MODES: [(&str, WaitMode, u64); 3] = [
+    (
+        "default",
+        WaitMode::SpinThenBlock {
+            spin: Duration::from_micros(50),
+        },
+        0,
+    ),
+    (
+        "spin-both",
+        WaitMode::SpinThenBlock {
+            spin: Duration::from_micros(50),
+        },
+        50,
+    ),
+    ("block", WaitMode::Block, 0),
+];
+
 fn coroipc_suite(
-    mode_name: &'static str,
+    (mode_name, mode, spin): (&'static str, WaitMode, u64),
     b: Budget,
     out: &mut Vec<IpcResult>,
 ) -> std::io::Result<()> {
-    let (mode, spin) = match mode_name {
-        "spin" => (
-            WaitMode::SpinThenBlock {
-                spin: Duration::from_micros(50),
-            },
-            50,
-        ),
-        _ => (WaitMode::Block, 0),
-    };
     let server = ServerChild::start("coroipc", spin)?;
     let mut c = coroipc_client(&server, mode)?;
     for size in [64usize, 1024, 65536] {
@@ -477,7 +494,7 @@ fn coroipc_suite(
     }
     drop(c);
     // Connect + disconnect.
-    if mode_name == "spin" {
+    if mode_name == "default" {
         let t = Instant::now();
         let mut n = 0u64;
         let opts = ConnectOptions {
@@ -640,7 +657,7 @@ fn memcpy_baseline(b: Budget) -> IpcResult {
 /// Profiling aid: only the coroipc connect+disconnect loop, for `secs` seconds.
 pub fn connect_only(secs: f64) -> std::io::Result<f64> {
     pin_to(0);
-    let server = ServerChild::start("coroipc", 50)?;
+    let server = ServerChild::start("coroipc", 0)?;
     let opts = ConnectOptions {
         request_ring: 4096,
         response_ring: 4096,
@@ -661,8 +678,9 @@ pub fn run(quick: bool) -> std::io::Result<Vec<IpcResult>> {
     pin_to(0);
     let b = Budget::new(quick);
     let mut out = Vec::new();
-    coroipc_suite("spin", b, &mut out)?;
-    coroipc_suite("block", b, &mut out)?;
+    for mode in MODES {
+        coroipc_suite(mode, b, &mut out)?;
+    }
     uds_suite(b, &mut out)?;
     out.push(memcpy_baseline(b));
     Ok(out)
@@ -676,25 +694,41 @@ pub fn table(results: &[IpcResult]) -> String {
         })
     };
     let mut s = String::new();
-    s.push_str("Round trip (request/response), nanoseconds — lower is better\n");
-    s.push_str("  size    coroipc spin (med / p99)   coroipc block (med / p99)   uds (med / p99)     uds/spin  uds/block\n");
+    s.push_str(
+        "Configurations: default = client spins 50 us, server does not spin (as shipped);\n",
+    );
+    s.push_str("  spin-both = client and server spin 50 us; block = client sleeps at once, server does not spin.\n\n");
+    s.push_str("Round trip (request/response), median / p99 in ns — lower is better; ratio = uds median / coroipc median\n");
+    s.push_str("  size      default             spin-both           block               uds                 uds/default  uds/spin-both  uds/block\n");
     for size in [64usize, 1024, 65536] {
-        let (Some(sp), Some(bl), Some(u)) = (
-            find("rtt", "coroipc", "spin", size),
-            find("rtt", "coroipc", "block", size),
-            find("rtt", "uds", "block", size),
-        ) else {
+        let Some(u) = find("rtt", "uds", "block", size) else {
             continue;
         };
         let m = |r: &IpcResult| r.median_ns.unwrap_or(f64::NAN);
-        let p = |r: &IpcResult| r.p99_ns.unwrap_or(f64::NAN);
+        let cell = |r: Option<&IpcResult>| {
+            r.map_or("-".to_string(), |r| {
+                format!("{:.0} / {:.0}", m(r), r.p99_ns.unwrap_or(f64::NAN))
+            })
+        };
+        let ratio =
+            |r: Option<&IpcResult>| r.map_or("-".to_string(), |r| format!("{:.2}x", m(u) / m(r)));
+        let rows: Vec<Option<&IpcResult>> = MODES
+            .iter()
+            .map(|(mode, _, _)| find("rtt", "coroipc", mode, size))
+            .collect();
         s.push_str(&format!(
-            "  {size:>6}  {:>10.0} / {:<12.0}  {:>10.0} / {:<14.0}  {:>8.0} / {:<8.0}  {:>8.1}x {:>8.2}x\n",
-            m(sp), p(sp), m(bl), p(bl), m(u), p(u), m(u) / m(sp), m(u) / m(bl)
+            "  {size:>6}  {:<18}  {:<18}  {:<18}  {:<18}  {:>11}  {:>13}  {:>9}\n",
+            cell(rows[0]),
+            cell(rows[1]),
+            cell(rows[2]),
+            cell(Some(u)),
+            ratio(rows[0]),
+            ratio(rows[1]),
+            ratio(rows[2]),
         ));
     }
-    s.push_str("\nThroughput — higher is better\n");
-    s.push_str("  op        size     coroipc spin        coroipc block       uds                 spin/uds  block/uds\n");
+    s.push_str("\nThroughput — higher is better; ratio = coroipc / uds\n");
+    s.push_str("  op        size   default         spin-both       block           uds             default/uds  block/uds\n");
     let rows: [(&str, usize); 5] = [
         ("stream", 64),
         ("stream", 1024),
@@ -703,38 +737,44 @@ pub fn table(results: &[IpcResult]) -> String {
         ("connect", 0),
     ];
     for (op, size) in rows {
-        let (Some(u), Some(sp)) = (
-            find(op, "uds", "block", size),
-            find(op, "coroipc", "spin", size),
-        ) else {
+        let Some(u) = find(op, "uds", "block", size) else {
             continue;
         };
-        let bl = find(op, "coroipc", "block", size);
-        let fmt = |r: &IpcResult| {
-            if op == "large" {
-                format!("{:.0} MB/s", r.mb_per_s.unwrap_or(0.0))
-            } else {
-                format!("{:.3} M/s", r.msgs_per_s.unwrap_or(0.0) / 1e6)
-            }
+        let fmt = |r: Option<&IpcResult>| {
+            r.map_or("-".to_string(), |r| {
+                if op == "large" {
+                    format!("{:.0} MB/s", r.mb_per_s.unwrap_or(0.0))
+                } else {
+                    format!("{:.3} M/s", r.msgs_per_s.unwrap_or(0.0) / 1e6)
+                }
+            })
         };
         let v = |r: &IpcResult| r.msgs_per_s.unwrap_or(f64::NAN);
+        let ratio =
+            |r: Option<&IpcResult>| r.map_or("-".to_string(), |r| format!("{:.1}x", v(r) / v(u)));
+        let (d, sb, bl) = (
+            find(op, "coroipc", "default", size),
+            find(op, "coroipc", "spin-both", size),
+            find(op, "coroipc", "block", size),
+        );
         s.push_str(&format!(
-            "  {op:<8} {size:>7}  {:>18}  {:>18}  {:>18}  {:>8.1}x {:>8}\n",
-            fmt(sp),
-            bl.map_or("-".to_string(), fmt),
-            fmt(u),
-            v(sp) / v(u),
-            bl.map_or("-".to_string(), |b| format!("{:.1}x", v(b) / v(u)))
+            "  {op:<8} {size:>7}  {:<14}  {:<14}  {:<14}  {:<14}  {:>11}  {:>9}\n",
+            fmt(d),
+            fmt(sb),
+            fmt(bl),
+            fmt(Some(u)),
+            ratio(d),
+            ratio(bl),
         ));
     }
-    if let (Some(m), Some(sp)) = (
+    if let (Some(m), Some(d)) = (
         find("large", "memcpy", "*", 1 << 20),
-        find("large", "coroipc", "spin", 1 << 20),
+        find("large", "coroipc", "default", 1 << 20),
     ) {
         s.push_str(&format!(
-            "\n  1 MiB messages: coroipc {:.0} MB/s = {:.2} x single-thread memcpy ({:.0} MB/s)\n",
-            sp.mb_per_s.unwrap_or(0.0),
-            sp.mb_per_s.unwrap_or(0.0) / m.mb_per_s.unwrap_or(f64::NAN),
+            "\n  1 MiB messages (default): coroipc {:.0} MB/s = {:.2} x single-thread memcpy ({:.0} MB/s)\n",
+            d.mb_per_s.unwrap_or(0.0),
+            d.mb_per_s.unwrap_or(0.0) / m.mb_per_s.unwrap_or(f64::NAN),
             m.mb_per_s.unwrap_or(0.0)
         ));
     }

@@ -1,9 +1,11 @@
 //! `coroipc-bench`: the measurements behind the `coroipc-bench` binary and the criterion
 //! benches: the cross-process IPC comparison with a Unix-socket baseline
-//! ([`ipc_bench`]) and the ring against rtrb and crossbeam ([`ring_bench`]).
+//! ([`ipc_bench`]), the ring against rtrb and crossbeam ([`ring_bench`]), and the cost
+//! of idle connections ([`scale`]).
 
 pub mod ipc_bench;
 pub mod ring_bench;
+pub mod scale;
 pub mod stats;
 
 /// CPUs online (not `available_parallelism`, which honours an inherited affinity mask

@@ -1,10 +1,11 @@
-//! `coroipc-bench [ipc|ring|all] [--quick] [--json]`
+//! `coroipc-bench [ipc|ring|all] [--quick] [--json] [--scale]`
 //!
 //! Default: the side-by-side IPC comparison (coroipc against Unix sockets), printed as a
 //! table with ratio columns. `ring`: the ring against rtrb and crossbeam. `--json`
-//! prints one object per line instead.
+//! prints one object per line instead. `--scale` adds the idle-connection rows (not
+//! with `--quick`).
 
-use coroipc_bench::{ipc_bench, online_cpus, ring_bench};
+use coroipc_bench::{ipc_bench, online_cpus, ring_bench, scale};
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -21,12 +22,13 @@ fn main() {
     }
     let quick = args.iter().any(|a| a == "--quick");
     let json = args.iter().any(|a| a == "--json");
+    let scale = args.iter().any(|a| a == "--scale");
     let mode = args
         .iter()
         .find(|a| !a.starts_with("--"))
         .map_or("ipc", String::as_str);
     if !matches!(mode, "ipc" | "ring" | "all") {
-        eprintln!("usage: coroipc-bench [ipc|ring|all] [--quick] [--json]");
+        eprintln!("usage: coroipc-bench [ipc|ring|all] [--quick] [--json] [--scale]");
         std::process::exit(2);
     }
     let cpus = online_cpus();
@@ -42,6 +44,16 @@ fn main() {
             Ok(results) => println!("{}", ipc_bench::table(&results)),
             Err(e) => {
                 eprintln!("ipc benchmark failed: {e}");
+                std::process::exit(1);
+            }
+        }
+    }
+    if scale && !quick {
+        match scale::run(20_000) {
+            Ok(rows) if json => rows.iter().for_each(|r| println!("{}", r.json())),
+            Ok(rows) => println!("{}", scale::table(&rows)),
+            Err(e) => {
+                eprintln!("scale benchmark failed: {e}");
                 std::process::exit(1);
             }
         }
