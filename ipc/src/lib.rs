@@ -24,6 +24,7 @@ mod error;
 pub mod os;
 mod outbox;
 pub mod protocol;
+mod region;
 mod server;
 mod service;
 

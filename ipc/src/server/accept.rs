@@ -160,3 +160,32 @@ impl Acceptor {
         self.paused_until.is_some_and(|t| Instant::now() >= t)
     }
 }
+
+/// Makes room in `RLIMIT_NOFILE` for `max_connections`, and says if the limit still
+/// caps the server below it.
+pub(crate) fn check_fd_limit(max_connections: usize) {
+    let wanted = max_connections
+        .saturating_mul(FDS_PER_CONNECTION)
+        .saturating_add(FDS_BASE);
+    let wanted = u64::try_from(wanted).unwrap_or(u64::MAX);
+    match os::raise_nofile(wanted) {
+        Ok((before, after)) => {
+            if after > before {
+                tracing::info!(before, after, "raised the soft descriptor limit");
+            }
+            if after < wanted {
+                let fits = usize::try_from(after)
+                    .unwrap_or(usize::MAX)
+                    .saturating_sub(FDS_BASE)
+                    / FDS_PER_CONNECTION;
+                tracing::warn!(
+                    limit = after,
+                    max_connections,
+                    connections_that_fit = fits,
+                    "the descriptor limit (RLIMIT_NOFILE) caps connections below max_connections"
+                );
+            }
+        }
+        Err(e) => tracing::debug!(error = %e, "cannot read the descriptor limit"),
+    }
+}

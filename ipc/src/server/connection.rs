@@ -1,0 +1,123 @@
+//! A connected client on the server thread: what the thread holds for it, how its
+//! doorbell is served, and how it ends (`on_disconnect` exactly once).
+
+use std::io::{self, Read};
+use std::os::fd::AsFd;
+use std::os::unix::net::UnixStream;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use coroipc_ring::Consumer;
+
+use super::poll::{token, KIND_BELL, KIND_SOCKET};
+use super::serve::{serve, More};
+use super::Server;
+use crate::conn::{ConnShared, DisconnectReason};
+use crate::service::{ConnectionInfo, Private};
+
+/// A connected client, as the server thread holds it.
+pub(crate) struct Connection {
+    pub(crate) shared: Arc<ConnShared>,
+    pub(crate) stream: UnixStream,
+    /// The request ring; only the server thread reads it.
+    pub(crate) requests: Consumer,
+    pub(crate) private: Option<Private>,
+    pub(crate) info: ConnectionInfo,
+    /// The flow-control state last told to the service.
+    pub(crate) flow_told: bool,
+}
+
+pub(crate) fn violation(what: impl std::fmt::Display) -> DisconnectReason {
+    DisconnectReason::ProtocolViolation(what.to_string())
+}
+
+impl Server {
+    /// Reads from a connected client's socket: clients send nothing after the
+    /// handshake, so this is a hang-up (or a protocol violation).
+    pub(super) fn check_socket(&mut self, id: u64) {
+        let Some(conn) = self.conns.get_mut(&id) else {
+            return;
+        };
+        let mut byte = [0u8; 1];
+        let reason = loop {
+            match conn.stream.read(&mut byte) {
+                Ok(0) => break DisconnectReason::ClientClosed,
+                Ok(_) => {
+                    break DisconnectReason::ProtocolViolation(
+                        "data on the socket after the handshake".into(),
+                    )
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(_) => break DisconnectReason::ClientClosed,
+            }
+        };
+        self.disconnect(id, reason);
+    }
+
+    /// Ends connection `id`: unregisters its fds, calls `on_disconnect` once, frees
+    /// the rings (when the last [`ConnHandle`] clone is dropped, for the mapping).
+    pub(super) fn disconnect(&mut self, id: u64, reason: DisconnectReason) {
+        let Some(mut conn) = self.conns.remove(&id) else {
+            return;
+        };
+        self.resume_accepting();
+        conn.shared.closed.store(true, Ordering::Release);
+        self.poller
+            .remove(conn.shared.server_bell.as_fd(), token(id, KIND_BELL));
+        self.poller
+            .remove(conn.stream.as_fd(), token(id, KIND_SOCKET));
+        conn.shared.response.clear();
+        conn.shared.dispatch.clear();
+        if let DisconnectReason::ProtocolViolation(why) = &reason {
+            tracing::warn!(
+                id,
+                pid = conn.info.credentials.pid,
+                why = why.as_str(),
+                "client disconnected"
+            );
+        } else {
+            tracing::debug!(id, ?reason, "client disconnected");
+        }
+        if let (Some(private), Some(service)) = (
+            conn.private.take(),
+            self.services.get_mut(&conn.info.service),
+        ) {
+            service.disconnect(private, &conn.info, &reason);
+        }
+    }
+
+    /// Everything the server thread does for one connection when woken: flush queued
+    /// output, tell the service of flow-control changes, handle requests, and arm the
+    /// doorbells it needs.
+    pub(super) fn service_connection(&mut self, id: u64) {
+        let Some(conn) = self.conns.get_mut(&id) else {
+            return;
+        };
+        let shared = conn.shared.clone();
+        if shared.closing.load(Ordering::Acquire) {
+            let reason = if shared.slow.load(Ordering::Acquire) {
+                DisconnectReason::SlowClient
+            } else if shared.dispatch.ring.is_corrupt() || shared.response.ring.is_corrupt() {
+                DisconnectReason::ProtocolViolation("corrupt ring index".into())
+            } else {
+                DisconnectReason::Requested
+            };
+            self.disconnect(id, reason);
+            return;
+        }
+        let Some(service) = self.services.get_mut(&conn.info.service) else {
+            return;
+        };
+        let outcome = serve(conn, service.as_mut(), &self.limits);
+        match outcome {
+            Ok(More::No) => {}
+            Ok(More::Yes) => {
+                if let Err(e) = shared.server_bell.ring() {
+                    tracing::warn!(error = %e, "cannot re-arm the server doorbell");
+                }
+            }
+            Err(reason) => self.disconnect(id, reason),
+        }
+    }
+}

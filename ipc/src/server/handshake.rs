@@ -1,0 +1,252 @@
+//! The server's side of the handshake (SPEC §2.2, §2.6): admit a client (limits,
+//! credentials, security callback), read its connect request without blocking, build
+//! its region and tell the service, then reply with the descriptors or a refusal.
+
+use std::io::{self, Read};
+use std::os::fd::AsFd;
+use std::os::unix::net::UnixStream;
+use std::sync::atomic::Ordering;
+
+use super::accept::refuse;
+use super::connection::Connection;
+use super::poll::{token, KIND_BELL, KIND_PENDING, KIND_SOCKET};
+use super::Server;
+use crate::conn::{ConnHandle, DisconnectReason};
+use crate::deadline::Deadline;
+use crate::os::{self, PeerCred};
+use crate::protocol::{
+    grant_capacity, status, ConnectReply, ConnectRequest, HandshakeError, RegionLayout,
+    CONNECT_REQUEST_LEN, DISPATCH, REQUEST, RESPONSE,
+};
+use crate::region::build_rings;
+use crate::service::ConnectionInfo;
+
+/// A client that connected and has not finished the handshake.
+pub(crate) struct Pending {
+    pub(crate) stream: UnixStream,
+    pub(crate) cred: PeerCred,
+    /// When the handshake is dropped (never, for a timeout too large to represent).
+    pub(crate) deadline: Deadline,
+    pub(crate) buf: [u8; CONNECT_REQUEST_LEN],
+    pub(crate) got: usize,
+}
+
+enum HandshakeRead {
+    Complete,
+    Partial,
+    Closed,
+}
+
+/// Reads what has arrived of a connect request (non-blocking).
+fn read_handshake(p: &mut Pending) -> HandshakeRead {
+    while p.got < CONNECT_REQUEST_LEN {
+        match p.stream.read(&mut p.buf[p.got..]) {
+            Ok(0) => return HandshakeRead::Closed,
+            Ok(n) => p.got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return HandshakeRead::Partial,
+            Err(_) => return HandshakeRead::Closed,
+        }
+    }
+    HandshakeRead::Complete
+}
+
+impl Server {
+    pub(super) fn admit_client(&mut self, stream: UnixStream) {
+        if stream.set_nonblocking(true).is_err() {
+            return;
+        }
+        if self.conns.len() + self.pending.len() >= self.limits.max_connections {
+            tracing::info!(
+                max_connections = self.limits.max_connections,
+                "connection refused: limit reached"
+            );
+            refuse(&stream, status::CONNECTION_LIMIT);
+            return;
+        }
+        let cred = match os::peer_cred(stream.as_fd()) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::info!(error = %e, "no peer credentials");
+                return;
+            }
+        };
+        if let Some(check) = self.security.as_mut() {
+            if !check(&cred) {
+                tracing::info!(
+                    pid = cred.pid,
+                    uid = cred.uid,
+                    gid = cred.gid,
+                    "access denied"
+                );
+                refuse(&stream, status::ACCESS_DENIED);
+                return;
+            }
+        }
+        let id = self.next_id;
+        self.next_id += 1;
+        let deadline = Deadline::after(Some(self.limits.handshake_timeout));
+        let mut pending = Pending {
+            stream,
+            cred,
+            deadline,
+            buf: [0; CONNECT_REQUEST_LEN],
+            got: 0,
+        };
+        // The request is usually there already: then the socket never needs watching
+        // as a pending handshake.
+        match read_handshake(&mut pending) {
+            HandshakeRead::Complete => self.finish_handshake(id, pending),
+            HandshakeRead::Closed => {}
+            HandshakeRead::Partial => {
+                if let Err(e) = self
+                    .poller
+                    .add(pending.stream.as_fd(), token(id, KIND_PENDING))
+                {
+                    tracing::warn!(error = %e, "cannot watch a new client");
+                    return;
+                }
+                self.pending.insert(id, pending);
+            }
+        }
+    }
+
+    pub(super) fn drop_pending(&mut self, id: u64) -> Option<Pending> {
+        let p = self.pending.remove(&id)?;
+        self.poller
+            .remove(p.stream.as_fd(), token(id, KIND_PENDING));
+        self.resume_accepting();
+        Some(p)
+    }
+
+    pub(super) fn progress_handshake(&mut self, id: u64) {
+        let Some(p) = self.pending.get_mut(&id) else {
+            return;
+        };
+        match read_handshake(p) {
+            HandshakeRead::Partial => {}
+            HandshakeRead::Closed => {
+                self.drop_pending(id);
+            }
+            HandshakeRead::Complete => {
+                if let Some(p) = self.drop_pending(id) {
+                    self.finish_handshake(id, p);
+                }
+            }
+        }
+    }
+
+    fn finish_handshake(&mut self, id: u64, p: Pending) {
+        match ConnectRequest::decode(&p.buf) {
+            Ok(request) => self.complete_handshake(id, p, request),
+            Err(e) => {
+                tracing::info!(error = %e, pid = p.cred.pid, "bad handshake");
+                let code = if matches!(e, HandshakeError::Version(_)) {
+                    status::BAD_VERSION
+                } else {
+                    status::BAD_REQUEST
+                };
+                refuse(&p.stream, code);
+            }
+        }
+    }
+
+    fn complete_handshake(&mut self, id: u64, p: Pending, request: ConnectRequest) {
+        let Some(service) = self.services.get_mut(&request.service) else {
+            tracing::info!(service = request.service, "no such service");
+            refuse(&p.stream, status::NO_SUCH_SERVICE);
+            return;
+        };
+        let l = &self.limits;
+        let caps = [
+            request.request_ring,
+            request.response_ring,
+            request.dispatch_ring,
+        ]
+        .map(|r| grant_capacity(r, l.default_ring_size, l.min_ring_size, l.max_ring_size));
+        let built = RegionLayout::new(caps)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))
+            .and_then(|layout| {
+                build_rings(
+                    id,
+                    request.service,
+                    p.cred,
+                    layout,
+                    l,
+                    service.overflow_policy(),
+                )
+            });
+        let (memfd, requests, shared, layout) = match built {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot create the connection's memory or doorbells");
+                let code = if os::is_fd_exhaustion(&e) {
+                    status::OUT_OF_FDS
+                } else {
+                    status::NO_RESOURCES
+                };
+                refuse(&p.stream, code);
+                return;
+            }
+        };
+        let info = ConnectionInfo {
+            id,
+            service: request.service,
+            credentials: p.cred,
+            handle: ConnHandle {
+                shared: shared.clone(),
+            },
+        };
+        let private = match service.connect(&info) {
+            Ok(private) => private,
+            Err(code) => {
+                shared.closed.store(true, Ordering::Release);
+                refuse(&p.stream, if code > 0 { code } else { status::REFUSED });
+                return;
+            }
+        };
+        let reply = ConnectReply {
+            status: status::OK,
+            request_ring: caps[REQUEST],
+            response_ring: caps[RESPONSE],
+            dispatch_ring: caps[DISPATCH],
+            region_len: layout.len as u64,
+            connection_id: id,
+        };
+        let fds = [
+            memfd.as_fd(),
+            shared.server_bell.as_fd(),
+            shared.client_bell.as_fd(),
+        ];
+        let sent = os::send_with_fds(p.stream.as_fd(), &reply.encode(), &fds);
+        // The mapping keeps the memory alive: no descriptor kept per connection.
+        drop(memfd);
+        let registered = sent.and_then(|()| {
+            self.poller
+                .add_bell(shared.server_bell.as_fd(), token(id, KIND_BELL))?;
+            self.poller.add(p.stream.as_fd(), token(id, KIND_SOCKET))
+        });
+        let conn = Connection {
+            shared,
+            stream: p.stream,
+            requests,
+            private: Some(private),
+            info,
+            flow_told: false,
+        };
+        self.conns.insert(id, conn);
+        if let Err(e) = registered {
+            tracing::info!(error = %e, "handshake reply failed");
+            self.disconnect(id, DisconnectReason::ClientClosed);
+            return;
+        }
+        tracing::debug!(
+            id,
+            service = request.service,
+            pid = self.conns[&id].info.credentials.pid,
+            "connected"
+        );
+        // Requests may already be waiting.
+        self.service_connection(id);
+    }
+}

@@ -1,0 +1,94 @@
+//! How the server's fds reach an event loop: [`Token`]s, the application's
+//! [`PollHooks`] or the built-in epoll ([`Poller`]), and the [`StopHandle`] of the
+//! built-in loop.
+
+use std::io;
+use std::os::fd::BorrowedFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use crate::os::{Doorbell, Epoll, Interest};
+
+/// Identifies an fd registered through [`PollHooks`]; hand it back to
+/// [`Server::handle_ready`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Token(pub u64);
+
+pub(crate) const LISTENER: Token = Token(0);
+pub(crate) const STOP: Token = Token(1);
+pub(crate) const KIND_PENDING: u64 = 1;
+pub(crate) const KIND_BELL: u64 = 2;
+pub(crate) const KIND_SOCKET: u64 = 3;
+
+pub(crate) fn token(id: u64, kind: u64) -> Token {
+    Token(id << 2 | kind)
+}
+
+/// Where the server's fds go: implemented by the application's event loop.
+pub trait PollHooks: Send {
+    /// Start watching `fd` for readability; report it with `token`.
+    fn add(&mut self, fd: BorrowedFd<'_>, token: Token) -> io::Result<()>;
+    /// Stop watching `fd` (called before the fd is closed).
+    fn remove(&mut self, fd: BorrowedFd<'_>, token: Token);
+}
+
+pub(crate) enum Poller {
+    Builtin(Epoll),
+    Hooks(Box<dyn PollHooks>),
+}
+
+impl Poller {
+    /// Watches a doorbell. The built-in loop watches it edge-triggered (each ring is
+    /// one event, no `read` needed); hooks get it like any fd and the server drains it.
+    pub(crate) fn add_bell(&mut self, fd: BorrowedFd<'_>, token: Token) -> io::Result<()> {
+        match self {
+            Poller::Builtin(epoll) => epoll.add_edge_triggered(fd, token.0, Interest::READABLE),
+            Poller::Hooks(hooks) => hooks.add(fd, token),
+        }
+    }
+
+    /// Whether doorbells must be drained (level-triggered external loops).
+    pub(crate) fn drains_bells(&self) -> bool {
+        matches!(self, Poller::Hooks(_))
+    }
+
+    pub(crate) fn add(&mut self, fd: BorrowedFd<'_>, token: Token) -> io::Result<()> {
+        match self {
+            Poller::Builtin(epoll) => epoll.add(fd, token.0, Interest::READABLE),
+            Poller::Hooks(hooks) => hooks.add(fd, token),
+        }
+    }
+
+    pub(crate) fn remove(&mut self, fd: BorrowedFd<'_>, token: Token) {
+        match self {
+            Poller::Builtin(epoll) => {
+                if let Err(e) = epoll.delete(fd) {
+                    tracing::debug!(error = %e, "epoll delete failed");
+                }
+            }
+            Poller::Hooks(hooks) => hooks.remove(fd, token),
+        }
+    }
+}
+
+pub(crate) struct StopInner {
+    pub(crate) flag: AtomicBool,
+    pub(crate) bell: Doorbell,
+}
+
+/// Stops [`Server::run`] from any thread.
+#[derive(Clone)]
+pub struct StopHandle {
+    pub(crate) inner: Arc<StopInner>,
+}
+
+impl StopHandle {
+    /// Makes `run` return after the current event; a stop made while `run` is not
+    /// running makes the next `run` return at once.
+    pub fn stop(&self) {
+        self.inner.flag.store(true, Ordering::Release);
+        if let Err(e) = self.inner.bell.ring() {
+            tracing::warn!(error = %e, "could not wake the server to stop it");
+        }
+    }
+}
