@@ -19,7 +19,8 @@ use crate::{Config, Keepalive};
 pub struct Consumer {
     ring: RingPtrs,
     /// Position of the next frame to read. Frames in `head..pos` are consumed but not
-    /// yet released. Invariant: `head <= pos <= cached_tail`, all 8-aligned.
+    /// yet released. Invariant: `head <= pos <= cached_tail` (modulo 2^64, see
+    /// `index.rs`), all 8-aligned.
     pos: u64,
     /// The last value stored into the shared head.
     head: u64,
@@ -132,7 +133,7 @@ impl Consumer {
     pub fn pending_bytes(&mut self) -> Result<usize, PopError> {
         self.check_poison()?;
         self.refresh_tail()?;
-        Ok((self.cached_tail - self.head) as usize)
+        Ok(self.cached_tail.wrapping_sub(self.head) as usize)
     }
 
     #[inline]
@@ -256,7 +257,7 @@ impl Consumer {
 
     /// Bytes consumed and not yet released.
     pub fn consumed_bytes(&self) -> usize {
-        (self.pos - self.head) as usize
+        self.pos.wrapping_sub(self.head) as usize
     }
 
     /// Announces that this consumer is about to sleep until a message arrives.

@@ -16,7 +16,7 @@
 
 use crate::error::{AttachError, Corruption, PushError};
 use crate::frame::{encode, TAG_MSG, TAG_PAD, TAG_SKIP};
-use crate::index::{check_head, check_start};
+use crate::index::{ahead, check_head, check_start, is_before};
 use crate::layout::{Config, RawRegion, RingPtrs, FRAME_HEADER, SLEEP_BIT};
 use crate::producer::ANNOUNCE_ATTEMPTS;
 use crate::signal::{FlowChange, Published, SleepCheck, Wake};
@@ -27,7 +27,8 @@ use crate::Keepalive;
 /// `Arc` or by reference).
 pub struct MpscProducer {
     ring: RingPtrs,
-    /// Next position to claim. Invariant: `turn <= claim`, `claim - cached_head <= capacity`.
+    /// Next position to claim. Invariant (modulo 2^64, see `index.rs`): `turn <= claim`,
+    /// `claim - cached_head <= capacity`.
     claim: AtomicU64,
     /// Start of the next claim allowed to publish; claims publish in order.
     turn: AtomicU64,
@@ -143,10 +144,28 @@ impl MpscProducer {
         let published = self.published.load(Ordering::Acquire);
         match check_head(raw, previous, published) {
             Ok(head) => {
-                self.cached_head.fetch_max(head, Ordering::AcqRel);
+                self.raise_cached_head(head);
                 Ok(head)
             }
             Err(c) => Err(self.poison(c)),
+        }
+    }
+
+    /// Moves the shared cached head forward to `head` (a modular `fetch_max`: positions
+    /// wrap, so the numeric maximum would be wrong). Each failed CAS saw the value move
+    /// forward, so the loop is bounded.
+    fn raise_cached_head(&self, head: u64) {
+        let mut current = self.cached_head.load(Ordering::Acquire);
+        while is_before(current, head) {
+            match self.cached_head.compare_exchange(
+                current,
+                head,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => break,
+                Err(now) => current = now,
+            }
         }
     }
 
@@ -169,7 +188,7 @@ impl MpscProducer {
             let (frame_pos, end) = geo.place(claim, len);
             let head = self.cached_head.load(Ordering::Acquire);
             // A stale `claim` can be behind a head released since: reload and retry.
-            if head > claim || end - head > geo.capacity {
+            if is_before(claim, head) || end.wrapping_sub(head) > geo.capacity {
                 let fresh = self.claim.load(Ordering::Relaxed);
                 if fresh != claim {
                     claim = fresh;
@@ -188,7 +207,7 @@ impl MpscProducer {
             {
                 Ok(_) => {
                     if frame_pos != claim {
-                        let pad = (frame_pos - claim) as usize - FRAME_HEADER;
+                        let pad = frame_pos.wrapping_sub(claim) as usize - FRAME_HEADER;
                         // SAFETY: `claim..end` is ours (won CAS) and free (head check);
                         // the padding header is its first word.
                         unsafe {
@@ -261,11 +280,11 @@ impl MpscProducer {
         let on = self.flow_on.load(Ordering::Relaxed) != 0;
         let published = self.published.load(Ordering::Acquire);
         let cached = self.cached_head.load(Ordering::Acquire);
-        if !on && !force_refresh && published.saturating_sub(cached) < geo.high {
+        if !on && !force_refresh && ahead(published, cached) < geo.high {
             return None;
         }
         let head = self.refresh_head().ok()?;
-        let change = geo.flow_transition(on, published.saturating_sub(head))?;
+        let change = geo.flow_transition(on, ahead(published, head))?;
         let (from, to) = if change == FlowChange::On {
             (0, 1)
         } else {
@@ -299,14 +318,14 @@ impl MpscProducer {
         }
         let claim = self.claim.load(Ordering::Relaxed);
         let (_, end) = geo.place(claim, len);
-        self.announce(|head| end.saturating_sub(head) <= geo.capacity)
+        self.announce(|head| ahead(end, head) <= geo.capacity)
     }
 
     /// Announces sleep until occupancy falls to the low watermark.
     pub fn prepare_sleep_for_flow_off(&self) -> Result<SleepCheck, PushError> {
         let low = self.ring.geometry.low;
         let published = self.published.load(Ordering::Acquire);
-        self.announce(|head| published.saturating_sub(head) <= low)
+        self.announce(|head| ahead(published, head) <= low)
     }
 
     fn announce(&self, ready: impl Fn(u64) -> bool) -> Result<SleepCheck, PushError> {
@@ -319,7 +338,7 @@ impl MpscProducer {
             let raw = head_word.load(Ordering::Acquire);
             let published = self.published.load(Ordering::Acquire);
             let head = check_head(raw, previous, published).map_err(|c| self.poison(c))?;
-            self.cached_head.fetch_max(head, Ordering::AcqRel);
+            self.raise_cached_head(head);
             if ready(head) {
                 return Ok(SleepCheck {
                     sleep: false,
@@ -435,8 +454,8 @@ impl MpscGrant<'_> {
                 .ring
                 .data
                 .store_word(geo.offset(self.frame_pos), encode(tag, self.len as u32));
-            if msg_end < self.end {
-                let rest = (self.end - msg_end) as usize - FRAME_HEADER;
+            if msg_end != self.end {
+                let rest = self.end.wrapping_sub(msg_end) as usize - FRAME_HEADER;
                 self.producer
                     .ring
                     .data

@@ -26,7 +26,8 @@ pub(crate) const ANNOUNCE_ATTEMPTS: u32 = 8;
 pub struct Producer {
     ring: RingPtrs,
     /// Next write position. Frames in `published..tail` are staged (written, not yet
-    /// visible). Invariant: `tail - cached_head <= capacity`, `tail % 8 == 0`.
+    /// visible). Invariant: `tail - cached_head <= capacity`, `tail % 8 == 0` (positions
+    /// and their differences are modulo 2^64, see `index.rs`).
     tail: u64,
     /// The last value stored into the shared tail. Invariant:
     /// `cached_head <= published <= tail`.
@@ -126,7 +127,7 @@ impl Producer {
 
     /// Bytes occupied as of the last head this producer read (an over-estimate).
     pub fn used_bytes(&self) -> usize {
-        (self.tail - self.cached_head) as usize
+        self.tail.wrapping_sub(self.cached_head) as usize
     }
 
     /// Whether this producer is in flow control (occupancy reached the high watermark
@@ -179,14 +180,14 @@ impl Producer {
             });
         }
         let (frame_pos, end) = geo.place(self.tail, len);
-        if end - self.cached_head > geo.capacity {
+        if end.wrapping_sub(self.cached_head) > geo.capacity {
             let head = self.refresh_head()?;
-            if end - head > geo.capacity {
+            if end.wrapping_sub(head) > geo.capacity {
                 return Err(PushError::Full);
             }
         }
         if frame_pos != self.tail {
-            let pad = (frame_pos - self.tail) as usize - FRAME_HEADER;
+            let pad = frame_pos.wrapping_sub(self.tail) as usize - FRAME_HEADER;
             // SAFETY: `tail..end` is free space (checked against head above) inside the
             // data area, and `tail` is 8-aligned, so the padding header fits there.
             unsafe {
@@ -253,7 +254,7 @@ impl Producer {
 
     /// Bytes staged and not yet published.
     pub fn staged_bytes(&self) -> usize {
-        (self.tail - self.published) as usize
+        self.tail.wrapping_sub(self.published) as usize
     }
 
     /// Publishes every staged message with one Release `swap` of the shared tail and
@@ -275,7 +276,7 @@ impl Producer {
         };
         let geo = self.ring.geometry;
         let mut flow = None;
-        let cached_used = self.published - self.cached_head;
+        let cached_used = self.published.wrapping_sub(self.cached_head);
         // The cached head over-estimates occupancy, so a transition to "on" is only
         // possible when the cached value says so; "off" needs a fresh head.
         if self.flow_on || cached_used >= geo.high {
@@ -291,7 +292,7 @@ impl Producer {
         let change = self
             .ring
             .geometry
-            .flow_transition(self.flow_on, self.published - head)?;
+            .flow_transition(self.flow_on, self.published.wrapping_sub(head))?;
         self.flow_on = change == FlowChange::On;
         self.ring
             .header()
@@ -325,7 +326,7 @@ impl Producer {
         }
         let wake_peer = self.publish().wake;
         let (_, end) = geo.place(self.tail, len);
-        self.announce(wake_peer, |head| end - head <= geo.capacity)
+        self.announce(wake_peer, |head| end.wrapping_sub(head) <= geo.capacity)
     }
 
     /// Announces that this producer is about to sleep until occupancy falls to the low
@@ -334,7 +335,7 @@ impl Producer {
         self.check_poison()?;
         let wake_peer = self.publish().wake;
         let (published, low) = (self.published, self.ring.geometry.low);
-        self.announce(wake_peer, |head| published - head <= low)
+        self.announce(wake_peer, |head| published.wrapping_sub(head) <= low)
     }
 
     fn announce(
