@@ -209,7 +209,7 @@ pub fn run_model(capacity: usize, ops: &[Op]) -> Result<(), String> {
             Op::ReserveCommit(len, keep) => {
                 let data = payload(step, *len);
                 let real = p.try_reserve(*len).map(|mut g| {
-                    g.as_mut_slice().copy_from_slice(&data);
+                    g.write_at(0, &data);
                     g.truncate(*keep);
                     let _ = g.commit();
                 });
@@ -240,7 +240,7 @@ pub fn run_model(capacity: usize, ops: &[Op]) -> Result<(), String> {
                 match (got, want) {
                     (None, None) => {}
                     (Some(g), Some((data, start, end))) => {
-                        if g.as_slice() != data.as_slice() {
+                        if g.to_vec() != data {
                             return Err(ctx("contents differ"));
                         }
                         // Finding the message moved the reader past any padding.
@@ -351,7 +351,7 @@ pub fn run_hostile(capacity: usize, ops: &[Op], garbage: &[u8]) -> Result<(), St
             Op::PeekRelease | Op::PeekConsume | Op::PeekDrop | Op::Release => {
                 let r = c
                     .try_peek()
-                    .map(|g| g.map(|g| (g.as_slice().len(), g.release())));
+                    .map(|g| g.map(|g| (g.to_vec().len(), g.release())));
                 if consumer_dead && !matches!(r, Err(PopError::Corrupt(_))) {
                     return Err(format!(
                         "step {step}: consumer recovered from corruption: {r:?}"

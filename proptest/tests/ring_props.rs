@@ -146,7 +146,7 @@ proptest! {
         for i in 0..n {
             loop {
                 if let Some(g) = c.try_peek().unwrap() {
-                    let m = g.as_slice();
+                    let m = &g.to_vec()[..];
                     prop_assert_eq!(u32::from_le_bytes(m[..4].try_into().unwrap()), i as u32);
                     prop_assert_eq!(u32::from_le_bytes(m[4..8].try_into().unwrap()), fnv(&m[8..]));
                     if g.release().is_needed() { to_producer.ring(); }

@@ -18,6 +18,7 @@ use crate::error::{AttachError, Corruption, PushError};
 use crate::frame::{encode, TAG_MSG, TAG_PAD, TAG_SKIP};
 use crate::index::{ahead, check_head, check_start, is_before};
 use crate::layout::{Config, RawRegion, RingPtrs, FRAME_HEADER, SLEEP_BIT};
+use crate::payload::Payload;
 use crate::producer::ANNOUNCE_ATTEMPTS;
 use crate::signal::{FlowChange, Published, SleepCheck, Wake};
 use crate::sync::{AtomicU32, AtomicU64, Ordering, TurnWait};
@@ -46,8 +47,9 @@ pub struct MpscProducer {
     _keep: Keepalive,
 }
 
-// SAFETY: producers coordinate through the private atomics above; each writes only the
-// byte range it claimed with a successful CAS, so no two threads write the same bytes.
+// SAFETY: producers coordinate through the private atomics above; every access to the
+// shared region is atomic, and each producer writes only the words it claimed with a
+// successful CAS (frames are 8-aligned), so no two producers write the same word.
 unsafe impl Send for MpscProducer {}
 // SAFETY: as above; all methods take `&self` and synchronise through atomics.
 unsafe impl Sync for MpscProducer {}
@@ -400,39 +402,52 @@ impl MpscGrant<'_> {
         self.len == 0
     }
 
-    fn payload_offset(&self) -> usize {
-        self.producer.ring.geometry.offset(self.frame_pos) + FRAME_HEADER
+    fn payload(&self) -> Payload {
+        Payload {
+            data: self.producer.ring.data,
+            offset: self.producer.ring.geometry.offset(self.frame_pos) + FRAME_HEADER,
+            len: self.len,
+        }
     }
 
-    /// Copies `src` into the payload at byte `at`.
+    /// Copies `src` into the payload at byte `at` (atomic word stores: sound even if a
+    /// hostile consumer writes the same bytes).
     ///
     /// # Panics
     /// If `at + src.len()` exceeds the reserved length (a caller bug).
     pub fn write_at(&mut self, at: usize, src: &[u8]) {
-        let end = at.checked_add(src.len());
-        assert!(
-            end.is_some_and(|e| e <= self.len),
-            "write past the reserved length"
-        );
-        // SAFETY: the payload is exclusively ours (invariant); the write stays inside.
-        unsafe {
-            self.producer
-                .ring
-                .data
-                .write(self.payload_offset() + at, src)
-        };
+        self.payload().write_at(at, src);
     }
 
-    /// The payload as a mutable slice of shared memory.
+    /// Sets every payload byte to `byte`.
+    pub fn fill(&mut self, byte: u8) {
+        self.payload().fill(byte);
+    }
+
+    /// The payload as a mutable slice of shared memory (zero copy).
+    ///
+    /// # Safety
+    /// As for [`WriteGrant::as_mut_slice_trusted`](crate::WriteGrant::as_mut_slice_trusted):
+    /// the consumer must be trusted not to touch these bytes while the slice lives.
+    #[cfg(not(loom))]
+    pub unsafe fn as_mut_slice_trusted(&mut self) -> &mut [u8] {
+        // SAFETY: the claim is exclusively ours until published (won CAS; grant
+        // invariant), inside a region that outlives the borrow of `self`; `&mut self`
+        // makes the slice unique; the consumer keeps off it (contract).
+        unsafe { self.payload().slice_mut() }
+    }
+
+    /// Unsound against a hostile consumer; use [`as_mut_slice_trusted`] or
+    /// [`write_at`](MpscGrant::write_at).
+    ///
+    /// [`as_mut_slice_trusted`]: MpscGrant::as_mut_slice_trusted
+    // Removed once ipc migrates (issue 12)
+    #[doc(hidden)]
     #[cfg(not(loom))]
     pub fn as_mut_slice(&mut self) -> &mut [u8] {
-        // SAFETY: the payload range is exclusively ours until published (invariant).
-        unsafe {
-            core::slice::from_raw_parts_mut(
-                self.producer.ring.data.ptr_at(self.payload_offset()),
-                self.len,
-            )
-        }
+        // SAFETY: NOT upheld against a hostile consumer: this safe wrapper is the
+        // unsoundness issue 12 removes, kept only until `ipc` migrates.
+        unsafe { self.as_mut_slice_trusted() }
     }
 
     /// Shrinks the message to `len` bytes (the rest of the claim is still published,

@@ -12,6 +12,7 @@ use crate::error::{AttachError, Corruption, PushError};
 use crate::frame::{encode, TAG_MSG, TAG_PAD};
 use crate::index::{check_head, check_start};
 use crate::layout::{Config, RawRegion, RingPtrs, FRAME_HEADER, SLEEP_BIT};
+use crate::payload::Payload;
 use crate::signal::{FlowChange, Published, SleepCheck, Wake};
 use crate::sync::Ordering;
 use crate::Keepalive;
@@ -41,8 +42,8 @@ pub struct Producer {
     _keep: Keepalive,
 }
 
-// SAFETY: the producer owns its private state; the shared region is only accessed
-// through atomics and owned byte ranges, from whichever single thread holds it.
+// SAFETY: the producer owns its private state; every access to the shared region is
+// atomic (the data area's through `sync::DataArea`), so any single thread may make it.
 unsafe impl Send for Producer {}
 
 impl core::fmt::Debug for Producer {
@@ -240,8 +241,9 @@ impl Producer {
     pub fn try_stage(&mut self, msg: &[u8]) -> Result<(), PushError> {
         let (frame_pos, end) = self.place_frame(msg.len())?;
         let offset = self.ring.geometry.offset(frame_pos);
-        // SAFETY: `frame_pos..end` is free space owned by this producer, contiguous in
-        // the data area (`place_frame`), holding the header word and `msg`.
+        // SAFETY: `frame_pos..end` lies inside the data area, contiguous
+        // (`place_frame`), and holds the header word and `msg`; it is free space this
+        // producer owns, so a correct consumer does not read it yet.
         unsafe {
             self.ring.data.write(offset + FRAME_HEADER, msg);
             self.ring
@@ -409,42 +411,55 @@ impl WriteGrant<'_> {
         self.len == 0
     }
 
-    fn payload_offset(&self) -> usize {
-        self.producer.ring.geometry.offset(self.frame_pos) + FRAME_HEADER
+    fn payload(&self) -> Payload {
+        Payload {
+            data: self.producer.ring.data,
+            offset: self.producer.ring.geometry.offset(self.frame_pos) + FRAME_HEADER,
+            len: self.len,
+        }
     }
 
-    /// Copies `src` into the payload at byte `at`.
+    /// Copies `src` into the payload at byte `at` (atomic word stores: sound even if a
+    /// hostile consumer writes the same bytes).
     ///
     /// # Panics
     /// If `at + src.len()` exceeds the reserved length (a caller bug).
     pub fn write_at(&mut self, at: usize, src: &[u8]) {
-        let end = at.checked_add(src.len());
-        assert!(
-            end.is_some_and(|e| e <= self.len),
-            "write past the reserved length"
-        );
-        // SAFETY: the payload range is owned free space inside the data area (grant
-        // invariant) and the write stays inside it (asserted).
-        unsafe {
-            self.producer
-                .ring
-                .data
-                .write(self.payload_offset() + at, src)
-        };
+        self.payload().write_at(at, src);
     }
 
-    /// The payload as a mutable slice of shared memory.
+    /// Sets every payload byte to `byte`.
+    pub fn fill(&mut self, byte: u8) {
+        self.payload().fill(byte);
+    }
+
+    /// The payload as a mutable slice of shared memory (zero copy).
+    ///
+    /// # Safety
+    /// The consumer must be trusted not to read or write these bytes while the slice
+    /// lives (the protocol says it does not touch them before they are published; a
+    /// hostile or buggy consumer could, which would be a data race: undefined
+    /// behaviour). With an untrusted consumer use [`write_at`](WriteGrant::write_at)
+    /// or [`fill`](WriteGrant::fill).
+    #[cfg(not(loom))]
+    pub unsafe fn as_mut_slice_trusted(&mut self) -> &mut [u8] {
+        // SAFETY: the payload is free space this producer owns until it publishes
+        // (grant invariant), inside a region that outlives the borrow of `self`;
+        // `&mut self` makes the slice unique; the consumer keeps off it (contract).
+        unsafe { self.payload().slice_mut() }
+    }
+
+    /// Unsound against a hostile consumer; use [`as_mut_slice_trusted`] or
+    /// [`write_at`](WriteGrant::write_at).
+    ///
+    /// [`as_mut_slice_trusted`]: WriteGrant::as_mut_slice_trusted
+    // Removed once ipc migrates (issue 12)
+    #[doc(hidden)]
     #[cfg(not(loom))]
     pub fn as_mut_slice(&mut self) -> &mut [u8] {
-        // SAFETY: the payload range is free space this producer owns exclusively until
-        // it publishes (grant invariant); the consumer does not read it before then.
-        // A hostile consumer writing it anyway can only garble its own messages.
-        unsafe {
-            core::slice::from_raw_parts_mut(
-                self.producer.ring.data.ptr_at(self.payload_offset()),
-                self.len,
-            )
-        }
+        // SAFETY: NOT upheld against a hostile consumer: this safe wrapper is the
+        // unsoundness issue 12 removes, kept only until `ipc` migrates.
+        unsafe { self.as_mut_slice_trusted() }
     }
 
     /// Shrinks the message to `len` bytes (no-op if `len` is not smaller).
