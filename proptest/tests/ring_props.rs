@@ -5,7 +5,7 @@
 
 use std::sync::{Arc, Condvar, Mutex};
 
-use coroipc_proptest::{run_hostile, run_model, Op};
+use coroipc_proptest::{run_attached, run_hostile, run_model, Op, Side};
 use coroipc_ring::heap::{channel, mpsc_channel};
 use coroipc_ring::{max_message_len, Config, PushError};
 use proptest::prelude::*;
@@ -55,6 +55,16 @@ proptest! {
     #[test]
     fn hostile_memory_never_panics((cap, ops) in case(), garbage in proptest::collection::vec(any::<u8>(), 0..2000)) {
         run_hostile(cap, &ops, &garbage).map_err(TestCaseError::fail)?;
+    }
+
+    /// Every handle attached to a region a hostile peer made, then run under hostile
+    /// writes: the invariants of `run_attached` hold after every step.
+    #[test]
+    fn attached_to_hostile_peer(
+        side in prop_oneof![Just(Side::Consumer), Just(Side::Producer), Just(Side::Mpsc)],
+        data in proptest::collection::vec(any::<u8>(), 0..1500),
+    ) {
+        run_attached(side, &data).map_err(TestCaseError::fail)?;
     }
 
     /// MPSC driven from one thread behaves like a FIFO with the same sizes.

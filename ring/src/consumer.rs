@@ -119,6 +119,12 @@ impl Consumer {
         self.ring.geometry.max_payload
     }
 
+    /// The position of the next frame this consumer reads: a byte count modulo 2^64
+    /// (for diagnostics and tests; it only moves forward).
+    pub fn position(&self) -> u64 {
+        self.pos
+    }
+
     /// The corruption that killed this ring, if one was seen.
     pub fn corruption(&self) -> Option<Corruption> {
         self.poisoned

@@ -129,6 +129,12 @@ impl MpscProducer {
         self.flow_on.load(Ordering::Relaxed) != 0
     }
 
+    /// The position after the last frame claimed by the group: a byte count modulo
+    /// 2^64 (for diagnostics and tests; it only moves forward).
+    pub fn position(&self) -> u64 {
+        self.claim.load(Ordering::Relaxed)
+    }
+
     /// True once any call found the ring corrupt.
     pub fn is_corrupt(&self) -> bool {
         self.poisoned.load(Ordering::Relaxed) != 0
@@ -311,6 +317,9 @@ impl MpscProducer {
     /// Announces that the calling thread is about to sleep until a message of `len`
     /// bytes fits; see [`Producer::prepare_sleep_for_space`](crate::Producer::prepare_sleep_for_space).
     pub fn prepare_sleep_for_space(&self, len: usize) -> Result<SleepCheck, PushError> {
+        if self.is_corrupt() {
+            return Err(PushError::Corrupt(Corruption::Earlier));
+        }
         let geo = self.ring.geometry;
         if len > geo.max_payload {
             return Err(PushError::TooLarge {

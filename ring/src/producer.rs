@@ -121,6 +121,12 @@ impl Producer {
         self.ring.geometry.max_payload
     }
 
+    /// The position after the last frame this producer wrote (staged or published): a
+    /// byte count modulo 2^64 (for diagnostics and tests; it only moves forward).
+    pub fn position(&self) -> u64 {
+        self.tail
+    }
+
     /// The corruption that killed this ring, if one was seen.
     pub fn corruption(&self) -> Option<Corruption> {
         self.poisoned
