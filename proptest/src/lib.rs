@@ -13,8 +13,8 @@ use std::sync::Arc;
 
 use coroipc_ring::heap::HeapRegion;
 use coroipc_ring::{
-    max_message_len, offsets, Config, Consumer, MpscProducer, PopError, Producer, PushError,
-    FRAME_HEADER,
+    max_message_len, offsets, Config, Consumer, FlowChange, MpscProducer, PopError, Producer,
+    Published, PushError, SleepCheck, Wake, FRAME_HEADER,
 };
 
 /// One operation on a ring.
@@ -42,6 +42,18 @@ pub enum Op {
     Release,
     /// `try_recv` into a buffer of `len` bytes.
     Recv(usize),
+    /// `Consumer::prepare_sleep` (the announcement stays until cancelled or woken).
+    ConsumerSleep,
+    /// `Consumer::cancel_sleep`.
+    ConsumerCancel,
+    /// `Producer::prepare_sleep_for_space(len)`.
+    ProducerSleep(usize),
+    /// `Producer::prepare_sleep_for_flow_off`.
+    ProducerSleepFlowOff,
+    /// `Producer::cancel_sleep`.
+    ProducerCancel,
+    /// `Producer::poll_flow`.
+    PollFlow,
 }
 
 impl Op {
@@ -55,7 +67,7 @@ impl Op {
                     c.get(1).copied().unwrap_or(0),
                     c.get(2).copied().unwrap_or(0),
                 );
-                match k % 11 {
+                match k % 17 {
                     0 => Op::Send(len(a, b)),
                     1 => Op::SendVectored(vec![len(0, a) / 2, 0, len(0, b) / 2]),
                     2 => Op::ReserveCommit(len(a, b), len(b, a)),
@@ -66,10 +78,25 @@ impl Op {
                     7 => Op::PeekConsume,
                     8 => Op::PeekDrop,
                     9 => Op::Release,
-                    _ => Op::Recv(len(a, b)),
+                    10 => Op::Recv(len(a, b)),
+                    11 => Op::ConsumerSleep,
+                    12 => Op::ConsumerCancel,
+                    13 => Op::ProducerSleep(len(a, b)),
+                    14 => Op::ProducerSleepFlowOff,
+                    15 => Op::ProducerCancel,
+                    _ => Op::PollFlow,
                 }
             })
             .collect()
+    }
+}
+
+/// Takes a sleep flag: `Needed` if it was set.
+fn wake(flag: &mut bool) -> Wake {
+    if std::mem::take(flag) {
+        Wake::Needed
+    } else {
+        Wake::NotNeeded
     }
 }
 
@@ -95,13 +122,22 @@ struct Model {
     pos: u64,
     /// Released head.
     head: u64,
+    /// Position of the ring at the start (positions above are relative to it).
+    base: u64,
+    /// CONSUMER_SLEEPING / PRODUCER_SLEEPING as the protocol leaves them.
+    consumer_sleeping: bool,
+    producer_sleeping: bool,
+    /// Flow control, with the ring's watermarks.
+    flow_on: bool,
+    high: u64,
+    low: u64,
 }
 
 impl Model {
     /// `(frame start, frame end)` of a message of `len` bytes written now.
     fn place(&self, len: usize) -> (u64, u64) {
         let frame = (FRAME_HEADER + len.div_ceil(8) * 8) as u64;
-        let to_end = self.cap - self.tail % self.cap;
+        let to_end = self.cap - self.base.wrapping_add(self.tail) % self.cap;
         let start = if frame <= to_end {
             self.tail
         } else {
@@ -151,6 +187,51 @@ impl Model {
         Ok(())
     }
 
+    /// A publish: wakes a consumer that announced sleep (once), then the flow rule.
+    fn publish(&mut self) -> Published {
+        let wake = if self.tail != self.published {
+            self.published = self.tail;
+            wake(&mut self.consumer_sleeping)
+        } else {
+            Wake::NotNeeded
+        };
+        Published {
+            wake,
+            flow: self.flow(),
+        }
+    }
+
+    /// The hysteresis rule on the exact occupancy (the producer re-reads the head
+    /// whenever its cached one could allow a transition).
+    fn flow(&mut self) -> Option<FlowChange> {
+        let used = self.published - self.head;
+        let change = match self.flow_on {
+            false if used >= self.high => FlowChange::On,
+            true if used <= self.low => FlowChange::Off,
+            _ => return None,
+        };
+        self.flow_on = change == FlowChange::On;
+        Some(change)
+    }
+
+    /// A release: wakes a producer that announced sleep (once).
+    fn release(&mut self) -> Wake {
+        if self.pos == self.head {
+            return Wake::NotNeeded;
+        }
+        self.head = self.pos;
+        wake(&mut self.producer_sleeping)
+    }
+
+    /// An announcement: sleep unless `ready`, setting `flag`.
+    fn announce(ready: bool, flag: &mut bool, wake_peer: Wake) -> SleepCheck {
+        *flag |= !ready;
+        SleepCheck {
+            sleep: !ready,
+            wake_peer,
+        }
+    }
+
     /// The next message visible to the consumer (published, not consumed).
     fn front(&self) -> Option<&(Vec<u8>, u64, u64)> {
         self.queue
@@ -162,34 +243,62 @@ impl Model {
 /// Runs `ops` on a fresh ring of `capacity` bytes and on the model; `Err` describes
 /// the first divergence.
 pub fn run_model(capacity: usize, ops: &[Op]) -> Result<(), String> {
+    run_model_at(capacity, 0, ops)
+}
+
+/// As [`run_model`], on a ring whose creator started its positions at `start` (both
+/// sides attach), so that positions cross 2^64 when `start` is near it.
+pub fn run_model_at(capacity: usize, start: u64, ops: &[Op]) -> Result<(), String> {
     let cfg = Config::new(capacity);
-    let (mut p, mut c) = coroipc_ring::heap::channel(&cfg).map_err(|e| e.to_string())?;
-    let max = max_message_len(capacity);
+    let region = Arc::new(HeapRegion::new(&cfg).map_err(|e| e.to_string())?);
+    // SAFETY: fresh region; the creating handle is dropped at once.
+    drop(unsafe { Producer::create(region.raw(), &cfg) }.map_err(|e| e.to_string())?);
+    for at in [offsets::HEAD, offsets::TAIL] {
+        // SAFETY: inside the region, 8-aligned; no handle is attached yet.
+        unsafe { AtomicU64::from_ptr(region.raw().base().as_ptr().add(at).cast()) }
+            .store(start & !7, Ordering::Relaxed);
+    }
+    // SAFETY: live region, kept alive by the handles.
+    let mut p = unsafe { Producer::attach(region.raw()) }
+        .map_err(|e| e.to_string())?
+        .keep_alive(region.clone());
+    // SAFETY: as above.
+    let mut c = unsafe { Consumer::attach(region.raw()) }
+        .map_err(|e| e.to_string())?
+        .keep_alive(region.clone());
     let mut m = Model {
         cap: capacity as u64,
-        max,
+        max: max_message_len(capacity),
         queue: VecDeque::new(),
         tail: 0,
         published: 0,
         pos: 0,
         head: 0,
+        base: start & !7,
+        consumer_sleeping: false,
+        producer_sleeping: false,
+        flow_on: false,
+        high: cfg.high_watermark as u64,
+        low: cfg.low_watermark as u64,
     };
     for (step, op) in ops.iter().enumerate() {
         let ctx = |what: &str| format!("step {step} {op:?}: {what}");
+        let differ = |real: &dyn std::fmt::Debug, want: &dyn std::fmt::Debug| {
+            Err(ctx(&format!("ring {real:?}, model {want:?}")))
+        };
         match op {
             Op::Send(len) | Op::Stage(len) => {
                 let data = payload(step, *len);
                 let real = if matches!(op, Op::Send(_)) {
-                    p.try_send(&data).map(|_| ())
+                    p.try_send(&data).map(Some)
                 } else {
-                    p.try_stage(&data)
+                    p.try_stage(&data).map(|()| None)
                 };
-                let want = m.write(data);
+                let want = m
+                    .write(data)
+                    .map(|()| matches!(op, Op::Send(_)).then(|| m.publish()));
                 if real != want {
-                    return Err(ctx(&format!("ring {real:?}, model {want:?}")));
-                }
-                if matches!(op, Op::Send(_)) && want.is_ok() {
-                    m.published = m.tail;
+                    return differ(&real, &want);
                 }
             }
             Op::SendVectored(lens) => {
@@ -199,13 +308,10 @@ pub fn run_model(capacity: usize, ops: &[Op]) -> Result<(), String> {
                     .map(|(i, l)| payload(step + i, *l))
                     .collect();
                 let refs: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
-                let real = p.try_send_vectored(&refs).map(|_| ());
-                let want = m.write(parts.concat());
+                let real = p.try_send_vectored(&refs);
+                let want = m.write(parts.concat()).map(|()| m.publish());
                 if real != want {
-                    return Err(ctx(&format!("ring {real:?}, model {want:?}")));
-                }
-                if want.is_ok() {
-                    m.published = m.tail;
+                    return differ(&real, &want);
                 }
             }
             Op::ReserveCommit(len, keep) => {
@@ -213,28 +319,30 @@ pub fn run_model(capacity: usize, ops: &[Op]) -> Result<(), String> {
                 let real = p.try_reserve(*len).map(|mut g| {
                     g.write_at(0, &data);
                     g.truncate(*keep);
-                    let _ = g.commit();
+                    g.commit()
                 });
                 let kept = data[..(*keep).min(*len.min(&data.len()))].to_vec();
                 // The reservation is checked for `len`; the frame committed is `keep`.
-                let want = m.reserve(*len).map(|()| m.write_reserved(*len, kept));
+                let want = m.reserve(*len).map(|()| {
+                    m.write_reserved(*len, kept);
+                    m.publish()
+                });
                 if real != want {
-                    return Err(ctx(&format!("ring {real:?}, model {want:?}")));
-                }
-                if want.is_ok() {
-                    m.published = m.tail;
+                    return differ(&real, &want);
                 }
             }
             Op::ReserveDrop(len) => {
                 let real = p.try_reserve(*len).map(drop);
                 let want = m.reserve(*len);
                 if real != want {
-                    return Err(ctx(&format!("ring {real:?}, model {want:?}")));
+                    return differ(&real, &want);
                 }
             }
             Op::Publish => {
-                let _ = p.publish();
-                m.published = m.tail;
+                let (real, want) = (p.publish(), m.publish());
+                if real != want {
+                    return differ(&real, &want);
+                }
             }
             Op::PeekRelease | Op::PeekConsume | Op::PeekDrop => {
                 let got = c.try_peek().map_err(|e| ctx(&e.to_string()))?;
@@ -249,10 +357,12 @@ pub fn run_model(capacity: usize, ops: &[Op]) -> Result<(), String> {
                         m.pos = m.pos.max(start);
                         match op {
                             Op::PeekRelease => {
-                                let _ = g.release();
                                 m.queue.pop_front();
                                 m.pos = end;
-                                m.head = end;
+                                let (real, want) = (g.release(), m.release());
+                                if real != want {
+                                    return differ(&real, &want);
+                                }
                             }
                             Op::PeekConsume => {
                                 g.consume();
@@ -272,8 +382,10 @@ pub fn run_model(capacity: usize, ops: &[Op]) -> Result<(), String> {
                 }
             }
             Op::Release => {
-                let _ = c.release();
-                m.head = m.pos;
+                let (real, want) = (c.release(), m.release());
+                if real != want {
+                    return differ(&real, &want);
+                }
             }
             Op::Recv(buf_len) => {
                 let mut buf = vec![0u8; *buf_len];
@@ -286,16 +398,73 @@ pub fn run_model(capacity: usize, ops: &[Op]) -> Result<(), String> {
                         }
                         m.queue.pop_front();
                         m.pos = end;
-                        m.head = end;
+                        let want = m.release();
+                        if r.wake != want {
+                            return differ(&r.wake, &want);
+                        }
                     }
                     (Err(PopError::BufferTooSmall { needed }), Some((data, start, _)))
                         if needed == data.len() =>
                     {
                         m.pos = m.pos.max(start);
                     }
-                    (r, w) => return Err(ctx(&format!("ring {r:?}, model {w:?}"))),
+                    (r, w) => return differ(&r, &w),
                 }
             }
+            Op::ConsumerSleep => {
+                let real = c.prepare_sleep().map_err(|e| ctx(&e.to_string()))?;
+                let wake_peer = m.release();
+                let ready = m.published != m.pos;
+                let want = Model::announce(ready, &mut m.consumer_sleeping, wake_peer);
+                if real != want {
+                    return differ(&real, &want);
+                }
+            }
+            Op::ConsumerCancel => {
+                c.cancel_sleep();
+                m.consumer_sleeping = false;
+            }
+            Op::ProducerSleep(len) => {
+                let real = p.prepare_sleep_for_space(*len);
+                let want = if *len > m.max {
+                    Err(PushError::TooLarge {
+                        len: *len,
+                        max: m.max,
+                    })
+                } else {
+                    let wake_peer = m.publish().wake;
+                    let ready = m.frame_end(*len) - m.head <= m.cap;
+                    Ok(Model::announce(ready, &mut m.producer_sleeping, wake_peer))
+                };
+                if real != want {
+                    return differ(&real, &want);
+                }
+            }
+            Op::ProducerSleepFlowOff => {
+                let real = p.prepare_sleep_for_flow_off();
+                let wake_peer = m.publish().wake;
+                let ready = m.published - m.head <= m.low;
+                let want = Ok(Model::announce(ready, &mut m.producer_sleeping, wake_peer));
+                if real != want {
+                    return differ(&real, &want);
+                }
+            }
+            Op::ProducerCancel => {
+                p.cancel_sleep();
+                m.producer_sleeping = false;
+            }
+            Op::PollFlow => {
+                let (real, want) = (p.poll_flow(), Ok(m.flow()));
+                if real != want {
+                    return differ(&real, &want);
+                }
+            }
+        }
+        if p.flow_control() != m.flow_on {
+            return Err(ctx(&format!("flow control {}", p.flow_control())));
+        }
+        if p.position() != m.base.wrapping_add(m.tail) {
+            return Err(ctx("producer position differs"));
         }
     }
     Ok(())
@@ -335,6 +504,7 @@ pub fn run_hostile(capacity: usize, ops: &[Op], garbage: &[u8]) -> Result<(), St
             | Op::Stage(n)
             | Op::ReserveCommit(n, _)
             | Op::ReserveDrop(n)
+            | Op::ProducerSleep(n)
             | Op::Recv(n) => {
                 let r = p.try_send(&payload(step, *n));
                 if producer_dead && !matches!(r, Err(PushError::Corrupt(_))) {
@@ -346,11 +516,20 @@ pub fn run_hostile(capacity: usize, ops: &[Op], garbage: &[u8]) -> Result<(), St
                 let _ = p.prepare_sleep_for_space(*n);
                 p.cancel_sleep();
             }
-            Op::SendVectored(_) | Op::Publish => {
+            Op::SendVectored(_)
+            | Op::Publish
+            | Op::ProducerSleepFlowOff
+            | Op::ProducerCancel
+            | Op::PollFlow => {
                 let _ = p.publish();
                 let _ = p.poll_flow();
             }
-            Op::PeekRelease | Op::PeekConsume | Op::PeekDrop | Op::Release => {
+            Op::PeekRelease
+            | Op::PeekConsume
+            | Op::PeekDrop
+            | Op::Release
+            | Op::ConsumerSleep
+            | Op::ConsumerCancel => {
                 let r = c
                     .try_peek()
                     .map(|g| g.map(|g| (g.to_vec().len(), g.release())));

@@ -5,7 +5,7 @@
 
 use std::sync::{Arc, Condvar, Mutex};
 
-use coroipc_proptest::{run_attached, run_hostile, run_model, Op, Side};
+use coroipc_proptest::{run_attached, run_hostile, run_model, run_model_at, Op, Side};
 use coroipc_ring::heap::{channel, mpsc_channel};
 use coroipc_ring::{max_message_len, Config, PushError};
 use proptest::prelude::*;
@@ -28,6 +28,12 @@ fn op(max: usize) -> impl Strategy<Value = Op> {
         1 => Just(Op::PeekDrop),
         1 => Just(Op::Release),
         3 => (0..=max + 8).prop_map(Op::Recv),
+        1 => Just(Op::ConsumerSleep),
+        1 => Just(Op::ConsumerCancel),
+        1 => len.clone().prop_map(Op::ProducerSleep),
+        1 => Just(Op::ProducerSleepFlowOff),
+        1 => Just(Op::ProducerCancel),
+        1 => Just(Op::PollFlow),
     ]
 }
 
@@ -48,6 +54,12 @@ proptest! {
     #[test]
     fn ring_matches_model((cap, ops) in case()) {
         run_model(cap, &ops).map_err(TestCaseError::fail)?;
+    }
+
+    /// The same from a start position a creator chose near 2^64: positions wrap.
+    #[test]
+    fn ring_matches_model_across_2_64((cap, ops) in case(), back in 0u64..2048) {
+        run_model_at(cap, 0u64.wrapping_sub(back * 8), &ops).map_err(TestCaseError::fail)?;
     }
 
     /// Garbage written into the region between operations: errors, never panics, and
