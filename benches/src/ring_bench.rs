@@ -92,7 +92,9 @@ pub fn coroipc<const N: usize>(n: u64, batch: usize) -> Duration {
                 while taken < batch {
                     match c.try_peek() {
                         Ok(Some(g)) => {
-                            sum = sum.wrapping_add(u64::from(g.as_slice()[N - 1]));
+                            let mut last = [0u8; 1];
+                            g.read_at(N - 1, &mut last);
+                            sum = sum.wrapping_add(u64::from(last[0]));
                             g.consume();
                             taken += 1;
                         }

@@ -5,7 +5,7 @@
 
 use std::sync::{Arc, Condvar, Mutex};
 
-use coroipc_proptest::{run_hostile, run_model, Op};
+use coroipc_proptest::{run_attached, run_hostile, run_model, run_model_at, Op, Side};
 use coroipc_ring::heap::{channel, mpsc_channel};
 use coroipc_ring::{max_message_len, Config, PushError};
 use proptest::prelude::*;
@@ -28,6 +28,12 @@ fn op(max: usize) -> impl Strategy<Value = Op> {
         1 => Just(Op::PeekDrop),
         1 => Just(Op::Release),
         3 => (0..=max + 8).prop_map(Op::Recv),
+        1 => Just(Op::ConsumerSleep),
+        1 => Just(Op::ConsumerCancel),
+        1 => len.clone().prop_map(Op::ProducerSleep),
+        1 => Just(Op::ProducerSleepFlowOff),
+        1 => Just(Op::ProducerCancel),
+        1 => Just(Op::PollFlow),
     ]
 }
 
@@ -50,11 +56,27 @@ proptest! {
         run_model(cap, &ops).map_err(TestCaseError::fail)?;
     }
 
+    /// The same from a start position a creator chose near 2^64: positions wrap.
+    #[test]
+    fn ring_matches_model_across_2_64((cap, ops) in case(), back in 0u64..2048) {
+        run_model_at(cap, 0u64.wrapping_sub(back * 8), &ops).map_err(TestCaseError::fail)?;
+    }
+
     /// Garbage written into the region between operations: errors, never panics, and
     /// corruption is sticky.
     #[test]
     fn hostile_memory_never_panics((cap, ops) in case(), garbage in proptest::collection::vec(any::<u8>(), 0..2000)) {
         run_hostile(cap, &ops, &garbage).map_err(TestCaseError::fail)?;
+    }
+
+    /// Every handle attached to a region a hostile peer made, then run under hostile
+    /// writes: the invariants of `run_attached` hold after every step.
+    #[test]
+    fn attached_to_hostile_peer(
+        side in prop_oneof![Just(Side::Consumer), Just(Side::Producer), Just(Side::Mpsc)],
+        data in proptest::collection::vec(any::<u8>(), 0..1500),
+    ) {
+        run_attached(side, &data).map_err(TestCaseError::fail)?;
     }
 
     /// MPSC driven from one thread behaves like a FIFO with the same sizes.
@@ -146,7 +168,7 @@ proptest! {
         for i in 0..n {
             loop {
                 if let Some(g) = c.try_peek().unwrap() {
-                    let m = g.as_slice();
+                    let m = &g.to_vec()[..];
                     prop_assert_eq!(u32::from_le_bytes(m[..4].try_into().unwrap()), i as u32);
                     prop_assert_eq!(u32::from_le_bytes(m[4..8].try_into().unwrap()), fnv(&m[8..]));
                     if g.release().is_needed() { to_producer.ring(); }

@@ -10,6 +10,7 @@ use crate::error::{AttachError, Corruption, PopError};
 use crate::frame::{decode, Frame};
 use crate::index::{check_start, check_tail};
 use crate::layout::{RawRegion, RingPtrs, FRAME_HEADER, SLEEP_BIT};
+use crate::payload::Payload;
 use crate::producer::ANNOUNCE_ATTEMPTS;
 use crate::signal::{SleepCheck, Wake};
 use crate::sync::Ordering;
@@ -19,7 +20,8 @@ use crate::{Config, Keepalive};
 pub struct Consumer {
     ring: RingPtrs,
     /// Position of the next frame to read. Frames in `head..pos` are consumed but not
-    /// yet released. Invariant: `head <= pos <= cached_tail`, all 8-aligned.
+    /// yet released. Invariant: `head <= pos <= cached_tail` (modulo 2^64, see
+    /// `index.rs`), all 8-aligned.
     pos: u64,
     /// The last value stored into the shared head.
     head: u64,
@@ -31,8 +33,8 @@ pub struct Consumer {
     _keep: Keepalive,
 }
 
-// SAFETY: all shared accesses are atomic or to byte ranges the protocol hands to the
-// consumer; the private state moves with the value.
+// SAFETY: every access to the shared region is atomic (the data area's through
+// `sync::DataArea`), so any thread may make it; the private state moves with the value.
 unsafe impl Send for Consumer {}
 
 impl core::fmt::Debug for Consumer {
@@ -117,6 +119,12 @@ impl Consumer {
         self.ring.geometry.max_payload
     }
 
+    /// The position of the next frame this consumer reads: a byte count modulo 2^64
+    /// (for diagnostics and tests; it only moves forward).
+    pub fn position(&self) -> u64 {
+        self.pos
+    }
+
     /// The corruption that killed this ring, if one was seen.
     pub fn corruption(&self) -> Option<Corruption> {
         self.poisoned
@@ -132,7 +140,7 @@ impl Consumer {
     pub fn pending_bytes(&mut self) -> Result<usize, PopError> {
         self.check_poison()?;
         self.refresh_tail()?;
-        Ok((self.cached_tail - self.head) as usize)
+        Ok(self.cached_tail.wrapping_sub(self.head) as usize)
     }
 
     #[inline]
@@ -232,8 +240,7 @@ impl Consumer {
         let Some(grant) = self.try_peek()? else {
             return Ok(None);
         };
-        let mut out = alloc::vec![0; grant.len()];
-        grant.read_into(&mut out);
+        let out = grant.to_vec();
         Ok(Some((out, grant.release())))
     }
 
@@ -256,7 +263,7 @@ impl Consumer {
 
     /// Bytes consumed and not yet released.
     pub fn consumed_bytes(&self) -> usize {
-        (self.pos - self.head) as usize
+        self.pos.wrapping_sub(self.head) as usize
     }
 
     /// Announces that this consumer is about to sleep until a message arrives.
@@ -337,37 +344,67 @@ impl ReadGrant<'_> {
         self.len == 0
     }
 
-    fn payload_offset(&self) -> usize {
-        self.consumer.ring.geometry.offset(self.frame_pos) + FRAME_HEADER
+    fn payload(&self) -> Payload {
+        Payload {
+            data: self.consumer.ring.data,
+            offset: self.consumer.ring.geometry.offset(self.frame_pos) + FRAME_HEADER,
+            len: self.len,
+        }
     }
 
     /// Copies the payload (or its first `dst.len()` bytes) into `dst`.
+    ///
+    /// The copy is made with atomic word loads: a hostile producer rewriting the bytes
+    /// meanwhile changes what is copied, never the soundness of this process. Parse
+    /// the copy, which cannot change under you.
     pub fn read_into(&self, dst: &mut [u8]) {
         let n = dst.len().min(self.len);
-        // SAFETY: the payload lies inside the data area, published to us (invariant).
-        unsafe {
-            self.consumer
-                .ring
-                .data
-                .read(self.payload_offset(), &mut dst[..n])
-        };
+        self.payload().read_at(0, &mut dst[..n]);
     }
 
-    /// The payload, in shared memory.
+    /// Copies the payload bytes `at..at + dst.len()` into `dst` (as
+    /// [`read_into`](ReadGrant::read_into)).
     ///
-    /// The bytes are as the producer wrote them; a hostile producer could change them
-    /// while they are being read, so validate what you parse from them once, from a copy
-    /// if it matters.
+    /// # Panics
+    /// If the range exceeds the payload (a caller bug).
+    pub fn read_at(&self, at: usize, dst: &mut [u8]) {
+        self.payload().read_at(at, dst);
+    }
+
+    /// The payload, copied into a new `Vec`.
+    #[cfg(feature = "alloc")]
+    pub fn to_vec(&self) -> alloc::vec::Vec<u8> {
+        let mut out = alloc::vec![0; self.len];
+        self.read_into(&mut out);
+        out
+    }
+
+    /// The payload in place, in shared memory (zero copy).
+    ///
+    /// # Safety
+    /// The producer must be trusted not to write these bytes while the slice lives
+    /// (the protocol says it does not, until the message is released; a hostile or
+    /// buggy producer could, which would be a data race: undefined behaviour, and a
+    /// slice whose contents change after you checked them). With an untrusted
+    /// producer use [`read_into`](ReadGrant::read_into), [`read_at`](ReadGrant::read_at)
+    /// or [`to_vec`](ReadGrant::to_vec).
+    #[cfg(not(loom))]
+    pub unsafe fn as_slice_trusted(&self) -> &[u8] {
+        // SAFETY: the payload is a validated frame inside the data area, which lives
+        // as long as the consumer borrowed by `self`; not written meanwhile (contract).
+        unsafe { self.payload().slice() }
+    }
+
+    /// Unsound against a hostile producer; use [`as_slice_trusted`] or a copy.
+    ///
+    /// [`as_slice_trusted`]: ReadGrant::as_slice_trusted
+    // Removed once ipc migrates (issue 12)
+    #[doc(hidden)]
     #[cfg(not(loom))]
     pub fn as_slice(&self) -> &[u8] {
-        // SAFETY: the payload range is inside the data area (invariant) and the
-        // producer will not reuse it until we release it.
-        unsafe {
-            core::slice::from_raw_parts(
-                self.consumer.ring.data.ptr_at(self.payload_offset()),
-                self.len,
-            )
-        }
+        // SAFETY: NOT upheld against a hostile producer: this safe wrapper is the
+        // unsoundness issue 12 removes, kept only until `ipc` migrates.
+        unsafe { self.as_slice_trusted() }
     }
 
     /// Consumes the message and releases it (with everything consumed before it).

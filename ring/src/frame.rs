@@ -35,8 +35,9 @@ pub(crate) enum Frame {
 }
 
 /// Decodes the header `word` found at `position`, where `tail` is the validated end
-/// of published data. Never trusts the word: the returned frame lies inside
-/// `position..=tail` and inside the data area, or an error says why not.
+/// of published data (`position` is at most `capacity` bytes before it, modulo 2^64).
+/// Never trusts the word: the returned frame lies inside `position..=tail` and inside
+/// the data area, or an error says why not.
 #[inline(always)]
 pub(crate) fn decode(
     geo: &Geometry,
@@ -48,12 +49,12 @@ pub(crate) fn decode(
     let len = word as u32;
     // Fast path: a message that lies inside the data area and below the tail.
     if tag == TAG_MSG && len as usize <= geo.max_payload {
-        let end = position + (FRAME_HEADER + padded(len as usize)) as u64;
-        let fits_area = geo.offset(position) as u64 + (end - position) <= geo.capacity;
-        if fits_area && end <= tail {
+        let frame = (FRAME_HEADER + padded(len as usize)) as u64;
+        let fits_area = geo.offset(position) as u64 + frame <= geo.capacity;
+        if fits_area && frame <= tail.wrapping_sub(position) {
             return Ok(Frame::Message {
                 len: len as usize,
-                end,
+                end: position.wrapping_add(frame),
             });
         }
     }
@@ -91,10 +92,10 @@ fn decode_slow(
         }
         other => return Err(Corruption::BadFrameTag(other)),
     };
-    let end = position + frame;
-    if end > tail {
+    if frame > tail.wrapping_sub(position) {
         return Err(Corruption::BadFrameLength(len));
     }
+    let end = position.wrapping_add(frame);
     Ok(if is_message {
         Frame::Message {
             len: len as usize,

@@ -1,4 +1,20 @@
-//! Validation of the peer's index, read from shared memory.
+//! Positions, and validation of the peer's index read from shared memory.
+//!
+//! # Positions are modulo 2^64
+//!
+//! A position is a byte count modulo 2^64: every addition is `wrapping_add`, and
+//! positions are never compared with `<`/`>` but through their wrapping difference,
+//! which the protocol keeps small (every valid position lies within `capacity <= 2^31`
+//! bytes of the side's own index). So no position arithmetic can overflow, whatever a
+//! creator wrote into the header at attach (a hostile creator may start the ring at
+//! `2^64 - 16`) and however fast a hostile producer drives the consumer forward with
+//! skip frames (about `capacity` bytes per step: 2^64 is minutes away, not decades).
+//! The alternative, rejecting large positions at attach, would have left that second
+//! path open and would kill a long-lived ring after 2^63 bytes.
+//!
+//! The hot path pays nothing for it: a wrapping add or subtract is the same instruction
+//! as a plain one, and each bound check is one subtraction and one comparison, as
+//! before. The window checks below (on the refresh path only) classify any 64-bit word.
 //!
 //! Each side trusts only its private copy of its own index and of the last peer index
 //! it validated. A freshly read peer index must be 8-aligned (bit 0 is the sleep flag),
@@ -7,11 +23,47 @@
 use crate::error::Corruption;
 use crate::layout::{MISALIGN_BITS, SLEEP_BIT};
 
+/// Forward distance from `from` to `to`, or 0 if `to` is behind `from` (modulo 2^64,
+/// "behind" meaning less than 2^63 bytes behind).
+#[inline]
+pub(crate) fn ahead(to: u64, from: u64) -> u64 {
+    let d = to.wrapping_sub(from);
+    if is_negative(d) {
+        0
+    } else {
+        d
+    }
+}
+
+/// True if `a` is strictly behind `b` (modulo 2^64).
+#[inline]
+pub(crate) fn is_before(a: u64, b: u64) -> bool {
+    is_negative(a.wrapping_sub(b))
+}
+
+#[inline]
+fn is_negative(d: u64) -> bool {
+    d >> 63 != 0
+}
+
+/// Checks that `now` lies in the window `previous ..= previous + room` (modulo 2^64).
+#[inline]
+fn check_window(now: u64, previous: u64, room: u64) -> Result<u64, Corruption> {
+    let forward = now.wrapping_sub(previous);
+    if is_negative(forward) {
+        return Err(Corruption::IndexWentBackwards { previous, now });
+    }
+    if forward > room {
+        return Err(Corruption::IndexOutOfRange(now));
+    }
+    Ok(now)
+}
+
 /// Validates a `tail` word read by the consumer.
 ///
 /// `previous` is the last validated tail, `head` the consumer's last released
-/// position (`head <= previous`). The producer may publish at most `capacity` bytes
-/// beyond `head`.
+/// position (`head <= previous <= head + capacity`). The producer may publish at most
+/// `capacity` bytes beyond `head`.
 #[inline]
 pub(crate) fn check_tail(
     raw: u64,
@@ -22,50 +74,36 @@ pub(crate) fn check_tail(
     if raw & MISALIGN_BITS != 0 {
         return Err(Corruption::MisalignedIndex(raw));
     }
-    let tail = raw & !SLEEP_BIT;
-    if tail < previous {
-        return Err(Corruption::IndexWentBackwards {
-            previous,
-            now: tail,
-        });
-    }
-    // `tail >= previous >= head`, so this cannot underflow.
-    if tail - head > capacity {
-        return Err(Corruption::IndexOutOfRange(tail));
-    }
-    Ok(tail)
+    // `previous - head <= capacity <= 2^31`: the room cannot underflow.
+    let room = capacity - previous.wrapping_sub(head);
+    check_window(raw & !SLEEP_BIT, previous, room)
 }
 
 /// Validates a `head` word read by a producer.
 ///
 /// `previous` is the last validated head, `published` the producer's last published
-/// tail: the consumer cannot have released what it was never shown.
+/// tail (`previous <= published <= previous + capacity`): the consumer cannot have
+/// released what it was never shown.
 #[inline]
 pub(crate) fn check_head(raw: u64, previous: u64, published: u64) -> Result<u64, Corruption> {
     if raw & MISALIGN_BITS != 0 {
         return Err(Corruption::MisalignedIndex(raw));
     }
-    let head = raw & !SLEEP_BIT;
-    if head < previous {
-        return Err(Corruption::IndexWentBackwards {
-            previous,
-            now: head,
-        });
-    }
-    if head > published {
-        return Err(Corruption::IndexOutOfRange(head));
-    }
-    Ok(head)
+    check_window(raw & !SLEEP_BIT, previous, published.wrapping_sub(previous))
 }
 
-/// Validates the starting indices found when attaching to an existing ring.
+/// Validates the starting indices found when attaching to an existing ring: any
+/// aligned head, and a tail at most `capacity` bytes after it.
 #[inline]
 pub(crate) fn check_start(
     head_raw: u64,
     tail_raw: u64,
     capacity: u64,
 ) -> Result<(u64, u64), Corruption> {
-    let head = check_head(head_raw, 0, u64::MAX)?;
+    if head_raw & MISALIGN_BITS != 0 {
+        return Err(Corruption::MisalignedIndex(head_raw));
+    }
+    let head = head_raw & !SLEEP_BIT;
     let tail = check_tail(tail_raw, head, head, capacity)?;
     Ok((head, tail))
 }
@@ -109,5 +147,42 @@ mod tests {
             })
         );
         assert_eq!(check_head(4, 0, 16), Err(Corruption::MisalignedIndex(4)));
+    }
+
+    #[test]
+    fn windows_wrap_modulo_2_64() {
+        let near = 0u64.wrapping_sub(16);
+        assert_eq!(
+            check_start(near, near.wrapping_add(8), 64),
+            Ok((near, near + 8))
+        );
+        assert_eq!(check_start(near, 48, 64), Ok((near, 48)), "tail past 2^64");
+        assert_eq!(
+            check_start(near, 56, 64),
+            Err(Corruption::IndexOutOfRange(56))
+        );
+        assert_eq!(
+            check_start(near, near - 8, 64),
+            Err(Corruption::IndexWentBackwards {
+                previous: near,
+                now: near - 8
+            })
+        );
+        assert_eq!(check_tail(8, near, near, 64), Ok(8));
+        assert_eq!(check_head(8, near, 16), Ok(8));
+        assert_eq!(
+            check_head(24, near, 16),
+            Err(Corruption::IndexOutOfRange(24))
+        );
+        assert_eq!(ahead(8, near), 24);
+        assert_eq!(ahead(near, 8), 0);
+        assert!(is_before(near, 8));
+        assert!(!is_before(8, near));
+        // Every word is classified, none panics.
+        for raw in [0, 1, 8, u64::MAX, u64::MAX - 7, 1 << 63, (1 << 63) - 8] {
+            let _ = check_tail(raw, near, near, 1 << 31);
+            let _ = check_head(raw, near, near.wrapping_add(1 << 31));
+            let _ = check_start(raw, raw, 1 << 31);
+        }
     }
 }

@@ -10,8 +10,8 @@
 //! ```
 //!
 //! Each index lives on its own 128-byte line (two 64-byte lines, so adjacent-line
-//! prefetch cannot couple them). Indices are monotonically increasing byte positions;
-//! `position & (capacity - 1)` is the offset in the data area.
+//! prefetch cannot couple them). Indices are byte positions modulo 2^64 (see
+//! `index.rs`); `position & (capacity - 1)` is the offset in the data area.
 
 use core::ptr::NonNull;
 
@@ -221,9 +221,10 @@ impl Geometry {
         let frame = (FRAME_HEADER + padded(len)) as u64;
         let to_end = self.capacity - (position & self.mask);
         if frame <= to_end {
-            (position, position + frame)
+            (position, position.wrapping_add(frame))
         } else {
-            (position + to_end, position + to_end + frame)
+            let at = position.wrapping_add(to_end);
+            (at, at.wrapping_add(frame))
         }
     }
 }

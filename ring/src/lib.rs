@@ -38,6 +38,7 @@ pub mod heap;
 mod index;
 mod layout;
 mod mpsc;
+mod payload;
 mod producer;
 pub mod signal;
 mod sync;

@@ -16,8 +16,9 @@
 
 use crate::error::{AttachError, Corruption, PushError};
 use crate::frame::{encode, TAG_MSG, TAG_PAD, TAG_SKIP};
-use crate::index::{check_head, check_start};
+use crate::index::{ahead, check_head, check_start, is_before};
 use crate::layout::{Config, RawRegion, RingPtrs, FRAME_HEADER, SLEEP_BIT};
+use crate::payload::Payload;
 use crate::producer::ANNOUNCE_ATTEMPTS;
 use crate::signal::{FlowChange, Published, SleepCheck, Wake};
 use crate::sync::{AtomicU32, AtomicU64, Ordering, TurnWait};
@@ -27,7 +28,8 @@ use crate::Keepalive;
 /// `Arc` or by reference).
 pub struct MpscProducer {
     ring: RingPtrs,
-    /// Next position to claim. Invariant: `turn <= claim`, `claim - cached_head <= capacity`.
+    /// Next position to claim. Invariant (modulo 2^64, see `index.rs`): `turn <= claim`,
+    /// `claim - cached_head <= capacity`.
     claim: AtomicU64,
     /// Start of the next claim allowed to publish; claims publish in order.
     turn: AtomicU64,
@@ -45,8 +47,9 @@ pub struct MpscProducer {
     _keep: Keepalive,
 }
 
-// SAFETY: producers coordinate through the private atomics above; each writes only the
-// byte range it claimed with a successful CAS, so no two threads write the same bytes.
+// SAFETY: producers coordinate through the private atomics above; every access to the
+// shared region is atomic, and each producer writes only the words it claimed with a
+// successful CAS (frames are 8-aligned), so no two producers write the same word.
 unsafe impl Send for MpscProducer {}
 // SAFETY: as above; all methods take `&self` and synchronise through atomics.
 unsafe impl Sync for MpscProducer {}
@@ -126,6 +129,12 @@ impl MpscProducer {
         self.flow_on.load(Ordering::Relaxed) != 0
     }
 
+    /// The position after the last frame claimed by the group: a byte count modulo
+    /// 2^64 (for diagnostics and tests; it only moves forward).
+    pub fn position(&self) -> u64 {
+        self.claim.load(Ordering::Relaxed)
+    }
+
     /// True once any call found the ring corrupt.
     pub fn is_corrupt(&self) -> bool {
         self.poisoned.load(Ordering::Relaxed) != 0
@@ -143,10 +152,28 @@ impl MpscProducer {
         let published = self.published.load(Ordering::Acquire);
         match check_head(raw, previous, published) {
             Ok(head) => {
-                self.cached_head.fetch_max(head, Ordering::AcqRel);
+                self.raise_cached_head(head);
                 Ok(head)
             }
             Err(c) => Err(self.poison(c)),
+        }
+    }
+
+    /// Moves the shared cached head forward to `head` (a modular `fetch_max`: positions
+    /// wrap, so the numeric maximum would be wrong). Each failed CAS saw the value move
+    /// forward, so the loop is bounded.
+    fn raise_cached_head(&self, head: u64) {
+        let mut current = self.cached_head.load(Ordering::Acquire);
+        while is_before(current, head) {
+            match self.cached_head.compare_exchange(
+                current,
+                head,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => break,
+                Err(now) => current = now,
+            }
         }
     }
 
@@ -169,7 +196,7 @@ impl MpscProducer {
             let (frame_pos, end) = geo.place(claim, len);
             let head = self.cached_head.load(Ordering::Acquire);
             // A stale `claim` can be behind a head released since: reload and retry.
-            if head > claim || end - head > geo.capacity {
+            if is_before(claim, head) || end.wrapping_sub(head) > geo.capacity {
                 let fresh = self.claim.load(Ordering::Relaxed);
                 if fresh != claim {
                     claim = fresh;
@@ -188,7 +215,7 @@ impl MpscProducer {
             {
                 Ok(_) => {
                     if frame_pos != claim {
-                        let pad = (frame_pos - claim) as usize - FRAME_HEADER;
+                        let pad = frame_pos.wrapping_sub(claim) as usize - FRAME_HEADER;
                         // SAFETY: `claim..end` is ours (won CAS) and free (head check);
                         // the padding header is its first word.
                         unsafe {
@@ -261,11 +288,11 @@ impl MpscProducer {
         let on = self.flow_on.load(Ordering::Relaxed) != 0;
         let published = self.published.load(Ordering::Acquire);
         let cached = self.cached_head.load(Ordering::Acquire);
-        if !on && !force_refresh && published.saturating_sub(cached) < geo.high {
+        if !on && !force_refresh && ahead(published, cached) < geo.high {
             return None;
         }
         let head = self.refresh_head().ok()?;
-        let change = geo.flow_transition(on, published.saturating_sub(head))?;
+        let change = geo.flow_transition(on, ahead(published, head))?;
         let (from, to) = if change == FlowChange::On {
             (0, 1)
         } else {
@@ -290,6 +317,9 @@ impl MpscProducer {
     /// Announces that the calling thread is about to sleep until a message of `len`
     /// bytes fits; see [`Producer::prepare_sleep_for_space`](crate::Producer::prepare_sleep_for_space).
     pub fn prepare_sleep_for_space(&self, len: usize) -> Result<SleepCheck, PushError> {
+        if self.is_corrupt() {
+            return Err(PushError::Corrupt(Corruption::Earlier));
+        }
         let geo = self.ring.geometry;
         if len > geo.max_payload {
             return Err(PushError::TooLarge {
@@ -299,14 +329,14 @@ impl MpscProducer {
         }
         let claim = self.claim.load(Ordering::Relaxed);
         let (_, end) = geo.place(claim, len);
-        self.announce(|head| end.saturating_sub(head) <= geo.capacity)
+        self.announce(|head| ahead(end, head) <= geo.capacity)
     }
 
     /// Announces sleep until occupancy falls to the low watermark.
     pub fn prepare_sleep_for_flow_off(&self) -> Result<SleepCheck, PushError> {
         let low = self.ring.geometry.low;
         let published = self.published.load(Ordering::Acquire);
-        self.announce(|head| published.saturating_sub(head) <= low)
+        self.announce(|head| ahead(published, head) <= low)
     }
 
     fn announce(&self, ready: impl Fn(u64) -> bool) -> Result<SleepCheck, PushError> {
@@ -319,7 +349,7 @@ impl MpscProducer {
             let raw = head_word.load(Ordering::Acquire);
             let published = self.published.load(Ordering::Acquire);
             let head = check_head(raw, previous, published).map_err(|c| self.poison(c))?;
-            self.cached_head.fetch_max(head, Ordering::AcqRel);
+            self.raise_cached_head(head);
             if ready(head) {
                 return Ok(SleepCheck {
                     sleep: false,
@@ -381,39 +411,52 @@ impl MpscGrant<'_> {
         self.len == 0
     }
 
-    fn payload_offset(&self) -> usize {
-        self.producer.ring.geometry.offset(self.frame_pos) + FRAME_HEADER
+    fn payload(&self) -> Payload {
+        Payload {
+            data: self.producer.ring.data,
+            offset: self.producer.ring.geometry.offset(self.frame_pos) + FRAME_HEADER,
+            len: self.len,
+        }
     }
 
-    /// Copies `src` into the payload at byte `at`.
+    /// Copies `src` into the payload at byte `at` (atomic word stores: sound even if a
+    /// hostile consumer writes the same bytes).
     ///
     /// # Panics
     /// If `at + src.len()` exceeds the reserved length (a caller bug).
     pub fn write_at(&mut self, at: usize, src: &[u8]) {
-        let end = at.checked_add(src.len());
-        assert!(
-            end.is_some_and(|e| e <= self.len),
-            "write past the reserved length"
-        );
-        // SAFETY: the payload is exclusively ours (invariant); the write stays inside.
-        unsafe {
-            self.producer
-                .ring
-                .data
-                .write(self.payload_offset() + at, src)
-        };
+        self.payload().write_at(at, src);
     }
 
-    /// The payload as a mutable slice of shared memory.
+    /// Sets every payload byte to `byte`.
+    pub fn fill(&mut self, byte: u8) {
+        self.payload().fill(byte);
+    }
+
+    /// The payload as a mutable slice of shared memory (zero copy).
+    ///
+    /// # Safety
+    /// As for [`WriteGrant::as_mut_slice_trusted`](crate::WriteGrant::as_mut_slice_trusted):
+    /// the consumer must be trusted not to touch these bytes while the slice lives.
+    #[cfg(not(loom))]
+    pub unsafe fn as_mut_slice_trusted(&mut self) -> &mut [u8] {
+        // SAFETY: the claim is exclusively ours until published (won CAS; grant
+        // invariant), inside a region that outlives the borrow of `self`; `&mut self`
+        // makes the slice unique; the consumer keeps off it (contract).
+        unsafe { self.payload().slice_mut() }
+    }
+
+    /// Unsound against a hostile consumer; use [`as_mut_slice_trusted`] or
+    /// [`write_at`](MpscGrant::write_at).
+    ///
+    /// [`as_mut_slice_trusted`]: MpscGrant::as_mut_slice_trusted
+    // Removed once ipc migrates (issue 12)
+    #[doc(hidden)]
     #[cfg(not(loom))]
     pub fn as_mut_slice(&mut self) -> &mut [u8] {
-        // SAFETY: the payload range is exclusively ours until published (invariant).
-        unsafe {
-            core::slice::from_raw_parts_mut(
-                self.producer.ring.data.ptr_at(self.payload_offset()),
-                self.len,
-            )
-        }
+        // SAFETY: NOT upheld against a hostile consumer: this safe wrapper is the
+        // unsoundness issue 12 removes, kept only until `ipc` migrates.
+        unsafe { self.as_mut_slice_trusted() }
     }
 
     /// Shrinks the message to `len` bytes (the rest of the claim is still published,
@@ -435,8 +478,8 @@ impl MpscGrant<'_> {
                 .ring
                 .data
                 .store_word(geo.offset(self.frame_pos), encode(tag, self.len as u32));
-            if msg_end < self.end {
-                let rest = (self.end - msg_end) as usize - FRAME_HEADER;
+            if msg_end != self.end {
+                let rest = self.end.wrapping_sub(msg_end) as usize - FRAME_HEADER;
                 self.producer
                     .ring
                     .data

@@ -12,6 +12,7 @@ use crate::error::{AttachError, Corruption, PushError};
 use crate::frame::{encode, TAG_MSG, TAG_PAD};
 use crate::index::{check_head, check_start};
 use crate::layout::{Config, RawRegion, RingPtrs, FRAME_HEADER, SLEEP_BIT};
+use crate::payload::Payload;
 use crate::signal::{FlowChange, Published, SleepCheck, Wake};
 use crate::sync::Ordering;
 use crate::Keepalive;
@@ -26,7 +27,8 @@ pub(crate) const ANNOUNCE_ATTEMPTS: u32 = 8;
 pub struct Producer {
     ring: RingPtrs,
     /// Next write position. Frames in `published..tail` are staged (written, not yet
-    /// visible). Invariant: `tail - cached_head <= capacity`, `tail % 8 == 0`.
+    /// visible). Invariant: `tail - cached_head <= capacity`, `tail % 8 == 0` (positions
+    /// and their differences are modulo 2^64, see `index.rs`).
     tail: u64,
     /// The last value stored into the shared tail. Invariant:
     /// `cached_head <= published <= tail`.
@@ -40,8 +42,8 @@ pub struct Producer {
     _keep: Keepalive,
 }
 
-// SAFETY: the producer owns its private state; the shared region is only accessed
-// through atomics and owned byte ranges, from whichever single thread holds it.
+// SAFETY: the producer owns its private state; every access to the shared region is
+// atomic (the data area's through `sync::DataArea`), so any single thread may make it.
 unsafe impl Send for Producer {}
 
 impl core::fmt::Debug for Producer {
@@ -119,6 +121,12 @@ impl Producer {
         self.ring.geometry.max_payload
     }
 
+    /// The position after the last frame this producer wrote (staged or published): a
+    /// byte count modulo 2^64 (for diagnostics and tests; it only moves forward).
+    pub fn position(&self) -> u64 {
+        self.tail
+    }
+
     /// The corruption that killed this ring, if one was seen.
     pub fn corruption(&self) -> Option<Corruption> {
         self.poisoned
@@ -126,7 +134,7 @@ impl Producer {
 
     /// Bytes occupied as of the last head this producer read (an over-estimate).
     pub fn used_bytes(&self) -> usize {
-        (self.tail - self.cached_head) as usize
+        self.tail.wrapping_sub(self.cached_head) as usize
     }
 
     /// Whether this producer is in flow control (occupancy reached the high watermark
@@ -179,14 +187,14 @@ impl Producer {
             });
         }
         let (frame_pos, end) = geo.place(self.tail, len);
-        if end - self.cached_head > geo.capacity {
+        if end.wrapping_sub(self.cached_head) > geo.capacity {
             let head = self.refresh_head()?;
-            if end - head > geo.capacity {
+            if end.wrapping_sub(head) > geo.capacity {
                 return Err(PushError::Full);
             }
         }
         if frame_pos != self.tail {
-            let pad = (frame_pos - self.tail) as usize - FRAME_HEADER;
+            let pad = frame_pos.wrapping_sub(self.tail) as usize - FRAME_HEADER;
             // SAFETY: `tail..end` is free space (checked against head above) inside the
             // data area, and `tail` is 8-aligned, so the padding header fits there.
             unsafe {
@@ -239,8 +247,9 @@ impl Producer {
     pub fn try_stage(&mut self, msg: &[u8]) -> Result<(), PushError> {
         let (frame_pos, end) = self.place_frame(msg.len())?;
         let offset = self.ring.geometry.offset(frame_pos);
-        // SAFETY: `frame_pos..end` is free space owned by this producer, contiguous in
-        // the data area (`place_frame`), holding the header word and `msg`.
+        // SAFETY: `frame_pos..end` lies inside the data area, contiguous
+        // (`place_frame`), and holds the header word and `msg`; it is free space this
+        // producer owns, so a correct consumer does not read it yet.
         unsafe {
             self.ring.data.write(offset + FRAME_HEADER, msg);
             self.ring
@@ -253,7 +262,7 @@ impl Producer {
 
     /// Bytes staged and not yet published.
     pub fn staged_bytes(&self) -> usize {
-        (self.tail - self.published) as usize
+        self.tail.wrapping_sub(self.published) as usize
     }
 
     /// Publishes every staged message with one Release `swap` of the shared tail and
@@ -275,7 +284,7 @@ impl Producer {
         };
         let geo = self.ring.geometry;
         let mut flow = None;
-        let cached_used = self.published - self.cached_head;
+        let cached_used = self.published.wrapping_sub(self.cached_head);
         // The cached head over-estimates occupancy, so a transition to "on" is only
         // possible when the cached value says so; "off" needs a fresh head.
         if self.flow_on || cached_used >= geo.high {
@@ -291,7 +300,7 @@ impl Producer {
         let change = self
             .ring
             .geometry
-            .flow_transition(self.flow_on, self.published - head)?;
+            .flow_transition(self.flow_on, self.published.wrapping_sub(head))?;
         self.flow_on = change == FlowChange::On;
         self.ring
             .header()
@@ -325,7 +334,7 @@ impl Producer {
         }
         let wake_peer = self.publish().wake;
         let (_, end) = geo.place(self.tail, len);
-        self.announce(wake_peer, |head| end - head <= geo.capacity)
+        self.announce(wake_peer, |head| end.wrapping_sub(head) <= geo.capacity)
     }
 
     /// Announces that this producer is about to sleep until occupancy falls to the low
@@ -334,7 +343,7 @@ impl Producer {
         self.check_poison()?;
         let wake_peer = self.publish().wake;
         let (published, low) = (self.published, self.ring.geometry.low);
-        self.announce(wake_peer, |head| published - head <= low)
+        self.announce(wake_peer, |head| published.wrapping_sub(head) <= low)
     }
 
     fn announce(
@@ -408,42 +417,55 @@ impl WriteGrant<'_> {
         self.len == 0
     }
 
-    fn payload_offset(&self) -> usize {
-        self.producer.ring.geometry.offset(self.frame_pos) + FRAME_HEADER
+    fn payload(&self) -> Payload {
+        Payload {
+            data: self.producer.ring.data,
+            offset: self.producer.ring.geometry.offset(self.frame_pos) + FRAME_HEADER,
+            len: self.len,
+        }
     }
 
-    /// Copies `src` into the payload at byte `at`.
+    /// Copies `src` into the payload at byte `at` (atomic word stores: sound even if a
+    /// hostile consumer writes the same bytes).
     ///
     /// # Panics
     /// If `at + src.len()` exceeds the reserved length (a caller bug).
     pub fn write_at(&mut self, at: usize, src: &[u8]) {
-        let end = at.checked_add(src.len());
-        assert!(
-            end.is_some_and(|e| e <= self.len),
-            "write past the reserved length"
-        );
-        // SAFETY: the payload range is owned free space inside the data area (grant
-        // invariant) and the write stays inside it (asserted).
-        unsafe {
-            self.producer
-                .ring
-                .data
-                .write(self.payload_offset() + at, src)
-        };
+        self.payload().write_at(at, src);
     }
 
-    /// The payload as a mutable slice of shared memory.
+    /// Sets every payload byte to `byte`.
+    pub fn fill(&mut self, byte: u8) {
+        self.payload().fill(byte);
+    }
+
+    /// The payload as a mutable slice of shared memory (zero copy).
+    ///
+    /// # Safety
+    /// The consumer must be trusted not to read or write these bytes while the slice
+    /// lives (the protocol says it does not touch them before they are published; a
+    /// hostile or buggy consumer could, which would be a data race: undefined
+    /// behaviour). With an untrusted consumer use [`write_at`](WriteGrant::write_at)
+    /// or [`fill`](WriteGrant::fill).
+    #[cfg(not(loom))]
+    pub unsafe fn as_mut_slice_trusted(&mut self) -> &mut [u8] {
+        // SAFETY: the payload is free space this producer owns until it publishes
+        // (grant invariant), inside a region that outlives the borrow of `self`;
+        // `&mut self` makes the slice unique; the consumer keeps off it (contract).
+        unsafe { self.payload().slice_mut() }
+    }
+
+    /// Unsound against a hostile consumer; use [`as_mut_slice_trusted`] or
+    /// [`write_at`](WriteGrant::write_at).
+    ///
+    /// [`as_mut_slice_trusted`]: WriteGrant::as_mut_slice_trusted
+    // Removed once ipc migrates (issue 12)
+    #[doc(hidden)]
     #[cfg(not(loom))]
     pub fn as_mut_slice(&mut self) -> &mut [u8] {
-        // SAFETY: the payload range is free space this producer owns exclusively until
-        // it publishes (grant invariant); the consumer does not read it before then.
-        // A hostile consumer writing it anyway can only garble its own messages.
-        unsafe {
-            core::slice::from_raw_parts_mut(
-                self.producer.ring.data.ptr_at(self.payload_offset()),
-                self.len,
-            )
-        }
+        // SAFETY: NOT upheld against a hostile consumer: this safe wrapper is the
+        // unsoundness issue 12 removes, kept only until `ipc` migrates.
+        unsafe { self.as_mut_slice_trusted() }
     }
 
     /// Shrinks the message to `len` bytes (no-op if `len` is not smaller).

@@ -5,9 +5,10 @@
 //! (the approach of tokio's and thingbuf's `loom` shims).
 //!
 //! The data area is the one place where the two builds differ in representation:
-//! production sees plain bytes (so zero-copy slices and `memcpy` work), while loom
-//! sees one tracked [`loom::cell::UnsafeCell`] per 8-byte word, so a payload read
-//! that is not ordered after its write is reported as a causality violation.
+//! production sees 8-byte words, every one accessed only through a `Relaxed`
+//! `AtomicU64` (a hostile peer writing them concurrently cannot cause a data race),
+//! while loom sees one tracked [`loom::cell::UnsafeCell`] per 8-byte word, so a payload
+//! read that is not ordered after its write is reported as a causality violation.
 
 #[cfg(loom)]
 pub(crate) use loom::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -98,7 +99,23 @@ mod data {
     ///
     /// Invariant: `base` is valid for reads and writes of `len` bytes for as long as
     /// the owning handle lives (guaranteed by the unsafe constructors of the handles),
-    /// and is 8-byte aligned.
+    /// is 8-byte aligned, and `len` is a multiple of 8.
+    ///
+    /// # Every access is an 8-byte atomic
+    ///
+    /// The peer may write any byte of the area at any moment (it is hostile, or merely
+    /// buggy), so this side must never make a non-atomic access to it: that would be a
+    /// data race, and the compiler may fetch a plain load twice or not at all (the
+    /// double-fetch pattern). Every access this module makes, to frame headers and
+    /// payload bytes alike, is therefore a `Relaxed` load or store of the aligned
+    /// `AtomicU64` that contains the bytes; a partial word is read whole, or read,
+    /// merged and stored whole (only in words this side owns). One kind and size of
+    /// access on every word also suits Miri's weak-memory emulation (which failed on
+    /// the earlier mix of atomic header stores and plain payload copies).
+    /// The only non-atomic views are the `unsafe` `*_trusted` slices of the grants,
+    /// whose callers promise that the peer does not write those bytes meanwhile.
+    /// What is read is then only ever a value the peer chose: the ring validates
+    /// headers and never decides anything from payload bytes.
     #[derive(Clone, Copy, Debug)]
     pub(crate) struct DataArea {
         base: NonNull<u8>,
@@ -108,7 +125,7 @@ mod data {
     impl DataArea {
         /// # Safety
         /// `base` must be 8-byte aligned and valid for reads and writes of `len` bytes
-        /// for the lifetime of every copy of the returned value.
+        /// (a multiple of 8) for the lifetime of every copy of the returned value.
         pub(crate) unsafe fn new(base: NonNull<u8>, len: usize) -> Self {
             Self { base, len }
         }
@@ -119,73 +136,132 @@ mod data {
         /// As for [`DataArea::new`]; no other party may use the area yet.
         pub(crate) unsafe fn init(&self) {}
 
-        fn word_ptr(&self, offset: usize) -> *mut u64 {
+        /// The atomic word at `offset`.
+        ///
+        /// # Safety
+        /// `offset` is 8-aligned and `offset + 8 <= len`.
+        #[inline(always)]
+        unsafe fn word(&self, offset: usize) -> &AtomicU64 {
             debug_assert!(offset % 8 == 0 && offset + 8 <= self.len);
-            // SAFETY: the callers keep `offset + 8 <= len` (checked in debug builds),
-            // so the result stays inside the area.
-            unsafe { self.base.as_ptr().add(offset).cast::<u64>() }
+            // SAFETY: `offset + 8 <= len` (caller contract) keeps the pointer inside
+            // the area, valid while `self` lives (type invariant); `base` and `offset`
+            // are 8-aligned. `from_ptr` also requires that no non-atomic access races
+            // with the atomic ones: this module only makes 8-byte atomic accesses, and
+            // the `*_trusted` slices exist only under their callers' promise that
+            // nothing else touches those bytes meanwhile. (The peer's writes come from
+            // another process or an untrusted thread: they only choose the values.)
+            unsafe { AtomicU64::from_ptr(self.base.as_ptr().add(offset).cast::<u64>()) }
         }
 
-        /// Reads the 8-byte word at `offset` (a frame header) atomically, so that a
-        /// hostile peer writing it at the same moment cannot cause a data race.
+        /// Calls `f(word, first, n, done)` for each word covering `offset..offset+len`:
+        /// the range covers bytes `first..first + n` of `word`, and `done` bytes of the
+        /// range precede them.
+        ///
+        /// # Safety
+        /// `offset + len <= self.len`.
+        #[inline(always)]
+        unsafe fn for_each_word(
+            &self,
+            offset: usize,
+            len: usize,
+            mut f: impl FnMut(&AtomicU64, usize, usize, usize),
+        ) {
+            debug_assert!(offset + len <= self.len);
+            let mut done = 0;
+            while done < len {
+                let at = offset + done;
+                let first = at % 8;
+                let n = (8 - first).min(len - done);
+                // SAFETY: `at - first` is 8-aligned, and `at < offset + len <= len`
+                // with `len` a multiple of 8, so the word lies inside the area.
+                f(unsafe { self.word(at - first) }, first, n, done);
+                done += n;
+            }
+        }
+
+        /// Reads the 8-byte word at `offset` (a frame header).
         ///
         /// # Safety
         /// `offset` is 8-aligned and `offset + 8 <= len`.
         #[inline]
         pub(crate) unsafe fn load_word(&self, offset: usize) -> u64 {
-            // SAFETY: the pointer is in bounds and 8-aligned (caller contract, region
-            // alignment), and the memory is only ever accessed as plain bytes or
-            // through atomics, never through a `&mut`.
-            unsafe { AtomicU64::from_ptr(self.word_ptr(offset)) }.load(Ordering::Relaxed)
+            // SAFETY: forwarded contract.
+            unsafe { self.word(offset) }.load(Ordering::Relaxed)
         }
 
         /// Writes the 8-byte word at `offset` (a frame header).
         ///
         /// # Safety
-        /// `offset` is 8-aligned, `offset + 8 <= len`, and the word is in space this
-        /// side owns (free space reserved by a producer).
+        /// `offset` is 8-aligned and `offset + 8 <= len`. The word should be in space
+        /// this side owns (protocol correctness, not memory safety).
         #[inline]
         pub(crate) unsafe fn store_word(&self, offset: usize, value: u64) {
-            // SAFETY: as in `load_word`.
-            unsafe { AtomicU64::from_ptr(self.word_ptr(offset)) }.store(value, Ordering::Relaxed);
+            // SAFETY: forwarded contract.
+            unsafe { self.word(offset) }.store(value, Ordering::Relaxed);
         }
 
-        /// Copies `src` into the area at `offset`.
+        /// Copies `src` into the area at `offset` (word by word; a partial word at
+        /// either end is merged with the bytes already there).
         ///
         /// # Safety
-        /// `offset + src.len() <= len`, and the bytes are space this side owns.
+        /// `offset + src.len() <= len`. The words covering the range should be space
+        /// this side owns (protocol correctness, not memory safety).
         #[inline]
         pub(crate) unsafe fn write(&self, offset: usize, src: &[u8]) {
-            debug_assert!(offset + src.len() <= self.len);
-            // SAFETY: in bounds by the caller's contract; `src` is private memory and
-            // cannot overlap the shared area.
+            // SAFETY: forwarded contract.
             unsafe {
-                core::ptr::copy_nonoverlapping(
-                    src.as_ptr(),
-                    self.base.as_ptr().add(offset),
-                    src.len(),
-                );
+                self.for_each_word(offset, src.len(), |word, first, n, done| {
+                    let src = &src[done..done + n];
+                    if n == 8 {
+                        let mut bytes = [0; 8];
+                        bytes.copy_from_slice(src);
+                        word.store(u64::from_ne_bytes(bytes), Ordering::Relaxed);
+                    } else {
+                        let mut bytes = word.load(Ordering::Relaxed).to_ne_bytes();
+                        bytes[first..first + n].copy_from_slice(src);
+                        word.store(u64::from_ne_bytes(bytes), Ordering::Relaxed);
+                    }
+                })
             }
         }
 
-        /// Copies bytes at `offset` out of the area into `dst`.
+        /// Sets `len` bytes at `offset` to `byte`.
         ///
         /// # Safety
-        /// `offset + dst.len() <= len`, and the bytes were published to this side.
+        /// As for [`DataArea::write`].
         #[inline]
-        pub(crate) unsafe fn read(&self, offset: usize, dst: &mut [u8]) {
-            debug_assert!(offset + dst.len() <= self.len);
-            // SAFETY: in bounds by the caller's contract; `dst` is private memory.
+        pub(crate) unsafe fn fill(&self, offset: usize, len: usize, byte: u8) {
+            // SAFETY: forwarded contract.
             unsafe {
-                core::ptr::copy_nonoverlapping(
-                    self.base.as_ptr().add(offset),
-                    dst.as_mut_ptr(),
-                    dst.len(),
-                );
+                self.for_each_word(offset, len, |word, first, n, _| {
+                    let mut bytes = if n == 8 {
+                        [0; 8]
+                    } else {
+                        word.load(Ordering::Relaxed).to_ne_bytes()
+                    };
+                    bytes[first..first + n].fill(byte);
+                    word.store(u64::from_ne_bytes(bytes), Ordering::Relaxed);
+                })
             }
         }
 
-        /// A raw pointer to `offset`, for zero-copy grants.
+        /// Copies bytes at `offset` out of the area into `dst` (word by word: a
+        /// concurrent hostile write changes the values copied, nothing else).
+        ///
+        /// # Safety
+        /// `offset + dst.len() <= len`.
+        #[inline]
+        pub(crate) unsafe fn read(&self, offset: usize, dst: &mut [u8]) {
+            // SAFETY: forwarded contract.
+            unsafe {
+                self.for_each_word(offset, dst.len(), |word, first, n, done| {
+                    let bytes = word.load(Ordering::Relaxed).to_ne_bytes();
+                    dst[done..done + n].copy_from_slice(&bytes[first..first + n]);
+                })
+            }
+        }
+
+        /// A raw pointer to `offset`, for the `*_trusted` slices of the grants.
         ///
         /// # Safety
         /// `offset <= len`.
@@ -277,6 +353,16 @@ mod data {
                 // SAFETY: loom tracks the access; the byte is inside the word.
                 self.word(at / 8)
                     .with_mut(|p| unsafe { *p.cast::<u8>().add(at % 8) = *byte });
+            }
+        }
+
+        /// # Safety
+        /// In bounds.
+        pub(crate) unsafe fn fill(&self, offset: usize, len: usize, byte: u8) {
+            for at in offset..offset + len {
+                // SAFETY: loom tracks the access; the byte is inside the word.
+                self.word(at / 8)
+                    .with_mut(|p| unsafe { *p.cast::<u8>().add(at % 8) = byte });
             }
         }
 

@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use coroipc_ring::heap::HeapRegion;
 use coroipc_ring::{
-    offsets, AttachError, Config, Consumer, Corruption, PopError, Producer, PushError,
+    offsets, AttachError, Config, Consumer, Corruption, FlowChange, MpscProducer, PopError,
+    Producer, PushError,
 };
 
 fn pair(cap: usize) -> (Arc<HeapRegion>, Producer, Consumer) {
@@ -41,7 +42,22 @@ fn consumer_rejects_bad_tails() {
     for (bad, want) in [
         (4u64, Corruption::MisalignedIndex(4)),
         (8 * 1000, Corruption::IndexOutOfRange(8000)),
-        (u64::MAX - 7, Corruption::IndexOutOfRange(u64::MAX - 7)),
+        (
+            u64::MAX - 7,
+            // Positions are modulo 2^64: this one is 8 bytes behind 0.
+            Corruption::IndexWentBackwards {
+                previous: 0,
+                now: u64::MAX - 7,
+            },
+        ),
+        (
+            1 << 63,
+            Corruption::IndexWentBackwards {
+                previous: 0,
+                now: 1 << 63,
+            },
+        ),
+        ((1 << 63) - 8, Corruption::IndexOutOfRange((1 << 63) - 8)),
     ] {
         let (r, _p, mut c) = pair(64);
         poke_u64(&r, offsets::TAIL, bad);
@@ -141,5 +157,206 @@ fn garbage_everywhere_never_panics() {
             let _ = p.prepare_sleep_for_space(8);
             let _ = p.poll_flow();
         }
+    }
+}
+
+/// A region whose creator (possibly hostile) chose the starting `head` and `tail`, with
+/// `word` at the head's offset; both sides attach.
+fn attached_at(cap: usize, head: u64, tail: u64, word: u64) -> Arc<HeapRegion> {
+    let cfg = Config::new(cap);
+    let region = Arc::new(HeapRegion::new(&cfg).unwrap());
+    // SAFETY: fresh region; the creating handle is dropped at once.
+    drop(unsafe { Producer::create(region.raw(), &cfg) }.unwrap());
+    poke_u64(&region, offsets::HEAD, head);
+    poke_u64(&region, offsets::TAIL, tail);
+    poke_u64(&region, offsets::DATA + (head as usize & (cap - 1)), word);
+    region
+}
+
+fn attach_both(region: &Arc<HeapRegion>) -> (Producer, Consumer) {
+    // SAFETY: live region kept alive by the handles; attach validates what it finds.
+    let p = unsafe { Producer::attach(region.raw()) }
+        .unwrap()
+        .keep_alive(region.clone());
+    // SAFETY: as above.
+    let c = unsafe { Consumer::attach(region.raw()) }
+        .unwrap()
+        .keep_alive(region.clone());
+    (p, c)
+}
+
+/// Runs every SPSC operation many times; the ring must carry every message it accepted,
+/// in order, or report corruption (sticky), never panic (debug builds check every
+/// addition for overflow).
+fn exercise(
+    p: &mut Producer,
+    c: &mut Consumer,
+    rounds: usize,
+    preloaded: &[Vec<u8>],
+) -> Option<Corruption> {
+    let max = p.max_message_len();
+    let mut sent: std::collections::VecDeque<Vec<u8>> = preloaded.iter().cloned().collect();
+    let mut dead = None;
+    for i in 0..rounds {
+        let len = (i * 7) % (max + 1);
+        let msg: Vec<u8> = (0..len).map(|j| (i + j) as u8).collect();
+        let accepted = match i % 4 {
+            0 => p.try_send(&msg).map(|_| ()),
+            1 => p.try_reserve(len).map(|mut g| {
+                g.write_at(0, &msg);
+                let _ = g.commit();
+            }),
+            2 => p.try_stage(&msg),
+            _ => p
+                .try_send_vectored(&[&msg[..len / 2], &msg[len / 2..]])
+                .map(|_| ()),
+        };
+        match accepted {
+            Ok(()) => sent.push_back(msg),
+            Err(PushError::Full) => {}
+            Err(e) => panic!("producer: {e}"),
+        }
+        let _ = p.publish();
+        let _ = p.poll_flow().unwrap();
+        let _ = p.prepare_sleep_for_space(len).unwrap();
+        p.cancel_sleep();
+        let _ = p.prepare_sleep_for_flow_off().unwrap();
+        p.cancel_sleep();
+        assert!(p.used_bytes() <= p.config().capacity);
+        let got = match i % 3 {
+            0 => c.try_recv_vec().map(|r| r.map(|(m, _)| m)),
+            1 => c.try_peek().map(|g| {
+                g.map(|g| {
+                    let mut m = vec![0; g.len()];
+                    g.read_into(&mut m);
+                    if i % 2 == 0 {
+                        let _ = g.release();
+                    } else {
+                        g.consume();
+                    }
+                    m
+                })
+            }),
+            _ => {
+                let mut buf = vec![0; max];
+                c.try_recv(&mut buf)
+                    .map(|r| r.map(|r| buf[..r.len].to_vec()))
+            }
+        };
+        match got {
+            Ok(Some(m)) => assert_eq!(Some(m), sent.pop_front(), "round {i}"),
+            Ok(None) => {}
+            Err(PopError::Corrupt(e)) => {
+                dead = Some(e);
+                break;
+            }
+            Err(e) => panic!("consumer: {e}"),
+        }
+        let _ = c.release();
+        let _ = c.pending_bytes().unwrap();
+        assert!(c.consumed_bytes() <= c.config().capacity);
+        let _ = c.prepare_sleep().unwrap();
+        c.cancel_sleep();
+    }
+    if let Some(e) = dead {
+        assert_eq!(c.try_recv_vec(), Err(PopError::Corrupt(e)), "sticky");
+        assert_eq!(c.prepare_sleep(), Err(PopError::Corrupt(e)), "sticky");
+    }
+    dead
+}
+
+const MSG_EMPTY: u64 = 0x4d53_4701u64 << 32;
+
+/// Positions near 2^64 chosen by the creator: every operation, across the wrap of the
+/// position space, in debug and release builds (issue 12, item 2).
+#[test]
+fn positions_near_u64_max() {
+    let top = 0u64;
+    for cap in [32usize, 64, 4096] {
+        let half = cap / 2 - 8;
+        let one_empty = vec![Vec::new()];
+        let one_half = vec![vec![0; half]];
+        for (head, tail, word, preloaded, want) in [
+            (
+                top.wrapping_sub(16),
+                top.wrapping_sub(8),
+                MSG_EMPTY,
+                &one_empty,
+                None,
+            ),
+            (top.wrapping_sub(16), top.wrapping_sub(16), 0, &vec![], None),
+            (top.wrapping_sub(8), top.wrapping_sub(8), 0, &vec![], None),
+            (1 << 63, 1 << 63, 0, &vec![], None),
+            ((1 << 63) - 8, (1 << 63) - 8, 0, &vec![], None),
+            (u64::MAX - 7, u64::MAX - 7, 0, &vec![], None),
+            // A full ring: one message, then a garbage (zero) frame header.
+            (
+                top.wrapping_sub(cap as u64),
+                top,
+                MSG_EMPTY | half as u64,
+                &one_half,
+                Some(Corruption::BadFrameTag(0)),
+            ),
+        ] {
+            let region = attached_at(cap, head, tail, word);
+            let (mut p, mut c) = attach_both(&region);
+            let dead = exercise(&mut p, &mut c, 3 * cap, preloaded);
+            assert_eq!(dead, want, "cap {cap} head {head:#x} tail {tail:#x}");
+        }
+    }
+}
+
+/// The issue's case: head = 2^64 - 16, tail = 2^64 - 8, and a garbage frame there.
+#[test]
+fn garbage_frame_near_u64_max_is_an_error() {
+    let region = attached_at(64, 0u64.wrapping_sub(16), 0u64.wrapping_sub(8), 0);
+    let (mut p, mut c) = attach_both(&region);
+    assert_eq!(
+        exercise(&mut p, &mut c, 64, &[]),
+        Some(Corruption::BadFrameTag(0))
+    );
+    // The producer is unaffected until the consumer's head stops moving: Full.
+    loop {
+        match p.try_send(&[1; 8]) {
+            Ok(_) => {}
+            Err(PushError::Full) => break,
+            Err(e) => panic!("{e}"),
+        }
+    }
+}
+
+/// MPSC producers attached near 2^64: every operation, correct across the wrap.
+#[test]
+fn mpsc_near_u64_max() {
+    for start in [0u64.wrapping_sub(16), 0u64.wrapping_sub(8), 1 << 63] {
+        let region = attached_at(128, start, start, 0);
+        // SAFETY: live region kept alive by the handles.
+        let p = unsafe { MpscProducer::attach(region.raw()) }
+            .unwrap()
+            .keep_alive(region.clone());
+        // SAFETY: as above.
+        let mut c = unsafe { Consumer::attach(region.raw()) }
+            .unwrap()
+            .keep_alive(region.clone());
+        for i in 0..200u8 {
+            let _ = p.try_send(&[i; 3]).unwrap();
+            let mut g = p.try_reserve(20).unwrap();
+            g.write_at(0, &[i; 20]);
+            g.truncate(5);
+            let _ = g.commit();
+            drop(p.try_reserve(4).unwrap());
+            let _ = p.prepare_sleep_for_space(24).unwrap();
+            let _ = p.prepare_sleep_for_flow_off().unwrap();
+            assert!(matches!(
+                p.poll_flow(),
+                Ok(None | Some(FlowChange::On | FlowChange::Off))
+            ));
+            assert_eq!(c.try_recv_vec().unwrap().unwrap().0, [i; 3]);
+            assert_eq!(c.try_recv_vec().unwrap().unwrap().0, [i; 5]);
+            assert!(c.try_recv_vec().unwrap().is_none());
+            let _ = c.prepare_sleep().unwrap();
+            c.cancel_sleep();
+        }
+        assert!(!p.is_corrupt());
     }
 }

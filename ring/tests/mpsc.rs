@@ -65,7 +65,7 @@ fn abandoned_grant_is_skipped_and_keeps_sleep_flag() {
     assert_eq!(c.try_recv_vec().unwrap().unwrap().0, b"hi");
     // A truncated grant delivers the shorter message.
     let mut g = p.try_reserve(20).unwrap();
-    g.as_mut_slice().fill(5);
+    g.fill(5);
     g.truncate(3);
     let _ = g.commit();
     let _ = p.try_send(b"after").unwrap();

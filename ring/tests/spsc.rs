@@ -113,12 +113,15 @@ fn vectored_send_concatenates() {
 fn zero_copy_reserve_commit_peek_release() {
     let (mut p, mut c) = channel(&Config::new(128)).unwrap();
     let mut g = p.try_reserve(16).unwrap();
-    g.as_mut_slice().copy_from_slice(b"0123456789abcdef");
+    g.write_at(0, b"0123456789abcdef");
     g.truncate(10);
     let _ = g.commit();
     {
         let g = c.try_peek().unwrap().unwrap();
-        assert_eq!(g.as_slice(), b"0123456789");
+        assert_eq!(g.to_vec(), b"0123456789");
+        let mut mid = [0; 4];
+        g.read_at(3, &mut mid);
+        assert_eq!(&mid, b"3456");
         // Dropped: stays in the ring.
     }
     let g = c.try_peek().unwrap().unwrap();
@@ -145,7 +148,7 @@ fn batches_publish_and_release_once() {
     let _ = p.publish();
     for i in 0..5u8 {
         let g = c.try_peek().unwrap().unwrap();
-        assert_eq!(g.as_slice(), &[i; 3]);
+        assert_eq!(g.to_vec(), [i; 3]);
         g.consume();
     }
     assert_eq!(c.consumed_bytes(), 80);
@@ -226,7 +229,7 @@ fn two_threads_sequence_and_checksum() {
     while expected < n {
         match c.try_peek().unwrap() {
             Some(g) => {
-                let s = g.as_slice();
+                let s = &g.to_vec()[..];
                 let seq = u64::from_le_bytes(s[..8].try_into().unwrap());
                 assert_eq!(seq, expected);
                 let mut want = pattern(seq as usize, s.len());
@@ -239,4 +242,38 @@ fn two_threads_sequence_and_checksum() {
         }
     }
     t.join().unwrap();
+}
+
+/// The zero-copy slices, for a peer the caller trusts (here: this very test).
+#[test]
+fn trusted_slices_and_partial_words() {
+    let (mut p, mut c) = channel(&Config::new(128)).unwrap();
+    let mut g = p.try_reserve(13).unwrap();
+    // SAFETY: the consumer is this thread, which does not touch the bytes meanwhile.
+    unsafe { g.as_mut_slice_trusted() }.copy_from_slice(b"abcdefghijklm");
+    g.write_at(5, b"XYZ"); // a partial word merged with its neighbours
+    let _ = g.commit();
+    let mut g = p.try_reserve(11).unwrap();
+    g.fill(9);
+    g.write_at(10, &[1]);
+    let _ = g.commit();
+    let g = c.try_peek().unwrap().unwrap();
+    // SAFETY: the producer is this thread and does not write the message meanwhile.
+    assert_eq!(unsafe { g.as_slice_trusted() }, b"abcdeXYZijklm");
+    let mut b = [0; 1];
+    g.read_at(12, &mut b);
+    assert_eq!(b, [b'm']);
+    let _ = g.release();
+    let mut buf = [0u8; 11];
+    let r = c.try_recv(&mut buf).unwrap().unwrap();
+    assert_eq!(&buf[..r.len], &[9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 1]);
+}
+
+#[test]
+#[should_panic(expected = "read past the payload")]
+fn read_at_past_the_payload_panics() {
+    let (mut p, mut c) = channel(&Config::new(128)).unwrap();
+    let _ = p.try_send(b"abc").unwrap();
+    let g = c.try_peek().unwrap().unwrap();
+    g.read_at(2, &mut [0; 2]);
 }
