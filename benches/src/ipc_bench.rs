@@ -413,7 +413,8 @@ fn coroipc_suite(
         for _ in 0..iters {
             let t = Instant::now();
             let r = c.request_in_place(CMD_ECHO, &payload).map_err(io_err)?;
-            std::hint::black_box(r.first());
+            let mut first = [0u8; 1];
+            std::hint::black_box(r.read_into(&mut first));
             drop(r);
             samples.push(t.elapsed().as_nanos() as f64);
         }
@@ -435,7 +436,9 @@ fn coroipc_suite(
                     .dispatch_recv(None)
                     .map_err(io_err)?
                     .ok_or_else(|| io_err("no message"))?;
-                sum = sum.wrapping_add(u64::from(m[m.len() - 1]));
+                let mut last = [0u8; 1];
+                m.read_at(m.len() - 1, &mut last);
+                sum = sum.wrapping_add(u64::from(last[0]));
             }
             std::hint::black_box(sum);
             let secs = t.elapsed().as_secs_f64();
@@ -485,7 +488,7 @@ fn coroipc_suite(
                 .dispatch_recv(None)
                 .map_err(io_err)?
                 .ok_or_else(|| io_err("no message"))?;
-            buf.copy_from_slice(&m);
+            m.read_into(&mut buf);
         }
         let secs = t.elapsed().as_secs_f64();
         std::hint::black_box(&buf);

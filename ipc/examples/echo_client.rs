@@ -31,7 +31,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // A dispatch (server -> client) message.
     client.request(2, text.as_bytes())?;
     if let Some(msg) = client.dispatch_recv(Some(Duration::from_secs(1)))? {
-        println!("dispatch: {}", String::from_utf8_lossy(&msg));
+        println!("dispatch: {}", String::from_utf8_lossy(&msg.to_vec()));
     }
 
     // A quick latency figure.

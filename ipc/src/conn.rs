@@ -2,17 +2,22 @@
 //! sends responses or dispatch messages: [`ConnHandle`], [`Responder`] and
 //! [`DeferredResponse`].
 
+use std::io;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
-use crate::error::SendError;
+use coroipc_ring::MpscProducer;
+
+use crate::error::{RingKind, SendError, Violation};
 use crate::os::{Doorbell, PeerCred};
 use crate::outbox::{Outbox, OutboxError, OutboxGrant, Sent};
 use crate::protocol::{status, ResponseHeader, RESPONSE_HEADER_LEN};
+use crate::server::Limits;
 use crate::service::HandlerError;
 
 /// What to do when a client's dispatch ring and the queue behind it are full.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum OverflowPolicy {
     /// Refuse the message with [`SendError::TryAgain`]; the client stays connected.
     #[default]
@@ -23,11 +28,12 @@ pub enum OverflowPolicy {
 
 /// Why a connection ended (given to the disconnect callback).
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum DisconnectReason {
     /// The client closed its end (exit, crash, `kill -9`, or dropping the connection).
     ClientClosed,
     /// The client broke the protocol or corrupted its shared memory.
-    ProtocolViolation(String),
+    ProtocolViolation(Violation),
     /// The client did not keep up with dispatch and the policy is `Disconnect`.
     SlowClient,
     /// The service (through a [`ConnHandle`]) asked for the disconnect.
@@ -79,11 +85,52 @@ pub(crate) struct ConnShared {
     /// Set when the connection is gone; every send fails from then on.
     pub(crate) closed: AtomicBool,
     pub(crate) slow: AtomicBool,
+    /// The protocol violation that closed the connection, if one did.
+    pub(crate) fault: OnceLock<Violation>,
     pub(crate) overflow: OverflowPolicy,
     pub(crate) counters: Counters,
 }
 
 impl ConnShared {
+    /// The shared state of a new connection: its two outboxes over the given rings,
+    /// and its two doorbells.
+    pub(crate) fn new(
+        id: u64,
+        service: u16,
+        cred: PeerCred,
+        responses: MpscProducer,
+        dispatch: MpscProducer,
+        limits: &Limits,
+        overflow: OverflowPolicy,
+    ) -> io::Result<Arc<ConnShared>> {
+        let client_bell = Arc::new(Doorbell::new()?);
+        let response = Outbox::new(
+            responses,
+            client_bell.clone(),
+            limits.max_queued_response_bytes,
+        );
+        let dispatch = Outbox::new(
+            dispatch,
+            client_bell.clone(),
+            limits.max_queued_dispatch_bytes,
+        );
+        Ok(Arc::new(ConnShared {
+            id,
+            service,
+            cred,
+            response,
+            dispatch,
+            server_bell: Doorbell::new()?,
+            client_bell,
+            closing: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
+            slow: AtomicBool::new(false),
+            fault: OnceLock::new(),
+            overflow,
+            counters: Counters::default(),
+        }))
+    }
+
     fn wake_server(&self) {
         if let Err(e) = self.server_bell.ring() {
             tracing::debug!(error = %e, conn = self.id, "ringing the server doorbell failed");
@@ -98,22 +145,45 @@ impl ConnShared {
         }
     }
 
-    /// Maps an outbox error; a corrupt ring closes the connection.
-    fn outbox_error(&self, e: OutboxError, policy: OverflowPolicy) -> SendError {
+    /// The one overflow decision: what a failed send into `ring` means. Responses are
+    /// never refused for space (a client pipelining past the response ring and its
+    /// queue is disconnected); dispatch follows the service's [`OverflowPolicy`]. A
+    /// corrupt ring closes the connection, recording why.
+    fn overflow(&self, ring: RingKind, e: OutboxError) -> SendError {
+        let policy = match ring {
+            RingKind::Dispatch => self.overflow,
+            _ => OverflowPolicy::Disconnect,
+        };
         match e {
             OutboxError::TooLarge { len, max } => SendError::TooLarge { len, max },
             OutboxError::QueueFull if policy == OverflowPolicy::TryAgain => SendError::TryAgain,
             OutboxError::QueueFull => {
                 self.slow.store(true, Ordering::Release);
-                self.closing.store(true, Ordering::Release);
-                self.wake_server();
+                self.close_soon();
                 SendError::Disconnected
             }
-            OutboxError::Corrupt => {
-                self.closing.store(true, Ordering::Release);
-                self.wake_server();
+            OutboxError::Corrupt(cause) => {
+                let _ = self.fault.set(Violation::Ring { ring, cause });
+                self.close_soon();
                 SendError::Disconnected
             }
+        }
+    }
+
+    /// Asks the server thread to disconnect this client.
+    pub(crate) fn close_soon(&self) {
+        self.closing.store(true, Ordering::Release);
+        self.wake_server();
+    }
+
+    /// Why the connection is closing, once the server thread looks.
+    pub(crate) fn closing_reason(&self) -> DisconnectReason {
+        if self.slow.load(Ordering::Acquire) {
+            DisconnectReason::SlowClient
+        } else if let Some(v) = self.fault.get() {
+            DisconnectReason::ProtocolViolation(*v)
+        } else {
+            DisconnectReason::Requested
         }
     }
 
@@ -141,7 +211,7 @@ impl ConnShared {
         let sent = self
             .response
             .send(&all)
-            .map_err(|e| self.outbox_error(e, OverflowPolicy::Disconnect))?;
+            .map_err(|e| self.overflow(RingKind::Response, e))?;
         self.counters.responses.fetch_add(1, Ordering::Relaxed);
         self.after_send(sent);
         Ok(())
@@ -152,7 +222,7 @@ impl ConnShared {
         let sent = self
             .dispatch
             .send(parts)
-            .map_err(|e| self.outbox_error(e, self.overflow))?;
+            .map_err(|e| self.overflow(RingKind::Dispatch, e))?;
         self.counters.dispatched.fetch_add(1, Ordering::Relaxed);
         self.after_send(sent);
         Ok(())
@@ -208,7 +278,7 @@ impl ConnHandle {
                 shared: &self.shared,
             }),
             Ok(None) => Err(SendError::TryAgain),
-            Err(e) => Err(self.shared.outbox_error(e, OverflowPolicy::TryAgain)),
+            Err(e) => Err(self.shared.overflow(RingKind::Dispatch, e)),
         }
     }
 
@@ -238,8 +308,7 @@ impl ConnHandle {
 
     /// Asks the server thread to disconnect this client.
     pub fn disconnect(&self) {
-        self.shared.closing.store(true, Ordering::Release);
-        self.shared.wake_server();
+        self.shared.close_soon();
     }
 }
 
@@ -250,9 +319,40 @@ pub struct DispatchGrant<'a> {
 }
 
 impl DispatchGrant<'_> {
-    /// The message bytes, in shared memory.
-    pub fn as_mut_slice(&mut self) -> &mut [u8] {
-        self.grant.as_mut_slice()
+    /// Message length.
+    pub fn len(&self) -> usize {
+        self.grant.len()
+    }
+
+    /// True for an empty message.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Writes `src` at byte `at` of the message (atomic word stores: sound whatever
+    /// the client does to the memory meanwhile).
+    ///
+    /// # Panics
+    /// If `at + src.len()` exceeds the reserved length (a caller bug).
+    pub fn write_at(&mut self, at: usize, src: &[u8]) {
+        self.grant.write_at(at, src);
+    }
+
+    /// Sets every byte of the message to `byte`.
+    pub fn fill(&mut self, byte: u8) {
+        self.grant.fill(byte);
+    }
+
+    /// The message bytes as a slice of shared memory.
+    ///
+    /// # Safety
+    ///
+    /// The client must be trusted not to touch these bytes while the slice lives (a
+    /// well-behaved client never reads or writes unpublished space); a hostile client
+    /// doing so makes this a data race.
+    pub unsafe fn as_mut_slice_trusted(&mut self) -> &mut [u8] {
+        // SAFETY: forwarded contract.
+        unsafe { self.grant.as_mut_slice_trusted() }
     }
 
     /// Shrinks the message.
@@ -409,8 +509,7 @@ impl<'a> Responder<'a> {
         } = self;
         match reserved {
             Ok(Some(mut grant)) => {
-                grant.as_mut_slice()[..RESPONSE_HEADER_LEN]
-                    .copy_from_slice(&ResponseHeader { id: *id, status }.encode());
+                grant.write_at(0, &ResponseHeader { id: *id, status }.encode());
                 Ok(ResponseGrant {
                     grant,
                     shared,
@@ -419,7 +518,7 @@ impl<'a> Responder<'a> {
             }
             Ok(None) => Err(SendError::TryAgain),
             Err(e) => {
-                let e = shared.outbox_error(e, OverflowPolicy::Disconnect);
+                let e = shared.overflow(RingKind::Response, e);
                 *failed = Some(e);
                 Err(e)
             }
@@ -448,9 +547,47 @@ pub struct ResponseGrant<'a> {
 }
 
 impl ResponseGrant<'_> {
-    /// The payload bytes, in shared memory.
-    pub fn as_mut_slice(&mut self) -> &mut [u8] {
-        &mut self.grant.as_mut_slice()[RESPONSE_HEADER_LEN..]
+    /// Payload length.
+    pub fn len(&self) -> usize {
+        self.grant.len() - RESPONSE_HEADER_LEN
+    }
+
+    /// True for an empty payload.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Writes `src` at byte `at` of the payload (as [`DispatchGrant::write_at`]).
+    ///
+    /// # Panics
+    /// If `at + src.len()` exceeds the reserved length (a caller bug).
+    pub fn write_at(&mut self, at: usize, src: &[u8]) {
+        self.grant.write_at(RESPONSE_HEADER_LEN + at, src);
+    }
+
+    /// Sets every payload byte to `byte`.
+    pub fn fill(&mut self, byte: u8) {
+        let len = self.len();
+        // One pass of word stores over the payload, in chunks.
+        let chunk = [byte; 256];
+        let mut at = 0;
+        while at < len {
+            let n = (len - at).min(chunk.len());
+            self.write_at(at, &chunk[..n]);
+            at += n;
+        }
+    }
+
+    /// The payload as a slice of shared memory.
+    ///
+    /// # Safety
+    ///
+    /// As [`DispatchGrant::as_mut_slice_trusted`]: the client must be trusted not to
+    /// touch these bytes while the slice lives.
+    pub unsafe fn as_mut_slice_trusted(&mut self) -> &mut [u8] {
+        // SAFETY: forwarded contract.
+        let all = unsafe { self.grant.as_mut_slice_trusted() };
+        &mut all[RESPONSE_HEADER_LEN..]
     }
 
     /// Shrinks the payload.

@@ -1,11 +1,104 @@
-//! Typed errors of the client and server APIs.
+//! Typed errors of the client and server APIs. Each carries its cause as a value
+//! (the ring's [`Corruption`], the OS error, the handshake field), never as a string.
 
+use std::fmt;
 use std::io;
 
+use coroipc_ring::{AttachError, Corruption};
+
+use crate::os::{ShmError, SocketName};
 use crate::protocol::HandshakeError;
+
+/// One of a connection's three rings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RingKind {
+    /// Client → server requests.
+    Request,
+    /// Server → client responses.
+    Response,
+    /// Server → client dispatch messages.
+    Dispatch,
+}
+
+impl fmt::Display for RingKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            RingKind::Request => "request",
+            RingKind::Response => "response",
+            RingKind::Dispatch => "dispatch",
+        })
+    }
+}
+
+/// How a peer broke the protocol after the handshake (the connection is closed).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Violation {
+    /// The peer corrupted a ring's indices or frame headers.
+    #[error("{ring} ring: {cause}")]
+    Ring {
+        /// Which ring.
+        ring: RingKind,
+        /// What the ring found.
+        cause: Corruption,
+    },
+    /// A frame shorter than the header it must start with.
+    #[error("{0} ring: a frame shorter than its header")]
+    ShortFrame(RingKind),
+    /// A response to a request id that was not sent (or already answered).
+    #[error("a response to request {0}, which is not outstanding")]
+    UnknownResponse(u64),
+    /// The client wrote on the socket after the handshake.
+    #[error("data on the socket after the handshake")]
+    SocketData,
+}
+
+/// The server's handshake reply or its shared memory was unusable.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProtocolError {
+    /// The reply was malformed.
+    #[error("malformed handshake reply: {0}")]
+    Handshake(#[from] HandshakeError),
+    /// The server rejected the handshake itself (bad version or request), or
+    /// answered a status this library does not know.
+    #[error("the server answered the handshake with status {0}")]
+    Status(i32),
+    /// The reply came with the wrong number of descriptors.
+    #[error("{got} descriptors received with the reply, {expected} expected")]
+    FdCount {
+        /// Received.
+        got: usize,
+        /// Expected.
+        expected: usize,
+    },
+    /// The announced region length does not match the granted ring sizes.
+    #[error("region length {got} does not match the ring sizes ({expected})")]
+    RegionLength {
+        /// Announced.
+        got: u64,
+        /// Computed from the granted sizes.
+        expected: u64,
+    },
+    /// The memfd is not a sealed memfd of the right size.
+    #[error("shared memory: {0}")]
+    SharedMemory(#[from] ShmError),
+    /// A ring in the region does not attach (magic, version, geometry).
+    #[error("{ring} ring: {cause}")]
+    Ring {
+        /// Which ring.
+        ring: RingKind,
+        /// Why.
+        cause: AttachError,
+    },
+    /// A doorbell descriptor is unusable.
+    #[error("doorbell: {0}")]
+    Doorbell(io::Error),
+}
 
 /// Connecting failed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ConnectError {
     /// The server has no service under this id.
     #[error("the server has no service {0}")]
@@ -34,20 +127,29 @@ pub enum ConnectError {
     Disconnected,
     /// The server's answer was malformed or its shared memory unusable.
     #[error("handshake protocol error: {0}")]
-    Protocol(String),
-    /// An operating-system call failed (e.g. no server listens under that name).
+    Protocol(#[from] ProtocolError),
+    /// No server could be reached under the name (none listening, permissions).
+    #[error("cannot connect to {name}: {source}")]
+    Unreachable {
+        /// The name tried.
+        name: SocketName,
+        /// The OS error.
+        source: io::Error,
+    },
+    /// An operating-system call failed during the handshake.
     #[error(transparent)]
     Io(#[from] io::Error),
 }
 
 impl From<HandshakeError> for ConnectError {
     fn from(e: HandshakeError) -> Self {
-        ConnectError::Protocol(e.to_string())
+        ConnectError::Protocol(e.into())
     }
 }
 
 /// A client call failed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ClientError {
     /// The server is gone (closed, crashed or killed) or dropped this connection.
     #[error("disconnected from the server")]
@@ -89,9 +191,10 @@ pub enum ClientError {
     /// `response_ring`); the request was handled but its answer is lost.
     #[error("the service's response does not fit the response ring")]
     ResponseTooLarge,
-    /// The server wrote invalid data into shared memory; the connection is closed.
-    #[error("the server corrupted the shared memory: {0}")]
-    Corrupt(String),
+    /// The server broke the protocol (corrupt shared memory, a response nobody
+    /// asked for); the connection is closed.
+    #[error("the server broke the protocol: {0}")]
+    Corrupt(Violation),
     /// The id is not an outstanding request of this connection.
     #[error("no outstanding request with id {0}")]
     UnknownRequest(u64),
@@ -102,6 +205,7 @@ pub enum ClientError {
 
 /// Sending a response or a dispatch message failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum SendError {
     /// The connection is closed.
     #[error("the connection is closed")]

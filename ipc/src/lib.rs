@@ -33,7 +33,7 @@ pub use conn::{
     ConnHandle, ConnStats, DeferredResponse, DisconnectReason, DispatchGrant, OverflowPolicy,
     Request, Responder, ResponseGrant,
 };
-pub use error::{ClientError, ConnectError, SendError};
+pub use error::{ClientError, ConnectError, ProtocolError, RingKind, SendError, Violation};
 pub use os::{PeerCred, SocketName};
 pub use server::{Limits, PollHooks, Server, ServerBuilder, StopHandle, Token};
 pub use service::{ConnectionInfo, HandlerError, Service};

@@ -1,16 +1,25 @@
 //! A server-to-client channel: an MPSC ring, the client's doorbell (shared by the
-//! connection's two outboxes), and a bounded queue behind the ring.
+//! connection's two outboxes), a bounded queue behind the ring, and the
+//! flow-control state last reported to the service.
 //!
 //! Any thread may send. While the queue is empty a message goes straight into the ring;
 //! when the ring is full it is queued (up to `max_queued_bytes`), and everything after
-//! it queues too, so order is kept. The server thread flushes the queue when the client
-//! frees space (it announces sleep on the ring, and the client's release rings the
-//! server's doorbell).
+//! it queues too, so order is kept. The server thread flushes the queue when the
+//! client frees space (it announces sleep on the ring, and the client's release rings
+//! the server's doorbell).
+//!
+//! Each message's length is checked once: by the ring on the direct path, here on the
+//! queueing path (a queued message must fit the ring when it is flushed).
+//!
+//! Flow control has one owner: the ring knows the state (its watermarks); the outbox
+//! remembers what the service was last told ([`Outbox::flow_transition`]), and the
+//! server thread is the only caller of that.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use coroipc_ring::{FlowChange, MpscGrant, MpscProducer, PushError, Wake};
+use coroipc_ring::{Corruption, FlowChange, MpscGrant, MpscProducer, PushError, Wake};
 
 use crate::os::Doorbell;
 
@@ -26,7 +35,18 @@ pub(crate) struct Backlog {
 pub(crate) enum OutboxError {
     TooLarge { len: usize, max: usize },
     QueueFull,
-    Corrupt,
+    Corrupt(Corruption),
+}
+
+impl From<PushError> for OutboxError {
+    fn from(e: PushError) -> Self {
+        match e {
+            PushError::TooLarge { len, max } => OutboxError::TooLarge { len, max },
+            PushError::Corrupt(c) => OutboxError::Corrupt(c),
+            // Callers handle `Full` themselves; a full ring is not an error here.
+            PushError::Full => OutboxError::QueueFull,
+        }
+    }
 }
 
 /// Where a sent message went.
@@ -44,7 +64,11 @@ pub(crate) struct Outbox {
     /// The client's doorbell (one per connection, for both outboxes).
     bell: Arc<Doorbell>,
     backlog: Mutex<Backlog>,
+    /// `backlog.items.len()`, readable without the lock (written under it).
+    queued: AtomicUsize,
     max_queued_bytes: usize,
+    /// The flow-control state last reported to the service (server thread only).
+    flow_told: AtomicBool,
 }
 
 impl Outbox {
@@ -53,7 +77,9 @@ impl Outbox {
             ring,
             bell,
             backlog: Mutex::new(Backlog::default()),
+            queued: AtomicUsize::new(0),
             max_queued_bytes,
+            flow_told: AtomicBool::new(false),
         }
     }
 
@@ -71,25 +97,17 @@ impl Outbox {
         }
     }
 
-    /// Length of the first queued message, if any.
-    pub(crate) fn backlog_front(&self) -> Option<usize> {
-        self.lock().items.front().map(Vec::len)
-    }
-
     pub(crate) fn max_message_len(&self) -> usize {
         self.ring.max_message_len()
     }
 
+    /// Whether messages wait behind the ring (a lock-free look).
+    pub(crate) fn has_backlog(&self) -> bool {
+        self.queued.load(Ordering::Acquire) > 0
+    }
+
     /// Sends the concatenation of `parts`.
     pub(crate) fn send(&self, parts: &[&[u8]]) -> Result<Sent, OutboxError> {
-        let len = parts
-            .iter()
-            .map(|p| p.len())
-            .fold(0usize, usize::saturating_add);
-        let max = self.ring.max_message_len();
-        if len > max {
-            return Err(OutboxError::TooLarge { len, max });
-        }
         let mut backlog = self.lock();
         if backlog.items.is_empty() {
             match self.ring.try_send_vectored(parts) {
@@ -99,29 +117,35 @@ impl Outbox {
                     return Ok(Sent::Ring(published.flow));
                 }
                 Err(PushError::Full) => {}
-                Err(PushError::TooLarge { len, max }) => {
-                    return Err(OutboxError::TooLarge { len, max })
-                }
-                Err(PushError::Corrupt(_)) => return Err(OutboxError::Corrupt),
+                Err(e) => return Err(e.into()),
             }
+        }
+        let len = parts
+            .iter()
+            .map(|p| p.len())
+            .fold(0usize, usize::saturating_add);
+        let max = self.ring.max_message_len();
+        if len > max {
+            return Err(OutboxError::TooLarge { len, max });
         }
         if backlog.bytes.saturating_add(len) > self.max_queued_bytes {
             return Err(OutboxError::QueueFull);
         }
         backlog.items.push_back(parts.concat());
         backlog.bytes += len;
+        self.queued.store(backlog.items.len(), Ordering::Release);
         Ok(Sent::Queued)
     }
 
     /// Reserves space in the ring for zero-copy filling; `None` when the ring has no
     /// room now or messages are queued (which must go first).
     pub(crate) fn reserve(&self, len: usize) -> Result<Option<OutboxGrant<'_>>, OutboxError> {
-        let max = self.ring.max_message_len();
-        if len > max {
-            return Err(OutboxError::TooLarge { len, max });
-        }
         let backlog = self.lock();
         if !backlog.items.is_empty() {
+            let max = self.ring.max_message_len();
+            if len > max {
+                return Err(OutboxError::TooLarge { len, max });
+            }
             return Ok(None);
         }
         match self.ring.try_reserve(len) {
@@ -131,35 +155,52 @@ impl Outbox {
                 outbox: self,
             })),
             Err(PushError::Full) => Ok(None),
-            Err(PushError::TooLarge { len, max }) => Err(OutboxError::TooLarge { len, max }),
-            Err(PushError::Corrupt(_)) => Err(OutboxError::Corrupt),
+            Err(e) => Err(e.into()),
         }
     }
 
     /// Moves queued messages into the ring while they fit. Returns the length of the
-    /// first message still queued (`None` when the backlog is empty) and any flow
-    /// change.
-    pub(crate) fn flush(&self) -> Result<(Option<usize>, Option<FlowChange>), OutboxError> {
+    /// first message still queued (`None` when the backlog is empty).
+    pub(crate) fn flush(&self) -> Result<Option<usize>, Corruption> {
+        if !self.has_backlog() {
+            return Ok(None);
+        }
         let mut backlog = self.lock();
         let mut wake = Wake::NotNeeded;
-        let mut flow = None;
         while let Some(front) = backlog.items.front() {
             match self.ring.try_send(front) {
                 Ok(published) => {
                     wake = wake.or(published.wake);
-                    flow = published.flow.or(flow);
                     let len = front.len();
                     backlog.items.pop_front();
                     backlog.bytes -= len;
                 }
                 Err(PushError::Full) => break,
-                Err(_) => return Err(OutboxError::Corrupt),
+                Err(PushError::Corrupt(c)) => return Err(c),
+                // Checked when queued: cannot happen; treat as the ring's fault.
+                Err(PushError::TooLarge { .. }) => return Err(Corruption::Earlier),
             }
         }
+        self.queued.store(backlog.items.len(), Ordering::Release);
         let front = backlog.items.front().map(Vec::len);
         drop(backlog);
         self.ring_bell(wake);
-        Ok((front, flow))
+        Ok(front)
+    }
+
+    /// The flow-control transition to report to the service, if the ring's state
+    /// differs from what it was last told (`Some(true)`: entered flow control).
+    pub(crate) fn flow_transition(&self) -> Result<Option<bool>, Corruption> {
+        if self.ring.flow_control() {
+            // Re-reads the consumer's progress: flow control may have ended.
+            self.ring.poll_flow().map_err(|e| match e {
+                PushError::Corrupt(c) => c,
+                _ => Corruption::Earlier,
+            })?;
+        }
+        let on = self.ring.flow_control();
+        let told = self.flow_told.swap(on, Ordering::Relaxed);
+        Ok((told != on).then_some(on))
     }
 
     /// Messages and bytes queued.
@@ -168,11 +209,20 @@ impl Outbox {
         (b.items.len(), b.bytes)
     }
 
+    /// Length of the first queued message, if any.
+    pub(crate) fn backlog_front(&self) -> Option<usize> {
+        if !self.has_backlog() {
+            return None;
+        }
+        self.lock().items.front().map(Vec::len)
+    }
+
     /// Drops everything queued (the connection is gone).
     pub(crate) fn clear(&self) {
         let mut b = self.lock();
         b.items.clear();
         b.bytes = 0;
+        self.queued.store(0, Ordering::Release);
     }
 }
 
@@ -184,8 +234,25 @@ pub(crate) struct OutboxGrant<'a> {
 }
 
 impl OutboxGrant<'_> {
-    pub(crate) fn as_mut_slice(&mut self) -> &mut [u8] {
-        self.grant.as_mut_slice()
+    pub(crate) fn len(&self) -> usize {
+        self.grant.len()
+    }
+
+    pub(crate) fn write_at(&mut self, at: usize, src: &[u8]) {
+        self.grant.write_at(at, src);
+    }
+
+    pub(crate) fn fill(&mut self, byte: u8) {
+        self.grant.fill(byte);
+    }
+
+    /// # Safety
+    ///
+    /// As [`MpscGrant::as_mut_slice_trusted`]: the client must be trusted not to
+    /// touch these bytes while the slice lives.
+    pub(crate) unsafe fn as_mut_slice_trusted(&mut self) -> &mut [u8] {
+        // SAFETY: forwarded contract.
+        unsafe { self.grant.as_mut_slice_trusted() }
     }
 
     pub(crate) fn truncate(&mut self, len: usize) {

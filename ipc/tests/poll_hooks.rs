@@ -102,22 +102,24 @@ fn external_poll_loop_drives_the_server() {
 
     // Zero-copy and vectored dispatch from this (non-server) thread.
     let mut grant = handle.dispatch_reserve(5).unwrap();
-    grant.as_mut_slice().copy_from_slice(b"zero!");
+    grant.write_at(0, b"zero!");
     grant.truncate(4);
     grant.commit();
     handle.dispatch_send_vectored(&[b"ve", b"ct"]).unwrap();
     assert_eq!(
-        &*client
+        client
             .dispatch_recv(Some(Duration::from_secs(5)))
             .unwrap()
-            .unwrap(),
+            .unwrap()
+            .to_vec(),
         b"zero"
     );
     assert_eq!(
-        &*client
+        client
             .dispatch_recv(Some(Duration::from_secs(5)))
             .unwrap()
-            .unwrap(),
+            .unwrap()
+            .to_vec(),
         b"vect"
     );
 

@@ -138,6 +138,7 @@ impl ServerBuilder {
             next_id: 1,
             poller,
             stop,
+            scratch: Vec::new(),
         })
     }
 }

@@ -13,6 +13,7 @@ use super::poll::{token, KIND_BELL, KIND_SOCKET};
 use super::serve::{serve, More};
 use super::Server;
 use crate::conn::{ConnShared, DisconnectReason};
+use crate::error::Violation;
 use crate::service::{ConnectionInfo, Private};
 
 /// A connected client, as the server thread holds it.
@@ -23,12 +24,6 @@ pub(crate) struct Connection {
     pub(crate) requests: Consumer,
     pub(crate) private: Option<Private>,
     pub(crate) info: ConnectionInfo,
-    /// The flow-control state last told to the service.
-    pub(crate) flow_told: bool,
-}
-
-pub(crate) fn violation(what: impl std::fmt::Display) -> DisconnectReason {
-    DisconnectReason::ProtocolViolation(what.to_string())
 }
 
 impl Server {
@@ -42,11 +37,7 @@ impl Server {
         let reason = loop {
             match conn.stream.read(&mut byte) {
                 Ok(0) => break DisconnectReason::ClientClosed,
-                Ok(_) => {
-                    break DisconnectReason::ProtocolViolation(
-                        "data on the socket after the handshake".into(),
-                    )
-                }
+                Ok(_) => break DisconnectReason::ProtocolViolation(Violation::SocketData),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(_) => break DisconnectReason::ClientClosed,
@@ -73,7 +64,7 @@ impl Server {
             tracing::warn!(
                 id,
                 pid = conn.info.credentials.pid,
-                why = why.as_str(),
+                %why,
                 "client disconnected"
             );
         } else {
@@ -96,20 +87,13 @@ impl Server {
         };
         let shared = conn.shared.clone();
         if shared.closing.load(Ordering::Acquire) {
-            let reason = if shared.slow.load(Ordering::Acquire) {
-                DisconnectReason::SlowClient
-            } else if shared.dispatch.ring.is_corrupt() || shared.response.ring.is_corrupt() {
-                DisconnectReason::ProtocolViolation("corrupt ring index".into())
-            } else {
-                DisconnectReason::Requested
-            };
-            self.disconnect(id, reason);
+            self.disconnect(id, shared.closing_reason());
             return;
         }
         let Some(service) = self.services.get_mut(&conn.info.service) else {
             return;
         };
-        let outcome = serve(conn, service.as_mut(), &self.limits);
+        let outcome = serve(conn, service.as_mut(), &self.limits, &mut self.scratch);
         match outcome {
             Ok(More::No) => {}
             Ok(More::Yes) => {

@@ -3,25 +3,36 @@
 //! its region and tell the service, then reply with the descriptors or a refusal.
 
 use std::io::{self, Read};
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use coroipc_ring::Consumer;
 
 use super::accept::refuse;
 use super::connection::Connection;
 use super::poll::{token, KIND_BELL, KIND_PENDING, KIND_SOCKET};
 use super::Server;
-use crate::conn::{ConnHandle, DisconnectReason};
+use crate::conn::{ConnHandle, ConnShared, DisconnectReason};
 use crate::deadline::Deadline;
 use crate::os::{self, PeerCred};
 use crate::protocol::{
     grant_capacity, status, ConnectReply, ConnectRequest, HandshakeError, RegionLayout,
     CONNECT_REQUEST_LEN, DISPATCH, REQUEST, RESPONSE,
 };
-use crate::region::build_rings;
-use crate::service::ConnectionInfo;
+use crate::region;
+use crate::service::{ConnectionInfo, Private};
 
 /// A client that connected and has not finished the handshake.
+/// A connection the service accepted, before the reply is sent.
+struct Opened {
+    shared: Arc<ConnShared>,
+    requests: Consumer,
+    private: Private,
+    info: ConnectionInfo,
+}
+
 pub(crate) struct Pending {
     pub(crate) stream: UnixStream,
     pub(crate) cred: PeerCred,
@@ -152,67 +163,27 @@ impl Server {
     }
 
     fn complete_handshake(&mut self, id: u64, p: Pending, request: ConnectRequest) {
-        let Some(service) = self.services.get_mut(&request.service) else {
-            tracing::info!(service = request.service, "no such service");
-            refuse(&p.stream, status::NO_SUCH_SERVICE);
-            return;
-        };
-        let l = &self.limits;
-        let caps = [
-            request.request_ring,
-            request.response_ring,
-            request.dispatch_ring,
-        ]
-        .map(|r| grant_capacity(r, l.default_ring_size, l.min_ring_size, l.max_ring_size));
-        let built = RegionLayout::new(caps)
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))
-            .and_then(|layout| {
-                build_rings(
-                    id,
-                    request.service,
-                    p.cred,
-                    layout,
-                    l,
-                    service.overflow_policy(),
-                )
-            });
-        let (memfd, requests, shared, layout) = match built {
-            Ok(b) => b,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot create the connection's memory or doorbells");
-                let code = if os::is_fd_exhaustion(&e) {
-                    status::OUT_OF_FDS
-                } else {
-                    status::NO_RESOURCES
-                };
-                refuse(&p.stream, code);
-                return;
-            }
-        };
-        let info = ConnectionInfo {
-            id,
-            service: request.service,
-            credentials: p.cred,
-            handle: ConnHandle {
-                shared: shared.clone(),
-            },
-        };
-        let private = match service.connect(&info) {
-            Ok(private) => private,
+        let (memfd, opened, layout) = match self.open_connection(id, &p, &request) {
+            Ok(opened) => opened,
             Err(code) => {
-                shared.closed.store(true, Ordering::Release);
-                refuse(&p.stream, if code > 0 { code } else { status::REFUSED });
+                refuse(&p.stream, code);
                 return;
             }
         };
         let reply = ConnectReply {
             status: status::OK,
-            request_ring: caps[REQUEST],
-            response_ring: caps[RESPONSE],
-            dispatch_ring: caps[DISPATCH],
+            request_ring: layout.rings[REQUEST].capacity as u32,
+            response_ring: layout.rings[RESPONSE].capacity as u32,
+            dispatch_ring: layout.rings[DISPATCH].capacity as u32,
             region_len: layout.len as u64,
             connection_id: id,
         };
+        let Opened {
+            shared,
+            requests,
+            private,
+            info,
+        } = opened;
         let fds = [
             memfd.as_fd(),
             shared.server_bell.as_fd(),
@@ -232,7 +203,6 @@ impl Server {
             requests,
             private: Some(private),
             info,
-            flow_told: false,
         };
         self.conns.insert(id, conn);
         if let Err(e) = registered {
@@ -240,13 +210,76 @@ impl Server {
             self.disconnect(id, DisconnectReason::ClientClosed);
             return;
         }
-        tracing::debug!(
-            id,
-            service = request.service,
-            pid = self.conns[&id].info.credentials.pid,
-            "connected"
-        );
+        tracing::debug!(id, service = request.service, pid = p.cred.pid, "connected");
         // Requests may already be waiting.
         self.service_connection(id);
+    }
+
+    /// Grants the ring sizes, creates the region and the connection's shared state,
+    /// and asks the service (`on_connect`). A refusal comes back as its status code.
+    fn open_connection(
+        &mut self,
+        id: u64,
+        p: &Pending,
+        request: &ConnectRequest,
+    ) -> Result<(OwnedFd, Opened, RegionLayout), i32> {
+        let Some(service) = self.services.get_mut(&request.service) else {
+            tracing::info!(service = request.service, "no such service");
+            return Err(status::NO_SUCH_SERVICE);
+        };
+        let l = &self.limits;
+        let caps = [
+            request.request_ring,
+            request.response_ring,
+            request.dispatch_ring,
+        ]
+        .map(|r| grant_capacity(r, l.default_ring_size, l.min_ring_size, l.max_ring_size));
+        let layout = RegionLayout::new(caps).map_err(|e| {
+            tracing::warn!(error = %e, "granted ring sizes do not lay out");
+            status::NO_RESOURCES
+        })?;
+        let built = region::create(&layout).and_then(|(memfd, rings)| {
+            let shared = ConnShared::new(
+                id,
+                request.service,
+                p.cred,
+                rings.responses,
+                rings.dispatch,
+                l,
+                service.overflow_policy(),
+            )?;
+            Ok((memfd, rings.requests, shared))
+        });
+        let (memfd, requests, shared) = built.map_err(|e| {
+            tracing::warn!(error = %e, "cannot create the connection's memory or doorbells");
+            if os::is_fd_exhaustion(&e) {
+                status::OUT_OF_FDS
+            } else {
+                status::NO_RESOURCES
+            }
+        })?;
+        let info = ConnectionInfo {
+            id,
+            service: request.service,
+            credentials: p.cred,
+            handle: ConnHandle {
+                shared: shared.clone(),
+            },
+        };
+        let private = service.connect(&info).map_err(|code| {
+            shared.closed.store(true, Ordering::Release);
+            if code > 0 {
+                code
+            } else {
+                status::REFUSED
+            }
+        })?;
+        let opened = Opened {
+            shared,
+            requests,
+            private,
+            info,
+        };
+        Ok((memfd, opened, layout))
     }
 }

@@ -47,6 +47,8 @@ pub struct Server {
     next_id: u64,
     poller: Poller,
     stop: Arc<StopInner>,
+    /// Request payloads are copied here before a handler sees them.
+    scratch: Vec<u8>,
 }
 
 impl Server {

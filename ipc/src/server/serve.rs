@@ -1,164 +1,277 @@
-//! Serving one connection when its doorbell rings (SPEC §2.7, §2.8): flush queued
-//! output, report flow-control changes, handle requests, arm the doorbells.
+//! Serving one connection when its doorbell rings (SPEC §2.7, §2.8), in three steps
+//! that hand their results down as values: [`flush_output`] (queued output into the
+//! rings), [`handle_requests`] (unless responses are backed up), [`arm`] (announce
+//! sleep on the rings the server waits on). Flow-control changes are reported to the
+//! service by [`report_flow`], from the one place that tracks them (the outbox).
+//!
+//! A request's payload is copied out of shared memory into the server's scratch
+//! buffer before the handler sees it: the client may rewrite the ring at any time, and
+//! the handler gets bytes that cannot change under it (one `memcpy` per request).
 
 use std::sync::atomic::Ordering;
 
-use coroipc_ring::{PopError, Wake};
+use coroipc_ring::{Corruption, PopError, ReadGrant, SleepCheck, Wake};
 
 use super::config::Limits;
-use super::connection::{violation, Connection};
-use crate::conn::{DisconnectReason, Request, Responder};
+use super::connection::Connection;
+use crate::conn::{ConnShared, DisconnectReason, Request, Responder};
 use crate::deadline::Deadline;
+use crate::error::{RingKind, Violation};
 use crate::protocol::{status, RequestHeader, REQUEST_HEADER_LEN};
 use crate::service::ErasedService;
 
+/// Whether the connection needs another pass (the server re-rings its doorbell).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum More {
     Yes,
     No,
 }
 
-/// The work of [`Server::service_connection`] for one connection.
+impl More {
+    fn or(self, other: More) -> More {
+        if self == More::Yes || other == More::Yes {
+            More::Yes
+        } else {
+            More::No
+        }
+    }
+}
+
+fn ring_fault(ring: RingKind) -> impl Fn(Corruption) -> DisconnectReason {
+    move |cause| DisconnectReason::ProtocolViolation(Violation::Ring { ring, cause })
+}
+
+/// One pass over a connection. `scratch` is the server's buffer for request payloads.
 pub(crate) fn serve(
     conn: &mut Connection,
     service: &mut dyn ErasedService,
     limits: &Limits,
+    scratch: &mut Vec<u8>,
 ) -> Result<More, DisconnectReason> {
-    let shared = conn.shared.clone();
     if conn.private.is_none() {
         return Ok(More::No);
     }
-    // 1. Output queued behind full rings.
-    let (response_backlog, _) = shared
+    let responses_queued = flush_output(&conn.shared)?;
+    report_flow(conn, service)?;
+    let mut more = More::No;
+    // Backpressure: while responses are queued, requests wait in their ring.
+    if !responses_queued {
+        more = handle_requests(conn, service, limits, scratch)?;
+    }
+    Ok(more.or(arm(&conn.shared)?))
+}
+
+/// Moves queued output into the rings; true if responses are still queued.
+fn flush_output(shared: &ConnShared) -> Result<bool, DisconnectReason> {
+    let responses = shared
         .response
         .flush()
-        .map_err(|_| violation("corrupt response ring"))?;
-    let (dispatch_backlog, _) = shared
+        .map_err(ring_fault(RingKind::Response))?;
+    shared
         .dispatch
         .flush()
-        .map_err(|_| violation("corrupt dispatch ring"))?;
-    // 2. Flow control as the dispatch ring now stands.
-    if shared.dispatch.ring.flow_control() {
-        let _ = shared.dispatch.ring.poll_flow();
+        .map_err(ring_fault(RingKind::Dispatch))?;
+    Ok(responses.is_some())
+}
+
+/// Tells the service of a flow-control transition of the dispatch ring, if any.
+pub(crate) fn report_flow(
+    conn: &mut Connection,
+    service: &mut dyn ErasedService,
+) -> Result<(), DisconnectReason> {
+    let Some(on) = conn
+        .shared
+        .dispatch
+        .flow_transition()
+        .map_err(ring_fault(RingKind::Dispatch))?
+    else {
+        return Ok(());
+    };
+    if on {
+        let events = &conn.shared.counters.flow_control_events;
+        events.fetch_add(1, Ordering::Relaxed);
     }
-    notify_flow(conn, service);
-    // 3. Requests, unless responses are backed up (backpressure on a pipelining client).
+    if let Some(private) = conn.private.as_mut() {
+        service.flow(private, &conn.info, on);
+    }
+    Ok(())
+}
+
+/// Handles requests until the ring is empty (and the server announced sleep on it),
+/// `limits.batch` were handled, or responses back up.
+fn handle_requests(
+    conn: &mut Connection,
+    service: &mut dyn ErasedService,
+    limits: &Limits,
+    scratch: &mut Vec<u8>,
+) -> Result<More, DisconnectReason> {
+    let shared = conn.shared.clone();
+    let request_fault = ring_fault(RingKind::Request);
     let mut handled = 0usize;
-    let mut more = More::No;
     let mut release_wake = Wake::NotNeeded;
-    if response_backlog.is_none() {
-        let mut spin_until: Option<Deadline> = None;
-        let mut polls = 0u32;
-        loop {
-            let next = match conn.requests.try_peek() {
-                Ok(next) => next,
-                Err(PopError::Corrupt(c)) => return Err(violation(format!("request ring: {c}"))),
-                Err(PopError::BufferTooSmall { .. }) => return Err(violation("request ring")),
-            };
-            let Some(grant) = next else {
+    let mut spin = ServerSpin::new(limits);
+    let more = loop {
+        let grant = match conn.requests.try_peek() {
+            Ok(Some(grant)) => grant,
+            Ok(None) => {
                 release_wake = release_wake.or(conn.requests.release());
-                if !limits.spin.is_zero() && handled > 0 {
-                    let until = *spin_until.get_or_insert_with(|| {
-                        Deadline::after(Some(limits.spin.min(Limits::MAX_SPIN)))
-                    });
-                    polls += 1;
-                    if polls % 64 != 0 || !until.passed() {
-                        std::hint::spin_loop();
-                        continue;
-                    }
+                if handled > 0 && spin.keep_polling() {
+                    continue;
                 }
-                let check = conn
-                    .requests
-                    .prepare_sleep()
-                    .map_err(|e| violation(format!("request ring: {e}")))?;
+                let check = conn.requests.prepare_sleep().map_err(|e| match e {
+                    PopError::Corrupt(c) => request_fault(c),
+                    PopError::BufferTooSmall { .. } => short(RingKind::Request),
+                })?;
                 release_wake = release_wake.or(check.wake_peer);
                 if check.sleep {
-                    break;
+                    break More::No;
                 }
                 continue;
-            };
-            let frame = grant.as_slice();
-            let Some(header) = RequestHeader::decode(frame) else {
-                return Err(violation("request shorter than its header"));
-            };
-            shared.counters.requests.fetch_add(1, Ordering::Relaxed);
-            let payload = &frame[REQUEST_HEADER_LEN..];
-            let Some(private) = conn.private.as_mut() else {
-                return Ok(More::No);
-            };
-            let mut responder = Responder::new(&shared, header.id);
-            let result = if service.admit(private, header.command) {
-                service.handle(
-                    private,
-                    Request {
-                        id: header.id,
-                        command: header.command,
-                        payload,
-                    },
-                    &mut responder,
-                )
-            } else {
-                // A failure here is a closed or misbehaving connection, handled below.
-                let _ = responder.respond(status::TRY_AGAIN, &[]);
-                Ok(())
-            };
-            responder.finish(result);
-            grant.consume();
-            // The handler may have moved the dispatch ring into flow control.
-            notify_flow(conn, service);
-            handled += 1;
-            spin_until = None;
-            if shared.closing.load(Ordering::Acquire) {
-                more = More::Yes;
-                break;
             }
-            if handled >= limits.batch || shared.response.backlog().0 > 0 {
-                more = More::Yes;
-                break;
-            }
+            Err(PopError::Corrupt(c)) => return Err(request_fault(c)),
+            Err(PopError::BufferTooSmall { .. }) => return Err(short(RingKind::Request)),
+        };
+        let header = take_request(grant, scratch)?;
+        handle_one(conn, service, header, scratch)?;
+        handled += 1;
+        spin = ServerSpin::new(limits);
+        if shared.closing.load(Ordering::Acquire)
+            || handled >= limits.batch
+            || shared.response.has_backlog()
+        {
+            break More::Yes;
         }
-        release_wake = release_wake.or(conn.requests.release());
-    }
-    // The client may be waiting for request space: it sleeps on its response doorbell.
+    };
+    release_wake = release_wake.or(conn.requests.release());
+    // The client may be waiting for request space: it sleeps on its doorbell.
     if release_wake.is_needed() {
         let _ = shared.client_bell.ring();
-    }
-    // 4. Arm the doorbells the queued output and flow control need.
-    if let Some(len) = shared.response.backlog_front().or(response_backlog) {
-        match shared.response.ring.prepare_sleep_for_space(len) {
-            Ok(check) if !check.sleep => more = More::Yes,
-            Ok(_) => {}
-            Err(_) => return Err(violation("corrupt response ring")),
-        }
-    }
-    if let Some(len) = shared.dispatch.backlog_front().or(dispatch_backlog) {
-        match shared.dispatch.ring.prepare_sleep_for_space(len) {
-            Ok(check) if !check.sleep => more = More::Yes,
-            Ok(_) => {}
-            Err(_) => return Err(violation("corrupt dispatch ring")),
-        }
-    } else if shared.dispatch.ring.flow_control() {
-        match shared.dispatch.ring.prepare_sleep_for_flow_off() {
-            Ok(check) if !check.sleep => more = More::Yes,
-            Ok(_) => {}
-            Err(_) => return Err(violation("corrupt dispatch ring")),
-        }
     }
     Ok(more)
 }
 
-/// Tells the service when the dispatch ring's flow-control state changed.
-pub(crate) fn notify_flow(conn: &mut Connection, service: &mut dyn ErasedService) {
-    let on = conn.shared.dispatch.ring.flow_control();
-    if on != conn.flow_told {
-        conn.flow_told = on;
-        if on {
-            conn.shared
-                .counters
-                .flow_control_events
-                .fetch_add(1, Ordering::Relaxed);
+fn short(ring: RingKind) -> DisconnectReason {
+    DisconnectReason::ProtocolViolation(Violation::ShortFrame(ring))
+}
+
+/// Copies one request out of the ring (header decoded once, payload into `scratch`)
+/// and consumes it.
+fn take_request(
+    grant: ReadGrant<'_>,
+    scratch: &mut Vec<u8>,
+) -> Result<RequestHeader, DisconnectReason> {
+    if grant.len() < REQUEST_HEADER_LEN {
+        return Err(short(RingKind::Request));
+    }
+    let mut raw = [0u8; REQUEST_HEADER_LEN];
+    grant.read_into(&mut raw);
+    let header = RequestHeader::decode(&raw).ok_or(short(RingKind::Request))?;
+    // Zero-fills only when the buffer grows; the copy overwrites the rest.
+    let len = grant.len() - REQUEST_HEADER_LEN;
+    if scratch.len() < len {
+        scratch.resize(len, 0);
+    } else {
+        scratch.truncate(len);
+    }
+    grant.read_at(REQUEST_HEADER_LEN, scratch);
+    grant.consume();
+    Ok(header)
+}
+
+/// Runs admission and the handler for one request, and answers it exactly once.
+fn handle_one(
+    conn: &mut Connection,
+    service: &mut dyn ErasedService,
+    header: RequestHeader,
+    scratch: &[u8],
+) -> Result<(), DisconnectReason> {
+    let shared = conn.shared.clone();
+    shared.counters.requests.fetch_add(1, Ordering::Relaxed);
+    let Some(private) = conn.private.as_mut() else {
+        return Ok(());
+    };
+    let mut responder = Responder::new(&shared, header.id);
+    let result = if service.admit(private, header.command) {
+        let request = Request {
+            id: header.id,
+            command: header.command,
+            payload: scratch,
+        };
+        service.handle(private, request, &mut responder)
+    } else {
+        // A failure here is a closed or misbehaving connection, handled by the caller.
+        let _ = responder.respond(status::TRY_AGAIN, &[]);
+        Ok(())
+    };
+    responder.finish(result);
+    // The handler may have moved the dispatch ring into flow control.
+    report_flow(conn, service)
+}
+
+/// Announces sleep on the response and dispatch rings where the server waits for
+/// space (queued output) or for flow control to end; `More::Yes` if it need not wait.
+fn arm(shared: &ConnShared) -> Result<More, DisconnectReason> {
+    let mut more = More::No;
+    let mut check = |ring: RingKind, checked: Result<SleepCheck, coroipc_ring::PushError>| {
+        match checked {
+            Ok(c) if !c.sleep => more = More::Yes,
+            Ok(_) => {}
+            Err(coroipc_ring::PushError::Corrupt(c)) => return Err(ring_fault(ring)(c)),
+            Err(_) => return Err(ring_fault(ring)(Corruption::Earlier)),
         }
-        if let Some(private) = conn.private.as_mut() {
-            service.flow(private, &conn.info, on);
+        Ok(())
+    };
+    if let Some(len) = shared.response.backlog_front() {
+        check(
+            RingKind::Response,
+            shared.response.ring.prepare_sleep_for_space(len),
+        )?;
+    }
+    if let Some(len) = shared.dispatch.backlog_front() {
+        check(
+            RingKind::Dispatch,
+            shared.dispatch.ring.prepare_sleep_for_space(len),
+        )?;
+    } else if shared.dispatch.ring.flow_control() {
+        check(
+            RingKind::Dispatch,
+            shared.dispatch.ring.prepare_sleep_for_flow_off(),
+        )?;
+    }
+    Ok(more)
+}
+
+/// The server's optional spin on an idle request ring (`Limits::spin`, capped at
+/// `Limits::MAX_SPIN`): the clock is read every 64 polls.
+struct ServerSpin {
+    until: Option<Deadline>,
+    budget: std::time::Duration,
+    polls: u32,
+}
+
+impl ServerSpin {
+    fn new(limits: &Limits) -> ServerSpin {
+        ServerSpin {
+            until: None,
+            budget: limits.spin.min(Limits::MAX_SPIN),
+            polls: 0,
         }
+    }
+
+    /// True to poll the ring again.
+    fn keep_polling(&mut self) -> bool {
+        if self.budget.is_zero() {
+            return false;
+        }
+        let budget = self.budget;
+        let until = *self
+            .until
+            .get_or_insert_with(|| Deadline::after(Some(budget)));
+        self.polls += 1;
+        if self.polls % 64 != 0 || !until.passed() {
+            std::hint::spin_loop();
+            return true;
+        }
+        false
     }
 }

@@ -173,7 +173,7 @@ impl Service for TestService {
             cmd::ZERO_COPY => {
                 let len = req.payload.len();
                 let mut g = resp.reserve(0, len).unwrap();
-                g.as_mut_slice().fill(0xAB);
+                g.fill(0xAB);
                 g.commit();
             }
             cmd::DISCONNECTS => {

@@ -1,0 +1,206 @@
+//! Zero-copy guards: a response or a dispatch message still in shared memory,
+//! released (and the server woken if it waits for the space) when dropped.
+//!
+//! Threat answered: the bytes are in memory the server can write at any time. Handing
+//! out `&[u8]` over them would be a data race in Rust's model (and a parse of them
+//! could change under the caller, the double-fetch pattern). So the guards copy out
+//! (`read_into`, `read_at`, `to_vec`: atomic word loads, one pass), and a borrowed
+//! slice is only given by the `unsafe` [`ResponseRef::as_slice_trusted`], whose caller
+//! promises that the server does not write the bytes while the slice lives.
+
+use coroipc_ring::ReadGrant;
+
+use crate::os::Doorbell;
+use crate::protocol::RESPONSE_HEADER_LEN;
+
+/// Releases `grant` into its ring, ringing the server if it waits for space.
+fn release(grant: ReadGrant<'_>, server_bell: &Doorbell) {
+    if grant.release().is_needed() {
+        if let Err(e) = server_bell.ring() {
+            tracing::debug!(error = %e, "ringing the server doorbell failed");
+        }
+    }
+}
+
+/// Where a response's payload is.
+pub(crate) enum Body<'a> {
+    /// Still in the response ring, after the response header.
+    Ring {
+        grant: Option<ReadGrant<'a>>,
+        server_bell: &'a Doorbell,
+    },
+    /// Copied out earlier (a response stashed while waiting for another).
+    Owned(Vec<u8>),
+}
+
+/// A response, possibly still in shared memory; released when dropped.
+pub struct ResponseRef<'a> {
+    pub(crate) id: u64,
+    pub(crate) status: i32,
+    pub(crate) body: Body<'a>,
+}
+
+impl ResponseRef<'_> {
+    /// The request id answered.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// 0 or a service status.
+    pub fn status(&self) -> i32 {
+        self.status
+    }
+
+    /// Payload length.
+    pub fn len(&self) -> usize {
+        match &self.body {
+            Body::Ring { grant: Some(g), .. } => g.len() - RESPONSE_HEADER_LEN,
+            Body::Ring { grant: None, .. } => 0,
+            Body::Owned(v) => v.len(),
+        }
+    }
+
+    /// True for an empty payload.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Copies payload bytes `at..at + dst.len()` into `dst`.
+    ///
+    /// # Panics
+    /// If the range exceeds the payload (a caller bug; see [`len`](Self::len)).
+    pub fn read_at(&self, at: usize, dst: &mut [u8]) {
+        match &self.body {
+            Body::Ring { grant: Some(g), .. } => g.read_at(RESPONSE_HEADER_LEN + at, dst),
+            Body::Ring { grant: None, .. } => assert!(at == 0 && dst.is_empty()),
+            Body::Owned(v) => dst.copy_from_slice(&v[at..at + dst.len()]),
+        }
+    }
+
+    /// Copies the payload (or its first `dst.len()` bytes) into `dst`; returns how
+    /// many bytes were copied.
+    pub fn read_into(&self, dst: &mut [u8]) -> usize {
+        let n = dst.len().min(self.len());
+        self.read_at(0, &mut dst[..n]);
+        n
+    }
+
+    /// The payload, copied into a new `Vec`.
+    pub fn to_vec(&self) -> Vec<u8> {
+        let mut out = vec![0u8; self.len()];
+        self.read_at(0, &mut out);
+        out
+    }
+
+    /// The payload in place, without a copy.
+    ///
+    /// # Safety
+    ///
+    /// The server must be trusted not to write these bytes while the slice lives (a
+    /// well-behaved server never does: the space is the client's until released).
+    /// A hostile server writing them makes this a data race.
+    pub unsafe fn as_slice_trusted(&self) -> &[u8] {
+        match &self.body {
+            Body::Ring { grant: Some(g), .. } => {
+                // SAFETY: the caller trusts the server (this function's contract).
+                let all = unsafe { g.as_slice_trusted() };
+                &all[RESPONSE_HEADER_LEN..]
+            }
+            Body::Ring { grant: None, .. } => &[],
+            Body::Owned(v) => v,
+        }
+    }
+}
+
+impl std::fmt::Debug for ResponseRef<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseRef")
+            .field("id", &self.id)
+            .field("status", &self.status)
+            .field("len", &self.len())
+            .finish()
+    }
+}
+
+impl Drop for ResponseRef<'_> {
+    fn drop(&mut self) {
+        if let Body::Ring { grant, server_bell } = &mut self.body {
+            if let Some(g) = grant.take() {
+                release(g, server_bell);
+            }
+        }
+    }
+}
+
+/// A dispatch message in shared memory; released when dropped. Read it as
+/// [`ResponseRef`] is read.
+pub struct DispatchMsg<'a> {
+    pub(crate) grant: Option<ReadGrant<'a>>,
+    pub(crate) server_bell: &'a Doorbell,
+}
+
+impl DispatchMsg<'_> {
+    /// Message length.
+    pub fn len(&self) -> usize {
+        self.grant.as_ref().map_or(0, ReadGrant::len)
+    }
+
+    /// True for an empty message.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Copies bytes `at..at + dst.len()` into `dst`.
+    ///
+    /// # Panics
+    /// If the range exceeds the message (a caller bug).
+    pub fn read_at(&self, at: usize, dst: &mut [u8]) {
+        match &self.grant {
+            Some(g) => g.read_at(at, dst),
+            None => assert!(at == 0 && dst.is_empty()),
+        }
+    }
+
+    /// Copies the message (or its first `dst.len()` bytes) into `dst`; returns how
+    /// many bytes were copied.
+    pub fn read_into(&self, dst: &mut [u8]) -> usize {
+        let n = dst.len().min(self.len());
+        self.read_at(0, &mut dst[..n]);
+        n
+    }
+
+    /// The message, copied into a new `Vec`.
+    pub fn to_vec(&self) -> Vec<u8> {
+        self.grant.as_ref().map_or_else(Vec::new, ReadGrant::to_vec)
+    }
+
+    /// The message in place, without a copy.
+    ///
+    /// # Safety
+    ///
+    /// As [`ResponseRef::as_slice_trusted`]: the server must be trusted not to write
+    /// these bytes while the slice lives.
+    pub unsafe fn as_slice_trusted(&self) -> &[u8] {
+        match &self.grant {
+            // SAFETY: the caller trusts the server (this function's contract).
+            Some(g) => unsafe { g.as_slice_trusted() },
+            None => &[],
+        }
+    }
+}
+
+impl std::fmt::Debug for DispatchMsg<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DispatchMsg")
+            .field("len", &self.len())
+            .finish()
+    }
+}
+
+impl Drop for DispatchMsg<'_> {
+    fn drop(&mut self) {
+        if let Some(g) = self.grant.take() {
+            release(g, self.server_bell);
+        }
+    }
+}

@@ -1,0 +1,92 @@
+//! What a client is configured with ([`ConnectOptions`], [`WaitMode`]) and what a
+//! request returns ([`Response`]); the one mapping from a response status to an error.
+
+use std::time::Duration;
+
+use crate::error::ClientError;
+use crate::protocol::status;
+
+/// How a client waits for the server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WaitMode {
+    /// Poll the ring for up to `spin`, then sleep on the doorbell. Any budget is
+    /// accepted, `Duration::MAX` included: a spinning wait still notices the server's
+    /// death within a millisecond.
+    SpinThenBlock {
+        /// Spin budget per wait.
+        spin: Duration,
+    },
+    /// Sleep on the doorbell at once.
+    Block,
+}
+
+impl Default for WaitMode {
+    fn default() -> Self {
+        WaitMode::SpinThenBlock {
+            spin: Duration::from_micros(50),
+        }
+    }
+}
+
+impl WaitMode {
+    /// The spin budget (zero for `Block`).
+    pub(crate) fn spin(self) -> Duration {
+        match self {
+            WaitMode::SpinThenBlock { spin } => spin,
+            WaitMode::Block => Duration::ZERO,
+        }
+    }
+}
+
+/// Options for [`Client::connect`](crate::Client::connect). Ring sizes are requests;
+/// the server caps them. Every timeout accepts `Duration::MAX` (forever) and
+/// `Duration::ZERO` (just look).
+#[derive(Clone, Debug)]
+pub struct ConnectOptions {
+    /// Request ring capacity asked for (0: server default).
+    pub request_ring: u32,
+    /// Response ring capacity asked for (0: server default).
+    pub response_ring: u32,
+    /// Dispatch ring capacity asked for (0: server default).
+    pub dispatch_ring: u32,
+    /// Bound on the whole handshake.
+    pub connect_timeout: Duration,
+    /// Bound on each synchronous request (None: wait as long as the server lives).
+    pub request_timeout: Option<Duration>,
+    /// How to wait.
+    pub wait: WaitMode,
+}
+
+impl Default for ConnectOptions {
+    fn default() -> Self {
+        ConnectOptions {
+            request_ring: 0,
+            response_ring: 0,
+            dispatch_ring: 0,
+            connect_timeout: Duration::from_secs(5),
+            request_timeout: None,
+            wait: WaitMode::default(),
+        }
+    }
+}
+
+/// A successful response.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Response {
+    /// 0 or a positive service-defined status.
+    pub status: i32,
+    /// The payload.
+    pub data: Vec<u8>,
+}
+
+/// The error a response status stands for (`None` for 0 and service codes).
+pub(crate) fn status_error(code: i32) -> Option<ClientError> {
+    match code {
+        c if c >= 0 => None,
+        status::TRY_AGAIN => Some(ClientError::TryAgain),
+        status::UNKNOWN_COMMAND => Some(ClientError::UnknownCommand),
+        status::ABANDONED => Some(ClientError::Abandoned),
+        status::RESPONSE_TOO_LARGE => Some(ClientError::ResponseTooLarge),
+        _ => Some(ClientError::BadRequest),
+    }
+}

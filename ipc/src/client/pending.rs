@@ -1,0 +1,144 @@
+//! The pipelined-request table: ids sent and not answered, and responses read while
+//! looking for another id.
+
+use std::collections::{HashMap, HashSet};
+
+use coroipc_ring::{Consumer, Wake};
+
+use crate::error::{RingKind, Violation};
+use crate::protocol::{ResponseHeader, RESPONSE_HEADER_LEN};
+
+/// Where the response looked for is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Found {
+    /// In the stash, under this id.
+    Stashed(u64),
+    /// At the head of the response ring, with this (already decoded) header.
+    Ring(ResponseHeader),
+}
+
+/// Requests in flight and responses that arrived out of order.
+///
+/// Invariant: an id is in at most one of `outstanding` and `stash`; ids are issued in
+/// increasing order from `next_id`.
+#[derive(Debug)]
+pub(crate) struct Pending {
+    next_id: u64,
+    outstanding: HashSet<u64>,
+    stash: HashMap<u64, (i32, Vec<u8>)>,
+}
+
+/// Reads the response header of the frame at the head of `ring`, if any.
+fn peek_header(ring: &mut Consumer) -> Result<Option<ResponseHeader>, Violation> {
+    let grant = match ring.try_peek() {
+        Ok(None) => return Ok(None),
+        Ok(Some(g)) => g,
+        Err(e) => return Err(ring_violation(e)),
+    };
+    if grant.len() < RESPONSE_HEADER_LEN {
+        return Err(Violation::ShortFrame(RingKind::Response));
+    }
+    let mut header = [0u8; RESPONSE_HEADER_LEN];
+    grant.read_into(&mut header);
+    ResponseHeader::decode(&header)
+        .map(Some)
+        .ok_or(Violation::ShortFrame(RingKind::Response))
+}
+
+/// The violation a failed pop of the response ring stands for.
+pub(crate) fn ring_violation(e: coroipc_ring::PopError) -> Violation {
+    match e {
+        coroipc_ring::PopError::Corrupt(cause) => Violation::Ring {
+            ring: RingKind::Response,
+            cause,
+        },
+        coroipc_ring::PopError::BufferTooSmall { .. } => Violation::ShortFrame(RingKind::Response),
+    }
+}
+
+impl Pending {
+    pub(crate) fn new() -> Pending {
+        Pending {
+            next_id: 1,
+            outstanding: HashSet::new(),
+            stash: HashMap::new(),
+        }
+    }
+
+    /// The id the next request gets.
+    pub(crate) fn next_id(&self) -> u64 {
+        self.next_id
+    }
+
+    /// Records that the request with [`next_id`](Self::next_id) was published.
+    pub(crate) fn sent(&mut self) {
+        self.outstanding.insert(self.next_id);
+        self.next_id += 1;
+    }
+
+    /// Requests sent and not answered (stashed responses not counted).
+    pub(crate) fn outstanding(&self) -> usize {
+        self.outstanding.len()
+    }
+
+    /// Whether a response to `id` is still to come or waits in the stash.
+    pub(crate) fn knows(&self, id: u64) -> bool {
+        self.outstanding.contains(&id) || self.stash.contains_key(&id)
+    }
+
+    /// Whether anything is in flight or stashed.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.outstanding.is_empty() && self.stash.is_empty()
+    }
+
+    /// Keeps a response for a later call (the caller took it off the ring).
+    pub(crate) fn stash(&mut self, id: u64, status: i32, data: Vec<u8>) {
+        self.outstanding.remove(&id);
+        self.stash.insert(id, (status, data));
+    }
+
+    /// Takes a stashed response.
+    pub(crate) fn take_stashed(&mut self, id: u64) -> Option<(i32, Vec<u8>)> {
+        self.stash.remove(&id)
+    }
+
+    /// Marks `id` answered (its response is being handed out from the ring).
+    pub(crate) fn answered(&mut self, id: u64) {
+        self.outstanding.remove(&id);
+    }
+
+    /// Finds the response to `want` (or to any request when `None`): in the stash, or
+    /// at the head of `ring` after moving responses to other requests into the stash.
+    /// Returns where it is (`None`: not arrived yet) and whether the server must be
+    /// woken for the space freed.
+    pub(crate) fn locate(
+        &mut self,
+        ring: &mut Consumer,
+        want: Option<u64>,
+    ) -> Result<(Option<Found>, Wake), Violation> {
+        let stashed = match want {
+            Some(id) => self.stash.contains_key(&id).then_some(id),
+            None => self.stash.keys().next().copied(),
+        };
+        if let Some(id) = stashed {
+            return Ok((Some(Found::Stashed(id)), Wake::NotNeeded));
+        }
+        let mut wake = Wake::NotNeeded;
+        while let Some(header) = peek_header(ring)? {
+            if !self.outstanding.contains(&header.id) {
+                return Err(Violation::UnknownResponse(header.id));
+            }
+            if want.is_none_or(|w| w == header.id) {
+                return Ok((Some(Found::Ring(header)), wake));
+            }
+            let Ok(Some(grant)) = ring.try_peek() else {
+                return Err(Violation::ShortFrame(RingKind::Response));
+            };
+            let mut data = vec![0u8; grant.len() - RESPONSE_HEADER_LEN];
+            grant.read_at(RESPONSE_HEADER_LEN, &mut data);
+            wake = wake.or(grant.release());
+            self.stash(header.id, header.status, data);
+        }
+        Ok((None, wake))
+    }
+}

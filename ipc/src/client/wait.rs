@@ -1,0 +1,121 @@
+//! How a client waits: one [`Waiter`] owning the socket, both doorbells and the epoll
+//! instances that watch them.
+//!
+//! Every blocking wait sleeps on one epoll holding the client doorbell
+//! edge-triggered (each ring is one event: no draining read) and the socket (the
+//! server never writes to it after the handshake, so readable or hung up means it is
+//! gone: a dead server ends the wait at once, with no timed slices). The caller has
+//! announced sleep on the ring it waits for and re-checks that ring after waking; a
+//! ring meant for another of its rings is a spurious wake, never a lost one.
+//!
+//! The pollable fd handed to event loops is a second, level-triggered epoll over the
+//! same two fds, created on first use (most clients never poll).
+
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd};
+use std::os::unix::net::UnixStream;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use coroipc_ring::Wake;
+
+use crate::deadline::Deadline;
+use crate::os::{self, Doorbell, Epoll, Interest};
+
+/// How a blocking wait ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Woke {
+    /// The doorbell rang (re-check the ring).
+    Bell,
+    /// The server is gone.
+    ServerGone,
+    /// The deadline passed.
+    Timeout,
+}
+
+/// The socket, the doorbells and the epolls of one client.
+pub(crate) struct Waiter {
+    /// The liveness link (nothing is read from it after the handshake).
+    stream: UnixStream,
+    /// Rung to wake the server for this connection.
+    server_bell: Doorbell,
+    /// Rung by the server for a response, request space or a dispatch message.
+    bell: Doorbell,
+    /// What a blocking wait sleeps on; created on first block.
+    blocker: Option<Epoll>,
+    /// The pollable fd; created on first use.
+    poll: OnceLock<Epoll>,
+}
+
+impl Waiter {
+    pub(crate) fn new(stream: UnixStream, server_bell: Doorbell, bell: Doorbell) -> Waiter {
+        Waiter {
+            stream,
+            server_bell,
+            bell,
+            blocker: None,
+            poll: OnceLock::new(),
+        }
+    }
+
+    /// Rings the server's doorbell if the ring operation said so.
+    pub(crate) fn ring_server(&self, wake: Wake) -> io::Result<()> {
+        if wake.is_needed() {
+            self.server_bell.ring()?;
+        }
+        Ok(())
+    }
+
+    /// The server's doorbell (for guards that release into a ring).
+    pub(crate) fn server_bell(&self) -> &Doorbell {
+        &self.server_bell
+    }
+
+    /// Looks, without waiting, whether the server is gone.
+    pub(crate) fn server_gone(&self) -> io::Result<bool> {
+        let look = os::wait_readable(&[self.stream.as_fd()], Some(Duration::ZERO))?;
+        Ok(look.readable(0) || look.hangup(0))
+    }
+
+    /// Empties the doorbell (before arming the pollable fd).
+    pub(crate) fn drain(&self) -> io::Result<()> {
+        self.bell.drain().map(drop)
+    }
+
+    /// Sleeps until the doorbell rings, the server dies, or `deadline`.
+    pub(crate) fn block(&mut self, deadline: Deadline) -> io::Result<Woke> {
+        let blocker = match self.blocker.take() {
+            Some(b) => b,
+            None => {
+                let b = Epoll::new()?;
+                b.add_edge_triggered(self.bell.as_fd(), 0, Interest::READABLE)?;
+                b.add(self.stream.as_fd(), 1, Interest::READABLE)?;
+                b
+            }
+        };
+        let mut events = Vec::with_capacity(2);
+        let waited = blocker.wait(&mut events, deadline.remaining());
+        self.blocker = Some(blocker);
+        Ok(match waited? {
+            0 => Woke::Timeout,
+            _ if events.iter().any(|e| e.token == 1) => Woke::ServerGone,
+            _ => Woke::Bell,
+        })
+    }
+
+    /// The pollable fd: readable after the doorbell rang or when the server is gone.
+    pub(crate) fn poll_fd(&self) -> io::Result<BorrowedFd<'_>> {
+        if let Some(p) = self.poll.get() {
+            return Ok(p.as_fd());
+        }
+        let p = Epoll::new()?;
+        p.add(self.bell.as_fd(), 0, Interest::READABLE)?;
+        p.add(self.stream.as_fd(), 1, Interest::READABLE)?;
+        Ok(self.poll.get_or_init(|| p).as_fd())
+    }
+
+    /// The socket (the fallback pollable fd: it reports the server's death).
+    pub(crate) fn socket_fd(&self) -> BorrowedFd<'_> {
+        self.stream.as_fd()
+    }
+}
