@@ -5,17 +5,17 @@
 use std::time::Duration;
 
 use coroipc::{
-    Client, ConnHandle, ConnectOptions, ConnectionInfo, HandlerError, Request, Responder,
-    ServerBuilder, Service, SocketName,
+    Client, ConnectOptions, Connection, HandlerError, Request, Responder, ServerBuilder, Service,
+    SocketName,
 };
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
-struct Echo(std::sync::mpsc::Sender<ConnHandle>);
+struct Echo(std::sync::mpsc::Sender<Connection>);
 
 impl Service for Echo {
-    type Conn = ();
-    fn on_connect(&mut self, info: &ConnectionInfo) -> Result<(), i32> {
-        let _ = self.0.send(info.handle.clone());
+    type Private = ();
+    fn on_connect(&mut self, conn: &Connection) -> Result<(), i32> {
+        let _ = self.0.send(conn.clone());
         Ok(())
     }
     fn handle(

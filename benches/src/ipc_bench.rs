@@ -20,8 +20,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use coroipc::{
-    Client, ConnectOptions, ConnectionInfo, HandlerError, Limits, Request, Responder,
-    ServerBuilder, Service, SocketName, WaitMode,
+    Client, ConnectOptions, Connection, HandlerError, Limits, Request, Responder, ServerBuilder,
+    Service, SocketName, WaitMode,
 };
 
 use crate::pin_to;
@@ -74,9 +74,9 @@ const CMD_STREAM: u16 = 2;
 struct BenchService;
 
 impl Service for BenchService {
-    type Conn = ();
+    type Private = ();
 
-    fn on_connect(&mut self, _info: &ConnectionInfo) -> Result<(), i32> {
+    fn on_connect(&mut self, _conn: &Connection) -> Result<(), i32> {
         Ok(())
     }
 

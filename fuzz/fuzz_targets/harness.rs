@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use coroipc::{
-    ConnectionInfo, HandlerError, Limits, PollHooks, Request, Responder, Server, ServerBuilder, Service, SocketName,
+    Connection, HandlerError, Limits, PollHooks, Request, Responder, Server, ServerBuilder, Service, SocketName,
     Token,
 };
 
@@ -13,8 +13,8 @@ use coroipc::{
 pub struct Echo;
 
 impl Service for Echo {
-    type Conn = ();
-    fn on_connect(&mut self, _: &ConnectionInfo) -> Result<(), i32> {
+    type Private = ();
+    fn on_connect(&mut self, _: &Connection) -> Result<(), i32> {
         Ok(())
     }
     fn handle(&mut self, _: &mut (), req: Request<'_>, resp: &mut Responder<'_>) -> Result<(), HandlerError> {

@@ -4,31 +4,29 @@
 //! Run: `cargo run --example echo_server -p coroipc` then, in another terminal,
 //! `cargo run --example echo_client -p coroipc -- hello`.
 
-use coroipc::{
-    ConnectionInfo, HandlerError, Request, Responder, ServerBuilder, Service, SocketName,
-};
+use coroipc::{Connection, HandlerError, Request, Responder, ServerBuilder, Service, SocketName};
 
 struct Echo;
 
 impl Service for Echo {
     /// Per-connection private data: how many requests this client sent.
-    type Conn = u64;
+    type Private = u64;
 
-    fn on_connect(&mut self, info: &ConnectionInfo) -> Result<u64, i32> {
+    fn on_connect(&mut self, conn: &Connection) -> Result<u64, i32> {
         println!(
             "client {} connected (pid {}, uid {})",
-            info.id, info.credentials.pid, info.credentials.uid
+            conn.id(),
+            conn.credentials().pid,
+            conn.credentials().uid
         );
         Ok(0)
     }
 
-    fn on_disconnect(
-        &mut self,
-        count: u64,
-        info: &ConnectionInfo,
-        reason: &coroipc::DisconnectReason,
-    ) {
-        println!("client {} gone after {count} requests: {reason:?}", info.id);
+    fn on_disconnect(&mut self, count: u64, conn: &Connection, reason: &coroipc::DisconnectReason) {
+        println!(
+            "client {} gone after {count} requests: {reason:?}",
+            conn.id()
+        );
     }
 
     fn handle(

@@ -6,7 +6,7 @@
 //!
 //! * Server: [`ServerBuilder`], [`Service`], [`Server::run`] or [`PollHooks`] +
 //!   [`Server::handle_ready`] for any event loop; responses ([`Responder`],
-//!   [`DeferredResponse`]) and dispatch ([`ConnHandle`]) from any thread.
+//!   [`DeferredResponse`]) and dispatch ([`Connection`]) from any thread.
 //! * Client: [`Client::connect`], [`Client::request`] (copy),
 //!   [`Client::request_in_place`] (zero copy), [`Client::send_request`] /
 //!   [`Client::wait_response`] (pipelined), [`Client::dispatch_recv`], `AsFd`,
@@ -18,22 +18,21 @@
 #![deny(missing_docs)]
 
 mod client;
-mod conn;
+mod connection;
 mod deadline;
 mod error;
 pub mod os;
 mod outbox;
 pub mod protocol;
 mod region;
+mod respond;
 mod server;
 mod service;
 
 pub use client::{Client, ConnectOptions, DispatchMsg, Response, ResponseRef, WaitMode};
-pub use conn::{
-    ConnHandle, ConnStats, DeferredResponse, DisconnectReason, DispatchGrant, OverflowPolicy,
-    Request, Responder, ResponseGrant,
-};
+pub use connection::{ConnStats, Connection, DisconnectReason, DispatchGrant, OverflowPolicy};
 pub use error::{ClientError, ConnectError, ProtocolError, RingKind, SendError, Violation};
 pub use os::{PeerCred, SocketName};
+pub use respond::{DeferredResponse, Request, Responder, ResponseGrant};
 pub use server::{Limits, PollHooks, Server, ServerBuilder, StopHandle, Token};
-pub use service::{ConnectionInfo, HandlerError, Service};
+pub use service::{HandlerError, Service};

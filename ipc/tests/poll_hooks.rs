@@ -9,8 +9,8 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
 use coroipc::{
-    Client, ConnHandle, ConnectOptions, ConnectionInfo, HandlerError, PollHooks, Request,
-    Responder, ServerBuilder, Service, SocketName, Token,
+    Client, ConnectOptions, Connection, HandlerError, PollHooks, Request, Responder, ServerBuilder,
+    Service, SocketName, Token,
 };
 
 #[derive(Clone, Default)]
@@ -26,12 +26,12 @@ impl PollHooks for Registry {
     }
 }
 
-struct Svc(mpsc::Sender<ConnHandle>);
+struct Svc(mpsc::Sender<Connection>);
 
 impl Service for Svc {
-    type Conn = ();
-    fn on_connect(&mut self, info: &ConnectionInfo) -> Result<(), i32> {
-        self.0.send(info.handle.clone()).unwrap();
+    type Private = ();
+    fn on_connect(&mut self, conn: &Connection) -> Result<(), i32> {
+        self.0.send(conn.clone()).unwrap();
         Ok(())
     }
     fn handle(

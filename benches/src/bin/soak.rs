@@ -13,15 +13,15 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use coroipc::{
-    Client, ClientError, ConnectOptions, ConnectionInfo, HandlerError, Request, Responder,
+    Client, ClientError, ConnectOptions, Connection, HandlerError, Request, Responder,
     ServerBuilder, Service, SocketName,
 };
 
 struct Echo;
 
 impl Service for Echo {
-    type Conn = ();
-    fn on_connect(&mut self, _: &ConnectionInfo) -> Result<(), i32> {
+    type Private = ();
+    fn on_connect(&mut self, _: &Connection) -> Result<(), i32> {
         Ok(())
     }
     fn handle(

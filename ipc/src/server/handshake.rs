@@ -11,10 +11,10 @@ use std::sync::Arc;
 use coroipc_ring::Consumer;
 
 use super::accept::refuse;
-use super::connection::Connection;
 use super::poll::{token, KIND_BELL, KIND_PENDING, KIND_SOCKET};
+use super::session::Session;
 use super::Server;
-use crate::conn::{ConnHandle, ConnShared, DisconnectReason};
+use crate::connection::{ConnShared, Connection, DisconnectReason};
 use crate::deadline::Deadline;
 use crate::os::{self, PeerCred};
 use crate::protocol::{
@@ -22,15 +22,15 @@ use crate::protocol::{
     CONNECT_REQUEST_LEN, DISPATCH, REQUEST, RESPONSE,
 };
 use crate::region;
-use crate::service::{ConnectionInfo, Private};
+use crate::service::ErasedPrivate;
 
 /// A client that connected and has not finished the handshake.
 /// A connection the service accepted, before the reply is sent.
 struct Opened {
     shared: Arc<ConnShared>,
     requests: Consumer,
-    private: Private,
-    info: ConnectionInfo,
+    private: ErasedPrivate,
+    handle: Connection,
 }
 
 pub(crate) struct Pending {
@@ -182,7 +182,7 @@ impl Server {
             shared,
             requests,
             private,
-            info,
+            handle,
         } = opened;
         let fds = [
             memfd.as_fd(),
@@ -197,12 +197,11 @@ impl Server {
                 .add_bell(shared.server_bell.as_fd(), token(id, KIND_BELL))?;
             self.poller.add(p.stream.as_fd(), token(id, KIND_SOCKET))
         });
-        let conn = Connection {
-            shared,
+        let conn = Session {
             stream: p.stream,
             requests,
             private: Some(private),
-            info,
+            handle,
         };
         self.conns.insert(id, conn);
         if let Err(e) = registered {
@@ -258,15 +257,10 @@ impl Server {
                 status::NO_RESOURCES
             }
         })?;
-        let info = ConnectionInfo {
-            id,
-            service: request.service,
-            credentials: p.cred,
-            handle: ConnHandle {
-                shared: shared.clone(),
-            },
+        let handle = Connection {
+            shared: shared.clone(),
         };
-        let private = service.connect(&info).map_err(|code| {
+        let private = service.connect(&handle).map_err(|code| {
             shared.closed.store(true, Ordering::Release);
             if code > 0 {
                 code
@@ -278,7 +272,7 @@ impl Server {
             shared,
             requests,
             private,
-            info,
+            handle,
         };
         Ok((memfd, opened, layout))
     }

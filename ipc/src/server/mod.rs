@@ -13,10 +13,10 @@
 
 mod accept;
 mod config;
-mod connection;
 mod handshake;
 mod poll;
 mod serve;
+mod session;
 
 use std::collections::HashMap;
 use std::io;
@@ -24,16 +24,16 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::conn::{ConnHandle, DisconnectReason};
+use crate::connection::{Connection, DisconnectReason};
 use crate::os::SocketName;
 use crate::service::ErasedService;
 use accept::{Accepted, Acceptor};
 use config::SecurityFn;
 pub use config::{Limits, ServerBuilder};
-use connection::Connection;
 use handshake::Pending;
 pub use poll::{PollHooks, StopHandle, Token};
 use poll::{Poller, StopInner, KIND_BELL, KIND_PENDING, KIND_SOCKET, LISTENER, STOP};
+use session::Session;
 
 /// The IPC server. See the module documentation.
 pub struct Server {
@@ -43,7 +43,7 @@ pub struct Server {
     security: Option<SecurityFn>,
     services: HashMap<u16, Box<dyn ErasedService>>,
     pending: HashMap<u64, Pending>,
-    conns: HashMap<u64, Connection>,
+    conns: HashMap<u64, Session>,
     next_id: u64,
     poller: Poller,
     stop: Arc<StopInner>,
@@ -78,10 +78,8 @@ impl Server {
     }
 
     /// A handle on connection `id`, if it is connected.
-    pub fn connection(&self, id: u64) -> Option<ConnHandle> {
-        self.conns.get(&id).map(|c| ConnHandle {
-            shared: c.shared.clone(),
-        })
+    pub fn connection(&self, id: u64) -> Option<Connection> {
+        self.conns.get(&id).map(|c| c.handle.clone())
     }
 
     /// Runs the built-in epoll loop until [`StopHandle::stop`]. For a server built with
@@ -153,7 +151,7 @@ impl Server {
                     KIND_BELL => {
                         if self.poller.drains_bells() {
                             if let Some(conn) = self.conns.get(&id) {
-                                let _ = conn.shared.server_bell.drain();
+                                let _ = conn.handle.shared.server_bell.drain();
                             }
                         }
                         self.service_connection(id);

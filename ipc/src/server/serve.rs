@@ -13,11 +13,12 @@ use std::sync::atomic::Ordering;
 use coroipc_ring::{Corruption, PopError, ReadGrant, SleepCheck, Wake};
 
 use super::config::Limits;
-use super::connection::Connection;
-use crate::conn::{ConnShared, DisconnectReason, Request, Responder};
+use super::session::Session;
+use crate::connection::{ConnShared, DisconnectReason};
 use crate::deadline::Deadline;
 use crate::error::{RingKind, Violation};
 use crate::protocol::{status, RequestHeader, REQUEST_HEADER_LEN};
+use crate::respond::{Request, Responder};
 use crate::service::ErasedService;
 
 /// Whether the connection needs another pass (the server re-rings its doorbell).
@@ -43,7 +44,7 @@ fn ring_fault(ring: RingKind) -> impl Fn(Corruption) -> DisconnectReason {
 
 /// One pass over a connection. `scratch` is the server's buffer for request payloads.
 pub(crate) fn serve(
-    conn: &mut Connection,
+    conn: &mut Session,
     service: &mut dyn ErasedService,
     limits: &Limits,
     scratch: &mut Vec<u8>,
@@ -51,14 +52,14 @@ pub(crate) fn serve(
     if conn.private.is_none() {
         return Ok(More::No);
     }
-    let responses_queued = flush_output(&conn.shared)?;
+    let responses_queued = flush_output(&conn.handle.shared)?;
     report_flow(conn, service)?;
     let mut more = More::No;
     // Backpressure: while responses are queued, requests wait in their ring.
     if !responses_queued {
         more = handle_requests(conn, service, limits, scratch)?;
     }
-    Ok(more.or(arm(&conn.shared)?))
+    Ok(more.or(arm(&conn.handle.shared)?))
 }
 
 /// Moves queued output into the rings; true if responses are still queued.
@@ -76,10 +77,11 @@ fn flush_output(shared: &ConnShared) -> Result<bool, DisconnectReason> {
 
 /// Tells the service of a flow-control transition of the dispatch ring, if any.
 pub(crate) fn report_flow(
-    conn: &mut Connection,
+    conn: &mut Session,
     service: &mut dyn ErasedService,
 ) -> Result<(), DisconnectReason> {
     let Some(on) = conn
+        .handle
         .shared
         .dispatch
         .flow_transition()
@@ -88,11 +90,11 @@ pub(crate) fn report_flow(
         return Ok(());
     };
     if on {
-        let events = &conn.shared.counters.flow_control_events;
+        let events = &conn.handle.shared.counters.flow_control_events;
         events.fetch_add(1, Ordering::Relaxed);
     }
     if let Some(private) = conn.private.as_mut() {
-        service.flow(private, &conn.info, on);
+        service.flow(private, &conn.handle, on);
     }
     Ok(())
 }
@@ -100,12 +102,12 @@ pub(crate) fn report_flow(
 /// Handles requests until the ring is empty (and the server announced sleep on it),
 /// `limits.batch` were handled, or responses back up.
 fn handle_requests(
-    conn: &mut Connection,
+    conn: &mut Session,
     service: &mut dyn ErasedService,
     limits: &Limits,
     scratch: &mut Vec<u8>,
 ) -> Result<More, DisconnectReason> {
-    let shared = conn.shared.clone();
+    let shared = conn.handle.shared.clone();
     let request_fault = ring_fault(RingKind::Request);
     let mut handled = 0usize;
     let mut release_wake = Wake::NotNeeded;
@@ -180,12 +182,12 @@ fn take_request(
 
 /// Runs admission and the handler for one request, and answers it exactly once.
 fn handle_one(
-    conn: &mut Connection,
+    conn: &mut Session,
     service: &mut dyn ErasedService,
     header: RequestHeader,
     scratch: &[u8],
 ) -> Result<(), DisconnectReason> {
-    let shared = conn.shared.clone();
+    let shared = conn.handle.shared.clone();
     shared.counters.requests.fetch_add(1, Ordering::Relaxed);
     let Some(private) = conn.private.as_mut() else {
         return Ok(());

@@ -9,8 +9,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use coroipc::{
-    ConnHandle, ConnectionInfo, DisconnectReason, HandlerError, Limits, OverflowPolicy, Request,
-    Responder, ServerBuilder, Service, SocketName,
+    Connection, DisconnectReason, HandlerError, Limits, OverflowPolicy, Request, Responder,
+    ServerBuilder, Service, SocketName,
 };
 
 /// Commands of [`TestService`].
@@ -56,7 +56,7 @@ pub mod cmd {
 pub struct Private {
     pub data: Vec<u8>,
     pub flow_on: u64,
-    pub handle: Option<ConnHandle>,
+    pub handle: Option<Connection>,
     pub hung: Vec<coroipc::DeferredResponse>,
 }
 
@@ -66,33 +66,33 @@ pub struct TestService {
 }
 
 impl Service for TestService {
-    type Conn = Private;
+    type Private = Private;
 
-    fn on_connect(&mut self, info: &ConnectionInfo) -> Result<Private, i32> {
-        if info.service == 7 {
+    fn on_connect(&mut self, conn: &Connection) -> Result<Private, i32> {
+        if conn.service() == 7 {
             return Err(42);
         }
         Ok(Private {
-            handle: Some(info.handle.clone()),
+            handle: Some(conn.clone()),
             ..Private::default()
         })
     }
 
-    fn on_disconnect(&mut self, _conn: Private, info: &ConnectionInfo, reason: &DisconnectReason) {
+    fn on_disconnect(&mut self, _private: Private, conn: &Connection, reason: &DisconnectReason) {
         self.disconnects.fetch_add(1, Ordering::SeqCst);
         self.log
             .lock()
             .unwrap()
-            .push(format!("disconnect {} {reason:?}", info.id));
+            .push(format!("disconnect {} {reason:?}", conn.id()));
     }
 
-    fn admit(&mut self, _conn: &mut Private, command: u16) -> bool {
+    fn admit(&mut self, _private: &mut Private, command: u16) -> bool {
         command != cmd::BUSY
     }
 
-    fn on_flow_control(&mut self, conn: &mut Private, _info: &ConnectionInfo, on: bool) {
+    fn on_flow_control(&mut self, private: &mut Private, _conn: &Connection, on: bool) {
         if on {
-            conn.flow_on += 1;
+            private.flow_on += 1;
         }
     }
 

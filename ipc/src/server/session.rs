@@ -5,25 +5,25 @@ use std::io::{self, Read};
 use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
 
 use coroipc_ring::Consumer;
 
 use super::poll::{token, KIND_BELL, KIND_SOCKET};
 use super::serve::{serve, More};
 use super::Server;
-use crate::conn::{ConnShared, DisconnectReason};
+use crate::connection::Connection;
+use crate::connection::DisconnectReason;
 use crate::error::Violation;
-use crate::service::{ConnectionInfo, Private};
+use crate::service::ErasedPrivate;
 
 /// A connected client, as the server thread holds it.
-pub(crate) struct Connection {
-    pub(crate) shared: Arc<ConnShared>,
+pub(crate) struct Session {
     pub(crate) stream: UnixStream,
     /// The request ring; only the server thread reads it.
     pub(crate) requests: Consumer,
-    pub(crate) private: Option<Private>,
-    pub(crate) info: ConnectionInfo,
+    pub(crate) private: Option<ErasedPrivate>,
+    /// The connection as the service sees it (id, service, credentials).
+    pub(crate) handle: Connection,
 }
 
 impl Server {
@@ -47,23 +47,23 @@ impl Server {
     }
 
     /// Ends connection `id`: unregisters its fds, calls `on_disconnect` once, frees
-    /// the rings (when the last [`ConnHandle`] clone is dropped, for the mapping).
+    /// the rings (when the last [`Connection`] clone is dropped, for the mapping).
     pub(super) fn disconnect(&mut self, id: u64, reason: DisconnectReason) {
         let Some(mut conn) = self.conns.remove(&id) else {
             return;
         };
         self.resume_accepting();
-        conn.shared.closed.store(true, Ordering::Release);
+        conn.handle.shared.closed.store(true, Ordering::Release);
         self.poller
-            .remove(conn.shared.server_bell.as_fd(), token(id, KIND_BELL));
+            .remove(conn.handle.shared.server_bell.as_fd(), token(id, KIND_BELL));
         self.poller
             .remove(conn.stream.as_fd(), token(id, KIND_SOCKET));
-        conn.shared.response.clear();
-        conn.shared.dispatch.clear();
+        conn.handle.shared.response.clear();
+        conn.handle.shared.dispatch.clear();
         if let DisconnectReason::ProtocolViolation(why) = &reason {
             tracing::warn!(
                 id,
-                pid = conn.info.credentials.pid,
+                pid = conn.handle.credentials().pid,
                 %why,
                 "client disconnected"
             );
@@ -72,9 +72,9 @@ impl Server {
         }
         if let (Some(private), Some(service)) = (
             conn.private.take(),
-            self.services.get_mut(&conn.info.service),
+            self.services.get_mut(&conn.handle.service()),
         ) {
-            service.disconnect(private, &conn.info, &reason);
+            service.disconnect(private, &conn.handle, &reason);
         }
     }
 
@@ -85,12 +85,12 @@ impl Server {
         let Some(conn) = self.conns.get_mut(&id) else {
             return;
         };
-        let shared = conn.shared.clone();
+        let shared = conn.handle.shared.clone();
         if shared.closing.load(Ordering::Acquire) {
             self.disconnect(id, shared.closing_reason());
             return;
         }
-        let Some(service) = self.services.get_mut(&conn.info.service) else {
+        let Some(service) = self.services.get_mut(&conn.handle.service()) else {
             return;
         };
         let outcome = serve(conn, service.as_mut(), &self.limits, &mut self.scratch);

@@ -1,0 +1,311 @@
+//! Answering a request: the [`Request`] a handler gets, the [`Responder`] that answers
+//! it exactly once (now, zero-copy with a [`ResponseGrant`], or later from any thread
+//! through a [`DeferredResponse`]), and the one rule for the library's own answer when
+//! the service gives none (SPEC §2.7).
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use crate::connection::{ConnShared, Connection};
+use crate::error::{RingKind, SendError};
+use crate::outbox::{OutboxGrant, Sent};
+use crate::protocol::{status, ResponseHeader, RESPONSE_HEADER_LEN};
+use crate::service::HandlerError;
+
+/// A request being handled on the server thread.
+#[derive(Debug)]
+pub struct Request<'a> {
+    /// The client's id for this request (echoed in the response).
+    pub id: u64,
+    /// Command id.
+    pub command: u16,
+    /// The payload, in shared memory. A hostile client can change these bytes while
+    /// the handler runs: parse them once, or copy first if that matters.
+    pub payload: &'a [u8],
+}
+
+/// Answers one request: exactly once, now or later ([`Responder::defer`]).
+///
+/// If the handler returns without answering or deferring, the library answers: an
+/// empty success response, `UNKNOWN_COMMAND` if the handler said so, or
+/// `RESPONSE_TOO_LARGE` if the handler's last attempt failed with
+/// [`SendError::TooLarge`]. A failed attempt does not count as the answer: the handler
+/// may still send another (an error reply, say).
+pub struct Responder<'a> {
+    pub(crate) shared: &'a Arc<ConnShared>,
+    pub(crate) id: u64,
+    /// Set once a response is in the ring or its queue, or the answer was deferred;
+    /// from then on nothing more is sent for this request. A failed attempt leaves it
+    /// false.
+    pub(crate) answered: bool,
+    /// Why the last attempt to answer failed, if one did.
+    pub(crate) failed: Option<SendError>,
+}
+
+/// The status the library answers with when the service did not: `RESPONSE_TOO_LARGE`
+/// after a response that did not fit, else `otherwise`.
+fn fallback_status(failed: Option<&SendError>, otherwise: i32) -> i32 {
+    match failed {
+        Some(SendError::TooLarge { .. }) => status::RESPONSE_TOO_LARGE,
+        _ => otherwise,
+    }
+}
+
+impl<'a> Responder<'a> {
+    /// The connection this request came on.
+    pub fn connection(&self) -> Connection {
+        Connection {
+            shared: self.shared.clone(),
+        }
+    }
+
+    /// The request id being answered.
+    pub fn request_id(&self) -> u64 {
+        self.id
+    }
+
+    /// The largest response payload the response ring carries.
+    pub fn max_response_len(&self) -> usize {
+        self.shared
+            .response
+            .max_message_len()
+            .saturating_sub(RESPONSE_HEADER_LEN)
+    }
+
+    /// A request for the server thread's loop.
+    pub(crate) fn new(shared: &'a Arc<ConnShared>, id: u64) -> Self {
+        Responder {
+            shared,
+            id,
+            answered: false,
+            failed: None,
+        }
+    }
+
+    fn check_unanswered(&self) -> Result<(), SendError> {
+        if self.answered {
+            Err(SendError::AlreadyResponded)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Records the outcome of an attempt to answer.
+    fn record(&mut self, outcome: Result<(), SendError>) -> Result<(), SendError> {
+        match &outcome {
+            Ok(()) => self.answered = true,
+            Err(e) => self.failed = Some(*e),
+        }
+        outcome
+    }
+
+    /// After the handler: answers the request if nobody did (see the type's doc).
+    pub(crate) fn finish(self, handled: Result<(), HandlerError>) {
+        if self.answered {
+            return;
+        }
+        let code = match handled {
+            Err(HandlerError::UnknownCommand) => status::UNKNOWN_COMMAND,
+            Ok(()) => status::OK,
+        };
+        let code = fallback_status(self.failed.as_ref(), code);
+        // A failure here is a closed or misbehaving connection, which the server
+        // thread notices and disconnects.
+        let _ = self.shared.send_response(self.id, code, &[]);
+    }
+
+    /// Sends the response: `status` 0 for success, a positive service code otherwise.
+    pub fn respond(&mut self, status: i32, payload: &[u8]) -> Result<(), SendError> {
+        self.respond_vectored(status, &[payload])
+    }
+
+    /// Sends the concatenation of `parts` as the response.
+    ///
+    /// # Errors
+    ///
+    /// [`SendError::AlreadyResponded`] after an answer; [`SendError::TooLarge`] when it
+    /// does not fit the response ring ([`max_response_len`](Responder::max_response_len));
+    /// [`SendError::Disconnected`]. After a failure the request is still unanswered.
+    pub fn respond_vectored(&mut self, status: i32, parts: &[&[u8]]) -> Result<(), SendError> {
+        self.check_unanswered()?;
+        let sent = self.shared.send_response(self.id, status, parts);
+        self.record(sent)
+    }
+
+    /// Reserves `len` bytes of response payload in the response ring, to fill in place.
+    /// Fails with [`SendError::TryAgain`] when the ring has no room now (use
+    /// [`respond`](Responder::respond) then).
+    /// The request counts as answered when the grant is committed; a grant dropped
+    /// uncommitted leaves it unanswered.
+    pub fn reserve(&mut self, status: i32, len: usize) -> Result<ResponseGrant<'_>, SendError> {
+        self.check_unanswered()?;
+        self.shared.check_open()?;
+        let total = len.saturating_add(RESPONSE_HEADER_LEN);
+        let reserved = self.shared.response.reserve(total);
+        let Responder {
+            shared,
+            id,
+            answered,
+            failed,
+        } = self;
+        match reserved {
+            Ok(Some(mut grant)) => {
+                grant.write_at(0, &ResponseHeader { id: *id, status }.encode());
+                Ok(ResponseGrant {
+                    grant,
+                    shared,
+                    answered,
+                })
+            }
+            Ok(None) => Err(SendError::TryAgain),
+            Err(e) => {
+                let e = shared.overflow(RingKind::Response, e);
+                *failed = Some(e);
+                Err(e)
+            }
+        }
+    }
+
+    /// Answers later, from any thread, through the returned value.
+    pub fn defer(&mut self) -> Result<DeferredResponse, SendError> {
+        self.check_unanswered()?;
+        self.answered = true;
+        Ok(DeferredResponse {
+            shared: self.shared.clone(),
+            id: self.id,
+            answered: false,
+            failed: None,
+        })
+    }
+}
+
+/// A zero-copy response being filled in the response ring.
+pub struct ResponseGrant<'a> {
+    grant: OutboxGrant<'a>,
+    shared: &'a ConnShared,
+    /// The responder's flag, set on commit.
+    answered: &'a mut bool,
+}
+
+impl ResponseGrant<'_> {
+    /// Payload length.
+    pub fn len(&self) -> usize {
+        self.grant.len() - RESPONSE_HEADER_LEN
+    }
+
+    /// True for an empty payload.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Writes `src` at byte `at` of the payload (as [`DispatchGrant::write_at`]).
+    ///
+    /// # Panics
+    /// If `at + src.len()` exceeds the reserved length (a caller bug).
+    pub fn write_at(&mut self, at: usize, src: &[u8]) {
+        self.grant.write_at(RESPONSE_HEADER_LEN + at, src);
+    }
+
+    /// Sets every payload byte to `byte`.
+    pub fn fill(&mut self, byte: u8) {
+        let len = self.len();
+        // One pass of word stores over the payload, in chunks.
+        let chunk = [byte; 256];
+        let mut at = 0;
+        while at < len {
+            let n = (len - at).min(chunk.len());
+            self.write_at(at, &chunk[..n]);
+            at += n;
+        }
+    }
+
+    /// The payload as a slice of shared memory.
+    ///
+    /// # Safety
+    ///
+    /// As [`DispatchGrant::as_mut_slice_trusted`]: the client must be trusted not to
+    /// touch these bytes while the slice lives.
+    pub unsafe fn as_mut_slice_trusted(&mut self) -> &mut [u8] {
+        // SAFETY: forwarded contract.
+        let all = unsafe { self.grant.as_mut_slice_trusted() };
+        &mut all[RESPONSE_HEADER_LEN..]
+    }
+
+    /// Shrinks the payload.
+    pub fn truncate(&mut self, len: usize) {
+        self.grant.truncate(len.saturating_add(RESPONSE_HEADER_LEN));
+    }
+
+    /// Publishes the response.
+    pub fn commit(self) {
+        let flow = self.grant.commit();
+        *self.answered = true;
+        self.shared
+            .counters
+            .responses
+            .fetch_add(1, Ordering::Relaxed);
+        self.shared.after_send(Sent::Ring(flow));
+    }
+}
+
+/// A response promised by [`Responder::defer`]; send it from any thread. Dropping it
+/// unanswered, or a [`respond`](DeferredResponse::respond) that fails, sends an error
+/// (`ABANDONED`, or `RESPONSE_TOO_LARGE` when the response did not fit) so the client
+/// never waits forever.
+#[derive(Debug)]
+pub struct DeferredResponse {
+    shared: Arc<ConnShared>,
+    id: u64,
+    /// Set once the response is in the ring or its queue.
+    answered: bool,
+    /// Why the attempt to answer failed, if it did.
+    failed: Option<SendError>,
+}
+
+impl DeferredResponse {
+    /// The request id being answered.
+    pub fn request_id(&self) -> u64 {
+        self.id
+    }
+
+    /// The largest response payload the response ring carries.
+    pub fn max_response_len(&self) -> usize {
+        self.shared
+            .response
+            .max_message_len()
+            .saturating_sub(RESPONSE_HEADER_LEN)
+    }
+
+    /// Sends the response.
+    ///
+    /// # Errors
+    ///
+    /// As [`Responder::respond_vectored`]; on failure the client gets an error
+    /// response instead (see the type's doc).
+    pub fn respond(self, status: i32, payload: &[u8]) -> Result<(), SendError> {
+        self.respond_vectored(status, &[payload])
+    }
+
+    /// Sends the concatenation of `parts` as the response.
+    ///
+    /// # Errors
+    ///
+    /// As [`respond`](DeferredResponse::respond).
+    pub fn respond_vectored(mut self, status: i32, parts: &[&[u8]]) -> Result<(), SendError> {
+        let sent = self.shared.send_response(self.id, status, parts);
+        match &sent {
+            Ok(()) => self.answered = true,
+            Err(e) => self.failed = Some(*e),
+        }
+        sent
+    }
+}
+
+impl Drop for DeferredResponse {
+    fn drop(&mut self) {
+        if !self.answered {
+            let code = fallback_status(self.failed.as_ref(), status::ABANDONED);
+            let _ = self.shared.send_response(self.id, code, &[]);
+        }
+    }
+}
