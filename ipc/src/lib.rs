@@ -36,3 +36,9 @@ pub use os::{PeerCred, SocketName};
 pub use respond::{DeferredResponse, Request, Responder, ResponseGrant};
 pub use server::{Limits, PollHooks, Server, ServerBuilder, StopHandle, Token};
 pub use service::{HandlerError, Service};
+
+/// The README's examples, compiled (and the in-process one run) as doctests so they
+/// stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeDoctests;

@@ -119,7 +119,9 @@ impl ServerBuilder {
     }
 
     fn finish(self, mut poller: Poller) -> io::Result<Server> {
-        let listener = os::listen(&self.name, 128)?;
+        let listener = os::listen(&self.name, 128).map_err(|e| {
+            io::Error::new(e.kind(), format!("cannot listen on {}: {e}", self.name))
+        })?;
         check_fd_limit(self.limits.max_connections);
         let stop = Arc::new(StopInner {
             flag: AtomicBool::new(false),

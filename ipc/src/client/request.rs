@@ -1,0 +1,260 @@
+//! The request path of a client: send (copy into the request ring), then find the
+//! response (in the stash or at the head of the response ring) and hand it out as a
+//! copy or a zero-copy guard.
+
+use std::time::Duration;
+
+use coroipc_ring::PushError;
+
+use super::guards::{Body, ResponseRef};
+use super::options::{status_error, Response};
+use super::pending::Found;
+use super::{Client, WaitFor};
+use crate::deadline::Deadline;
+use crate::error::{ClientError, RingKind, Violation};
+use crate::protocol::{RequestHeader, REQUEST_HEADER_LEN};
+
+impl Client {
+    /// Sends a request without waiting for its response; returns its id.
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::TooLarge`] beyond [`max_request_len`](Client::max_request_len);
+    /// `Timeout` when the request ring stays full past the request timeout;
+    /// `Disconnected`; `Corrupt`.
+    pub fn send_request(&mut self, command: u16, payload: &[u8]) -> Result<u64, ClientError> {
+        self.send_request_vectored(command, &[payload])
+    }
+
+    /// Sends the concatenation of `parts` as one request; returns its id.
+    ///
+    /// # Errors
+    ///
+    /// As [`send_request`](Client::send_request).
+    pub fn send_request_vectored(
+        &mut self,
+        command: u16,
+        parts: &[&[u8]],
+    ) -> Result<u64, ClientError> {
+        self.alive()?;
+        let len = parts
+            .iter()
+            .map(|p| p.len())
+            .fold(REQUEST_HEADER_LEN, usize::saturating_add);
+        let id = self.pending.next_id();
+        let header = RequestHeader { id, command }.encode();
+        let deadline = Deadline::after(self.options.request_timeout);
+        let mut spinning = None;
+        loop {
+            // The ring is the one place the length is checked.
+            match self.requests.try_reserve(len) {
+                Ok(mut grant) => {
+                    grant.write_at(0, &header);
+                    let mut at = REQUEST_HEADER_LEN;
+                    for part in parts {
+                        grant.write_at(at, part);
+                        at += part.len();
+                    }
+                    let published = grant.commit();
+                    self.pending.sent();
+                    self.waiter.ring_server(published.wake)?;
+                    return Ok(id);
+                }
+                Err(PushError::Full) => {
+                    self.wait(WaitFor::RequestSpace(len), &mut spinning, deadline)?
+                }
+                Err(PushError::TooLarge { len, max }) => {
+                    return Err(ClientError::TooLarge {
+                        len: len - REQUEST_HEADER_LEN,
+                        max: max.saturating_sub(REQUEST_HEADER_LEN),
+                    })
+                }
+                Err(PushError::Corrupt(cause)) => {
+                    return Err(self.fail(Violation::Ring {
+                        ring: RingKind::Request,
+                        cause,
+                    }))
+                }
+            }
+        }
+    }
+
+    /// Waits until the response to `want` (or to any request) is found.
+    fn locate(
+        &mut self,
+        want: Option<u64>,
+        timeout: Option<Duration>,
+    ) -> Result<Found, ClientError> {
+        self.alive()?;
+        match want {
+            Some(id) if !self.pending.knows(id) => return Err(ClientError::UnknownRequest(id)),
+            None if self.pending.is_empty() => return Err(ClientError::UnknownRequest(0)),
+            _ => {}
+        }
+        let deadline = Deadline::after(timeout);
+        let mut spinning = None;
+        loop {
+            let (found, wake) = match self.pending.locate(&mut self.responses, want) {
+                Ok(located) => located,
+                Err(v) => return Err(self.fail(v)),
+            };
+            self.waiter.ring_server(wake)?;
+            if let Some(found) = found {
+                return Ok(found);
+            }
+            self.wait(WaitFor::Response, &mut spinning, deadline)?;
+        }
+    }
+
+    /// Waits for the response to `want` (or any), as a zero-copy view.
+    fn await_response(
+        &mut self,
+        want: Option<u64>,
+        timeout: Option<Duration>,
+    ) -> Result<ResponseRef<'_>, ClientError> {
+        match self.locate(want, timeout)? {
+            Found::Stashed(id) => {
+                let (status, data) = self
+                    .pending
+                    .take_stashed(id)
+                    .ok_or(ClientError::UnknownRequest(id))?;
+                Ok(ResponseRef {
+                    id,
+                    status,
+                    body: Body::Owned(data),
+                })
+            }
+            Found::Ring(header) => {
+                self.pending.answered(header.id);
+                let grant = match self.responses.try_peek() {
+                    Ok(Some(grant)) => grant,
+                    // The frame was validated a moment ago and only we release it.
+                    _ => {
+                        return Err(ClientError::Corrupt(Violation::ShortFrame(
+                            RingKind::Response,
+                        )))
+                    }
+                };
+                Ok(ResponseRef {
+                    id: header.id,
+                    status: header.status,
+                    body: Body::Ring {
+                        grant: Some(grant),
+                        server_bell: self.waiter.server_bell(),
+                    },
+                })
+            }
+        }
+    }
+
+    /// Sends a request and waits for its response, which is copied into a `Vec`.
+    ///
+    /// # Errors
+    ///
+    /// As [`send_request`](Client::send_request) and
+    /// [`wait_response`](Client::wait_response).
+    pub fn request(&mut self, command: u16, payload: &[u8]) -> Result<Response, ClientError> {
+        self.request_vectored(command, &[payload])
+    }
+
+    /// Sends the concatenation of `parts` and waits for the response.
+    ///
+    /// # Errors
+    ///
+    /// As [`request`](Client::request).
+    pub fn request_vectored(
+        &mut self,
+        command: u16,
+        parts: &[&[u8]],
+    ) -> Result<Response, ClientError> {
+        let id = self.send_request_vectored(command, parts)?;
+        self.wait_response(id, self.options.request_timeout)
+    }
+
+    /// Sends a request and copies the response payload into `buf`; returns
+    /// `(status, length)`.
+    ///
+    /// # Errors
+    ///
+    /// A response longer than `buf` gives [`ClientError::BufferTooSmall`] with the
+    /// request id; the response is kept, and [`wait_response`](Client::wait_response)
+    /// with that id returns it. Otherwise as [`request`](Client::request).
+    pub fn request_into(
+        &mut self,
+        command: u16,
+        payload: &[u8],
+        buf: &mut [u8],
+    ) -> Result<(i32, usize), ClientError> {
+        let r = self.request_in_place(command, payload)?;
+        let len = r.len();
+        if len > buf.len() {
+            let (id, status, data) = (r.id(), r.status(), r.to_vec());
+            drop(r);
+            self.pending.stash(id, status, data);
+            return Err(ClientError::BufferTooSmall { id, needed: len });
+        }
+        r.read_into(buf);
+        Ok((r.status(), len))
+    }
+
+    /// Sends a request and returns its response in place, in shared memory (zero
+    /// copy: read it with [`ResponseRef::read_into`] and friends). The response is
+    /// released when the guard is dropped.
+    ///
+    /// # Errors
+    ///
+    /// As [`request`](Client::request).
+    pub fn request_in_place(
+        &mut self,
+        command: u16,
+        payload: &[u8],
+    ) -> Result<ResponseRef<'_>, ClientError> {
+        let id = self.send_request(command, payload)?;
+        let timeout = self.options.request_timeout;
+        let r = self.await_response(Some(id), timeout)?;
+        if let Some(e) = status_error(r.status) {
+            return Err(e);
+        }
+        Ok(r)
+    }
+
+    /// Waits for the response to request `id` (from [`send_request`](Client::send_request)).
+    ///
+    /// # Errors
+    ///
+    /// The error a library status stands for (`TryAgain`, `UnknownCommand`,
+    /// `Abandoned`, `ResponseTooLarge`, `BadRequest`); `UnknownRequest` for an id
+    /// not in flight; `Timeout`; `Disconnected`; `Corrupt`.
+    pub fn wait_response(
+        &mut self,
+        id: u64,
+        timeout: Option<Duration>,
+    ) -> Result<Response, ClientError> {
+        let r = self.await_response(Some(id), timeout)?;
+        let (status, data) = (r.status, r.to_vec());
+        drop(r);
+        match status_error(status) {
+            Some(e) => Err(e),
+            None => Ok(Response { status, data }),
+        }
+    }
+
+    /// Waits for the response to any outstanding request: `(id, result)`.
+    ///
+    /// # Errors
+    ///
+    /// `UnknownRequest(0)` when nothing is in flight; `Timeout`; `Disconnected`;
+    /// `Corrupt`. A library status is the inner result's error.
+    pub fn receive_response(
+        &mut self,
+        timeout: Option<Duration>,
+    ) -> Result<(u64, Result<Response, ClientError>), ClientError> {
+        let r = self.await_response(None, timeout)?;
+        let (id, status, data) = (r.id, r.status, r.to_vec());
+        drop(r);
+        Ok((
+            id,
+            status_error(status).map_or(Ok(Response { status, data }), Err),
+        ))
+    }
+}
