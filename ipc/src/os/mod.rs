@@ -14,6 +14,15 @@
 //! * [`fdlimit`](FdReserve): a reserve descriptor for refusing clients when out of
 //!   descriptors, and raising `RLIMIT_NOFILE` for the configured connections.
 //!
+//! Built on `nix` (one dependency for every system call here). Raw `libc` appears
+//! only where nix cannot say what is needed, and the module doc says why: `fdpass`
+//! walks the control buffer itself (nix refuses a truncated one, which would leak the
+//! descriptors that did arrive) and `wait` calls `ppoll` directly (nix 0.29 neither
+//! names `POLLRDHUP` nor reports it). rustix names `POLLRDHUP` (`PollFlags::RDHUP`)
+//! and could replace that one call; it is not adopted so that the crate keeps one OS
+//! crate (nix covers memfd sealing, `SCM_RIGHTS`, credentials, eventfd, epoll and
+//! rlimits here), and the `ppoll` call is one small, tested `unsafe` block.
+//!
 //! Everything here is `EINTR`-safe: an interrupted system call is restarted (with the
 //! remaining time, where there is a deadline), never reported as an error. Errors are
 //! [`std::io::Error`]s, except where the caller needs to tell causes apart
