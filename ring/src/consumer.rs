@@ -395,18 +395,6 @@ impl ReadGrant<'_> {
         unsafe { self.payload().slice() }
     }
 
-    /// Unsound against a hostile producer; use [`as_slice_trusted`] or a copy.
-    ///
-    /// [`as_slice_trusted`]: ReadGrant::as_slice_trusted
-    // Removed once ipc migrates (issue 12)
-    #[doc(hidden)]
-    #[cfg(not(loom))]
-    pub fn as_slice(&self) -> &[u8] {
-        // SAFETY: NOT upheld against a hostile producer: this safe wrapper is the
-        // unsoundness issue 12 removes, kept only until `ipc` migrates.
-        unsafe { self.as_slice_trusted() }
-    }
-
     /// Consumes the message and releases it (with everything consumed before it).
     #[inline]
     pub fn release(self) -> Wake {

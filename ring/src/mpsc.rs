@@ -446,19 +446,6 @@ impl MpscGrant<'_> {
         unsafe { self.payload().slice_mut() }
     }
 
-    /// Unsound against a hostile consumer; use [`as_mut_slice_trusted`] or
-    /// [`write_at`](MpscGrant::write_at).
-    ///
-    /// [`as_mut_slice_trusted`]: MpscGrant::as_mut_slice_trusted
-    // Removed once ipc migrates (issue 12)
-    #[doc(hidden)]
-    #[cfg(not(loom))]
-    pub fn as_mut_slice(&mut self) -> &mut [u8] {
-        // SAFETY: NOT upheld against a hostile consumer: this safe wrapper is the
-        // unsoundness issue 12 removes, kept only until `ipc` migrates.
-        unsafe { self.as_mut_slice_trusted() }
-    }
-
     /// Shrinks the message to `len` bytes (the rest of the claim is still published,
     /// as the same frame's padding).
     pub fn truncate(&mut self, len: usize) {
