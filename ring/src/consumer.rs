@@ -8,11 +8,10 @@
 
 use crate::error::{AttachError, Corruption, PopError};
 use crate::frame::{decode, Frame};
-use crate::index::{check_start, check_tail};
-use crate::layout::{RawRegion, RingPtrs, FRAME_HEADER, SLEEP_BIT};
+use crate::index::check_tail;
+use crate::layout::{RawRegion, RingPtrs, FRAME_HEADER};
 use crate::payload::Payload;
-use crate::producer::ANNOUNCE_ATTEMPTS;
-use crate::signal::{SleepCheck, Wake};
+use crate::signal::{self, SleepCheck, Wake};
 use crate::sync::Ordering;
 use crate::{Config, Keepalive};
 
@@ -78,14 +77,7 @@ impl Consumer {
     /// peer; whatever it contains, an error (not undefined behaviour) results.
     pub unsafe fn attach(region: RawRegion) -> Result<Self, AttachError> {
         // SAFETY: forwarded contract.
-        let ring = unsafe { RingPtrs::attach(region) }?;
-        let header = ring.header();
-        let (head, tail) = check_start(
-            header.head.0.head.load(Ordering::Acquire),
-            header.tail.0.tail.load(Ordering::Acquire),
-            ring.geometry.capacity,
-        )
-        .map_err(|_| AttachError::Mismatch)?;
+        let (ring, head, tail) = unsafe { RingPtrs::attach_at_start(region) }?;
         Ok(Self::from_ring(ring, head, tail))
     }
 
@@ -272,49 +264,24 @@ impl Consumer {
     pub fn prepare_sleep(&mut self) -> Result<SleepCheck, PopError> {
         self.check_poison()?;
         let wake_peer = self.release();
-        let tail_word = &self.ring.header().tail.0.tail;
-        for _ in 0..ANNOUNCE_ATTEMPTS {
-            let raw = tail_word.load(Ordering::Acquire);
-            match check_tail(
-                raw,
-                self.cached_tail,
-                self.head,
-                self.ring.geometry.capacity,
-            ) {
-                Ok(tail) => self.cached_tail = tail,
-                Err(c) => return Err(self.poison(c)),
-            }
-            if self.cached_tail != self.pos {
-                return Ok(SleepCheck {
-                    sleep: false,
-                    wake_peer,
-                });
-            }
-            if raw & SLEEP_BIT != 0
-                || tail_word
-                    .compare_exchange(raw, raw | SLEEP_BIT, Ordering::Relaxed, Ordering::Relaxed)
-                    .is_ok()
-            {
-                return Ok(SleepCheck {
-                    sleep: true,
-                    wake_peer,
-                });
-            }
-        }
-        Ok(SleepCheck {
-            sleep: false,
-            wake_peer,
-        })
+        let (head, pos, capacity) = (self.head, self.pos, self.ring.geometry.capacity);
+        let mut cached = self.cached_tail;
+        let sleep = signal::announce(
+            &self.ring.header().tail.0.tail,
+            || (),
+            |raw, ()| {
+                cached = check_tail(raw, cached, head, capacity)?;
+                Ok(cached != pos)
+            },
+        );
+        self.cached_tail = cached;
+        let sleep = sleep.map_err(|c| self.poison(c))?;
+        Ok(SleepCheck { sleep, wake_peer })
     }
 
     /// Withdraws a sleep announcement (after waking, or instead of sleeping).
     pub fn cancel_sleep(&self) {
-        self.ring
-            .header()
-            .tail
-            .0
-            .tail
-            .fetch_and(!SLEEP_BIT, Ordering::Relaxed);
+        signal::cancel(&self.ring.header().tail.0.tail);
     }
 }
 

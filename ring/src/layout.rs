@@ -367,6 +367,27 @@ impl RingPtrs {
         })
     }
 
+    /// Attaches (as [`attach`](Self::attach)) and validates the indices found there
+    /// (`check_start`): the one attach path of every handle. Returns the ring and the
+    /// starting head and tail.
+    ///
+    /// # Safety
+    /// As for [`attach`](Self::attach).
+    pub(crate) unsafe fn attach_at_start(
+        region: RawRegion,
+    ) -> Result<(Self, u64, u64), AttachError> {
+        // SAFETY: forwarded contract.
+        let ring = unsafe { Self::attach(region) }?;
+        let header = ring.header();
+        let (head, tail) = crate::index::check_start(
+            header.head.0.head.load(Ordering::Acquire),
+            header.tail.0.tail.load(Ordering::Acquire),
+            ring.geometry.capacity,
+        )
+        .map_err(|_| AttachError::Mismatch)?;
+        Ok((ring, head, tail))
+    }
+
     /// The configuration this side runs with.
     pub(crate) fn config(&self) -> Config {
         Config {

@@ -16,11 +16,10 @@
 
 use crate::error::{AttachError, Corruption, PushError};
 use crate::frame::{encode, TAG_MSG, TAG_PAD, TAG_SKIP};
-use crate::index::{ahead, check_head, check_start, is_before};
+use crate::index::{ahead, check_head, is_before};
 use crate::layout::{Config, RawRegion, RingPtrs, FRAME_HEADER, SLEEP_BIT};
 use crate::payload::Payload;
-use crate::producer::ANNOUNCE_ATTEMPTS;
-use crate::signal::{FlowChange, Published, SleepCheck, Wake};
+use crate::signal::{self, FlowChange, Published, SleepCheck, Wake};
 use crate::sync::{AtomicU32, AtomicU64, Ordering, TurnWait};
 use crate::Keepalive;
 
@@ -81,14 +80,7 @@ impl MpscProducer {
     /// As for [`Producer::attach`](crate::Producer::attach).
     pub unsafe fn attach(region: RawRegion) -> Result<Self, AttachError> {
         // SAFETY: forwarded contract.
-        let ring = unsafe { RingPtrs::attach(region) }?;
-        let header = ring.header();
-        let (head, tail) = check_start(
-            header.head.0.head.load(Ordering::Acquire),
-            header.tail.0.tail.load(Ordering::Acquire),
-            ring.geometry.capacity,
-        )
-        .map_err(|_| AttachError::Mismatch)?;
+        let (ring, head, tail) = unsafe { RingPtrs::attach_at_start(region) }?;
         Ok(Self::from_ring(ring, head, tail))
     }
 
@@ -343,32 +335,20 @@ impl MpscProducer {
         if self.is_corrupt() {
             return Err(PushError::Corrupt(Corruption::Earlier));
         }
-        let head_word = &self.ring.header().head.0.head;
-        for _ in 0..ANNOUNCE_ATTEMPTS {
-            let previous = self.cached_head.load(Ordering::Acquire);
-            let raw = head_word.load(Ordering::Acquire);
-            let published = self.published.load(Ordering::Acquire);
-            let head = check_head(raw, previous, published).map_err(|c| self.poison(c))?;
-            self.raise_cached_head(head);
-            if ready(head) {
-                return Ok(SleepCheck {
-                    sleep: false,
-                    wake_peer: Wake::NotNeeded,
-                });
-            }
-            if raw & SLEEP_BIT != 0
-                || head_word
-                    .compare_exchange(raw, raw | SLEEP_BIT, Ordering::Relaxed, Ordering::Relaxed)
-                    .is_ok()
-            {
-                return Ok(SleepCheck {
-                    sleep: true,
-                    wake_peer: Wake::NotNeeded,
-                });
-            }
-        }
+        let sleep = signal::announce(
+            &self.ring.header().head.0.head,
+            // Read before the index: a head below it would look like going backwards.
+            || self.cached_head.load(Ordering::Acquire),
+            |raw, previous| {
+                let published = self.published.load(Ordering::Acquire);
+                let head = check_head(raw, previous, published)?;
+                self.raise_cached_head(head);
+                Ok(ready(head))
+            },
+        )
+        .map_err(|c| self.poison(c))?;
         Ok(SleepCheck {
-            sleep: false,
+            sleep,
             wake_peer: Wake::NotNeeded,
         })
     }
@@ -378,12 +358,7 @@ impl MpscProducer {
     /// clear, and another thread may have set it again since); call it when giving up
     /// waiting for another reason (a timeout) and no other thread of the group sleeps.
     pub fn cancel_sleep(&self) {
-        self.ring
-            .header()
-            .head
-            .0
-            .head
-            .fetch_and(!SLEEP_BIT, Ordering::Relaxed);
+        signal::cancel(&self.ring.header().head.0.head);
     }
 }
 

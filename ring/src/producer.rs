@@ -10,15 +10,12 @@
 
 use crate::error::{AttachError, Corruption, PushError};
 use crate::frame::{encode, TAG_MSG, TAG_PAD};
-use crate::index::{check_head, check_start};
-use crate::layout::{Config, RawRegion, RingPtrs, FRAME_HEADER, SLEEP_BIT};
+use crate::index::check_head;
+use crate::layout::{Config, RawRegion, RingPtrs, FRAME_HEADER};
 use crate::payload::Payload;
-use crate::signal::{FlowChange, Published, SleepCheck, Wake};
+use crate::signal::{self, FlowChange, Published, SleepCheck, Wake};
 use crate::sync::Ordering;
 use crate::Keepalive;
-
-/// How many times an announce CAS is retried before answering "not ready, retry".
-pub(crate) const ANNOUNCE_ATTEMPTS: u32 = 8;
 
 /// The producing side of an SPSC ring.
 ///
@@ -79,14 +76,7 @@ impl Producer {
     /// peer; whatever it contains, an error (not undefined behaviour) results.
     pub unsafe fn attach(region: RawRegion) -> Result<Self, AttachError> {
         // SAFETY: forwarded contract.
-        let ring = unsafe { RingPtrs::attach(region) }?;
-        let header = ring.header();
-        let (head, tail) = check_start(
-            header.head.0.head.load(Ordering::Acquire),
-            header.tail.0.tail.load(Ordering::Acquire),
-            ring.geometry.capacity,
-        )
-        .map_err(|_| AttachError::Mismatch)?;
+        let (ring, head, tail) = unsafe { RingPtrs::attach_at_start(region) }?;
         Ok(Self::from_ring(ring, head, tail))
     }
 
@@ -351,45 +341,24 @@ impl Producer {
         wake_peer: Wake,
         ready: impl Fn(u64) -> bool,
     ) -> Result<SleepCheck, PushError> {
-        let head_word = &self.ring.header().head.0.head;
-        for _ in 0..ANNOUNCE_ATTEMPTS {
-            let raw = head_word.load(Ordering::Acquire);
-            let head = match check_head(raw, self.cached_head, self.published) {
-                Ok(h) => h,
-                Err(c) => return Err(self.poison(c)),
-            };
-            self.cached_head = head;
-            if ready(head) {
-                return Ok(SleepCheck {
-                    sleep: false,
-                    wake_peer,
-                });
-            }
-            if raw & SLEEP_BIT != 0
-                || head_word
-                    .compare_exchange(raw, raw | SLEEP_BIT, Ordering::Relaxed, Ordering::Relaxed)
-                    .is_ok()
-            {
-                return Ok(SleepCheck {
-                    sleep: true,
-                    wake_peer,
-                });
-            }
-        }
-        Ok(SleepCheck {
-            sleep: false,
-            wake_peer,
-        })
+        let published = self.published;
+        let mut cached = self.cached_head;
+        let sleep = signal::announce(
+            &self.ring.header().head.0.head,
+            || (),
+            |raw, ()| {
+                cached = check_head(raw, cached, published)?;
+                Ok(ready(cached))
+            },
+        );
+        self.cached_head = cached;
+        let sleep = sleep.map_err(|c| self.poison(c))?;
+        Ok(SleepCheck { sleep, wake_peer })
     }
 
     /// Withdraws a sleep announcement (after waking, or instead of sleeping).
     pub fn cancel_sleep(&self) {
-        self.ring
-            .header()
-            .head
-            .0
-            .head
-            .fetch_and(!SLEEP_BIT, Ordering::Relaxed);
+        signal::cancel(&self.ring.header().head.0.head);
     }
 }
 

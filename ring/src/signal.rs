@@ -21,6 +21,49 @@
 //! The loom suite passes with it, and weakening either index `swap` or the index loads
 //! to `Relaxed` fails it (SPEC.md §1.6).
 
+use crate::error::Corruption;
+use crate::layout::SLEEP_BIT;
+use crate::sync::{AtomicU64, Ordering};
+
+/// How many times an announce CAS is retried before answering "not ready, retry".
+pub(crate) const ANNOUNCE_ATTEMPTS: u32 = 8;
+
+/// The announce step of the protocol above, for every handle: `word` is the index
+/// word the peer publishes (it carries our flag). Each attempt takes `before()` (state
+/// that must be read before the index), loads the index (`Acquire`), and asks
+/// `ready(raw, before)` to validate it and say whether the awaited condition already
+/// holds; if not, it sets the flag with a CAS on the value just read, which fails if
+/// the peer published meanwhile (then the next attempt looks again). Returns whether
+/// the caller may sleep (`false`: ready, or the peer kept moving; retry).
+#[inline]
+pub(crate) fn announce<S>(
+    word: &AtomicU64,
+    mut before: impl FnMut() -> S,
+    mut ready: impl FnMut(u64, S) -> Result<bool, Corruption>,
+) -> Result<bool, Corruption> {
+    for _ in 0..ANNOUNCE_ATTEMPTS {
+        let state = before();
+        let raw = word.load(Ordering::Acquire);
+        if ready(raw, state)? {
+            return Ok(false);
+        }
+        if raw & SLEEP_BIT != 0
+            || word
+                .compare_exchange(raw, raw | SLEEP_BIT, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// Withdraws a sleep announcement made on `word`.
+#[inline]
+pub(crate) fn cancel(word: &AtomicU64) {
+    word.fetch_and(!SLEEP_BIT, Ordering::Relaxed);
+}
+
 /// Whether the peer must be woken (its doorbell rung) after a publish or release.
 #[must_use = "if the peer sleeps it must be woken, or it may sleep forever"]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
