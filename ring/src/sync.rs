@@ -153,32 +153,6 @@ mod data {
             unsafe { AtomicU64::from_ptr(self.base.as_ptr().add(offset).cast::<u64>()) }
         }
 
-        /// Calls `f(word, first, n, done)` for each word covering `offset..offset+len`:
-        /// the range covers bytes `first..first + n` of `word`, and `done` bytes of the
-        /// range precede them.
-        ///
-        /// # Safety
-        /// `offset + len <= self.len`.
-        #[inline(always)]
-        unsafe fn for_each_word(
-            &self,
-            offset: usize,
-            len: usize,
-            mut f: impl FnMut(&AtomicU64, usize, usize, usize),
-        ) {
-            debug_assert!(offset + len <= self.len);
-            let mut done = 0;
-            while done < len {
-                let at = offset + done;
-                let first = at % 8;
-                let n = (8 - first).min(len - done);
-                // SAFETY: `at - first` is 8-aligned, and `at < offset + len <= len`
-                // with `len` a multiple of 8, so the word lies inside the area.
-                f(unsafe { self.word(at - first) }, first, n, done);
-                done += n;
-            }
-        }
-
         /// Reads the 8-byte word at `offset` (a frame header).
         ///
         /// # Safety
@@ -200,29 +174,82 @@ mod data {
             unsafe { self.word(offset) }.store(value, Ordering::Relaxed);
         }
 
-        /// Copies `src` into the area at `offset` (word by word; a partial word at
-        /// either end is merged with the bytes already there).
+        /// The whole words `offset..offset + 8 * n` as a slice of atomics.
+        ///
+        /// # Safety
+        /// `n == 0`, or `offset` is 8-aligned and `offset + 8 * n <= len`.
+        #[inline(always)]
+        unsafe fn words(&self, offset: usize, n: usize) -> &[AtomicU64] {
+            if n == 0 {
+                // `from_raw_parts` wants an aligned pointer even for no elements, and
+                // `offset` need not be aligned when there is nothing to cover.
+                return &[];
+            }
+            debug_assert!(offset % 8 == 0 && offset + 8 * n <= self.len);
+            // SAFETY: as for `word`, for `n` consecutive aligned words inside the area
+            // (caller contract); a shared slice of atomics permits concurrent atomic
+            // writes by others, which is all the peer's writes can be to us.
+            unsafe {
+                core::slice::from_raw_parts(
+                    self.base
+                        .as_ptr()
+                        .add(offset)
+                        .cast::<AtomicU64>()
+                        .cast_const(),
+                    n,
+                )
+            }
+        }
+
+        /// Splits `offset..offset + len` into a partial head word, whole words, and a
+        /// partial tail word: `(head bytes, whole words)`; the tail is the rest.
+        #[inline(always)]
+        fn split(offset: usize, len: usize) -> (usize, usize) {
+            let head = ((8 - offset % 8) % 8).min(len);
+            (head, (len - head) / 8)
+        }
+
+        /// Copies `src` into the area at `offset`: whole words with one 8-byte atomic
+        /// store each (the hot loop), a partial word at either end merged with the
+        /// bytes already there.
         ///
         /// # Safety
         /// `offset + src.len() <= len`. The words covering the range should be space
         /// this side owns (protocol correctness, not memory safety).
         #[inline]
         pub(crate) unsafe fn write(&self, offset: usize, src: &[u8]) {
-            // SAFETY: forwarded contract.
+            let (head, whole) = Self::split(offset, src.len());
+            let (head_src, rest) = src.split_at(head);
+            let (middle, tail) = rest.split_at(whole * 8);
+            // SAFETY: every range below is inside `offset..offset + src.len()`, within
+            // the area (caller contract); the middle starts 8-aligned.
             unsafe {
-                self.for_each_word(offset, src.len(), |word, first, n, done| {
-                    let src = &src[done..done + n];
-                    if n == 8 {
-                        let mut bytes = [0; 8];
-                        bytes.copy_from_slice(src);
-                        word.store(u64::from_ne_bytes(bytes), Ordering::Relaxed);
-                    } else {
-                        let mut bytes = word.load(Ordering::Relaxed).to_ne_bytes();
-                        bytes[first..first + n].copy_from_slice(src);
-                        word.store(u64::from_ne_bytes(bytes), Ordering::Relaxed);
-                    }
-                })
+                self.write_partial(offset, head_src);
+                let words = self.words(offset + head, whole);
+                for (word, chunk) in words.iter().zip(middle.chunks_exact(8)) {
+                    let mut bytes = [0; 8];
+                    bytes.copy_from_slice(chunk);
+                    word.store(u64::from_ne_bytes(bytes), Ordering::Relaxed);
+                }
+                self.write_partial(offset + head + whole * 8, tail);
             }
+        }
+
+        /// Merges `src` (at most one word's worth, not crossing a word) at `offset`.
+        ///
+        /// # Safety
+        /// As for [`DataArea::write`].
+        #[inline(always)]
+        unsafe fn write_partial(&self, offset: usize, src: &[u8]) {
+            if src.is_empty() {
+                return;
+            }
+            let first = offset % 8;
+            // SAFETY: the word containing `offset` is inside the area (caller contract).
+            let word = unsafe { self.word(offset - first) };
+            let mut bytes = word.load(Ordering::Relaxed).to_ne_bytes();
+            bytes[first..first + src.len()].copy_from_slice(src);
+            word.store(u64::from_ne_bytes(bytes), Ordering::Relaxed);
         }
 
         /// Sets `len` bytes at `offset` to `byte`.
@@ -231,34 +258,56 @@ mod data {
         /// As for [`DataArea::write`].
         #[inline]
         pub(crate) unsafe fn fill(&self, offset: usize, len: usize, byte: u8) {
-            // SAFETY: forwarded contract.
+            let (head, whole) = Self::split(offset, len);
+            let tail = len - head - whole * 8;
+            let pattern = [byte; 8];
+            // SAFETY: as in `write`.
             unsafe {
-                self.for_each_word(offset, len, |word, first, n, _| {
-                    let mut bytes = if n == 8 {
-                        [0; 8]
-                    } else {
-                        word.load(Ordering::Relaxed).to_ne_bytes()
-                    };
-                    bytes[first..first + n].fill(byte);
-                    word.store(u64::from_ne_bytes(bytes), Ordering::Relaxed);
-                })
+                self.write_partial(offset, &pattern[..head]);
+                for word in self.words(offset + head, whole) {
+                    word.store(u64::from_ne_bytes(pattern), Ordering::Relaxed);
+                }
+                self.write_partial(offset + head + whole * 8, &pattern[..tail]);
             }
         }
 
-        /// Copies bytes at `offset` out of the area into `dst` (word by word: a
-        /// concurrent hostile write changes the values copied, nothing else).
+        /// Copies bytes at `offset` out of the area into `dst`: whole words with one
+        /// 8-byte atomic load each (the hot loop), partial words at either end. A
+        /// concurrent hostile write changes the values copied, nothing else.
         ///
         /// # Safety
         /// `offset + dst.len() <= len`.
         #[inline]
         pub(crate) unsafe fn read(&self, offset: usize, dst: &mut [u8]) {
-            // SAFETY: forwarded contract.
+            let (head, whole) = Self::split(offset, dst.len());
+            let (head_dst, rest) = dst.split_at_mut(head);
+            let (middle, tail) = rest.split_at_mut(whole * 8);
+            // SAFETY: as in `write`.
             unsafe {
-                self.for_each_word(offset, dst.len(), |word, first, n, done| {
-                    let bytes = word.load(Ordering::Relaxed).to_ne_bytes();
-                    dst[done..done + n].copy_from_slice(&bytes[first..first + n]);
-                })
+                self.read_partial(offset, head_dst);
+                let words = self.words(offset + head, whole);
+                for (word, chunk) in words.iter().zip(middle.chunks_exact_mut(8)) {
+                    chunk.copy_from_slice(&word.load(Ordering::Relaxed).to_ne_bytes());
+                }
+                self.read_partial(offset + head + whole * 8, tail);
             }
+        }
+
+        /// Copies out `dst.len()` bytes (not crossing a word) at `offset`.
+        ///
+        /// # Safety
+        /// As for [`DataArea::read`].
+        #[inline(always)]
+        unsafe fn read_partial(&self, offset: usize, dst: &mut [u8]) {
+            if dst.is_empty() {
+                return;
+            }
+            let first = offset % 8;
+            // SAFETY: the word containing `offset` is inside the area (caller contract).
+            let bytes = unsafe { self.word(offset - first) }
+                .load(Ordering::Relaxed)
+                .to_ne_bytes();
+            dst.copy_from_slice(&bytes[first..first + dst.len()]);
         }
 
         /// A raw pointer to `offset`, for the `*_trusted` slices of the grants.
