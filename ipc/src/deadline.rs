@@ -43,38 +43,50 @@ impl Deadline {
 /// How often a spinning wait looks at its peer's liveness (one system call).
 const LIVENESS_EVERY: Duration = Duration::from_millis(1);
 
-/// A spin budget: poll shared memory until `until`, looking every millisecond at
-/// whether the peer is still alive, so that even a budget of `Duration::MAX` ends at
-/// once (within a millisecond) when the peer dies.
+/// A spin budget: poll shared memory until the budget is spent, looking every
+/// millisecond (not at once: a wait that ends quickly makes no system call) at whether
+/// the peer is still alive, so that even a budget of `Duration::MAX` ends within a
+/// millisecond when the peer dies. One clock read per step.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Spin {
-    until: Deadline,
+    /// End of the budget (`None`: never).
+    until: Option<Instant>,
     /// When the next liveness check is due.
     next_check: Instant,
+}
+
+/// What a spinning wait does next.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum SpinStep {
+    /// Poll again.
+    Spin,
+    /// Look at the peer's liveness, then poll again.
+    CheckLiveness,
+    /// The budget is spent: sleep.
+    Done,
 }
 
 impl Spin {
     /// A budget of `budget` from now (`Duration::MAX`: spin until the wait ends).
     pub(crate) fn new(budget: Duration) -> Spin {
-        Spin {
-            until: Deadline::after(Some(budget)),
-            next_check: Instant::now(),
-        }
-    }
-
-    /// True while the budget lasts.
-    pub(crate) fn active(&self) -> bool {
-        !self.until.passed()
-    }
-
-    /// True when a liveness check is due (then not again for a millisecond).
-    pub(crate) fn liveness_due(&mut self) -> bool {
         let now = Instant::now();
-        if now < self.next_check {
-            return false;
+        Spin {
+            until: now.checked_add(budget),
+            next_check: now.checked_add(LIVENESS_EVERY).unwrap_or(now),
         }
-        self.next_check = now.checked_add(LIVENESS_EVERY).unwrap_or(now);
-        true
+    }
+
+    /// The next step, from one reading of the clock.
+    pub(crate) fn step(&mut self) -> SpinStep {
+        let now = Instant::now();
+        if self.until.is_some_and(|until| now >= until) {
+            return SpinStep::Done;
+        }
+        if now >= self.next_check {
+            self.next_check = now.checked_add(LIVENESS_EVERY).unwrap_or(now);
+            return SpinStep::CheckLiveness;
+        }
+        SpinStep::Spin
     }
 }
 
@@ -106,11 +118,14 @@ mod tests {
     #[test]
     fn spin_budget_max_spins_with_liveness_checks() {
         let mut s = Spin::new(Duration::MAX);
-        assert!(s.active());
-        assert!(s.liveness_due(), "the first check is due at once");
-        assert!(!s.liveness_due(), "then not again within a millisecond");
+        assert_eq!(s.step(), SpinStep::Spin, "no system call at the start");
         std::thread::sleep(LIVENESS_EVERY * 2);
-        assert!(s.liveness_due());
-        assert!(!Spin::new(Duration::ZERO).active());
+        assert_eq!(s.step(), SpinStep::CheckLiveness);
+        assert_eq!(
+            s.step(),
+            SpinStep::Spin,
+            "then not again within a millisecond"
+        );
+        assert_eq!(Spin::new(Duration::ZERO).step(), SpinStep::Done);
     }
 }

@@ -199,8 +199,12 @@ impl Outbox {
             })?;
         }
         let on = self.ring.flow_control();
-        let told = self.flow_told.swap(on, Ordering::Relaxed);
-        Ok((told != on).then_some(on))
+        // Only the server thread reads or writes `flow_told`: no read-modify-write needed.
+        if self.flow_told.load(Ordering::Relaxed) == on {
+            return Ok(None);
+        }
+        self.flow_told.store(on, Ordering::Relaxed);
+        Ok(Some(on))
     }
 
     /// Messages and bytes queued.

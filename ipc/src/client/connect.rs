@@ -8,7 +8,7 @@ use std::os::unix::net::UnixStream;
 
 use super::options::ConnectOptions;
 use super::wait::Waiter;
-use crate::deadline::{Deadline, Spin};
+use crate::deadline::{Deadline, Spin, SpinStep};
 use crate::error::{ConnectError, ProtocolError};
 use crate::os::{self, Doorbell, Readiness, SocketName};
 use crate::protocol::{
@@ -91,7 +91,7 @@ fn read_reply(
     let mut got = 0;
     let mut fds: Vec<OwnedFd> = Vec::new();
     stream.set_nonblocking(true)?;
-    let spin = Spin::new(options.wait.spin());
+    let mut spin = Spin::new(options.wait.spin());
     while got < CONNECT_REPLY_LEN {
         match os::recv_with_fds(stream.as_fd(), &mut buf[got..], CONNECT_FDS) {
             Ok((0, _)) => return Err(ConnectError::Disconnected),
@@ -103,7 +103,8 @@ fn read_reply(
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
             Err(e) => return Err(e.into()),
         }
-        if spin.active() && !deadline.passed() {
+        // (A dead server shows as end of stream above: no liveness check needed.)
+        if spin.step() != SpinStep::Done && !deadline.passed() {
             std::hint::spin_loop();
             continue;
         }

@@ -20,7 +20,7 @@ mod wait;
 
 use coroipc_ring::{Consumer, Producer, PushError};
 
-use crate::deadline::{Deadline, Spin};
+use crate::deadline::{Deadline, Spin, SpinStep};
 use crate::error::{ClientError, ConnectError, RingKind, Violation};
 use crate::os::SocketName;
 use crate::protocol::{REQUEST_HEADER_LEN, RESPONSE_HEADER_LEN};
@@ -157,8 +157,9 @@ impl Client {
             return Err(ClientError::Timeout);
         }
         let budget = spinning.get_or_insert_with(|| Spin::new(self.options.wait.spin()));
-        if budget.active() {
-            if budget.liveness_due() && self.waiter.server_gone()? {
+        let step = budget.step();
+        if step != SpinStep::Done {
+            if step == SpinStep::CheckLiveness && self.waiter.server_gone()? {
                 return Err(self.gone());
             }
             for _ in 0..32 {
