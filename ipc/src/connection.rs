@@ -12,7 +12,7 @@ use coroipc_ring::MpscProducer;
 use crate::error::{RingKind, SendError, Violation};
 use crate::os::{Doorbell, PeerCred};
 use crate::outbox::{Outbox, OutboxError, OutboxGrant, Sent};
-use crate::protocol::ResponseHeader;
+use crate::protocol::{ResponseHeader, RESPONSE_HEADER_LEN};
 use crate::server::Limits;
 
 /// What to do when a client's dispatch ring and the queue behind it are full.
@@ -135,6 +135,13 @@ impl ConnShared {
         if let Err(e) = self.server_bell.ring() {
             tracing::debug!(error = %e, conn = self.id, "ringing the server doorbell failed");
         }
+    }
+
+    /// The largest response payload the response ring carries.
+    pub(crate) fn max_response_len(&self) -> usize {
+        self.response
+            .max_message_len()
+            .saturating_sub(RESPONSE_HEADER_LEN)
     }
 
     pub(crate) fn check_open(&self) -> Result<(), SendError> {

@@ -66,10 +66,7 @@ impl<'a> Responder<'a> {
 
     /// The largest response payload the response ring carries.
     pub fn max_response_len(&self) -> usize {
-        self.shared
-            .response
-            .max_message_len()
-            .saturating_sub(RESPONSE_HEADER_LEN)
+        self.shared.max_response_len()
     }
 
     /// A request for the server thread's loop.
@@ -270,10 +267,7 @@ impl DeferredResponse {
 
     /// The largest response payload the response ring carries.
     pub fn max_response_len(&self) -> usize {
-        self.shared
-            .response
-            .max_message_len()
-            .saturating_sub(RESPONSE_HEADER_LEN)
+        self.shared.max_response_len()
     }
 
     /// Sends the response.
