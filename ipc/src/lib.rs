@@ -17,6 +17,12 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![deny(missing_docs)]
 
+#[cfg(not(target_os = "linux"))]
+compile_error!(
+    "coroipc runs on Linux only: it is built on memfd_create with seals, eventfd, epoll, \
+     SO_PEERCRED and abstract Unix sockets. The ring alone (crate coroipc-ring) is portable."
+);
+
 mod client;
 mod connection;
 mod deadline;

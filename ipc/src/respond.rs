@@ -195,7 +195,7 @@ impl ResponseGrant<'_> {
         self.len() == 0
     }
 
-    /// Writes `src` at byte `at` of the payload (as [`DispatchGrant::write_at`]).
+    /// Writes `src` at byte `at` of the payload (as [`DispatchGrant::write_at`](crate::DispatchGrant::write_at)).
     ///
     /// # Panics
     /// If `at + src.len()` exceeds the reserved length (a caller bug).
@@ -220,7 +220,7 @@ impl ResponseGrant<'_> {
     ///
     /// # Safety
     ///
-    /// As [`DispatchGrant::as_mut_slice_trusted`]: the client must be trusted not to
+    /// As [`DispatchGrant::as_mut_slice_trusted`](crate::DispatchGrant::as_mut_slice_trusted): the client must be trusted not to
     /// touch these bytes while the slice lives.
     pub unsafe fn as_mut_slice_trusted(&mut self) -> &mut [u8] {
         // SAFETY: forwarded contract.

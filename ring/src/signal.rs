@@ -3,7 +3,7 @@
 //!
 //! # The sleep/wake protocol
 //!
-//! The "sleeping" flag of a side is bit 0 ([`SLEEP_BIT`](crate::layout)) of the index
+//! The "sleeping" flag of a side is bit 0 (`SLEEP_BIT`) of the index
 //! word its *peer* publishes: the consumer's flag sits in `tail`, the producer's in
 //! `head`. A side about to sleep announces it with a compare-and-swap that sets the bit
 //! only if the index still holds the value it just found wanting (no data / no space).

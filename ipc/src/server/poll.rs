@@ -10,7 +10,7 @@ use std::sync::Arc;
 use crate::os::{Doorbell, Epoll, Interest};
 
 /// Identifies an fd registered through [`PollHooks`]; hand it back to
-/// [`Server::handle_ready`].
+/// [`Server::handle_ready`](crate::Server::handle_ready).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Token(pub u64);
 
@@ -76,7 +76,7 @@ pub(crate) struct StopInner {
     pub(crate) bell: Doorbell,
 }
 
-/// Stops [`Server::run`] from any thread.
+/// Stops [`Server::run`](crate::Server::run) from any thread.
 #[derive(Clone)]
 pub struct StopHandle {
     pub(crate) inner: Arc<StopInner>,
