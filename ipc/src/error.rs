@@ -179,8 +179,11 @@ pub enum ClientError {
     #[error("the server asks to try again later")]
     TryAgain,
     /// The service does not handle this command.
-    #[error("the service does not handle this command")]
-    UnknownCommand,
+    #[error("the service does not handle command {command}")]
+    UnknownCommand {
+        /// The command id sent.
+        command: u16,
+    },
     /// The server rejected the request as malformed.
     #[error("the server rejected the request as malformed")]
     BadRequest,

@@ -103,6 +103,7 @@ impl<'a> Responder<'a> {
         }
         let code = match handled {
             Err(HandlerError::UnknownCommand) => status::UNKNOWN_COMMAND,
+            Err(HandlerError::InvalidRequest) => status::BAD_REQUEST,
             Ok(()) => status::OK,
         };
         let code = fallback_status(self.failed.as_ref(), code);

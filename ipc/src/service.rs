@@ -15,6 +15,11 @@ pub enum HandlerError {
     /// "unknown command" error and the connection stays up.
     #[error("unknown command")]
     UnknownCommand,
+    /// The payload is malformed for this command: the client gets
+    /// [`ClientError::BadRequest`](crate::ClientError::BadRequest) and the connection
+    /// stays up.
+    #[error("invalid request")]
+    InvalidRequest,
 }
 
 /// A service: registered under a `u16` id, it owns typed per-connection private data

@@ -141,7 +141,19 @@ fn unknown_service_unknown_command_and_refusals() {
     let mut c = connect(&server, 1);
     assert!(matches!(
         c.request(1234, b"x"),
-        Err(ClientError::UnknownCommand)
+        Err(ClientError::UnknownCommand { command: 1234 })
+    ));
+    // Pipelined, the error still names its command.
+    let id = c.send_request(4321, b"x").unwrap();
+    let (got, r) = c.receive_response(None).unwrap();
+    assert_eq!(got, id);
+    assert!(matches!(
+        r,
+        Err(ClientError::UnknownCommand { command: 4321 })
+    ));
+    assert!(matches!(
+        c.request(cmd::INVALID, b"x"),
+        Err(ClientError::BadRequest)
     ));
     assert!(matches!(
         c.request(cmd::BUSY, b"x"),

@@ -36,6 +36,7 @@ pub(crate) enum Body<'a> {
 /// A response, possibly still in shared memory; released when dropped.
 pub struct ResponseRef<'a> {
     pub(crate) id: u64,
+    pub(crate) command: u16,
     pub(crate) status: i32,
     pub(crate) body: Body<'a>,
 }
@@ -44,6 +45,11 @@ impl ResponseRef<'_> {
     /// The request id answered.
     pub fn id(&self) -> u64 {
         self.id
+    }
+
+    /// The command of the request answered.
+    pub fn command(&self) -> u16 {
+        self.command
     }
 
     /// 0 or a service status.

@@ -79,12 +79,13 @@ pub struct Response {
     pub data: Vec<u8>,
 }
 
-/// The error a response status stands for (`None` for 0 and service codes).
-pub(crate) fn status_error(code: i32) -> Option<ClientError> {
+/// The error a response status to `command` stands for (`None` for 0 and service
+/// codes).
+pub(crate) fn status_error(code: i32, command: u16) -> Option<ClientError> {
     match code {
         c if c >= 0 => None,
         status::TRY_AGAIN => Some(ClientError::TryAgain),
-        status::UNKNOWN_COMMAND => Some(ClientError::UnknownCommand),
+        status::UNKNOWN_COMMAND => Some(ClientError::UnknownCommand { command }),
         status::ABANDONED => Some(ClientError::Abandoned),
         status::RESPONSE_TOO_LARGE => Some(ClientError::ResponseTooLarge),
         _ => Some(ClientError::BadRequest),

@@ -1,7 +1,7 @@
 //! The pipelined-request table: ids sent and not answered, and responses read while
 //! looking for another id.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use coroipc_ring::{Consumer, Wake};
 
@@ -24,8 +24,17 @@ pub(crate) enum Found {
 #[derive(Debug)]
 pub(crate) struct Pending {
     next_id: u64,
-    outstanding: HashSet<u64>,
-    stash: HashMap<u64, (i32, Vec<u8>)>,
+    /// Request id → its command id.
+    outstanding: HashMap<u64, u16>,
+    stash: HashMap<u64, Stashed>,
+}
+
+/// A response read while looking for another.
+#[derive(Debug)]
+pub(crate) struct Stashed {
+    pub(crate) command: u16,
+    pub(crate) status: i32,
+    pub(crate) data: Vec<u8>,
 }
 
 /// Reads the response header of the frame at the head of `ring`, if any.
@@ -60,7 +69,7 @@ impl Pending {
     pub(crate) fn new() -> Pending {
         Pending {
             next_id: 1,
-            outstanding: HashSet::new(),
+            outstanding: HashMap::new(),
             stash: HashMap::new(),
         }
     }
@@ -71,8 +80,8 @@ impl Pending {
     }
 
     /// Records that the request with [`next_id`](Self::next_id) was published.
-    pub(crate) fn sent(&mut self) {
-        self.outstanding.insert(self.next_id);
+    pub(crate) fn sent(&mut self, command: u16) {
+        self.outstanding.insert(self.next_id, command);
         self.next_id += 1;
     }
 
@@ -83,7 +92,7 @@ impl Pending {
 
     /// Whether a response to `id` is still to come or waits in the stash.
     pub(crate) fn knows(&self, id: u64) -> bool {
-        self.outstanding.contains(&id) || self.stash.contains_key(&id)
+        self.outstanding.contains_key(&id) || self.stash.contains_key(&id)
     }
 
     /// Whether anything is in flight or stashed.
@@ -92,19 +101,19 @@ impl Pending {
     }
 
     /// Keeps a response for a later call (the caller took it off the ring).
-    pub(crate) fn stash(&mut self, id: u64, status: i32, data: Vec<u8>) {
+    pub(crate) fn stash(&mut self, id: u64, response: Stashed) {
         self.outstanding.remove(&id);
-        self.stash.insert(id, (status, data));
+        self.stash.insert(id, response);
     }
 
     /// Takes a stashed response.
-    pub(crate) fn take_stashed(&mut self, id: u64) -> Option<(i32, Vec<u8>)> {
+    pub(crate) fn take_stashed(&mut self, id: u64) -> Option<Stashed> {
         self.stash.remove(&id)
     }
 
-    /// Marks `id` answered (its response is being handed out from the ring).
-    pub(crate) fn answered(&mut self, id: u64) {
-        self.outstanding.remove(&id);
+    /// Marks `id` answered (its response is being handed out); returns its command.
+    pub(crate) fn answered(&mut self, id: u64) -> u16 {
+        self.outstanding.remove(&id).unwrap_or(0)
     }
 
     /// Finds the response to `want` (or to any request when `None`): in the stash, or
@@ -125,7 +134,7 @@ impl Pending {
         }
         let mut wake = Wake::NotNeeded;
         while let Some(header) = peek_header(ring)? {
-            if !self.outstanding.contains(&header.id) {
+            if !self.outstanding.contains_key(&header.id) {
                 return Err(Violation::UnknownResponse(header.id));
             }
             if want.is_none_or(|w| w == header.id) {
@@ -137,7 +146,13 @@ impl Pending {
             let mut data = vec![0u8; grant.len() - RESPONSE_HEADER_LEN];
             grant.read_at(RESPONSE_HEADER_LEN, &mut data);
             wake = wake.or(grant.release());
-            self.stash(header.id, header.status, data);
+            let command = self.answered(header.id);
+            let response = Stashed {
+                command,
+                status: header.status,
+                data,
+            };
+            self.stash(header.id, response);
         }
         Ok((None, wake))
     }

@@ -8,7 +8,7 @@ use coroipc_ring::PushError;
 
 use super::guards::{Body, ResponseRef};
 use super::options::{status_error, Response};
-use super::pending::Found;
+use super::pending::{Found, Stashed};
 use super::{Client, WaitFor};
 use crate::deadline::Deadline;
 use crate::error::{ClientError, RingKind, Violation};
@@ -56,7 +56,7 @@ impl Client {
                         at += part.len();
                     }
                     let published = grant.commit();
-                    self.pending.sent();
+                    self.pending.sent(command);
                     self.waiter.ring_server(published.wake)?;
                     return Ok(id);
                 }
@@ -114,18 +114,19 @@ impl Client {
     ) -> Result<ResponseRef<'_>, ClientError> {
         match self.locate(want, timeout)? {
             Found::Stashed(id) => {
-                let (status, data) = self
+                let stashed = self
                     .pending
                     .take_stashed(id)
                     .ok_or(ClientError::UnknownRequest(id))?;
                 Ok(ResponseRef {
                     id,
-                    status,
-                    body: Body::Owned(data),
+                    command: stashed.command,
+                    status: stashed.status,
+                    body: Body::Owned(stashed.data),
                 })
             }
             Found::Ring(header) => {
-                self.pending.answered(header.id);
+                let command = self.pending.answered(header.id);
                 let grant = match self.responses.try_peek() {
                     Ok(Some(grant)) => grant,
                     // The frame was validated a moment ago and only we release it.
@@ -137,6 +138,7 @@ impl Client {
                 };
                 Ok(ResponseRef {
                     id: header.id,
+                    command,
                     status: header.status,
                     body: Body::Ring {
                         grant: Some(grant),
@@ -188,9 +190,14 @@ impl Client {
         let r = self.request_in_place(command, payload)?;
         let len = r.len();
         if len > buf.len() {
-            let (id, status, data) = (r.id(), r.status(), r.to_vec());
+            let id = r.id();
+            let response = Stashed {
+                command: r.command(),
+                status: r.status(),
+                data: r.to_vec(),
+            };
             drop(r);
-            self.pending.stash(id, status, data);
+            self.pending.stash(id, response);
             return Err(ClientError::BufferTooSmall { id, needed: len });
         }
         r.read_into(buf);
@@ -212,7 +219,7 @@ impl Client {
         let id = self.send_request(command, payload)?;
         let timeout = self.options.request_timeout;
         let r = self.await_response(Some(id), timeout)?;
-        if let Some(e) = status_error(r.status) {
+        if let Some(e) = status_error(r.status, r.command) {
             return Err(e);
         }
         Ok(r)
@@ -231,9 +238,9 @@ impl Client {
         timeout: Option<Duration>,
     ) -> Result<Response, ClientError> {
         let r = self.await_response(Some(id), timeout)?;
-        let (status, data) = (r.status, r.to_vec());
+        let (status, command, data) = (r.status, r.command, r.to_vec());
         drop(r);
-        match status_error(status) {
+        match status_error(status, command) {
             Some(e) => Err(e),
             None => Ok(Response { status, data }),
         }
@@ -250,11 +257,11 @@ impl Client {
         timeout: Option<Duration>,
     ) -> Result<(u64, Result<Response, ClientError>), ClientError> {
         let r = self.await_response(None, timeout)?;
-        let (id, status, data) = (r.id, r.status, r.to_vec());
+        let (id, status, command, data) = (r.id, r.status, r.command, r.to_vec());
         drop(r);
         Ok((
             id,
-            status_error(status).map_or(Ok(Response { status, data }), Err),
+            status_error(status, command).map_or(Ok(Response { status, data }), Err),
         ))
     }
 }

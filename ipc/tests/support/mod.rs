@@ -47,6 +47,8 @@ pub mod cmd {
     pub const RESERVE_DROP: u16 = 14;
     /// Respond twice: the second must fail with `AlreadyResponded` (answer: 1 if so).
     pub const TWICE: u16 = 15;
+    /// Rejected as malformed (`HandlerError::InvalidRequest`).
+    pub const INVALID: u16 = 16;
     /// Answer with the command id itself (for command 65535).
     pub const MAX: u16 = 65535;
 }
@@ -206,6 +208,7 @@ impl Service for TestService {
                 let again = resp.respond(0, &[2]);
                 assert_eq!(again, Err(coroipc::SendError::AlreadyResponded));
             }
+            cmd::INVALID => return Err(HandlerError::InvalidRequest),
             cmd::MAX => {
                 let _ = resp.respond(0, &req.command.to_le_bytes());
             }
