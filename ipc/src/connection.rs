@@ -4,7 +4,7 @@
 //! doorbells, the closing flags). Why a connection ends: [`DisconnectReason`].
 
 use std::io;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use coroipc_ring::MpscProducer;
@@ -14,6 +14,7 @@ use crate::os::{Doorbell, PeerCred};
 use crate::outbox::{Outbox, OutboxError, OutboxGrant, Sent};
 use crate::protocol::{ResponseHeader, RESPONSE_HEADER_LEN};
 use crate::server::Limits;
+use crate::stats::{self, ConnCounters, ConnStats};
 
 /// What to do when a client's dispatch ring and the queue behind it are full.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -42,31 +43,6 @@ pub enum DisconnectReason {
     ServerShutdown,
 }
 
-/// Per-connection counters.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct ConnStats {
-    /// Requests received.
-    pub requests: u64,
-    /// Responses sent (into the ring or queued).
-    pub responses: u64,
-    /// Dispatch messages sent (into the ring or queued).
-    pub dispatched: u64,
-    /// Flow-control transitions to "on".
-    pub flow_control_events: u64,
-    /// Dispatch messages waiting in the queue behind the ring.
-    pub dispatch_queue_len: usize,
-    /// Bytes waiting in that queue.
-    pub dispatch_queue_bytes: usize,
-}
-
-#[derive(Debug, Default)]
-pub(crate) struct Counters {
-    pub(crate) requests: AtomicU64,
-    pub(crate) responses: AtomicU64,
-    pub(crate) dispatched: AtomicU64,
-    pub(crate) flow_control_events: AtomicU64,
-}
-
 /// State shared by the server thread and the handles of one connection.
 #[derive(Debug)]
 pub(crate) struct ConnShared {
@@ -88,7 +64,7 @@ pub(crate) struct ConnShared {
     /// The protocol violation that closed the connection, if one did.
     pub(crate) fault: OnceLock<Violation>,
     pub(crate) overflow: OverflowPolicy,
-    pub(crate) counters: Counters,
+    pub(crate) counters: ConnCounters,
 }
 
 impl ConnShared {
@@ -127,7 +103,7 @@ impl ConnShared {
             slow: AtomicBool::new(false),
             fault: OnceLock::new(),
             overflow,
-            counters: Counters::default(),
+            counters: ConnCounters::default(),
         }))
     }
 
@@ -219,20 +195,36 @@ impl ConnShared {
             .response
             .send(&all)
             .map_err(|e| self.overflow(RingKind::Response, e))?;
-        self.counters.responses.fetch_add(1, Ordering::Relaxed);
+        self.counters.response(payload_len(parts), placed(sent));
         self.after_send(sent);
         Ok(())
     }
 
     pub(crate) fn send_dispatch(&self, parts: &[&[u8]]) -> Result<(), SendError> {
         self.check_open()?;
-        let sent = self
-            .dispatch
-            .send(parts)
-            .map_err(|e| self.overflow(RingKind::Dispatch, e))?;
-        self.counters.dispatched.fetch_add(1, Ordering::Relaxed);
+        let sent = self.dispatch.send(parts).map_err(|e| {
+            let e = self.overflow(RingKind::Dispatch, e);
+            if e == SendError::TryAgain {
+                self.counters.dispatch_refused();
+            }
+            e
+        })?;
+        self.counters.dispatch(payload_len(parts), placed(sent));
         self.after_send(sent);
         Ok(())
+    }
+}
+
+/// Total length of a vectored message.
+pub(crate) fn payload_len(parts: &[&[u8]]) -> usize {
+    parts.iter().map(|p| p.len()).fold(0, usize::saturating_add)
+}
+
+/// Where an outbox put a message, for the counters.
+fn placed(sent: Sent) -> stats::Sent {
+    match sent {
+        Sent::Queued => stats::Sent::Queued,
+        Sent::Ring(_) => stats::Sent::Ring,
     }
 }
 
@@ -300,18 +292,13 @@ impl Connection {
         self.shared.dispatch.ring.flow_control()
     }
 
-    /// Current counters.
+    /// Current counters (relaxed reads: cheap, never blocks the server thread
+    /// beyond the queue locks held for a moment).
     pub fn stats(&self) -> ConnStats {
-        let c = &self.shared.counters;
-        let (len, bytes) = self.shared.dispatch.backlog();
-        ConnStats {
-            requests: c.requests.load(Ordering::Relaxed),
-            responses: c.responses.load(Ordering::Relaxed),
-            dispatched: c.dispatched.load(Ordering::Relaxed),
-            flow_control_events: c.flow_control_events.load(Ordering::Relaxed),
-            dispatch_queue_len: len,
-            dispatch_queue_bytes: bytes,
-        }
+        let response_queue = self.shared.response.backlog().0;
+        self.shared
+            .counters
+            .read(self.shared.dispatch.backlog(), response_queue)
     }
 
     /// Asks the server thread to disconnect this client.
@@ -370,11 +357,9 @@ impl DispatchGrant<'_> {
 
     /// Publishes the message.
     pub fn commit(self) {
+        let len = self.grant.len();
         let flow = self.grant.commit();
-        self.shared
-            .counters
-            .dispatched
-            .fetch_add(1, Ordering::Relaxed);
+        self.shared.counters.dispatch(len, stats::Sent::Ring);
         self.shared.after_send(Sent::Ring(flow));
     }
 }

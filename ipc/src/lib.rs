@@ -34,14 +34,16 @@ mod region;
 mod respond;
 mod server;
 mod service;
+mod stats;
 
 pub use client::{Client, ConnectOptions, DispatchMsg, Response, ResponseRef, WaitMode};
-pub use connection::{ConnStats, Connection, DisconnectReason, DispatchGrant, OverflowPolicy};
+pub use connection::{Connection, DisconnectReason, DispatchGrant, OverflowPolicy};
 pub use error::{ClientError, ConnectError, ProtocolError, RingKind, SendError, Violation};
 pub use os::{PeerCred, SocketName};
 pub use respond::{DeferredResponse, Request, Responder, ResponseGrant};
 pub use server::{Limits, PollHooks, Server, ServerBuilder, StopHandle, Token};
 pub use service::{HandlerError, Service};
+pub use stats::{ClientStats, ConnStats, Refusals, ServerStats, ServerStatsHandle};
 
 /// The README's examples, compiled (and the in-process one run) as doctests so they
 /// stay true.

@@ -3,7 +3,6 @@
 //! through a [`DeferredResponse`]), and the one rule for the library's own answer when
 //! the service gives none (SPEC §2.7).
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use crate::connection::{ConnShared, Connection};
@@ -236,12 +235,10 @@ impl ResponseGrant<'_> {
 
     /// Publishes the response.
     pub fn commit(self) {
+        let len = self.len();
         let flow = self.grant.commit();
         *self.answered = true;
-        self.shared
-            .counters
-            .responses
-            .fetch_add(1, Ordering::Relaxed);
+        self.shared.counters.response(len, crate::stats::Sent::Ring);
         self.shared.after_send(Sent::Ring(flow));
     }
 }

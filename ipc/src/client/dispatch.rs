@@ -43,6 +43,7 @@ impl Client {
                 Err(e) => return Err(e),
             }
         }
+        self.stats.dispatch_received += 1;
         match self.dispatch.try_peek() {
             Ok(Some(grant)) => Ok(Some(DispatchMsg {
                 grant: Some(grant),

@@ -24,6 +24,7 @@ use crate::deadline::{Deadline, Spin, SpinStep};
 use crate::error::{ClientError, ConnectError, RingKind, Violation};
 use crate::os::SocketName;
 use crate::protocol::{REQUEST_HEADER_LEN, RESPONSE_HEADER_LEN};
+use crate::stats::ClientStats;
 pub use guards::{DispatchMsg, ResponseRef};
 pub use options::{ConnectOptions, Response, WaitMode};
 use pending::{ring_violation, Pending};
@@ -55,6 +56,7 @@ pub struct Client {
     options: ConnectOptions,
     /// Set once the connection is unusable; every call fails from then on.
     closed: Option<Closed>,
+    stats: ClientStats,
 }
 
 impl std::fmt::Debug for Client {
@@ -89,6 +91,7 @@ impl Client {
             connection_id: accepted.connection_id,
             options: options.clone(),
             closed: None,
+            stats: ClientStats::default(),
         })
     }
 
@@ -119,6 +122,11 @@ impl Client {
     /// Whether the server reports this connection's dispatch ring in flow control.
     pub fn flow_control(&self) -> bool {
         self.dispatch.flow_control()
+    }
+
+    /// This client's counters.
+    pub fn stats(&self) -> ClientStats {
+        self.stats
     }
 
     /// Requests sent and not yet answered.
@@ -197,6 +205,7 @@ impl Client {
         if !check.sleep {
             return Ok(());
         }
+        self.stats.sleeps += 1;
         let woke = self.waiter.block(deadline);
         match what {
             WaitFor::Response => self.responses.cancel_sleep(),

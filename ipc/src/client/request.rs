@@ -45,6 +45,7 @@ impl Client {
         let header = RequestHeader { id, command }.encode();
         let deadline = Deadline::after(self.options.request_timeout);
         let mut spinning = None;
+        let mut waited = false;
         loop {
             // The ring is the one place the length is checked.
             match self.requests.try_reserve(len) {
@@ -57,10 +58,16 @@ impl Client {
                     }
                     let published = grant.commit();
                     self.pending.sent(command);
+                    self.stats.requests += 1;
+                    self.stats.request_bytes += (len - REQUEST_HEADER_LEN) as u64;
                     self.waiter.ring_server(published.wake)?;
                     return Ok(id);
                 }
                 Err(PushError::Full) => {
+                    if !waited {
+                        waited = true;
+                        self.stats.send_waits += 1;
+                    }
                     self.wait(WaitFor::RequestSpace(len), &mut spinning, deadline)?
                 }
                 Err(PushError::TooLarge { len, max }) => {
@@ -112,7 +119,9 @@ impl Client {
         want: Option<u64>,
         timeout: Option<Duration>,
     ) -> Result<ResponseRef<'_>, ClientError> {
-        match self.locate(want, timeout)? {
+        let found = self.locate(want, timeout)?;
+        self.stats.responses += 1;
+        match found {
             Found::Stashed(id) => {
                 let stashed = self
                     .pending

@@ -141,6 +141,7 @@ impl ServerBuilder {
             poller,
             stop,
             scratch: Vec::new(),
+            stats: Arc::default(),
         })
     }
 }

@@ -72,6 +72,7 @@ impl Server {
                 max_connections = self.limits.max_connections,
                 "connection refused: limit reached"
             );
+            self.stats.refused(status::CONNECTION_LIMIT);
             refuse(&stream, status::CONNECTION_LIMIT);
             return;
         }
@@ -90,6 +91,7 @@ impl Server {
                     gid = cred.gid,
                     "access denied"
                 );
+                self.stats.refused(status::ACCESS_DENIED);
                 refuse(&stream, status::ACCESS_DENIED);
                 return;
             }
@@ -157,6 +159,7 @@ impl Server {
                 } else {
                     status::BAD_REQUEST
                 };
+                self.stats.refused(code);
                 refuse(&p.stream, code);
             }
         }
@@ -166,6 +169,7 @@ impl Server {
         let (memfd, opened, layout) = match self.open_connection(id, &p, &request) {
             Ok(opened) => opened,
             Err(code) => {
+                self.stats.refused(code);
                 refuse(&p.stream, code);
                 return;
             }
@@ -198,6 +202,7 @@ impl Server {
             self.poller.add(p.stream.as_fd(), token(id, KIND_SOCKET))
         });
         let conn = Session {
+            span: super::session::span(&handle),
             stream: p.stream,
             requests,
             private: Some(private),
@@ -209,6 +214,7 @@ impl Server {
             self.disconnect(id, DisconnectReason::ClientClosed);
             return;
         }
+        self.stats.connected();
         tracing::debug!(id, service = request.service, pid = p.cred.pid, "connected");
         // Requests may already be waiting.
         self.service_connection(id);

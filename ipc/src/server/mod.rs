@@ -26,7 +26,9 @@ use std::time::Instant;
 
 use crate::connection::{Connection, DisconnectReason};
 use crate::os::SocketName;
+use crate::protocol::status;
 use crate::service::ErasedService;
+use crate::stats::{ServerCounters, ServerStats, ServerStatsHandle};
 use accept::{Accepted, Acceptor};
 use config::SecurityFn;
 pub use config::{Limits, ServerBuilder};
@@ -49,6 +51,8 @@ pub struct Server {
     stop: Arc<StopInner>,
     /// Request payloads are copied here before a handler sees them.
     scratch: Vec<u8>,
+    /// Totals, readable from any thread through a [`ServerStatsHandle`].
+    stats: Arc<ServerCounters>,
 }
 
 impl Server {
@@ -75,6 +79,28 @@ impl Server {
     /// Handshakes in progress.
     pub fn pending_count(&self) -> usize {
         self.pending.len()
+    }
+
+    /// The server's totals (see [`ServerStats`]).
+    pub fn stats(&self) -> ServerStats {
+        self.stats.read()
+    }
+
+    /// A handle that reads the totals from any thread without touching the loop.
+    pub fn stats_handle(&self) -> ServerStatsHandle {
+        ServerStatsHandle {
+            counters: self.stats.clone(),
+        }
+    }
+
+    /// Every connected client (handshakes in progress not included).
+    pub fn connections(&self) -> impl Iterator<Item = Connection> + '_ {
+        self.conns.values().map(|c| c.handle.clone())
+    }
+
+    /// Publishes the table sizes to the stats (at the end of every entry point).
+    fn publish_sizes(&self) {
+        self.stats.set_sizes(self.conns.len(), self.pending.len());
     }
 
     /// A handle on connection `id`, if it is connected.
@@ -127,14 +153,17 @@ impl Server {
             .collect();
         for id in expired {
             tracing::info!(id, "handshake timed out");
+            self.stats.handshake_timeout();
             self.drop_pending(id);
         }
+        self.publish_sizes();
     }
 
     /// Accepts every pending client on the listening socket (what
     /// `handle_ready(Server::LISTENER_TOKEN)` does).
     pub fn handle_accept(&mut self) {
         self.accept_all();
+        self.publish_sizes();
     }
 
     /// Handles readiness of the fd registered with `token`.
@@ -161,13 +190,14 @@ impl Server {
                 }
             }
         }
+        self.publish_sizes();
     }
 
     fn accept_all(&mut self) {
         loop {
             match self.acceptor.next() {
                 Accepted::Client(stream) => self.admit_client(stream),
-                Accepted::Refused => continue,
+                Accepted::Refused => self.stats.refused(status::OUT_OF_FDS),
                 Accepted::Drained => return,
                 Accepted::Stalled => {
                     if self.acceptor.stall() {

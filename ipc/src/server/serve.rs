@@ -90,8 +90,7 @@ pub(crate) fn report_flow(
         return Ok(());
     };
     if on {
-        let events = &conn.handle.shared.counters.flow_control_events;
-        events.fetch_add(1, Ordering::Relaxed);
+        conn.handle.shared.counters.flow_on();
     }
     if let Some(private) = conn.private.as_mut() {
         service.flow(private, &conn.handle, on);
@@ -188,7 +187,7 @@ fn handle_one(
     scratch: &[u8],
 ) -> Result<(), DisconnectReason> {
     let shared = conn.handle.shared.clone();
-    shared.counters.requests.fetch_add(1, Ordering::Relaxed);
+    shared.counters.request(scratch.len());
     let Some(private) = conn.private.as_mut() else {
         return Ok(());
     };

@@ -24,6 +24,20 @@ pub(crate) struct Session {
     pub(crate) private: Option<ErasedPrivate>,
     /// The connection as the service sees it (id, service, credentials).
     pub(crate) handle: Connection,
+    /// Entered around everything the server does (and logs) for this connection.
+    pub(crate) span: tracing::Span,
+}
+
+/// The tracing span of a connection: its id, the client's pid and uid, the service.
+pub(crate) fn span(handle: &Connection) -> tracing::Span {
+    let cred = handle.credentials();
+    tracing::info_span!(
+        "conn",
+        id = handle.id(),
+        pid = cred.pid,
+        uid = cred.uid,
+        service = handle.service()
+    )
 }
 
 impl Server {
@@ -33,6 +47,7 @@ impl Server {
         let Some(conn) = self.conns.get_mut(&id) else {
             return;
         };
+        let _in_span = conn.span.clone().entered();
         let mut byte = [0u8; 1];
         let reason = loop {
             match conn.stream.read(&mut byte) {
@@ -52,6 +67,8 @@ impl Server {
         let Some(mut conn) = self.conns.remove(&id) else {
             return;
         };
+        let _in_span = conn.span.clone().entered();
+        self.stats.closed();
         self.resume_accepting();
         conn.handle.shared.closed.store(true, Ordering::Release);
         self.poller
@@ -61,14 +78,9 @@ impl Server {
         conn.handle.shared.response.clear();
         conn.handle.shared.dispatch.clear();
         if let DisconnectReason::ProtocolViolation(why) = &reason {
-            tracing::warn!(
-                id,
-                pid = conn.handle.credentials().pid,
-                %why,
-                "client disconnected"
-            );
+            tracing::warn!(%why, "client disconnected");
         } else {
-            tracing::debug!(id, ?reason, "client disconnected");
+            tracing::debug!(?reason, "client disconnected");
         }
         if let (Some(private), Some(service)) = (
             conn.private.take(),
@@ -85,6 +97,7 @@ impl Server {
         let Some(conn) = self.conns.get_mut(&id) else {
             return;
         };
+        let _in_span = conn.span.clone().entered();
         let shared = conn.handle.shared.clone();
         if shared.closing.load(Ordering::Acquire) {
             self.disconnect(id, shared.closing_reason());
