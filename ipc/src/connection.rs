@@ -258,11 +258,23 @@ impl Connection {
     }
 
     /// Sends a dispatch (asynchronous, server → client) message.
+    ///
+    /// # Errors
+    ///
+    /// [`SendError::Disconnected`] once the connection is closing or closed;
+    /// [`SendError::TooLarge`] beyond
+    /// [`max_dispatch_len`](Connection::max_dispatch_len); [`SendError::TryAgain`] when
+    /// the ring and the queue behind it are full and the service's policy is `TryAgain`
+    /// (with `Disconnect` the client is dropped and the error is `Disconnected`).
     pub fn dispatch_send(&self, msg: &[u8]) -> Result<(), SendError> {
         self.shared.send_dispatch(&[msg])
     }
 
     /// Sends the concatenation of `parts` as one dispatch message.
+    ///
+    /// # Errors
+    ///
+    /// As [`dispatch_send`](Connection::dispatch_send).
     pub fn dispatch_send_vectored(&self, parts: &[&[u8]]) -> Result<(), SendError> {
         self.shared.send_dispatch(parts)
     }
@@ -270,6 +282,11 @@ impl Connection {
     /// Reserves `len` bytes in the dispatch ring to fill in place. Fails with
     /// [`SendError::TryAgain`] when the ring has no room now or messages are queued
     /// (fall back to [`dispatch_send`](Connection::dispatch_send) then).
+    ///
+    /// # Errors
+    ///
+    /// [`SendError::TryAgain`] when the ring has no room now or messages are queued;
+    /// otherwise as [`dispatch_send`](Connection::dispatch_send).
     pub fn dispatch_reserve(&self, len: usize) -> Result<DispatchGrant<'_>, SendError> {
         self.shared.check_open()?;
         match self.shared.dispatch.reserve(len) {

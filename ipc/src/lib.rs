@@ -16,6 +16,7 @@
 //! machine and threat model.
 #![deny(unsafe_op_in_unsafe_fn)]
 #![deny(missing_docs)]
+#![warn(clippy::missing_errors_doc)]
 
 #[cfg(not(target_os = "linux"))]
 compile_error!(

@@ -138,6 +138,10 @@ impl ConnectRequest {
     }
 
     /// Decodes and checks a message from an untrusted client.
+    ///
+    /// # Errors
+    ///
+    /// [`HandshakeError`]: wrong length, magic, version, or a field out of range.
     pub fn decode(b: &[u8]) -> Result<Self, HandshakeError> {
         check_preamble(b, CONNECT_REQUEST_LEN)?;
         if u32_at(b, 20) != 0 {
@@ -202,6 +206,10 @@ impl ConnectReply {
     }
 
     /// Decodes and checks a message from an untrusted server.
+    ///
+    /// # Errors
+    ///
+    /// [`HandshakeError`]: wrong length, magic or version.
     pub fn decode(b: &[u8]) -> Result<Self, HandshakeError> {
         check_preamble(b, CONNECT_REPLY_LEN)?;
         Ok(ConnectReply {
@@ -240,6 +248,11 @@ fn align_up(v: usize, to: usize) -> usize {
 
 impl RegionLayout {
     /// Lays out rings of the given capacities (each must be a valid ring capacity).
+    ///
+    /// # Errors
+    ///
+    /// [`HandshakeError::Field`] when a capacity is not a valid ring capacity or below
+    /// [`MIN_RING_CAPACITY`].
     pub fn new(capacities: [u32; 3]) -> Result<Self, HandshakeError> {
         let mut rings = [Config::new(MIN_RING_CAPACITY); 3];
         let mut offsets = [0usize; 3];

@@ -112,6 +112,10 @@ impl<'a> Responder<'a> {
     }
 
     /// Sends the response: `status` 0 for success, a positive service code otherwise.
+    ///
+    /// # Errors
+    ///
+    /// As [`respond_vectored`](Responder::respond_vectored).
     pub fn respond(&mut self, status: i32, payload: &[u8]) -> Result<(), SendError> {
         self.respond_vectored(status, &[payload])
     }
@@ -134,6 +138,11 @@ impl<'a> Responder<'a> {
     /// [`respond`](Responder::respond) then).
     /// The request counts as answered when the grant is committed; a grant dropped
     /// uncommitted leaves it unanswered.
+    ///
+    /// # Errors
+    ///
+    /// [`SendError::AlreadyResponded`]; [`SendError::TryAgain`] when the ring has no
+    /// room now; [`SendError::TooLarge`]; [`SendError::Disconnected`].
     pub fn reserve(&mut self, status: i32, len: usize) -> Result<ResponseGrant<'_>, SendError> {
         self.check_unanswered()?;
         self.shared.check_open()?;
@@ -164,6 +173,10 @@ impl<'a> Responder<'a> {
     }
 
     /// Answers later, from any thread, through the returned value.
+    ///
+    /// # Errors
+    ///
+    /// [`SendError::AlreadyResponded`] after an answer or an earlier `defer`.
     pub fn defer(&mut self) -> Result<DeferredResponse, SendError> {
         self.check_unanswered()?;
         self.answered = true;

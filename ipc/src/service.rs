@@ -36,6 +36,11 @@ pub trait Service: Send + 'static {
 
     /// A client connected (its credentials already passed the security callback).
     /// Return its private data, or refuse with a positive code the client receives.
+    ///
+    /// # Errors
+    ///
+    /// A refusal code: positive codes reach the client as
+    /// [`ConnectError::Refused`](crate::ConnectError::Refused); others as `REFUSED`.
     fn on_connect(&mut self, conn: &Connection) -> Result<Self::Private, i32>;
 
     /// The connection ended; runs exactly once per accepted connection, whatever the

@@ -64,6 +64,10 @@ impl Consumer {
     /// # Safety
     /// `region` satisfies [`RawRegion::new`]'s contract and nobody uses it yet; it
     /// must outlive the consumer (see [`Consumer::keep_alive`]). One consumer per ring.
+    ///
+    /// # Errors
+    ///
+    /// [`AttachError`]: the region is misaligned or too small, or `config` is invalid.
     pub unsafe fn create(region: RawRegion, config: &Config) -> Result<Self, AttachError> {
         // SAFETY: forwarded contract.
         let ring = unsafe { RingPtrs::create(region, config) }?;
@@ -75,6 +79,12 @@ impl Consumer {
     /// # Safety
     /// As for [`Consumer::create`], except that the region was initialised by the
     /// peer; whatever it contains, an error (not undefined behaviour) results.
+    ///
+    /// # Errors
+    ///
+    /// [`AttachError`]: the region is misaligned or too small, or the header found
+    /// there has the wrong magic, version or geometry, or indices that cannot start a
+    /// ring.
     pub unsafe fn attach(region: RawRegion) -> Result<Self, AttachError> {
         // SAFETY: forwarded contract.
         let (ring, head, tail) = unsafe { RingPtrs::attach_at_start(region) }?;
@@ -129,6 +139,10 @@ impl Consumer {
     }
 
     /// Bytes published and not yet released, re-reading the tail.
+    ///
+    /// # Errors
+    ///
+    /// [`PopError::Corrupt`] once the producer corrupted the region (sticky).
     pub fn pending_bytes(&mut self) -> Result<usize, PopError> {
         self.check_poison()?;
         self.refresh_tail()?;
@@ -196,6 +210,10 @@ impl Consumer {
 
     /// Looks at the next message in place. Dropping the grant leaves the message in the
     /// ring; [`ReadGrant::release`] consumes it.
+    ///
+    /// # Errors
+    ///
+    /// [`PopError::Corrupt`] once the producer corrupted the region (sticky).
     #[inline]
     pub fn try_peek(&mut self) -> Result<Option<ReadGrant<'_>>, PopError> {
         Ok(self.next_frame()?.map(|(frame_pos, len, end)| ReadGrant {
@@ -208,6 +226,12 @@ impl Consumer {
 
     /// Copies the next message into `buf` and releases it. A message longer than `buf`
     /// stays in the ring and [`PopError::BufferTooSmall`] says how long it is.
+    ///
+    /// # Errors
+    ///
+    /// [`PopError::BufferTooSmall`] when `buf` is shorter than the next message (it
+    /// stays in the ring); [`PopError::Corrupt`] once the producer corrupted the region
+    /// (sticky).
     #[inline]
     pub fn try_recv(&mut self, buf: &mut [u8]) -> Result<Option<Received>, PopError> {
         let Some(grant) = self.try_peek()? else {
@@ -227,6 +251,10 @@ impl Consumer {
     }
 
     /// Receives the next message into a new `Vec` and releases it.
+    ///
+    /// # Errors
+    ///
+    /// [`PopError::Corrupt`] once the producer corrupted the region (sticky).
     #[cfg(feature = "alloc")]
     pub fn try_recv_vec(&mut self) -> Result<Option<(alloc::vec::Vec<u8>, Wake)>, PopError> {
         let Some(grant) = self.try_peek()? else {
@@ -261,6 +289,10 @@ impl Consumer {
     /// Announces that this consumer is about to sleep until a message arrives.
     /// Consumed messages are released first. If `sleep` comes back true, wait on the
     /// doorbell, then call [`cancel_sleep`](Consumer::cancel_sleep) and retry.
+    ///
+    /// # Errors
+    ///
+    /// [`PopError::Corrupt`] once the producer corrupted the region (sticky).
     pub fn prepare_sleep(&mut self) -> Result<SleepCheck, PopError> {
         self.check_poison()?;
         let wake_peer = self.release();

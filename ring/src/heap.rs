@@ -29,6 +29,10 @@ impl HeapRegion {
     ///
     /// # Panics
     /// On allocation failure (like `Vec`).
+    ///
+    /// # Errors
+    ///
+    /// [`AttachError::Config`] for an invalid `config`.
     pub fn new(config: &Config) -> Result<Self, AttachError> {
         config.validate().map_err(AttachError::Config)?;
         let layout = Layout::from_size_align(config.region_size(), REGION_ALIGN).map_err(|_| {
@@ -86,6 +90,10 @@ impl Drop for HeapRegion {
 }
 
 /// A heap-backed SPSC ring: `(producer, consumer)`.
+///
+/// # Errors
+///
+/// As [`HeapRegion::new`].
 pub fn channel(config: &Config) -> Result<(Producer, Consumer), AttachError> {
     let region = Arc::new(HeapRegion::new(config)?);
     // SAFETY: fresh allocation, kept alive by both handles through `keep_alive`.
@@ -96,6 +104,10 @@ pub fn channel(config: &Config) -> Result<(Producer, Consumer), AttachError> {
 }
 
 /// A heap-backed MPSC ring: `(producers, consumer)`; share the producer with an `Arc`.
+///
+/// # Errors
+///
+/// As [`HeapRegion::new`].
 pub fn mpsc_channel(config: &Config) -> Result<(MpscProducer, Consumer), AttachError> {
     let region = Arc::new(HeapRegion::new(config)?);
     // SAFETY: fresh allocation, kept alive by both handles.

@@ -137,6 +137,11 @@ impl Config {
     }
 
     /// Checks the configuration.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`]: the capacity is not a power of two in range, or the watermarks
+    /// do not satisfy `low < high <= capacity`.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if !self.capacity.is_power_of_two()
             || self.capacity < MIN_CAPACITY
@@ -246,6 +251,10 @@ impl RawRegion {
     /// `base` must be valid for reads and writes of `len` bytes, shared only with the
     /// peer side of the ring, for as long as any handle built on this region lives.
     /// The peer may write anything there at any time; this crate copes with that.
+    ///
+    /// # Errors
+    ///
+    /// [`AttachError::Misaligned`] when `base` is not `REGION_ALIGN`-aligned.
     pub unsafe fn new(base: NonNull<u8>, len: usize) -> Result<Self, AttachError> {
         if base.as_ptr().align_offset(REGION_ALIGN) != 0 {
             return Err(AttachError::Misaligned);

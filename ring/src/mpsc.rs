@@ -68,6 +68,10 @@ impl MpscProducer {
     ///
     /// # Safety
     /// As for [`Producer::create`](crate::Producer::create).
+    ///
+    /// # Errors
+    ///
+    /// [`AttachError`]: the region is misaligned or too small, or `config` is invalid.
     pub unsafe fn create(region: RawRegion, config: &Config) -> Result<Self, AttachError> {
         // SAFETY: forwarded contract.
         let ring = unsafe { RingPtrs::create(region, config) }?;
@@ -78,6 +82,12 @@ impl MpscProducer {
     ///
     /// # Safety
     /// As for [`Producer::attach`](crate::Producer::attach).
+    ///
+    /// # Errors
+    ///
+    /// [`AttachError`]: the region is misaligned or too small, or the header found
+    /// there has the wrong magic, version or geometry, or indices that cannot start a
+    /// ring.
     pub unsafe fn attach(region: RawRegion) -> Result<Self, AttachError> {
         // SAFETY: forwarded contract.
         let (ring, head, tail) = unsafe { RingPtrs::attach_at_start(region) }?;
@@ -171,6 +181,13 @@ impl MpscProducer {
 
     /// Reserves space for a message of `len` bytes. Commit it soon: later claims
     /// publish only after it.
+    ///
+    /// # Errors
+    ///
+    /// [`PushError::Full`] when there is no room now (retry after the consumer
+    /// releases); [`PushError::TooLarge`] beyond
+    /// [`max_message_len`](Self::max_message_len), never waited for;
+    /// [`PushError::Corrupt`] once the consumer corrupted the region (sticky).
     pub fn try_reserve(&self, len: usize) -> Result<MpscGrant<'_>, PushError> {
         if self.is_corrupt() {
             return Err(PushError::Corrupt(Corruption::Earlier));
@@ -231,6 +248,13 @@ impl MpscProducer {
     }
 
     /// Copies `msg` into the ring and publishes it.
+    ///
+    /// # Errors
+    ///
+    /// [`PushError::Full`] when there is no room now (retry after the consumer
+    /// releases); [`PushError::TooLarge`] beyond
+    /// [`max_message_len`](Self::max_message_len), never waited for;
+    /// [`PushError::Corrupt`] once the consumer corrupted the region (sticky).
     pub fn try_send(&self, msg: &[u8]) -> Result<Published, PushError> {
         let mut grant = self.try_reserve(msg.len())?;
         grant.write_at(0, msg);
@@ -238,6 +262,13 @@ impl MpscProducer {
     }
 
     /// Copies the concatenation of `parts` into the ring as one message.
+    ///
+    /// # Errors
+    ///
+    /// [`PushError::Full`] when there is no room now (retry after the consumer
+    /// releases); [`PushError::TooLarge`] beyond
+    /// [`max_message_len`](Self::max_message_len), never waited for;
+    /// [`PushError::Corrupt`] once the consumer corrupted the region (sticky).
     pub fn try_send_vectored(&self, parts: &[&[u8]]) -> Result<Published, PushError> {
         let len = parts
             .iter()
@@ -298,6 +329,10 @@ impl MpscProducer {
     }
 
     /// Re-reads the consumer's head and reports a flow-control transition, if any.
+    ///
+    /// # Errors
+    ///
+    /// [`PushError::Corrupt`] once the consumer corrupted the region (sticky).
     pub fn poll_flow(&self) -> Result<Option<FlowChange>, PushError> {
         let change = self.evaluate_flow(true);
         if self.is_corrupt() {
@@ -308,6 +343,11 @@ impl MpscProducer {
 
     /// Announces that the calling thread is about to sleep until a message of `len`
     /// bytes fits; see [`Producer::prepare_sleep_for_space`](crate::Producer::prepare_sleep_for_space).
+    ///
+    /// # Errors
+    ///
+    /// [`PushError::TooLarge`] for a length that can never fit; [`PushError::Corrupt`]
+    /// (sticky).
     pub fn prepare_sleep_for_space(&self, len: usize) -> Result<SleepCheck, PushError> {
         if self.is_corrupt() {
             return Err(PushError::Corrupt(Corruption::Earlier));
@@ -325,6 +365,10 @@ impl MpscProducer {
     }
 
     /// Announces sleep until occupancy falls to the low watermark.
+    ///
+    /// # Errors
+    ///
+    /// [`PushError::Corrupt`] once the consumer corrupted the region (sticky).
     pub fn prepare_sleep_for_flow_off(&self) -> Result<SleepCheck, PushError> {
         let low = self.ring.geometry.low;
         let published = self.published.load(Ordering::Acquire);

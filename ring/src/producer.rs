@@ -63,6 +63,10 @@ impl Producer {
     /// `region` satisfies [`RawRegion::new`]'s contract and nobody uses it yet; the
     /// region must outlive the producer (see [`Producer::keep_alive`]). Only one
     /// producer may exist for the region on this side.
+    ///
+    /// # Errors
+    ///
+    /// [`AttachError`]: the region is misaligned or too small, or `config` is invalid.
     pub unsafe fn create(region: RawRegion, config: &Config) -> Result<Self, AttachError> {
         // SAFETY: forwarded contract.
         let ring = unsafe { RingPtrs::create(region, config) }?;
@@ -74,6 +78,12 @@ impl Producer {
     /// # Safety
     /// As for [`Producer::create`], except that the region was initialised by the
     /// peer; whatever it contains, an error (not undefined behaviour) results.
+    ///
+    /// # Errors
+    ///
+    /// [`AttachError`]: the region is misaligned or too small, or the header found
+    /// there has the wrong magic, version or geometry, or indices that cannot start a
+    /// ring.
     pub unsafe fn attach(region: RawRegion) -> Result<Self, AttachError> {
         // SAFETY: forwarded contract.
         let (ring, head, tail) = unsafe { RingPtrs::attach_at_start(region) }?;
@@ -199,6 +209,13 @@ impl Producer {
     /// Reserves space for a message of `len` bytes, to be filled in place and then
     /// committed. Nothing is visible to the consumer until the grant is committed and
     /// published; dropping the grant abandons it.
+    ///
+    /// # Errors
+    ///
+    /// [`PushError::Full`] when there is no room now (retry after the consumer
+    /// releases); [`PushError::TooLarge`] beyond
+    /// [`max_message_len`](Self::max_message_len), never waited for;
+    /// [`PushError::Corrupt`] once the consumer corrupted the region (sticky).
     #[inline]
     pub fn try_reserve(&mut self, len: usize) -> Result<WriteGrant<'_>, PushError> {
         let (frame_pos, _) = self.place_frame(len)?;
@@ -210,6 +227,13 @@ impl Producer {
     }
 
     /// Copies `msg` into the ring and publishes it.
+    ///
+    /// # Errors
+    ///
+    /// [`PushError::Full`] when there is no room now (retry after the consumer
+    /// releases); [`PushError::TooLarge`] beyond
+    /// [`max_message_len`](Self::max_message_len), never waited for;
+    /// [`PushError::Corrupt`] once the consumer corrupted the region (sticky).
     #[inline]
     pub fn try_send(&mut self, msg: &[u8]) -> Result<Published, PushError> {
         self.try_stage(msg)?;
@@ -217,6 +241,13 @@ impl Producer {
     }
 
     /// Copies the concatenation of `parts` into the ring as one message and publishes it.
+    ///
+    /// # Errors
+    ///
+    /// [`PushError::Full`] when there is no room now (retry after the consumer
+    /// releases); [`PushError::TooLarge`] beyond
+    /// [`max_message_len`](Self::max_message_len), never waited for;
+    /// [`PushError::Corrupt`] once the consumer corrupted the region (sticky).
     pub fn try_send_vectored(&mut self, parts: &[&[u8]]) -> Result<Published, PushError> {
         let len = parts
             .iter()
@@ -233,6 +264,13 @@ impl Producer {
 
     /// Copies `msg` into the ring without publishing it: a batch is made visible by one
     /// [`publish`](Producer::publish) (one index store for many messages).
+    ///
+    /// # Errors
+    ///
+    /// [`PushError::Full`] when there is no room now (retry after the consumer
+    /// releases); [`PushError::TooLarge`] beyond
+    /// [`max_message_len`](Self::max_message_len), never waited for;
+    /// [`PushError::Corrupt`] once the consumer corrupted the region (sticky).
     #[inline]
     pub fn try_stage(&mut self, msg: &[u8]) -> Result<(), PushError> {
         let (frame_pos, end) = self.place_frame(msg.len())?;
@@ -303,6 +341,10 @@ impl Producer {
 
     /// Re-reads the consumer's head and reports a flow-control transition, if the
     /// consumer's progress caused one (call it when woken while in flow control).
+    ///
+    /// # Errors
+    ///
+    /// [`PushError::Corrupt`] once the consumer corrupted the region (sticky).
     pub fn poll_flow(&mut self) -> Result<Option<FlowChange>, PushError> {
         self.check_poison()?;
         let change = self.evaluate_flow();
@@ -313,6 +355,11 @@ impl Producer {
     /// Announces that this producer is about to sleep until a message of `len` bytes
     /// fits. Staged messages are published first. If `sleep` comes back true, wait on
     /// the doorbell, then call [`cancel_sleep`](Producer::cancel_sleep) and retry.
+    ///
+    /// # Errors
+    ///
+    /// [`PushError::TooLarge`] for a length that can never fit; [`PushError::Corrupt`]
+    /// (sticky).
     pub fn prepare_sleep_for_space(&mut self, len: usize) -> Result<SleepCheck, PushError> {
         self.check_poison()?;
         let geo = self.ring.geometry;
@@ -329,6 +376,10 @@ impl Producer {
 
     /// Announces that this producer is about to sleep until occupancy falls to the low
     /// watermark (flow control off). Staged messages are published first.
+    ///
+    /// # Errors
+    ///
+    /// [`PushError::Corrupt`] once the consumer corrupted the region (sticky).
     pub fn prepare_sleep_for_flow_off(&mut self) -> Result<SleepCheck, PushError> {
         self.check_poison()?;
         let wake_peer = self.publish().wake;

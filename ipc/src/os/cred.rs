@@ -25,6 +25,10 @@ pub struct PeerCred {
 }
 
 /// Reads the credentials of the peer of the connected Unix socket `sock`.
+///
+/// # Errors
+///
+/// The OS error of `getsockopt(SO_PEERCRED)` (for instance, `fd` is not a Unix socket).
 pub fn peer_cred(sock: BorrowedFd<'_>) -> io::Result<PeerCred> {
     let c = retry_eintr(|| getsockopt(&sock, PeerCredentials))?;
     Ok(PeerCred {

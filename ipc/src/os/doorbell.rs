@@ -27,6 +27,10 @@ pub struct Doorbell {
 
 impl Doorbell {
     /// A new doorbell that has not been rung.
+    ///
+    /// # Errors
+    ///
+    /// The OS error of `eventfd` (out of descriptors or memory).
     pub fn new() -> io::Result<Doorbell> {
         let fd = EventFd::from_value_and_flags(0, EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK)
             .map_err(io::Error::from)?;
@@ -39,6 +43,10 @@ impl Doorbell {
     /// `InvalidInput`: a blocking fd could make [`drain`](Self::drain) hang. Whether it
     /// really is an eventfd is not checked: if it is something else, `ring` and `drain`
     /// fail or do nothing useful, which only harms the connection it came with.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` if the fd is blocking; the OS error of `fcntl` otherwise.
     pub fn from_fd(fd: OwnedFd) -> io::Result<Doorbell> {
         let flags = retry_eintr(|| fcntl(fd.as_raw_fd(), FcntlArg::F_GETFL))?;
         if !OFlag::from_bits_truncate(flags).contains(OFlag::O_NONBLOCK) {
@@ -54,6 +62,11 @@ impl Doorbell {
     ///
     /// A counter that is full (`EAGAIN`, after 2^64 - 2 unanswered rings) is already
     /// rung, so that is success too. `EINTR` is retried.
+    ///
+    /// # Errors
+    ///
+    /// The OS error of `write(2)` (never `EAGAIN`: a full counter already means
+    /// "rung").
     pub fn ring(&self) -> io::Result<()> {
         match retry_eintr(|| nix::unistd::write(&self.fd, &1u64.to_ne_bytes())) {
             Ok(_) => Ok(()),
@@ -64,6 +77,10 @@ impl Doorbell {
 
     /// Resets the counter without blocking; true if the doorbell had been rung since
     /// the last drain.
+    ///
+    /// # Errors
+    ///
+    /// The OS error of `read(2)`, other than `EAGAIN` (nothing to drain).
     pub fn drain(&self) -> io::Result<bool> {
         let mut buf = [0u8; 8];
         loop {

@@ -84,6 +84,10 @@ pub fn is_exhaustion(e: &io::Error) -> bool {
 /// The descriptor limit after trying to make room for `wanted` descriptors: the soft
 /// `RLIMIT_NOFILE` is raised towards `wanted`, never above the hard limit and never
 /// lowered. Returns `(before, after)`.
+///
+/// # Errors
+///
+/// The OS error of `getrlimit` or `setrlimit`.
 pub fn raise_nofile(wanted: u64) -> io::Result<(u64, u64)> {
     let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).map_err(io::Error::from)?;
     if soft >= wanted {

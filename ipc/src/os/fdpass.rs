@@ -33,6 +33,11 @@ use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
 ///
 /// `bytes` must not be empty when `fds` is not: a stream socket cannot carry
 /// descriptors without data.
+///
+/// # Errors
+///
+/// The OS error of `sendmsg` (`BrokenPipe` for a closed peer); see above for a message
+/// cut in the middle.
 pub fn send_with_fds(sock: BorrowedFd<'_>, bytes: &[u8], fds: &[BorrowedFd<'_>]) -> io::Result<()> {
     if bytes.is_empty() {
         if fds.is_empty() {
@@ -86,6 +91,11 @@ pub fn send_with_fds(sock: BorrowedFd<'_>, bytes: &[u8], fds: &[BorrowedFd<'_>])
 /// them all, e.g. at the fd limit), every descriptor that did arrive is closed and an
 /// `InvalidData` error is returned. The bytes of that read are consumed either way,
 /// so the stream is out of step: drop the connection.
+///
+/// # Errors
+///
+/// The OS error of `recvmsg`; `InvalidData` when the control message was truncated
+/// (every descriptor that did arrive is closed first).
 pub fn recv_with_fds(
     sock: BorrowedFd<'_>,
     buf: &mut [u8],

@@ -82,6 +82,11 @@ impl SharedMemory {
     /// `name` only shows up in `/proc/<pid>/fd` and `/proc/<pid>/maps` (as
     /// `/memfd:<name>`); it must not contain NUL and is limited to 249 bytes.
     /// `len` must not be 0.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` for a zero or too large `len` or a name with NUL; the OS error of
+    /// `memfd_create`, `ftruncate`, `fcntl` or `mmap`.
     pub fn create(name: &str, len: usize) -> io::Result<SharedMemory> {
         if len == 0 {
             return Err(io::Error::new(
@@ -115,6 +120,10 @@ impl SharedMemory {
     ///
     /// The seals are checked before the size: once they hold, the size can no longer
     /// change, so the size seen is the size mapped. On error the fd is closed.
+    ///
+    /// # Errors
+    ///
+    /// [`ShmError`]: not a tmpfs memfd, missing seals, wrong size, or an OS error.
     pub fn from_fd_verified(fd: OwnedFd, expected_len: usize) -> Result<SharedMemory, ShmError> {
         let fs_type = retry_eintr(|| fstatfs(&fd))?.filesystem_type();
         if fs_type != TMPFS_MAGIC {

@@ -124,6 +124,11 @@ fn new_socket(nonblocking: bool) -> io::Result<OwnedFd> {
 /// a socket gives `AlreadyExists`; both are left untouched. The new socket file gets
 /// `mode` before the socket starts listening. The caller removes the file when done
 /// (dropping the listener does not).
+///
+/// # Errors
+///
+/// `InvalidInput` for a bad name or backlog; the OS error of `socket`, `bind`, `chmod`
+/// or `listen` (`AddrInUse` when a server already listens under the name).
 pub fn listen(name: &SocketName, backlog: i32) -> io::Result<UnixListener> {
     let backlog = if backlog >= i32::from(Backlog::MAXCONN) {
         Backlog::MAXCONN
@@ -200,6 +205,12 @@ fn in_use(path: &Path) -> io::Error {
 ///
 /// The returned stream is blocking and close-on-exec, with no read or write timeout
 /// set.
+///
+/// # Errors
+///
+/// `InvalidInput` for a bad name; `TimedOut` when the server's backlog stays full past
+/// `timeout`; the OS error of `connect` (`ConnectionRefused` or `NotFound` when no
+/// server listens).
 pub fn connect(name: &SocketName, timeout: Option<Duration>) -> io::Result<UnixStream> {
     let addr = name.addr()?;
     let sock = new_socket(false)?;

@@ -82,6 +82,11 @@ impl Readiness {
 ///
 /// An empty `fds` with no timeout would sleep forever and is refused (`InvalidInput`);
 /// with a timeout it just sleeps.
+///
+/// # Errors
+///
+/// `InvalidInput` for no fds and no timeout, or too many fds; the OS error of `ppoll`
+/// (never `EINTR`).
 pub fn wait_readable(fds: &[BorrowedFd<'_>], timeout: Option<Duration>) -> io::Result<Readiness> {
     if fds.is_empty() && timeout.is_none() {
         return Err(io::Error::new(
@@ -221,12 +226,20 @@ pub struct Epoll {
 
 impl Epoll {
     /// A new, empty epoll instance.
+    ///
+    /// # Errors
+    ///
+    /// The OS error of `epoll_create1`.
     pub fn new() -> io::Result<Epoll> {
         let epoll = NixEpoll::new(EpollCreateFlags::EPOLL_CLOEXEC).map_err(io::Error::from)?;
         Ok(Epoll { epoll })
     }
 
     /// Watches `fd` (level-triggered) and reports it with `token`.
+    ///
+    /// # Errors
+    ///
+    /// The OS error of `epoll_ctl` (`AlreadyExists` if `fd` is registered).
     pub fn add(&self, fd: BorrowedFd<'_>, token: u64, interest: Interest) -> io::Result<()> {
         let ev = EpollEvent::new(interest.flags(false), token);
         retry_eintr(|| self.epoll.add(fd, ev))
@@ -234,6 +247,10 @@ impl Epoll {
 
     /// Watches `fd` edge-triggered: each new readiness is reported once (for an
     /// eventfd, each write), so a doorbell needs no draining read.
+    ///
+    /// # Errors
+    ///
+    /// As [`add`](Epoll::add).
     pub fn add_edge_triggered(
         &self,
         fd: BorrowedFd<'_>,
@@ -245,12 +262,20 @@ impl Epoll {
     }
 
     /// Changes what a registered `fd` is watched for, and its token (level-triggered).
+    ///
+    /// # Errors
+    ///
+    /// The OS error of `epoll_ctl` (`NotFound` if `fd` is not registered).
     pub fn modify(&self, fd: BorrowedFd<'_>, token: u64, interest: Interest) -> io::Result<()> {
         let mut ev = EpollEvent::new(interest.flags(false), token);
         retry_eintr(|| self.epoll.modify(fd, &mut ev))
     }
 
     /// Like [`modify`](Self::modify), edge-triggered.
+    ///
+    /// # Errors
+    ///
+    /// As [`modify`](Epoll::modify).
     pub fn modify_edge_triggered(
         &self,
         fd: BorrowedFd<'_>,
@@ -263,6 +288,10 @@ impl Epoll {
 
     /// Stops watching `fd`. (Closing an fd also removes it, once no duplicate of it
     /// remains open.)
+    ///
+    /// # Errors
+    ///
+    /// The OS error of `epoll_ctl`.
     pub fn delete(&self, fd: BorrowedFd<'_>) -> io::Result<()> {
         retry_eintr(|| self.epoll.delete(fd))
     }
@@ -273,6 +302,10 @@ impl Epoll {
     ///
     /// `EINTR` restarts the wait with the time remaining until the deadline. The
     /// timeout has millisecond resolution, rounded up.
+    ///
+    /// # Errors
+    ///
+    /// The OS error of `epoll_wait` (never `EINTR`).
     pub fn wait(&self, events: &mut Vec<Event>, timeout: Option<Duration>) -> io::Result<usize> {
         events.clear();
         let deadline = Deadline::after(timeout);

@@ -108,12 +108,22 @@ impl ServerBuilder {
     }
 
     /// Builds a server driven by its own epoll loop ([`Server::run`]).
+    ///
+    /// # Errors
+    ///
+    /// The OS error of creating the epoll, the stop doorbell or the listening socket
+    /// (named in the message; `AddrInUse` when another server listens under the name).
     pub fn build(self) -> io::Result<Server> {
         let epoll = Epoll::new()?;
         self.finish(Poller::Builtin(epoll))
     }
 
     /// Builds a server driven by the application's event loop through `hooks`.
+    ///
+    /// # Errors
+    ///
+    /// As [`build`](ServerBuilder::build), and any error `hooks.add` returns for the
+    /// listener.
     pub fn build_with_hooks(self, hooks: impl PollHooks + 'static) -> io::Result<Server> {
         self.finish(Poller::Hooks(Box::new(hooks)))
     }

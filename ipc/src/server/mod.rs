@@ -110,6 +110,11 @@ impl Server {
 
     /// Runs the built-in epoll loop until [`StopHandle::stop`]. For a server built with
     /// hooks this returns an error: drive it from your loop instead.
+    ///
+    /// # Errors
+    ///
+    /// `Unsupported` for a server built with hooks; the OS error of `epoll_wait` (never
+    /// `EINTR`).
     pub fn run(&mut self) -> io::Result<()> {
         let mut events = Vec::with_capacity(64);
         // A stop requested before `run` started counts: the flag is cleared on the way

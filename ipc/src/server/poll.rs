@@ -27,6 +27,11 @@ pub(crate) fn token(id: u64, kind: u64) -> Token {
 /// Where the server's fds go: implemented by the application's event loop.
 pub trait PollHooks: Send {
     /// Start watching `fd` for readability; report it with `token`.
+    ///
+    /// # Errors
+    ///
+    /// Whatever the loop cannot register; the server drops the fd's client (or, for
+    /// the listener, fails to build).
     fn add(&mut self, fd: BorrowedFd<'_>, token: Token) -> io::Result<()>;
     /// Stop watching `fd` (called before the fd is closed).
     fn remove(&mut self, fd: BorrowedFd<'_>, token: Token);
