@@ -14,6 +14,60 @@
 //!
 //! `SPEC.md` in the repository gives the handshake, headers, error codes, state
 //! machine and threat model.
+//!
+//! # Example
+//!
+//! A service that echoes command 1 and counts requests per connection (its private
+//! data), served by the built-in loop on a thread, and a client:
+//!
+//! ```
+//! use coroipc::{
+//!     Client, ConnectOptions, Connection, HandlerError, Request, Responder, ServerBuilder,
+//!     Service, SocketName,
+//! };
+//!
+//! struct Echo;
+//!
+//! impl Service for Echo {
+//!     type Private = u64; // requests seen on this connection
+//!
+//!     fn on_connect(&mut self, _conn: &Connection) -> Result<u64, i32> {
+//!         Ok(0)
+//!     }
+//!
+//!     fn handle(
+//!         &mut self,
+//!         seen: &mut u64,
+//!         req: Request<'_>,
+//!         resp: &mut Responder<'_>,
+//!     ) -> Result<(), HandlerError> {
+//!         *seen += 1;
+//!         match req.command {
+//!             1 => {
+//!                 let _ = resp.respond(0, req.payload);
+//!                 Ok(())
+//!             }
+//!             _ => Err(HandlerError::UnknownCommand),
+//!         }
+//!     }
+//! }
+//!
+//! let name = SocketName::abstract_name(format!("coroipc-doc-{}", std::process::id()));
+//! let mut server = ServerBuilder::new(name.clone()).service(1, Echo).build()?;
+//! let stop = server.stop_handle();
+//! let thread = std::thread::spawn(move || server.run());
+//!
+//! let mut client = Client::connect(&name, 1, &ConnectOptions::default())?;
+//! assert_eq!(client.request(1, b"ping")?.data, b"ping");
+//! assert!(matches!(
+//!     client.request(9, b""),
+//!     Err(coroipc::ClientError::UnknownCommand { command: 9 })
+//! ));
+//!
+//! stop.stop();
+//! thread.join().expect("server thread")?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 #![deny(unsafe_op_in_unsafe_fn)]
 #![deny(missing_docs)]
 #![warn(clippy::missing_errors_doc)]

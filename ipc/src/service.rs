@@ -29,6 +29,55 @@ pub enum HandlerError {
 /// Every callback gets the [`Connection`] it is about (id, service, credentials, and
 /// a handle to keep for dispatching from other threads). All methods run on the
 /// server thread.
+///
+/// # Example
+///
+/// Admission control (the seed's `sending_allowed`), a response deferred to another
+/// thread, a malformed payload rejected, and the disconnect callback:
+///
+/// ```
+/// use coroipc::{Connection, DisconnectReason, HandlerError, Request, Responder, Service};
+///
+/// struct Jobs {
+///     busy: bool,
+/// }
+///
+/// impl Service for Jobs {
+///     type Private = Vec<u64>; // job ids of this client
+///
+///     fn on_connect(&mut self, conn: &Connection) -> Result<Vec<u64>, i32> {
+///         if conn.credentials().uid == u32::MAX {
+///             return Err(1); // the client gets `ConnectError::Refused(1)`
+///         }
+///         Ok(Vec::new())
+///     }
+///
+///     fn admit(&mut self, _jobs: &mut Vec<u64>, _command: u16) -> bool {
+///         !self.busy // `false` answers "try again" without running `handle`
+///     }
+///
+///     fn handle(
+///         &mut self,
+///         jobs: &mut Vec<u64>,
+///         req: Request<'_>,
+///         resp: &mut Responder<'_>,
+///     ) -> Result<(), HandlerError> {
+///         let Ok(job) = <[u8; 8]>::try_from(req.payload) else {
+///             return Err(HandlerError::InvalidRequest);
+///         };
+///         jobs.push(u64::from_le_bytes(job));
+///         let later = resp.defer().map_err(|_| HandlerError::InvalidRequest)?;
+///         std::thread::spawn(move || {
+///             let _ = later.respond(0, b"done"); // from any thread
+///         });
+///         Ok(())
+///     }
+///
+///     fn on_disconnect(&mut self, jobs: Vec<u64>, conn: &Connection, reason: &DisconnectReason) {
+///         println!("client {} left with {} jobs: {reason:?}", conn.id(), jobs.len());
+///     }
+/// }
+/// ```
 pub trait Service: Send + 'static {
     /// Per-connection private data (the seed's "user defined private data"), created
     /// by `on_connect`, dropped after `on_disconnect`.

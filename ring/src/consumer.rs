@@ -16,6 +16,26 @@ use crate::sync::Ordering;
 use crate::{Config, Keepalive};
 
 /// The consuming side of a ring. `Send`, not `Sync`.
+///
+/// # Example
+///
+/// The sleep protocol: announce, and the producer's next publish says to wake you.
+///
+/// ```
+/// use coroipc_ring::{heap, Config};
+///
+/// let (mut tx, mut rx) = heap::channel(&Config::new(1024))?;
+/// assert!(rx.try_peek()?.is_none());
+/// let check = rx.prepare_sleep()?;
+/// assert!(check.sleep, "nothing to read: sleep on your doorbell");
+/// // The producer's publish sees the announcement: it must ring the doorbell.
+/// assert!(tx.try_send(b"wake up")?.wake.is_needed());
+/// // Woken (or timed out): withdraw the announcement and read.
+/// rx.cancel_sleep();
+/// let (msg, _wake) = rx.try_recv_vec()?.expect("a message");
+/// assert_eq!(msg, b"wake up");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct Consumer {
     ring: RingPtrs,
     /// Position of the next frame to read. Frames in `head..pos` are consumed but not

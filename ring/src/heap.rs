@@ -91,6 +91,23 @@ impl Drop for HeapRegion {
 
 /// A heap-backed SPSC ring: `(producer, consumer)`.
 ///
+/// ```
+/// use coroipc_ring::{heap, Config, FlowChange};
+///
+/// let config = Config::new(256).with_watermarks(192, 64);
+/// let (mut tx, mut rx) = heap::channel(&config)?;
+/// // Flow control: the publish that crosses the high watermark reports it.
+/// let mut entered = None;
+/// while entered.is_none() {
+///     entered = tx.try_send(&[7; 24]).expect("room").flow;
+/// }
+/// assert_eq!(entered, Some(FlowChange::On));
+/// assert!(tx.flow_control());
+/// let (first, _wake) = rx.try_recv_vec().expect("sound").expect("a message");
+/// assert_eq!(first, [7; 24]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
 /// # Errors
 ///
 /// As [`HeapRegion::new`].

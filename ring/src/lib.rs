@@ -22,6 +22,47 @@
 //!
 //! The byte layout, every atomic ordering and its reason, and the validation rules are
 //! in the repository's `SPEC.md`.
+//!
+//! # Example
+//!
+//! Two threads over a heap region, zero copy on both sides, with the wake-up answer
+//! each operation returns (here nobody sleeps, so no doorbell is needed):
+//!
+//! ```
+//! use coroipc_ring::{heap, Config};
+//!
+//! let (mut tx, mut rx) = heap::channel(&Config::new(4096))?;
+//! let consumer = std::thread::spawn(move || {
+//!     let mut got = Vec::new();
+//!     while got.len() < 100 {
+//!         match rx.try_peek().expect("a sound producer") {
+//!             Some(msg) => {
+//!                 let mut n = [0u8; 4];
+//!                 msg.read_into(&mut n); // copied out: sound even if the peer is hostile
+//!                 got.push(u32::from_le_bytes(n));
+//!                 let _wake = msg.release();
+//!             }
+//!             None => std::hint::spin_loop(),
+//!         }
+//!     }
+//!     got
+//! });
+//! for i in 0..100u32 {
+//!     loop {
+//!         match tx.try_reserve(4) {
+//!             Ok(mut grant) => {
+//!                 grant.write_at(0, &i.to_le_bytes());
+//!                 let _published = grant.commit();
+//!                 break;
+//!             }
+//!             Err(coroipc_ring::PushError::Full) => std::hint::spin_loop(),
+//!             Err(e) => panic!("{e}"),
+//!         }
+//!     }
+//! }
+//! assert_eq!(consumer.join().expect("consumer"), (0..100).collect::<Vec<_>>());
+//! # Ok::<(), coroipc_ring::AttachError>(())
+//! ```
 #![cfg_attr(not(any(feature = "std", test)), no_std)]
 #![deny(unsafe_op_in_unsafe_fn)]
 #![deny(missing_docs)]

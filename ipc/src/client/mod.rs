@@ -46,6 +46,52 @@ enum Closed {
 }
 
 /// A connection to one service of a server.
+///
+/// # Example
+///
+/// Pipelined requests, a zero-copy response, dispatch messages and flow control:
+///
+/// ```
+/// # use coroipc::*;
+/// # struct Echo;
+/// # impl Service for Echo {
+/// #     type Private = ();
+/// #     fn on_connect(&mut self, _: &Connection) -> Result<(), i32> { Ok(()) }
+/// #     fn handle(&mut self, _: &mut (), req: Request<'_>, resp: &mut Responder<'_>) -> Result<(), HandlerError> {
+/// #         if req.command == 2 { let _ = resp.connection().dispatch_send(b"event"); }
+/// #         let _ = resp.respond(0, req.payload);
+/// #         Ok(())
+/// #     }
+/// # }
+/// # let name = SocketName::abstract_name(format!("coroipc-doc-{}-{}", std::process::id(), line!()));
+/// # let mut server = ServerBuilder::new(name.clone()).service(1, Echo).build()?;
+/// # let stop = server.stop_handle();
+/// # let thread = std::thread::spawn(move || server.run());
+/// use std::time::Duration;
+/// use coroipc::{Client, ConnectOptions};
+///
+/// let mut c = Client::connect(&name, 1, &ConnectOptions::default())?;
+/// // Pipelining: many requests in flight, answers matched by id.
+/// let ids: Vec<u64> = (0..4u8).map(|i| c.send_request(1, &[i])).collect::<Result<_, _>>()?;
+/// for (i, id) in ids.into_iter().enumerate() {
+///     assert_eq!(c.wait_response(id, None)?.data, [i as u8]);
+/// }
+/// // Zero copy: the response stays in shared memory until the guard is dropped.
+/// let r = c.request_in_place(1, b"in place")?;
+/// let mut buf = [0u8; 16];
+/// let n = r.read_into(&mut buf);
+/// assert_eq!(&buf[..n], b"in place");
+/// drop(r);
+/// // Command 2 makes the server dispatch an event to this client.
+/// c.request(2, b"")?;
+/// let event = c.dispatch_recv(Some(Duration::from_secs(5)))?.expect("an event");
+/// assert_eq!(event.to_vec(), b"event");
+/// drop(event);
+/// assert!(!c.flow_control(), "the dispatch ring is far below its high watermark");
+/// # stop.stop();
+/// # thread.join().expect("server thread")?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct Client {
     requests: Producer,
     responses: Consumer,

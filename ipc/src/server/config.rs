@@ -67,6 +67,39 @@ impl Default for Limits {
 pub(crate) type SecurityFn = Box<dyn FnMut(&PeerCred) -> bool + Send>;
 
 /// Configures and builds a [`Server`].
+///
+/// # Example
+///
+/// Limits, a security callback on the client's credentials, and reading the totals
+/// from another thread:
+///
+/// ```
+/// use std::time::Duration;
+/// use coroipc::{Connection, HandlerError, Limits, Request, Responder, ServerBuilder, Service, SocketName};
+///
+/// struct Nothing;
+/// impl Service for Nothing {
+///     type Private = ();
+///     fn on_connect(&mut self, _: &Connection) -> Result<(), i32> { Ok(()) }
+///     fn handle(&mut self, _: &mut (), _: Request<'_>, _: &mut Responder<'_>) -> Result<(), HandlerError> {
+///         Err(HandlerError::UnknownCommand)
+///     }
+/// }
+///
+/// let me = nix::unistd::getuid().as_raw();
+/// let server = ServerBuilder::new(SocketName::abstract_name(format!("coroipc-doc-b-{}", std::process::id())))
+///     .limits(Limits {
+///         max_connections: 64,
+///         handshake_timeout: Duration::from_secs(1),
+///         ..Limits::default()
+///     })
+///     .security(move |cred| cred.uid == me || cred.uid == 0)
+///     .service(1, Nothing)
+///     .build()?;
+/// let totals = server.stats_handle(); // readable from any thread
+/// assert_eq!(totals.get().active, 0);
+/// # Ok::<(), std::io::Error>(())
+/// ```
 pub struct ServerBuilder {
     name: SocketName,
     limits: Limits,
