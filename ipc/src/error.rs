@@ -128,17 +128,40 @@ pub enum ConnectError {
     /// The server's answer was malformed or its shared memory unusable.
     #[error("handshake protocol error: {0}")]
     Protocol(#[from] ProtocolError),
-    /// No server could be reached under the name (none listening, permissions).
-    #[error("cannot connect to {name}: {source}")]
-    Unreachable {
-        /// The name tried.
+    /// An operating-system call failed: which step, for which server.
+    /// `step: Connect` with `ConnectionRefused` or `NotFound` means no server listens
+    /// under the name.
+    #[error("{step} {name}: {source}")]
+    Os {
+        /// The server's name.
         name: SocketName,
+        /// What the client was doing.
+        step: ConnectStep,
         /// The OS error.
         source: io::Error,
     },
-    /// An operating-system call failed during the handshake.
-    #[error(transparent)]
-    Io(#[from] io::Error),
+}
+
+/// The step of [`Client::connect`](crate::Client::connect) an OS error happened in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConnectStep {
+    /// Reaching the listening socket.
+    Connect,
+    /// Sending the request, reading the reply and its descriptors.
+    Handshake,
+    /// Verifying and mapping the shared memory.
+    Map,
+}
+
+impl fmt::Display for ConnectStep {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ConnectStep::Connect => "connecting to",
+            ConnectStep::Handshake => "handshake with",
+            ConnectStep::Map => "mapping the shared memory of",
+        })
+    }
 }
 
 impl From<HandshakeError> for ConnectError {

@@ -93,7 +93,9 @@ mod stats;
 
 pub use client::{Client, ConnectOptions, DispatchMsg, Response, ResponseRef, WaitMode};
 pub use connection::{Connection, DisconnectReason, DispatchGrant, OverflowPolicy};
-pub use error::{ClientError, ConnectError, ProtocolError, RingKind, SendError, Violation};
+pub use error::{
+    ClientError, ConnectError, ConnectStep, ProtocolError, RingKind, SendError, Violation,
+};
 pub use os::{PeerCred, SocketName};
 pub use respond::{DeferredResponse, Request, Responder, ResponseGrant};
 pub use server::{Limits, PollHooks, Server, ServerBuilder, StopHandle, Token};

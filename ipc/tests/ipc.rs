@@ -172,7 +172,7 @@ fn unknown_service_unknown_command_and_refusals() {
     )
     .unwrap_err();
     assert!(
-        matches!(&err, ConnectError::Unreachable { source, .. }
+        matches!(&err, ConnectError::Os { step: coroipc::ConnectStep::Connect, source, .. }
             if source.kind() == std::io::ErrorKind::ConnectionRefused),
         "{err}"
     );

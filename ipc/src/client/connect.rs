@@ -9,8 +9,8 @@ use std::os::unix::net::UnixStream;
 use super::options::ConnectOptions;
 use super::wait::Waiter;
 use crate::deadline::{Deadline, Spin, SpinStep};
-use crate::error::{ConnectError, ProtocolError};
-use crate::os::{self, Doorbell, Readiness, SocketName};
+use crate::error::{ConnectError, ConnectStep, ProtocolError};
+use crate::os::{self, Doorbell, Readiness, ShmError, SocketName};
 use crate::protocol::{
     status, ConnectReply, ConnectRequest, RegionLayout, CONNECT_FDS, CONNECT_REPLY_LEN,
 };
@@ -29,14 +29,16 @@ pub(crate) fn handshake(
     service: u16,
     options: &ConnectOptions,
 ) -> Result<Accepted, ConnectError> {
+    let os_error = |step, source| ConnectError::Os {
+        name: name.clone(),
+        step,
+        source,
+    };
     let deadline = Deadline::after(Some(options.connect_timeout));
     let stream =
         os::connect(name, Some(options.connect_timeout)).map_err(|source| match source.kind() {
             io::ErrorKind::TimedOut => ConnectError::Timeout,
-            _ => ConnectError::Unreachable {
-                name: name.clone(),
-                source,
-            },
+            _ => os_error(ConnectStep::Connect, source),
         })?;
     let request = ConnectRequest {
         service,
@@ -51,10 +53,13 @@ pub(crate) fn handshake(
             e.kind(),
             io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
         ) {
-            return Err(e.into());
+            return Err(os_error(ConnectStep::Handshake, e));
         }
     }
-    let (reply, fds) = read_reply(&stream, options, deadline)?;
+    let (reply, fds) = read_reply(&stream, options, deadline).map_err(|e| match e {
+        ReplyError::Os(source) => os_error(ConnectStep::Handshake, source),
+        ReplyError::Connect(e) => e,
+    })?;
     refusal(reply.status, service)?;
     let [memfd, server_bell, client_bell]: [OwnedFd; CONNECT_FDS] =
         fds.try_into()
@@ -71,7 +76,10 @@ pub(crate) fn handshake(
         }
         .into());
     }
-    let rings = region::attach(memfd, &layout)?;
+    let rings = region::attach(memfd, &layout).map_err(|e| match e {
+        ProtocolError::SharedMemory(ShmError::Io(source)) => os_error(ConnectStep::Map, source),
+        other => other.into(),
+    })?;
     let bell = |fd| Doorbell::from_fd(fd).map_err(ProtocolError::Doorbell);
     let waiter = Waiter::new(stream, bell(server_bell)?, bell(client_bell)?);
     Ok(Accepted {
@@ -81,12 +89,31 @@ pub(crate) fn handshake(
     })
 }
 
+/// Why reading the reply failed: an OS error (wrapped by the caller with the name
+/// and step), or anything else.
+enum ReplyError {
+    Os(io::Error),
+    Connect(ConnectError),
+}
+
+impl From<io::Error> for ReplyError {
+    fn from(e: io::Error) -> Self {
+        ReplyError::Os(e)
+    }
+}
+
+impl From<ConnectError> for ReplyError {
+    fn from(e: ConnectError) -> Self {
+        ReplyError::Connect(e)
+    }
+}
+
 /// Reads the reply and its descriptors, spinning on the socket first in spin mode.
 fn read_reply(
     stream: &UnixStream,
     options: &ConnectOptions,
     deadline: Deadline,
-) -> Result<(ConnectReply, Vec<OwnedFd>), ConnectError> {
+) -> Result<(ConnectReply, Vec<OwnedFd>), ReplyError> {
     let mut buf = [0u8; CONNECT_REPLY_LEN];
     let mut got = 0;
     let mut fds: Vec<OwnedFd> = Vec::new();
@@ -94,7 +121,7 @@ fn read_reply(
     let mut spin = Spin::new(options.wait.spin());
     while got < CONNECT_REPLY_LEN {
         match os::recv_with_fds(stream.as_fd(), &mut buf[got..], CONNECT_FDS) {
-            Ok((0, _)) => return Err(ConnectError::Disconnected),
+            Ok((0, _)) => return Err(ConnectError::Disconnected.into()),
             Ok((n, more)) => {
                 got += n;
                 fds.extend(more);
@@ -109,10 +136,11 @@ fn read_reply(
             continue;
         }
         if let Readiness::Timeout = os::wait_readable(&[stream.as_fd()], deadline.remaining())? {
-            return Err(ConnectError::Timeout);
+            return Err(ConnectError::Timeout.into());
         }
     }
-    Ok((ConnectReply::decode(&buf)?, fds))
+    let reply = ConnectReply::decode(&buf).map_err(ConnectError::from)?;
+    Ok((reply, fds))
 }
 
 /// The error a reply status stands for (`Ok` for success).
