@@ -64,6 +64,9 @@ pub(crate) struct ConnShared {
     /// The protocol violation that closed the connection, if one did.
     pub(crate) fault: OnceLock<Violation>,
     pub(crate) overflow: OverflowPolicy,
+    /// The server's own wake-up for `close_soon` (a descriptor the client cannot
+    /// write, unlike `server_bell`).
+    pub(crate) work: Arc<WorkQueue>,
     pub(crate) counters: ConnCounters,
 }
 
@@ -74,10 +77,10 @@ impl ConnShared {
         id: u64,
         service: u16,
         cred: PeerCred,
-        responses: MpscProducer,
-        dispatch: MpscProducer,
+        (responses, dispatch): (MpscProducer, MpscProducer),
         limits: &Limits,
         overflow: OverflowPolicy,
+        work: Arc<WorkQueue>,
     ) -> io::Result<Arc<ConnShared>> {
         let client_bell = Arc::new(Doorbell::new()?);
         let response = Outbox::new(
@@ -103,6 +106,7 @@ impl ConnShared {
             slow: AtomicBool::new(false),
             fault: OnceLock::new(),
             overflow,
+            work,
             counters: ConnCounters::default(),
         }))
     }
@@ -156,7 +160,7 @@ impl ConnShared {
     /// Asks the server thread to disconnect this client.
     pub(crate) fn close_soon(&self) {
         self.closing.store(true, Ordering::Release);
-        self.wake_server();
+        self.work.push(self.id);
     }
 
     /// Why the connection is closing, once the server thread looks.
@@ -212,6 +216,46 @@ impl ConnShared {
         self.counters.dispatch(payload_len(parts), placed(sent));
         self.after_send(sent);
         Ok(())
+    }
+}
+
+/// Connections the server thread must look at, and the server-owned doorbell that
+/// says so. Threat answered: `server_bell` is shared with the client, which can
+/// saturate its counter (every later `ring` then fails with `EAGAIN` and no event
+/// fires); a disconnect request must not depend on a descriptor the client controls.
+#[derive(Debug)]
+pub(crate) struct WorkQueue {
+    pub(crate) bell: Doorbell,
+    ids: std::sync::Mutex<Vec<u64>>,
+}
+
+impl WorkQueue {
+    pub(crate) fn new() -> io::Result<WorkQueue> {
+        Ok(WorkQueue {
+            bell: Doorbell::new()?,
+            ids: std::sync::Mutex::new(Vec::new()),
+        })
+    }
+
+    /// Asks the server thread to look at connection `id`.
+    pub(crate) fn push(&self, id: u64) {
+        self.ids
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(id);
+        if let Err(e) = self.bell.ring() {
+            tracing::warn!(error = %e, "cannot wake the server thread");
+        }
+    }
+
+    /// The ids pushed since the last call (the server thread drains the bell first).
+    pub(crate) fn take(&self) -> Vec<u64> {
+        std::mem::take(
+            &mut *self
+                .ids
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
     }
 }
 
@@ -325,6 +369,10 @@ impl Connection {
 }
 
 /// Zero-copy space in a client's dispatch ring.
+///
+/// While it lives, other sends into this connection's dispatch ring wait for it (it
+/// keeps the ring's order): fill and commit it promptly, and do not send on the same
+/// connection's dispatch from the thread that holds it (that would wait forever).
 pub struct DispatchGrant<'a> {
     grant: OutboxGrant<'a>,
     shared: &'a ConnShared,

@@ -17,7 +17,7 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
 
 use coroipc_ring::{Corruption, FlowChange, MpscGrant, MpscProducer, PushError, Wake};
 
@@ -64,8 +64,10 @@ pub(crate) struct Outbox {
     /// The client's doorbell (one per connection, for both outboxes).
     bell: Arc<Doorbell>,
     backlog: Mutex<Backlog>,
-    /// `backlog.items.len()`, readable without the lock (written under it).
+    /// `backlog.items.len()` and `backlog.bytes`, readable without the lock (written
+    /// under it): statistics and the server's "anything queued?" never wait.
     queued: AtomicUsize,
+    queued_bytes: AtomicUsize,
     max_queued_bytes: usize,
     /// The flow-control state last reported to the service (server thread only).
     flow_told: AtomicBool,
@@ -78,6 +80,7 @@ impl Outbox {
             bell,
             backlog: Mutex::new(Backlog::default()),
             queued: AtomicUsize::new(0),
+            queued_bytes: AtomicUsize::new(0),
             max_queued_bytes,
             flow_told: AtomicBool::new(false),
         }
@@ -87,6 +90,24 @@ impl Outbox {
         // A panic while holding the lock cannot leave the backlog inconsistent (every
         // update is a single push/pop plus its byte count), so recover the guard.
         self.backlog.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The lock for the server thread, which never waits for it: whoever holds it is
+    /// a sender (which wakes the server if it queues) or a zero-copy grant (which
+    /// exists only while nothing is queued, and nothing can queue meanwhile). So a
+    /// held lock means "nothing to flush now".
+    fn try_lock(&self) -> Option<MutexGuard<'_, Backlog>> {
+        match self.backlog.try_lock() {
+            Ok(guard) => Some(guard),
+            Err(TryLockError::Poisoned(p)) => Some(p.into_inner()),
+            Err(TryLockError::WouldBlock) => None,
+        }
+    }
+
+    /// Publishes the backlog's size for lock-free readers (under the lock).
+    fn publish_size(&self, backlog: &Backlog) {
+        self.queued.store(backlog.items.len(), Ordering::Release);
+        self.queued_bytes.store(backlog.bytes, Ordering::Relaxed);
     }
 
     fn ring_bell(&self, wake: Wake) {
@@ -133,7 +154,7 @@ impl Outbox {
         }
         backlog.items.push_back(parts.concat());
         backlog.bytes += len;
-        self.queued.store(backlog.items.len(), Ordering::Release);
+        self.publish_size(&backlog);
         Ok(Sent::Queued)
     }
 
@@ -165,7 +186,9 @@ impl Outbox {
         if !self.has_backlog() {
             return Ok(None);
         }
-        let mut backlog = self.lock();
+        let Some(mut backlog) = self.try_lock() else {
+            return Ok(None);
+        };
         let mut wake = Wake::NotNeeded;
         while let Some(front) = backlog.items.front() {
             match self.ring.try_send(front) {
@@ -181,7 +204,7 @@ impl Outbox {
                 Err(PushError::TooLarge { .. }) => return Err(Corruption::Earlier),
             }
         }
-        self.queued.store(backlog.items.len(), Ordering::Release);
+        self.publish_size(&backlog);
         let front = backlog.items.front().map(Vec::len);
         drop(backlog);
         self.ring_bell(wake);
@@ -207,10 +230,12 @@ impl Outbox {
         Ok(Some(on))
     }
 
-    /// Messages and bytes queued.
+    /// Messages and bytes queued (lock-free: a snapshot).
     pub(crate) fn backlog(&self) -> (usize, usize) {
-        let b = self.lock();
-        (b.items.len(), b.bytes)
+        (
+            self.queued.load(Ordering::Acquire),
+            self.queued_bytes.load(Ordering::Relaxed),
+        )
     }
 
     /// Length of the first queued message, if any.
@@ -218,7 +243,7 @@ impl Outbox {
         if !self.has_backlog() {
             return None;
         }
-        self.lock().items.front().map(Vec::len)
+        self.try_lock()?.items.front().map(Vec::len)
     }
 
     /// Drops everything queued (the connection is gone).
@@ -226,7 +251,7 @@ impl Outbox {
         let mut b = self.lock();
         b.items.clear();
         b.bytes = 0;
-        self.queued.store(0, Ordering::Release);
+        self.publish_size(&b);
     }
 }
 

@@ -18,8 +18,8 @@ pub struct Request<'a> {
     pub id: u64,
     /// Command id.
     pub command: u16,
-    /// The payload, in shared memory. A hostile client can change these bytes while
-    /// the handler runs: parse them once, or copy first if that matters.
+    /// The payload: the server's private copy, taken out of the request ring before
+    /// the handler runs, so the client cannot change it under the handler.
     pub payload: &'a [u8],
 }
 
@@ -190,6 +190,10 @@ impl<'a> Responder<'a> {
 }
 
 /// A zero-copy response being filled in the response ring.
+///
+/// While it lives, other responses of this connection wait for it (it keeps the
+/// ring's order): do not answer or drop another request's `DeferredResponse` of the
+/// same connection from the thread that holds it.
 pub struct ResponseGrant<'a> {
     grant: OutboxGrant<'a>,
     shared: &'a ConnShared,

@@ -31,9 +31,12 @@ pub struct ConnStats {
     pub dispatched: u64,
     /// Dispatch payload bytes sent.
     pub dispatch_bytes: u64,
-    /// Sends that found their ring full and were queued behind it ("send retries").
+    /// Sends that were queued behind the ring, because it was full or messages were
+    /// already queued ("send retries").
     pub queued_sends: u64,
-    /// Dispatch messages refused with `SendError::TryAgain` (ring and queue full).
+    /// `dispatch_send` calls refused with `SendError::TryAgain` (ring and queue full;
+    /// a `dispatch_reserve` that finds no room is not counted: its caller falls back
+    /// to `dispatch_send`).
     pub dispatch_refused: u64,
     /// Flow-control transitions to "on".
     pub flow_control_events: u64,

@@ -266,3 +266,29 @@ fn a_stop_before_run_is_not_lost() {
     server.run().unwrap();
     t.join().unwrap();
 }
+
+#[test]
+fn pipelining_past_every_ring_never_deadlocks() {
+    // 5,000 requests of 200 bytes without reading a response: far more than the 4 KiB
+    // request and response rings hold. The server stops reading requests while its
+    // responses queue; the client must take the responses out of the way while it
+    // waits for request space, or both sides wait forever.
+    let server = ServerProcess::start("pipeline", &[]);
+    let opts = ConnectOptions {
+        request_ring: 4096,
+        response_ring: 4096,
+        request_timeout: Some(Duration::from_secs(10)),
+        ..Default::default()
+    };
+    let mut c = Client::connect(&server.socket(), 1, &opts).unwrap();
+    let ids: Vec<u64> = (0..5000u32)
+        .map(|i| c.send_request(cmd::ECHO, &[i.to_le_bytes(); 50].concat()))
+        .collect::<Result<_, _>>()
+        .unwrap();
+    for (i, id) in (0u32..).zip(ids) {
+        let r = c.wait_response(id, SAFETY_NET).unwrap();
+        assert_eq!(r.data, [i.to_le_bytes(); 50].concat());
+    }
+    assert_eq!(c.outstanding(), 0);
+    assert_eq!(c.stats().responses, 5000);
+}

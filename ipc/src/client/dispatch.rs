@@ -5,7 +5,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::time::Duration;
 
 use super::guards::DispatchMsg;
-use super::{Client, WaitFor};
+use super::{dispatch_violation, Client, WaitFor};
 use crate::deadline::Deadline;
 use crate::error::{ClientError, RingKind, Violation};
 
@@ -43,16 +43,18 @@ impl Client {
                 Err(e) => return Err(e),
             }
         }
-        self.stats.dispatch_received += 1;
-        match self.dispatch.try_peek() {
-            Ok(Some(grant)) => Ok(Some(DispatchMsg {
-                grant: Some(grant),
-                server_bell: self.waiter.server_bell(),
-            })),
-            _ => Err(ClientError::Corrupt(Violation::ShortFrame(
+        let Ok(Some(grant)) = self.dispatch.try_peek() else {
+            // Seen a moment ago and only we release it: the ring is now poisoned, and
+            // the next call reports (and records) the corruption.
+            return Err(ClientError::Corrupt(Violation::ShortFrame(
                 RingKind::Dispatch,
-            ))),
-        }
+            )));
+        };
+        self.stats.dispatch_received += 1;
+        Ok(Some(DispatchMsg {
+            grant: Some(grant),
+            server_bell: self.waiter.server_bell(),
+        }))
     }
 
     /// Arms the pollable fd: drains the doorbell, announces sleep on the dispatch
@@ -71,17 +73,6 @@ impl Client {
             return Err(self.gone());
         }
         Ok(false)
-    }
-}
-
-/// The violation a failed pop of the dispatch ring stands for.
-fn dispatch_violation(e: coroipc_ring::PopError) -> Violation {
-    match e {
-        coroipc_ring::PopError::Corrupt(cause) => Violation::Ring {
-            ring: RingKind::Dispatch,
-            cause,
-        },
-        coroipc_ring::PopError::BufferTooSmall { .. } => Violation::ShortFrame(RingKind::Dispatch),
     }
 }
 

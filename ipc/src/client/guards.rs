@@ -60,7 +60,7 @@ impl ResponseRef<'_> {
     /// Payload length.
     pub fn len(&self) -> usize {
         match &self.body {
-            Body::Ring { grant: Some(g), .. } => g.len() - RESPONSE_HEADER_LEN,
+            Body::Ring { grant: Some(g), .. } => g.len().saturating_sub(RESPONSE_HEADER_LEN),
             Body::Ring { grant: None, .. } => 0,
             Body::Owned(v) => v.len(),
         }
@@ -76,6 +76,9 @@ impl ResponseRef<'_> {
     /// # Panics
     /// If the range exceeds the payload (a caller bug; see [`len`](Self::len)).
     pub fn read_at(&self, at: usize, dst: &mut [u8]) {
+        if dst.is_empty() && at <= self.len() {
+            return;
+        }
         match &self.body {
             Body::Ring { grant: Some(g), .. } => g.read_at(RESPONSE_HEADER_LEN + at, dst),
             Body::Ring { grant: None, .. } => assert!(at == 0 && dst.is_empty()),

@@ -172,7 +172,11 @@ impl Client {
 
     /// This client's counters.
     pub fn stats(&self) -> ClientStats {
-        self.stats
+        ClientStats {
+            // Read off the ring: handed out directly, or stashed for later.
+            responses: self.stats.responses + self.pending.received(),
+            ..self.stats
+        }
     }
 
     /// Requests sent and not yet answered.
@@ -221,34 +225,7 @@ impl Client {
             }
             return Ok(());
         }
-        let check = match what {
-            WaitFor::Response => self.responses.prepare_sleep().map_err(ring_violation),
-            WaitFor::Dispatch => {
-                self.dispatch
-                    .prepare_sleep()
-                    .map_err(|e| match ring_violation(e) {
-                        Violation::Ring { cause, .. } => Violation::Ring {
-                            ring: RingKind::Dispatch,
-                            cause,
-                        },
-                        other => other,
-                    })
-            }
-            WaitFor::RequestSpace(len) => {
-                self.requests
-                    .prepare_sleep_for_space(len)
-                    .map_err(|e| match e {
-                        PushError::Corrupt(cause) => Violation::Ring {
-                            ring: RingKind::Request,
-                            cause,
-                        },
-                        _ => Violation::ShortFrame(RingKind::Request),
-                    })
-            }
-        };
-        let check = check.map_err(|v| self.fail(v))?;
-        self.waiter.ring_server(check.wake_peer)?;
-        if !check.sleep {
+        if !self.announce(what)? {
             return Ok(());
         }
         self.stats.sleeps += 1;
@@ -256,7 +233,10 @@ impl Client {
         match what {
             WaitFor::Response => self.responses.cancel_sleep(),
             WaitFor::Dispatch => self.dispatch.cancel_sleep(),
-            WaitFor::RequestSpace(_) => self.requests.cancel_sleep(),
+            WaitFor::RequestSpace(_) => {
+                self.requests.cancel_sleep();
+                self.responses.cancel_sleep();
+            }
         }
         *spinning = None;
         match woke? {
@@ -264,5 +244,69 @@ impl Client {
             Woke::Timeout => Err(ClientError::Timeout),
             Woke::ServerGone => Err(self.gone()),
         }
+    }
+
+    /// Announces sleep on the ring `what` waits for; true if the caller may sleep.
+    fn announce(&mut self, what: WaitFor) -> Result<bool, ClientError> {
+        let check = match what {
+            WaitFor::Response => self.responses.prepare_sleep().map_err(ring_violation),
+            WaitFor::Dispatch => self.dispatch.prepare_sleep().map_err(dispatch_violation),
+            WaitFor::RequestSpace(len) => return self.announce_request_space(len),
+        };
+        let check = check.map_err(|v| self.fail(v))?;
+        self.waiter.ring_server(check.wake_peer)?;
+        Ok(check.sleep)
+    }
+
+    /// Waiting for request space. Responses waiting in their ring keep the server from
+    /// reading requests (backpressure), so a client pipelining past the rings would
+    /// wait forever on a server waiting for it: take the responses out of the way
+    /// (into the stash) and sleep on both rings, whichever moves first.
+    fn announce_request_space(&mut self, len: usize) -> Result<bool, ClientError> {
+        let wake = match self.pending.stash_available(&mut self.responses) {
+            Ok(wake) => wake,
+            Err(v) => return Err(self.fail(v)),
+        };
+        self.waiter.ring_server(wake)?;
+        let responses = match self.responses.prepare_sleep() {
+            Ok(check) => check,
+            Err(e) => return Err(self.fail(ring_violation(e))),
+        };
+        self.waiter.ring_server(responses.wake_peer)?;
+        if !responses.sleep {
+            // A response arrived meanwhile: the caller's retry stashes it.
+            self.responses.cancel_sleep();
+            return Ok(false);
+        }
+        let space = match self.requests.prepare_sleep_for_space(len) {
+            Ok(check) => check,
+            Err(PushError::Corrupt(cause)) => {
+                self.responses.cancel_sleep();
+                return Err(self.fail(Violation::Ring {
+                    ring: RingKind::Request,
+                    cause,
+                }));
+            }
+            Err(_) => {
+                self.responses.cancel_sleep();
+                return Err(self.fail(Violation::ShortFrame(RingKind::Request)));
+            }
+        };
+        self.waiter.ring_server(space.wake_peer)?;
+        if !space.sleep {
+            self.responses.cancel_sleep();
+        }
+        Ok(space.sleep)
+    }
+}
+
+/// The violation a failed pop of the dispatch ring stands for.
+pub(crate) fn dispatch_violation(e: coroipc_ring::PopError) -> Violation {
+    match e {
+        coroipc_ring::PopError::Corrupt(cause) => Violation::Ring {
+            ring: RingKind::Dispatch,
+            cause,
+        },
+        coroipc_ring::PopError::BufferTooSmall { .. } => Violation::ShortFrame(RingKind::Dispatch),
     }
 }

@@ -27,6 +27,8 @@ pub(crate) struct Pending {
     /// Request id → its command id.
     outstanding: HashMap<u64, u16>,
     stash: HashMap<u64, Stashed>,
+    /// Responses moved from the ring into the stash (counted as received).
+    received: u64,
 }
 
 /// A response read while looking for another.
@@ -54,6 +56,18 @@ fn peek_header(ring: &mut Consumer) -> Result<Option<ResponseHeader>, Violation>
         .ok_or(Violation::ShortFrame(RingKind::Response))
 }
 
+/// Whether `grant` (a second peek at the head of the response ring) still holds the
+/// response whose header was decoded as `header`. The server can rewrite the frame
+/// between two peeks; then the connection is corrupt (never a panic on a length).
+pub(crate) fn still_holds(grant: &coroipc_ring::ReadGrant<'_>, header: &ResponseHeader) -> bool {
+    if grant.len() < RESPONSE_HEADER_LEN {
+        return false;
+    }
+    let mut raw = [0u8; RESPONSE_HEADER_LEN];
+    grant.read_into(&mut raw);
+    ResponseHeader::decode(&raw).as_ref() == Some(header)
+}
+
 /// The violation a failed pop of the response ring stands for.
 pub(crate) fn ring_violation(e: coroipc_ring::PopError) -> Violation {
     match e {
@@ -71,6 +85,7 @@ impl Pending {
             next_id: 1,
             outstanding: HashMap::new(),
             stash: HashMap::new(),
+            received: 0,
         }
     }
 
@@ -83,6 +98,11 @@ impl Pending {
     pub(crate) fn sent(&mut self, command: u16) {
         self.outstanding.insert(self.next_id, command);
         self.next_id += 1;
+    }
+
+    /// Responses read off the ring into the stash, in all.
+    pub(crate) fn received(&self) -> u64 {
+        self.received
     }
 
     /// Requests sent and not answered (stashed responses not counted).
@@ -116,6 +136,45 @@ impl Pending {
         self.outstanding.remove(&id).unwrap_or(0)
     }
 
+    /// Moves every response now in `ring` into the stash; returns whether the server
+    /// must be woken for the space freed.
+    pub(crate) fn stash_available(&mut self, ring: &mut Consumer) -> Result<Wake, Violation> {
+        let mut wake = Wake::NotNeeded;
+        while let Some(header) = peek_header(ring)? {
+            if !self.outstanding.contains_key(&header.id) {
+                return Err(Violation::UnknownResponse(header.id));
+            }
+            wake = wake.or(self.stash_head(ring, header)?);
+        }
+        Ok(wake)
+    }
+
+    /// Copies the response at the head of `ring` (whose header is `header`) into the
+    /// stash and releases it.
+    fn stash_head(
+        &mut self,
+        ring: &mut Consumer,
+        header: ResponseHeader,
+    ) -> Result<Wake, Violation> {
+        let grant = match ring.try_peek() {
+            Ok(Some(grant)) if still_holds(&grant, &header) => grant,
+            Ok(_) => return Err(Violation::ShortFrame(RingKind::Response)),
+            Err(e) => return Err(ring_violation(e)),
+        };
+        let mut data = vec![0u8; grant.len() - RESPONSE_HEADER_LEN];
+        grant.read_at(RESPONSE_HEADER_LEN, &mut data);
+        let wake = grant.release();
+        let command = self.answered(header.id);
+        self.received += 1;
+        let response = Stashed {
+            command,
+            status: header.status,
+            data,
+        };
+        self.stash(header.id, response);
+        Ok(wake)
+    }
+
     /// Finds the response to `want` (or to any request when `None`): in the stash, or
     /// at the head of `ring` after moving responses to other requests into the stash.
     /// Returns where it is (`None`: not arrived yet) and whether the server must be
@@ -140,19 +199,7 @@ impl Pending {
             if want.is_none_or(|w| w == header.id) {
                 return Ok((Some(Found::Ring(header)), wake));
             }
-            let Ok(Some(grant)) = ring.try_peek() else {
-                return Err(Violation::ShortFrame(RingKind::Response));
-            };
-            let mut data = vec![0u8; grant.len() - RESPONSE_HEADER_LEN];
-            grant.read_at(RESPONSE_HEADER_LEN, &mut data);
-            wake = wake.or(grant.release());
-            let command = self.answered(header.id);
-            let response = Stashed {
-                command,
-                status: header.status,
-                data,
-            };
-            self.stash(header.id, response);
+            wake = wake.or(self.stash_head(ring, header)?);
         }
         Ok((None, wake))
     }

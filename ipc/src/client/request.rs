@@ -8,7 +8,7 @@ use coroipc_ring::PushError;
 
 use super::guards::{Body, ResponseRef};
 use super::options::{status_error, Response};
-use super::pending::{Found, Stashed};
+use super::pending::{still_holds, Found, Stashed};
 use super::{Client, WaitFor};
 use crate::deadline::Deadline;
 use crate::error::{ClientError, RingKind, Violation};
@@ -120,7 +120,6 @@ impl Client {
         timeout: Option<Duration>,
     ) -> Result<ResponseRef<'_>, ClientError> {
         let found = self.locate(want, timeout)?;
-        self.stats.responses += 1;
         match found {
             Found::Stashed(id) => {
                 let stashed = self
@@ -136,14 +135,21 @@ impl Client {
             }
             Found::Ring(header) => {
                 let command = self.pending.answered(header.id);
-                let grant = match self.responses.try_peek() {
-                    Ok(Some(grant)) => grant,
-                    // The frame was validated a moment ago and only we release it.
-                    _ => {
-                        return Err(ClientError::Corrupt(Violation::ShortFrame(
-                            RingKind::Response,
-                        )))
-                    }
+                self.stats.responses += 1;
+                // A second peek: the server may have rewritten the frame since.
+                let holds = match self.responses.try_peek() {
+                    Ok(Some(grant)) => still_holds(&grant, &header),
+                    _ => false,
+                };
+                if !holds {
+                    return Err(self.fail(Violation::ShortFrame(RingKind::Response)));
+                }
+                // The frame may change again: the guard only trusts the length it
+                // read now, and copies out whatever the bytes are.
+                let Ok(Some(grant)) = self.responses.try_peek() else {
+                    return Err(ClientError::Corrupt(Violation::ShortFrame(
+                        RingKind::Response,
+                    )));
                 };
                 Ok(ResponseRef {
                     id: header.id,

@@ -121,10 +121,9 @@ impl Acceptor {
                 Accepted::Stalled
             }
         };
-        // Someone else may have taken the freed descriptor: then stall.
-        if !self.reserve.restore() {
-            return Accepted::Stalled;
-        }
+        // Someone else may have taken the freed descriptor: then the next `EMFILE`
+        // finds no reserve and stalls (the refusal above is still reported).
+        self.reserve.restore();
         outcome
     }
 

@@ -8,8 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::accept::{check_fd_limit, Acceptor};
-use super::poll::{PollHooks, Poller, StopInner, LISTENER, STOP};
+use super::poll::{PollHooks, Poller, StopInner, LISTENER, STOP, WORK};
 use super::Server;
+use crate::connection::WorkQueue;
 use crate::os::{self, Doorbell, Epoll, PeerCred, SocketName};
 use crate::service::{ErasedService, Service};
 
@@ -17,7 +18,7 @@ use crate::service::{ErasedService, Service};
 #[derive(Clone, Debug)]
 pub struct Limits {
     /// Connections (including handshakes in progress) beyond which new clients are
-    /// refused with "no resources".
+    /// refused with `CONNECTION_LIMIT` ([`ConnectError::ConnectionLimit`](crate::ConnectError::ConnectionLimit)).
     pub max_connections: usize,
     /// Largest ring capacity granted, whatever the client asks.
     pub max_ring_size: usize,
@@ -172,6 +173,8 @@ impl ServerBuilder {
         });
         poller.add(listener.as_fd(), LISTENER)?;
         poller.add(stop.bell.as_fd(), STOP)?;
+        let work = Arc::new(WorkQueue::new()?);
+        poller.add(work.bell.as_fd(), WORK)?;
         Ok(Server {
             acceptor: Acceptor::new(listener),
             name: self.name,
@@ -185,6 +188,8 @@ impl ServerBuilder {
             stop,
             scratch: Vec::new(),
             stats: Arc::default(),
+            work,
+            freed_fds: false,
         })
     }
 }

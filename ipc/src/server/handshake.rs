@@ -73,6 +73,7 @@ impl Server {
                 "connection refused: limit reached"
             );
             self.stats.refused(status::CONNECTION_LIMIT);
+            self.freed_fds = true;
             refuse(&stream, status::CONNECTION_LIMIT);
             return;
         }
@@ -92,6 +93,7 @@ impl Server {
                     "access denied"
                 );
                 self.stats.refused(status::ACCESS_DENIED);
+                self.freed_fds = true;
                 refuse(&stream, status::ACCESS_DENIED);
                 return;
             }
@@ -128,7 +130,6 @@ impl Server {
         let p = self.pending.remove(&id)?;
         self.poller
             .remove(p.stream.as_fd(), token(id, KIND_PENDING));
-        self.resume_accepting();
         Some(p)
     }
 
@@ -140,6 +141,7 @@ impl Server {
             HandshakeRead::Partial => {}
             HandshakeRead::Closed => {
                 self.drop_pending(id);
+                self.freed_fds = true;
             }
             HandshakeRead::Complete => {
                 if let Some(p) = self.drop_pending(id) {
@@ -160,6 +162,7 @@ impl Server {
                     status::BAD_REQUEST
                 };
                 self.stats.refused(code);
+                self.freed_fds = true;
                 refuse(&p.stream, code);
             }
         }
@@ -170,6 +173,7 @@ impl Server {
             Ok(opened) => opened,
             Err(code) => {
                 self.stats.refused(code);
+                self.freed_fds = true;
                 refuse(&p.stream, code);
                 return;
             }
@@ -209,12 +213,14 @@ impl Server {
             handle,
         };
         self.conns.insert(id, conn);
+        // Connected (on_connect accepted): counted before a failed reply closes it, so
+        // `closed` never exceeds `connected`.
+        self.stats.connected();
         if let Err(e) = registered {
             tracing::info!(error = %e, "handshake reply failed");
             self.disconnect(id, DisconnectReason::ClientClosed);
             return;
         }
-        self.stats.connected();
         tracing::debug!(id, service = request.service, pid = p.cred.pid, "connected");
         // Requests may already be waiting.
         self.service_connection(id);
@@ -248,10 +254,10 @@ impl Server {
                 id,
                 request.service,
                 p.cred,
-                rings.responses,
-                rings.dispatch,
+                (rings.responses, rings.dispatch),
                 l,
                 service.overflow_policy(),
+                self.work.clone(),
             )?;
             Ok((memfd, rings.requests, shared))
         });

@@ -24,6 +24,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::connection::WorkQueue;
 use crate::connection::{Connection, DisconnectReason};
 use crate::os::SocketName;
 use crate::protocol::status;
@@ -34,7 +35,7 @@ use config::SecurityFn;
 pub use config::{Limits, ServerBuilder};
 use handshake::Pending;
 pub use poll::{PollHooks, StopHandle, Token};
-use poll::{Poller, StopInner, KIND_BELL, KIND_PENDING, KIND_SOCKET, LISTENER, STOP};
+use poll::{Poller, StopInner, KIND_BELL, KIND_PENDING, KIND_SOCKET, LISTENER, STOP, WORK};
 use session::Session;
 
 /// The IPC server. See the module documentation.
@@ -53,6 +54,10 @@ pub struct Server {
     scratch: Vec<u8>,
     /// Totals, readable from any thread through a [`ServerStatsHandle`].
     stats: Arc<ServerCounters>,
+    /// Connections other threads asked to close (server-owned doorbell).
+    work: Arc<WorkQueue>,
+    /// Set when a client's descriptors were released during the current event.
+    freed_fds: bool,
 }
 
 impl Server {
@@ -98,8 +103,13 @@ impl Server {
         self.conns.values().map(|c| c.handle.clone())
     }
 
-    /// Publishes the table sizes to the stats (at the end of every entry point).
-    fn publish_sizes(&self) {
+    /// The end of every entry point: a stalled listener is watched again if a
+    /// descriptor was freed meanwhile (never right after the stall itself, which
+    /// would spin), and the table sizes go to the stats.
+    fn after_event(&mut self) {
+        if std::mem::take(&mut self.freed_fds) {
+            self.resume_accepting();
+        }
         self.stats.set_sizes(self.conns.len(), self.pending.len());
     }
 
@@ -160,15 +170,16 @@ impl Server {
             tracing::info!(id, "handshake timed out");
             self.stats.handshake_timeout();
             self.drop_pending(id);
+            self.freed_fds = true;
         }
-        self.publish_sizes();
+        self.after_event();
     }
 
     /// Accepts every pending client on the listening socket (what
     /// `handle_ready(Server::LISTENER_TOKEN)` does).
     pub fn handle_accept(&mut self) {
         self.accept_all();
-        self.publish_sizes();
+        self.after_event();
     }
 
     /// Handles readiness of the fd registered with `token`.
@@ -177,6 +188,12 @@ impl Server {
             LISTENER => self.accept_all(),
             STOP => {
                 let _ = self.stop.bell.drain();
+            }
+            WORK => {
+                let _ = self.work.bell.drain();
+                for id in self.work.take() {
+                    self.service_connection(id);
+                }
             }
             Token(t) => {
                 let id = t >> 2;
@@ -195,7 +212,7 @@ impl Server {
                 }
             }
         }
-        self.publish_sizes();
+        self.after_event();
     }
 
     fn accept_all(&mut self) {

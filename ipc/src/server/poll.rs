@@ -16,6 +16,9 @@ pub struct Token(pub u64);
 
 pub(crate) const LISTENER: Token = Token(0);
 pub(crate) const STOP: Token = Token(1);
+/// The server-owned work doorbell (connections to close); connection tokens have
+/// ids from 1, so `Token(2)` (id 0) is free.
+pub(crate) const WORK: Token = Token(2);
 pub(crate) const KIND_PENDING: u64 = 1;
 pub(crate) const KIND_BELL: u64 = 2;
 pub(crate) const KIND_SOCKET: u64 = 3;

@@ -109,6 +109,10 @@ fn handle_requests(
     let shared = conn.handle.shared.clone();
     let request_fault = ring_fault(RingKind::Request);
     let mut handled = 0usize;
+    // Rounds that found the ring empty but could not sleep (the client published
+    // meanwhile, perhaps only skip frames): bounded like requests, so no client can
+    // hold the server thread past its turn.
+    let mut busy_rounds = 0usize;
     let mut release_wake = Wake::NotNeeded;
     let mut spin = ServerSpin::new(limits);
     let more = loop {
@@ -126,6 +130,10 @@ fn handle_requests(
                 release_wake = release_wake.or(check.wake_peer);
                 if check.sleep {
                     break More::No;
+                }
+                busy_rounds += 1;
+                if busy_rounds > limits.batch {
+                    break More::Yes;
                 }
                 continue;
             }

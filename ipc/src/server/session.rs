@@ -69,7 +69,9 @@ impl Server {
         };
         let _in_span = conn.span.clone().entered();
         self.stats.closed();
-        self.resume_accepting();
+        // The socket closes when `conn` drops below; the listener is watched again
+        // (if stalled) after the event, once that descriptor is free.
+        self.freed_fds = true;
         conn.handle.shared.closed.store(true, Ordering::Release);
         self.poller
             .remove(conn.handle.shared.server_bell.as_fd(), token(id, KIND_BELL));

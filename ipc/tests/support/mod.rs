@@ -282,16 +282,16 @@ fn limit_fds() {
     }
 }
 
-/// `COROIPC_FD_HOG_MS=ms`: take every free descriptor but the three the server needs
-/// to start (so it starts with no reserve and none to spare), and give them back
-/// after `ms`.
+/// `COROIPC_FD_HOG_MS=ms`: take every free descriptor but the four the server needs
+/// to start (epoll, listener, stop and work doorbells; so it starts with no reserve
+/// and none to spare), and give them back after `ms`.
 fn hog_fds() -> Option<(Vec<std::fs::File>, u64)> {
     let ms = std::env::var("COROIPC_FD_HOG_MS").ok()?.parse().ok()?;
     let mut hog = Vec::new();
     while let Ok(f) = std::fs::File::open("/dev/null") {
         hog.push(f);
     }
-    hog.truncate(hog.len().saturating_sub(3));
+    hog.truncate(hog.len().saturating_sub(4));
     Some((hog, ms))
 }
 
