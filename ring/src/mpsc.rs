@@ -350,6 +350,7 @@ impl MpscProducer {
         Ok(SleepCheck {
             sleep,
             wake_peer: Wake::NotNeeded,
+            flow: None,
         })
     }
 
