@@ -223,12 +223,14 @@ impl Model {
         wake(&mut self.producer_sleeping)
     }
 
-    /// An announcement: sleep unless `ready`, setting `flag`.
-    fn announce(ready: bool, flag: &mut bool, wake_peer: Wake) -> SleepCheck {
+    /// An announcement: sleep unless `ready`, setting `flag`; `published` is what the
+    /// publish made first reported (a producer's; the consumer's has no flow change).
+    fn announce(ready: bool, flag: &mut bool, published: Published) -> SleepCheck {
         *flag |= !ready;
         SleepCheck {
             sleep: !ready,
-            wake_peer,
+            wake_peer: published.wake,
+            flow: published.flow,
         }
     }
 
@@ -413,9 +415,12 @@ pub fn run_model_at(capacity: usize, start: u64, ops: &[Op]) -> Result<(), Strin
             }
             Op::ConsumerSleep => {
                 let real = c.prepare_sleep().map_err(|e| ctx(&e.to_string()))?;
-                let wake_peer = m.release();
+                let released = Published {
+                    wake: m.release(),
+                    flow: None,
+                };
                 let ready = m.published != m.pos;
-                let want = Model::announce(ready, &mut m.consumer_sleeping, wake_peer);
+                let want = Model::announce(ready, &mut m.consumer_sleeping, released);
                 if real != want {
                     return differ(&real, &want);
                 }
@@ -432,9 +437,9 @@ pub fn run_model_at(capacity: usize, start: u64, ops: &[Op]) -> Result<(), Strin
                         max: m.max,
                     })
                 } else {
-                    let wake_peer = m.publish().wake;
+                    let published = m.publish();
                     let ready = m.frame_end(*len) - m.head <= m.cap;
-                    Ok(Model::announce(ready, &mut m.producer_sleeping, wake_peer))
+                    Ok(Model::announce(ready, &mut m.producer_sleeping, published))
                 };
                 if real != want {
                     return differ(&real, &want);
@@ -442,9 +447,9 @@ pub fn run_model_at(capacity: usize, start: u64, ops: &[Op]) -> Result<(), Strin
             }
             Op::ProducerSleepFlowOff => {
                 let real = p.prepare_sleep_for_flow_off();
-                let wake_peer = m.publish().wake;
+                let published = m.publish();
                 let ready = m.published - m.head <= m.low;
-                let want = Ok(Model::announce(ready, &mut m.producer_sleeping, wake_peer));
+                let want = Ok(Model::announce(ready, &mut m.producer_sleeping, published));
                 if real != want {
                     return differ(&real, &want);
                 }

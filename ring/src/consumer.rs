@@ -328,7 +328,11 @@ impl Consumer {
         );
         self.cached_tail = cached;
         let sleep = sleep.map_err(|c| self.poison(c))?;
-        Ok(SleepCheck { sleep, wake_peer })
+        Ok(SleepCheck {
+            sleep,
+            wake_peer,
+            flow: None,
+        })
     }
 
     /// Withdraws a sleep announcement (after waking, or instead of sleeping).

@@ -148,10 +148,14 @@ impl MpscProducer {
     }
 
     fn refresh_head(&self) -> Result<u64, PushError> {
+        // Acquire: the head this value came from was read by another producer, so our
+        // read of the head below cannot be older (no false "went backwards").
         let previous = self.cached_head.load(Ordering::Acquire);
         let raw = self.ring.header().head.0.head.load(Ordering::Acquire);
-        // Loaded after the head: bounds every tail the consumer can have seen.
-        let published = self.published.load(Ordering::Acquire);
+        // Loaded after the head: bounds every tail the consumer can have seen. Relaxed
+        // suffices (SPEC §1.7): the Acquire head load above already happens after the
+        // store of any `published` the consumer's tail came from.
+        let published = self.published.load(Ordering::Relaxed);
         match check_head(raw, previous, published) {
             Ok(head) => {
                 self.raise_cached_head(head);
@@ -163,15 +167,17 @@ impl MpscProducer {
 
     /// Moves the shared cached head forward to `head` (a modular `fetch_max`: positions
     /// wrap, so the numeric maximum would be wrong). Each failed CAS saw the value move
-    /// forward, so the loop is bounded.
+    /// forward, so the loop is bounded. Release on success: a producer that loads
+    /// the new value (Acquire) then also happens after the consumer's release we read;
+    /// the values compared carry nothing to this thread, so the loads are Relaxed.
     fn raise_cached_head(&self, head: u64) {
-        let mut current = self.cached_head.load(Ordering::Acquire);
+        let mut current = self.cached_head.load(Ordering::Relaxed);
         while is_before(current, head) {
             match self.cached_head.compare_exchange(
                 current,
                 head,
-                Ordering::AcqRel,
-                Ordering::Acquire,
+                Ordering::Release,
+                Ordering::Relaxed,
             ) {
                 Ok(_) => break,
                 Err(now) => current = now,
@@ -290,7 +296,9 @@ impl MpscProducer {
     /// put back before the turn passes on, and the next publisher rings.
     fn publish(&self, start: u64, end: u64, delivers: bool) -> Published {
         self.turn_wait.wait_for(&self.turn, start);
-        self.published.store(end, Ordering::Release);
+        // Relaxed: only a bound for head validation, made visible to the other
+        // producers through the tail swap and the consumer's release (SPEC §1.7).
+        self.published.store(end, Ordering::Relaxed);
         let tail_word = &self.ring.header().tail.0.tail;
         let old = tail_word.swap(end, Ordering::Release);
         let mut wake = Wake::from_old_index(old);
@@ -309,8 +317,9 @@ impl MpscProducer {
     fn evaluate_flow(&self, force_refresh: bool) -> Option<FlowChange> {
         let geo = self.ring.geometry;
         let on = self.flow_on.load(Ordering::Relaxed) != 0;
-        let published = self.published.load(Ordering::Acquire);
-        let cached = self.cached_head.load(Ordering::Acquire);
+        // Both only decide whether to re-read the head (SPEC §1.7): Relaxed.
+        let published = self.published.load(Ordering::Relaxed);
+        let cached = self.cached_head.load(Ordering::Relaxed);
         if !on && !force_refresh && ahead(published, cached) < geo.high {
             return None;
         }
@@ -371,7 +380,7 @@ impl MpscProducer {
     /// [`PushError::Corrupt`] once the consumer corrupted the region (sticky).
     pub fn prepare_sleep_for_flow_off(&self) -> Result<SleepCheck, PushError> {
         let low = self.ring.geometry.low;
-        let published = self.published.load(Ordering::Acquire);
+        let published = self.published.load(Ordering::Relaxed);
         self.announce(|head| ahead(published, head) <= low)
     }
 
@@ -384,7 +393,8 @@ impl MpscProducer {
             // Read before the index: a head below it would look like going backwards.
             || self.cached_head.load(Ordering::Acquire),
             |raw, previous| {
-                let published = self.published.load(Ordering::Acquire);
+                // After the Acquire head load: Relaxed, as in `refresh_head`.
+                let published = self.published.load(Ordering::Relaxed);
                 let head = check_head(raw, previous, published)?;
                 self.raise_cached_head(head);
                 Ok(ready(head))
@@ -394,6 +404,7 @@ impl MpscProducer {
         Ok(SleepCheck {
             sleep,
             wake_peer: Wake::NotNeeded,
+            flow: None,
         })
     }
 

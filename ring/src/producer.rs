@@ -369,9 +369,9 @@ impl Producer {
                 max: geo.max_payload,
             });
         }
-        let wake_peer = self.publish().wake;
+        let published = self.publish();
         let (_, end) = geo.place(self.tail, len);
-        self.announce(wake_peer, |head| end.wrapping_sub(head) <= geo.capacity)
+        self.announce(published, |head| end.wrapping_sub(head) <= geo.capacity)
     }
 
     /// Announces that this producer is about to sleep until occupancy falls to the low
@@ -382,29 +382,35 @@ impl Producer {
     /// [`PushError::Corrupt`] once the consumer corrupted the region (sticky).
     pub fn prepare_sleep_for_flow_off(&mut self) -> Result<SleepCheck, PushError> {
         self.check_poison()?;
-        let wake_peer = self.publish().wake;
+        let outcome = self.publish();
         let (published, low) = (self.published, self.ring.geometry.low);
-        self.announce(wake_peer, |head| published.wrapping_sub(head) <= low)
+        self.announce(outcome, |head| published.wrapping_sub(head) <= low)
     }
 
+    /// The announce step after `published` (the publish of anything staged): its wake
+    /// and flow change are reported in the [`SleepCheck`].
     fn announce(
         &mut self,
-        wake_peer: Wake,
+        published: Published,
         ready: impl Fn(u64) -> bool,
     ) -> Result<SleepCheck, PushError> {
-        let published = self.published;
+        let bound = self.published;
         let mut cached = self.cached_head;
         let sleep = signal::announce(
             &self.ring.header().head.0.head,
             || (),
             |raw, ()| {
-                cached = check_head(raw, cached, published)?;
+                cached = check_head(raw, cached, bound)?;
                 Ok(ready(cached))
             },
         );
         self.cached_head = cached;
         let sleep = sleep.map_err(|c| self.poison(c))?;
-        Ok(SleepCheck { sleep, wake_peer })
+        Ok(SleepCheck {
+            sleep,
+            wake_peer: published.wake,
+            flow: published.flow,
+        })
     }
 
     /// Withdraws a sleep announcement (after waking, or instead of sleeping).

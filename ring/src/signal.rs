@@ -130,4 +130,8 @@ pub struct SleepCheck {
     /// The announcing side published pending work first and the peer must be woken
     /// (ring its doorbell before sleeping).
     pub wake_peer: Wake,
+    /// A flow-control transition caused by that publish (a producer's
+    /// `prepare_sleep_*` publishes staged messages first, as [`Published::flow`]);
+    /// `None` where nothing is published (the consumer, an MPSC producer).
+    pub flow: Option<FlowChange>,
 }
