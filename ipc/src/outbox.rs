@@ -45,6 +45,7 @@ impl From<PushError> for OutboxError {
             PushError::Corrupt(c) => OutboxError::Corrupt(c),
             // Callers handle `Full` themselves; a full ring is not an error here.
             PushError::Full => OutboxError::QueueFull,
+            _ => OutboxError::Corrupt(Corruption::Earlier),
         }
     }
 }
@@ -201,7 +202,7 @@ impl Outbox {
                 Err(PushError::Full) => break,
                 Err(PushError::Corrupt(c)) => return Err(c),
                 // Checked when queued: cannot happen; treat as the ring's fault.
-                Err(PushError::TooLarge { .. }) => return Err(Corruption::Earlier),
+                Err(_) => return Err(Corruption::Earlier),
             }
         }
         self.publish_size(&backlog);

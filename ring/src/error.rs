@@ -4,6 +4,7 @@ use core::fmt;
 
 /// A bad [`Config`](crate::Config).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ConfigError {
     /// Capacity is not a power of two in `MIN_CAPACITY..=MAX_CAPACITY`.
     BadCapacity(usize),
@@ -18,6 +19,7 @@ pub enum ConfigError {
 
 /// Creating or attaching a ring failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum AttachError {
     /// The region base is not aligned to `REGION_ALIGN`.
     Misaligned,
@@ -43,6 +45,7 @@ pub enum AttachError {
 /// A side that sees one of these must treat the ring (and the connection) as dead:
 /// nothing it read from the region after that can be trusted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Corruption {
     /// An index word had bits 1..3 set (positions are multiples of 8).
     MisalignedIndex(u64),
@@ -67,6 +70,7 @@ pub enum Corruption {
 
 /// Sending into a ring failed; nothing was written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum PushError {
     /// Not enough free space now; retry after the consumer releases.
     Full,
@@ -83,6 +87,7 @@ pub enum PushError {
 
 /// Receiving from a ring failed; nothing was consumed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum PopError {
     /// The caller's buffer is shorter than the next message.
     BufferTooSmall {

@@ -307,6 +307,6 @@ pub(crate) fn dispatch_violation(e: coroipc_ring::PopError) -> Violation {
             ring: RingKind::Dispatch,
             cause,
         },
-        coroipc_ring::PopError::BufferTooSmall { .. } => Violation::ShortFrame(RingKind::Dispatch),
+        _ => Violation::ShortFrame(RingKind::Dispatch),
     }
 }

@@ -75,7 +75,7 @@ pub(crate) fn ring_violation(e: coroipc_ring::PopError) -> Violation {
             ring: RingKind::Response,
             cause,
         },
-        coroipc_ring::PopError::BufferTooSmall { .. } => Violation::ShortFrame(RingKind::Response),
+        _ => Violation::ShortFrame(RingKind::Response),
     }
 }
 

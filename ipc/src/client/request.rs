@@ -82,6 +82,7 @@ impl Client {
                         cause,
                     }))
                 }
+                Err(_) => return Err(self.fail(Violation::ShortFrame(RingKind::Request))),
             }
         }
     }

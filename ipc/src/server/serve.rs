@@ -125,7 +125,7 @@ fn handle_requests(
                 }
                 let check = conn.requests.prepare_sleep().map_err(|e| match e {
                     PopError::Corrupt(c) => request_fault(c),
-                    PopError::BufferTooSmall { .. } => short(RingKind::Request),
+                    _ => short(RingKind::Request),
                 })?;
                 release_wake = release_wake.or(check.wake_peer);
                 if check.sleep {
@@ -138,7 +138,7 @@ fn handle_requests(
                 continue;
             }
             Err(PopError::Corrupt(c)) => return Err(request_fault(c)),
-            Err(PopError::BufferTooSmall { .. }) => return Err(short(RingKind::Request)),
+            Err(_) => return Err(short(RingKind::Request)),
         };
         let header = take_request(grant, scratch)?;
         handle_one(conn, service, header, scratch)?;
