@@ -139,7 +139,7 @@ impl Client {
                 self.stats.responses += 1;
                 // A second peek: the server may have rewritten the frame since.
                 let holds = match self.responses.try_peek() {
-                    Ok(Some(grant)) => still_holds(&grant, &header),
+                    Ok(Some(grant)) => still_holds(&grant),
                     _ => false,
                 };
                 if !holds {
