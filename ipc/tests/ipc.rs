@@ -541,3 +541,70 @@ fn server_killed_wakes_blocked_client_at_once() {
         ));
     }
 }
+
+/// Readiness first: an event loop that only ever polls the client's fd and then
+/// drains with the non-blocking calls never misses a response or a dispatch message.
+#[test]
+fn readiness_first_never_loses_an_event() {
+    let server = ServerProcess::start("readiness", &[]);
+    let mut c = connect(&server, 1);
+    let mut waiting: Vec<u64> = (0..200u32)
+        .map(|i| c.send_request(cmd::ECHO, &i.to_le_bytes()).unwrap())
+        .collect();
+    let dispatch_req = c
+        .send_request(
+            cmd::DISPATCH,
+            &[200u32.to_le_bytes(), 64u32.to_le_bytes()].concat(),
+        )
+        .unwrap();
+    waiting.push(dispatch_req);
+    let (mut responses, mut dispatched) = (0usize, 0u32);
+    while responses < 201 || dispatched < 200 {
+        let mut fds = [nix::poll::PollFd::new(
+            c.as_fd(),
+            nix::poll::PollFlags::POLLIN,
+        )];
+        let n = nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(5000u16)).unwrap();
+        assert_eq!(
+            n, 1,
+            "lost event: {responses} responses and {dispatched} messages so far"
+        );
+        // Drain everything there is, without blocking.
+        let mut still = Vec::new();
+        for id in waiting.drain(..) {
+            match c.try_response(id).unwrap() {
+                Some(r) if id == dispatch_req => {
+                    assert_eq!(r.data, 200u32.to_le_bytes());
+                    responses += 1;
+                }
+                Some(r) => {
+                    assert_eq!(r.data.len(), 4);
+                    responses += 1;
+                }
+                None => still.push(id),
+            }
+        }
+        waiting = still;
+        while let Some(m) = c.dispatch_recv(Some(Duration::ZERO)).unwrap() {
+            let mut seq = [0u8; 4];
+            m.read_into(&mut seq);
+            assert_eq!(u32::from_le_bytes(seq), dispatched, "in order");
+            dispatched += 1;
+        }
+    }
+    assert_eq!(c.outstanding(), 0);
+    // Nothing left: the fd is quiet after the last drain armed it.
+    assert!(c
+        .try_receive_response()
+        .is_err_and(|e| matches!(e, ClientError::UnknownRequest(0))));
+    assert!(c.dispatch_recv(Some(Duration::ZERO)).unwrap().is_none());
+    let mut fds = [nix::poll::PollFd::new(
+        c.as_fd(),
+        nix::poll::PollFlags::POLLIN,
+    )];
+    assert_eq!(
+        nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(100u16)).unwrap(),
+        0,
+        "no spurious readiness once everything is drained"
+    );
+}

@@ -154,3 +154,43 @@ fn external_poll_loop_drives_the_server() {
     stop.store(true, Ordering::Relaxed);
     looper.join().unwrap();
 }
+
+/// The whole server through one fd: any loop polls `poll_fd` and calls `run_once`.
+#[test]
+fn one_fd_and_run_once_drive_the_whole_server() {
+    let name = SocketName::abstract_name(format!("coroipc-runonce-{}", std::process::id()));
+    let (tx, _conns) = mpsc::channel();
+    let done = Arc::new(AtomicBool::new(false));
+    let (ready_tx, ready) = mpsc::channel();
+    let server_name = name.clone();
+    let server_done = done.clone();
+    let server = std::thread::spawn(move || {
+        let mut server = ServerBuilder::new(server_name)
+            .service(3, Svc(tx))
+            .build()
+            .unwrap();
+        ready_tx.send(()).unwrap();
+        let mut handled = 0usize;
+        while !server_done.load(Ordering::SeqCst) {
+            {
+                let fd = server.poll_fd().expect("built-in poller");
+                let mut fds = [nix::poll::PollFd::new(fd, nix::poll::PollFlags::POLLIN)];
+                nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(50u16)).unwrap();
+            }
+            handled += server.run_once(Some(Duration::ZERO)).unwrap();
+        }
+        handled
+    });
+    ready.recv().unwrap();
+    let mut c = Client::connect(&name, 3, &ConnectOptions::default()).unwrap();
+    for i in 0..100u32 {
+        let r = c.request(1, &i.to_le_bytes()).unwrap();
+        assert_eq!(r.data, [b"<".as_slice(), &i.to_le_bytes(), b">"].concat());
+    }
+    done.store(true, Ordering::SeqCst);
+    let handled = server.join().unwrap();
+    assert!(
+        handled >= 2,
+        "accept and doorbell events went through run_once"
+    );
+}

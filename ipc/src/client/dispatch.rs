@@ -5,6 +5,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::time::Duration;
 
 use super::guards::DispatchMsg;
+use super::pending::ring_violation;
 use super::{dispatch_violation, Client, WaitFor};
 use crate::deadline::Deadline;
 use crate::error::{ClientError, RingKind, Violation};
@@ -32,7 +33,7 @@ impl Client {
                 Err(e) => return Err(self.fail(dispatch_violation(e))),
             }
             if timeout == Some(Duration::ZERO) {
-                if self.arm_poll_fd()? {
+                if self.arm_poll_fd()?.dispatch {
                     continue;
                 }
                 return Ok(None);
@@ -57,30 +58,63 @@ impl Client {
         }))
     }
 
-    /// Arms the pollable fd: drains the doorbell, announces sleep on the dispatch
-    /// ring. True if a message arrived meanwhile (look again).
-    fn arm_poll_fd(&mut self) -> Result<bool, ClientError> {
+    /// Arms the pollable fd: drains the doorbell, then announces sleep on the
+    /// dispatch ring and (with requests in flight) the response ring, so the server
+    /// rings when either gets something. If a ring already holds something, the
+    /// client rings its own doorbell: the fd is readable for what is there (no lost
+    /// edge, whatever the caller polls next). Returns which rings hold something.
+    pub(crate) fn arm_poll_fd(&mut self) -> Result<Armed, ClientError> {
         self.waiter.drain()?;
-        let check = match self.dispatch.prepare_sleep() {
+        let dispatch = match self.dispatch.prepare_sleep() {
             Ok(check) => check,
             Err(e) => return Err(self.fail(dispatch_violation(e))),
         };
-        self.waiter.ring_server(check.wake_peer)?;
-        if !check.sleep {
-            return Ok(true);
-        }
+        self.waiter.ring_server(dispatch.wake_peer)?;
+        // Armed even with nothing in flight: a request sent before the next poll is
+        // answered into an armed ring.
+        let responses = match self.responses.prepare_sleep() {
+            Ok(check) => check,
+            Err(e) => return Err(self.fail(ring_violation(e))),
+        };
+        self.waiter.ring_server(responses.wake_peer)?;
+        let responses_ready = !responses.sleep;
         if self.waiter.server_gone()? {
             return Err(self.gone());
         }
-        Ok(false)
+        let armed = Armed {
+            dispatch: !dispatch.sleep,
+            responses: responses_ready,
+        };
+        self.armed.set(true);
+        if armed.dispatch || armed.responses {
+            self.waiter.ring_self()?;
+        }
+        Ok(armed)
     }
 }
 
+/// What arming the pollable fd found already there.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Armed {
+    pub(crate) dispatch: bool,
+    pub(crate) responses: bool,
+}
+
 impl AsFd for Client {
-    /// An fd that polls readable when dispatch messages wait (after `dispatch_recv`
-    /// returned none) or when the server is gone. (Should creating it fail, e.g. at the
+    /// An fd that polls readable when a response or a dispatch message waits (after
+    /// a non-blocking call — [`try_response`](Client::try_response),
+    /// [`try_receive_response`](Client::try_receive_response),
+    /// `dispatch_recv(Some(ZERO))` — returned none) or when the server is gone. (Should creating it fail, e.g. at the
     /// fd limit, the socket itself is returned: it still reports the server's death.)
     fn as_fd(&self) -> BorrowedFd<'_> {
+        // Not armed (no non-blocking call since the last blocking one): make the fd
+        // readable once, so a loop that polls first is told to call one (which arms)
+        // rather than waiting for a ring the server will not make.
+        if !self.armed.replace(true) {
+            if let Err(e) = self.waiter.ring_self() {
+                tracing::warn!(error = %e, "cannot prime the pollable fd");
+            }
+        }
         match self.waiter.poll_fd() {
             Ok(fd) => fd,
             Err(e) => {

@@ -26,7 +26,7 @@ use crate::os::SocketName;
 use crate::protocol::{REQUEST_HEADER_LEN, RESPONSE_HEADER_LEN};
 use crate::stats::ClientStats;
 pub use guards::{DispatchMsg, ResponseRef};
-pub use options::{ConnectOptions, Response, WaitMode};
+pub use options::{ConnectOptions, Reply, Response, WaitMode};
 use pending::{ring_violation, Pending};
 use wait::{Waiter, Woke};
 
@@ -103,6 +103,9 @@ pub struct Client {
     /// Set once the connection is unusable; every call fails from then on.
     closed: Option<Closed>,
     stats: ClientStats,
+    /// True while the pollable fd is armed (both rings announced by a non-blocking
+    /// call); a blocking wait withdraws its announcement and clears it.
+    armed: std::cell::Cell<bool>,
 }
 
 impl std::fmt::Debug for Client {
@@ -138,6 +141,7 @@ impl Client {
             options: options.clone(),
             closed: None,
             stats: ClientStats::default(),
+            armed: std::cell::Cell::new(false),
         })
     }
 
@@ -230,6 +234,7 @@ impl Client {
         }
         self.stats.sleeps += 1;
         let woke = self.waiter.block(deadline);
+        self.armed.set(false);
         match what {
             WaitFor::Response => self.responses.cancel_sleep(),
             WaitFor::Dispatch => self.dispatch.cancel_sleep(),

@@ -79,6 +79,10 @@ pub struct Response {
     pub data: Vec<u8>,
 }
 
+/// A response to a pipelined request ([`Client::receive_response`](crate::Client::receive_response)):
+/// the request's id, and the response or the error its status stands for.
+pub type Reply = (u64, Result<Response, ClientError>);
+
 /// The error a response status to `command` stands for (`None` for 0 and service
 /// codes).
 pub(crate) fn status_error(code: i32, command: u16) -> Option<ClientError> {

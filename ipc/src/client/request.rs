@@ -7,7 +7,7 @@ use std::time::Duration;
 use coroipc_ring::PushError;
 
 use super::guards::{Body, ResponseRef};
-use super::options::{status_error, Response};
+use super::options::{status_error, Reply, Response};
 use super::pending::{still_holds, Found, Stashed};
 use super::{Client, WaitFor};
 use crate::deadline::Deadline;
@@ -262,16 +262,60 @@ impl Client {
         }
     }
 
+    /// The response to request `id` if it has arrived, without waiting. When it has
+    /// not, the pollable fd ([`AsFd`](std::os::fd::AsFd)) becomes readable once it (or
+    /// any other response or dispatch message) arrives, or the server dies: the call
+    /// for event loops.
+    ///
+    /// # Errors
+    ///
+    /// As [`wait_response`](Client::wait_response), except that "not yet" is `Ok(None)`.
+    pub fn try_response(&mut self, id: u64) -> Result<Option<Response>, ClientError> {
+        match self.wait_response(id, Some(Duration::ZERO)) {
+            Ok(r) => return Ok(Some(r)),
+            Err(ClientError::Timeout) => {}
+            Err(e) => return Err(e),
+        }
+        if !self.arm_poll_fd()?.responses {
+            return Ok(None);
+        }
+        match self.wait_response(id, Some(Duration::ZERO)) {
+            Ok(r) => Ok(Some(r)),
+            Err(ClientError::Timeout) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The response to any outstanding request if one has arrived, without waiting
+    /// (as [`try_response`](Client::try_response)): `Some((id, result))`.
+    ///
+    /// # Errors
+    ///
+    /// As [`receive_response`](Client::receive_response), except that "not yet" is
+    /// `Ok(None)`.
+    pub fn try_receive_response(&mut self) -> Result<Option<Reply>, ClientError> {
+        match self.receive_response(Some(Duration::ZERO)) {
+            Ok(r) => return Ok(Some(r)),
+            Err(ClientError::Timeout) => {}
+            Err(e) => return Err(e),
+        }
+        if !self.arm_poll_fd()?.responses {
+            return Ok(None);
+        }
+        match self.receive_response(Some(Duration::ZERO)) {
+            Ok(r) => Ok(Some(r)),
+            Err(ClientError::Timeout) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Waits for the response to any outstanding request: `(id, result)`.
     ///
     /// # Errors
     ///
     /// `UnknownRequest(0)` when nothing is in flight; `Timeout`; `Disconnected`;
     /// `Corrupt`. A library status is the inner result's error.
-    pub fn receive_response(
-        &mut self,
-        timeout: Option<Duration>,
-    ) -> Result<(u64, Result<Response, ClientError>), ClientError> {
+    pub fn receive_response(&mut self, timeout: Option<Duration>) -> Result<Reply, ClientError> {
         let r = self.await_response(None, timeout)?;
         let (id, status, command, data) = (r.id, r.status, r.command, r.to_vec());
         drop(r);

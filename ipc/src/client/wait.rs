@@ -77,6 +77,12 @@ impl Waiter {
         Ok(look.readable(0) || look.hangup(0))
     }
 
+    /// Rings this client's own doorbell: makes the pollable fd readable for something
+    /// already waiting in a ring.
+    pub(crate) fn ring_self(&self) -> io::Result<()> {
+        self.bell.ring()
+    }
+
     /// Empties the doorbell (before arming the pollable fd).
     pub(crate) fn drain(&self) -> io::Result<()> {
         self.bell.drain().map(drop)

@@ -190,6 +190,7 @@ impl ServerBuilder {
             stats: Arc::default(),
             work,
             freed_fds: false,
+            events: Vec::with_capacity(64),
         })
     }
 }

@@ -20,9 +20,10 @@ mod session;
 
 use std::collections::HashMap;
 use std::io;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::connection::WorkQueue;
 use crate::connection::{Connection, DisconnectReason};
@@ -58,6 +59,8 @@ pub struct Server {
     work: Arc<WorkQueue>,
     /// Set when a client's descriptors were released during the current event.
     freed_fds: bool,
+    /// `run_once`'s event buffer, kept between calls.
+    events: Vec<crate::os::Event>,
 }
 
 impl Server {
@@ -126,26 +129,55 @@ impl Server {
     /// `Unsupported` for a server built with hooks; the OS error of `epoll_wait` (never
     /// `EINTR`).
     pub fn run(&mut self) -> io::Result<()> {
-        let mut events = Vec::with_capacity(64);
         // A stop requested before `run` started counts: the flag is cleared on the way
         // out (so `run` may be called again), never on the way in.
         while !self.stop.flag.swap(false, Ordering::AcqRel) {
-            let timeout = self
-                .next_deadline()
-                .map(|d| d.saturating_duration_since(Instant::now()));
-            let Poller::Builtin(epoll) = &self.poller else {
-                return Err(io::Error::new(
-                    io::ErrorKind::Unsupported,
-                    "server uses external poll hooks",
-                ));
-            };
-            epoll.wait(&mut events, timeout)?;
-            for event in events.drain(..) {
-                self.handle_ready(Token(event.token));
-            }
-            self.handle_timeouts();
+            self.run_once(None)?;
         }
         Ok(())
+    }
+
+    /// One turn of the built-in loop, for driving the server from any event loop
+    /// through one fd ([`poll_fd`](Server::poll_fd)): waits up to `timeout` (`None`:
+    /// until something happens; `Some(ZERO)`: just look; never past the next
+    /// handshake deadline), handles every ready event and due timeouts, and returns
+    /// how many events it handled.
+    ///
+    /// # Errors
+    ///
+    /// As [`run`](Server::run).
+    pub fn run_once(&mut self, timeout: Option<Duration>) -> io::Result<usize> {
+        let due = self
+            .next_deadline()
+            .map(|d| d.saturating_duration_since(Instant::now()));
+        let wait = match (timeout, due) {
+            (Some(t), Some(d)) => Some(t.min(d)),
+            (t, d) => t.or(d),
+        };
+        let Poller::Builtin(epoll) = &self.poller else {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "server uses external poll hooks",
+            ));
+        };
+        let mut events = std::mem::take(&mut self.events);
+        let waited = epoll.wait(&mut events, wait);
+        let handled = events.len();
+        for event in events.drain(..) {
+            self.handle_ready(Token(event.token));
+        }
+        self.events = events;
+        self.handle_timeouts();
+        waited.map(|_| handled)
+    }
+
+    /// The built-in loop's epoll fd: readable when [`run_once`](Server::run_once) has
+    /// work. `None` for a server built with hooks (its loop owns the fds).
+    pub fn poll_fd(&self) -> Option<BorrowedFd<'_>> {
+        match &self.poller {
+            Poller::Builtin(epoll) => Some(epoll.as_fd()),
+            Poller::Hooks(_) => None,
+        }
     }
 
     /// When [`handle_timeouts`](Server::handle_timeouts) should next be called.
