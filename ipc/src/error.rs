@@ -4,7 +4,7 @@
 use std::fmt;
 use std::io;
 
-use coroipc_ring::{AttachError, Corruption};
+use coroipc_ring::{AttachError, Corruption, PopError, PushError};
 
 use crate::os::{ShmError, SocketName};
 use crate::protocol::HandshakeError;
@@ -51,6 +51,25 @@ pub enum Violation {
     /// The client wrote on the socket after the handshake.
     #[error("data on the socket after the handshake")]
     SocketData,
+}
+
+impl Violation {
+    /// What a failed pop of `ring` stands for: its corruption, or (any other pop
+    /// error, which a ring used by this crate cannot report) a malformed frame.
+    pub(crate) fn popping(ring: RingKind, e: PopError) -> Violation {
+        match e {
+            PopError::Corrupt(cause) => Violation::Ring { ring, cause },
+            _ => Violation::ShortFrame(ring),
+        }
+    }
+
+    /// What a push error other than `Full`/`TooLarge` on `ring` stands for.
+    pub(crate) fn pushing(ring: RingKind, e: PushError) -> Violation {
+        match e {
+            PushError::Corrupt(cause) => Violation::Ring { ring, cause },
+            _ => Violation::ShortFrame(ring),
+        }
+    }
 }
 
 /// The server's handshake reply or its shared memory was unusable.

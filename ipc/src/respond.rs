@@ -217,7 +217,8 @@ impl ResponseGrant<'_> {
     /// # Panics
     /// If `at + src.len()` exceeds the reserved length (a caller bug).
     pub fn write_at(&mut self, at: usize, src: &[u8]) {
-        self.grant.write_at(RESPONSE_HEADER_LEN + at, src);
+        self.grant
+            .write_at(RESPONSE_HEADER_LEN.saturating_add(at), src);
     }
 
     /// Sets every payload byte to `byte`.

@@ -5,8 +5,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::time::Duration;
 
 use super::guards::DispatchMsg;
-use super::pending::ring_violation;
-use super::{dispatch_violation, Client, WaitFor};
+use super::{Client, WaitFor};
 use crate::deadline::Deadline;
 use crate::error::{ClientError, RingKind, Violation};
 
@@ -30,7 +29,7 @@ impl Client {
             match self.dispatch.try_peek() {
                 Ok(Some(_)) => break,
                 Ok(None) => {}
-                Err(e) => return Err(self.fail(dispatch_violation(e))),
+                Err(e) => return Err(self.fail(Violation::popping(RingKind::Dispatch, e))),
             }
             if timeout == Some(Duration::ZERO) {
                 if self.arm_poll_fd()?.dispatch {
@@ -59,22 +58,22 @@ impl Client {
     }
 
     /// Arms the pollable fd: drains the doorbell, then announces sleep on the
-    /// dispatch ring and (with requests in flight) the response ring, so the server
-    /// rings when either gets something. If a ring already holds something, the
+    /// dispatch ring and the response ring, so the server rings when either gets
+    /// something. If a ring already holds something, the
     /// client rings its own doorbell: the fd is readable for what is there (no lost
     /// edge, whatever the caller polls next). Returns which rings hold something.
     pub(crate) fn arm_poll_fd(&mut self) -> Result<Armed, ClientError> {
         self.waiter.drain()?;
         let dispatch = match self.dispatch.prepare_sleep() {
             Ok(check) => check,
-            Err(e) => return Err(self.fail(dispatch_violation(e))),
+            Err(e) => return Err(self.fail(Violation::popping(RingKind::Dispatch, e))),
         };
         self.waiter.ring_server(dispatch.wake_peer)?;
         // Armed even with nothing in flight: a request sent before the next poll is
         // answered into an armed ring.
         let responses = match self.responses.prepare_sleep() {
             Ok(check) => check,
-            Err(e) => return Err(self.fail(ring_violation(e))),
+            Err(e) => return Err(self.fail(Violation::popping(RingKind::Response, e))),
         };
         self.waiter.ring_server(responses.wake_peer)?;
         let responses_ready = !responses.sleep;
@@ -104,8 +103,9 @@ impl AsFd for Client {
     /// An fd that polls readable when a response or a dispatch message waits (after
     /// a non-blocking call — [`try_response`](Client::try_response),
     /// [`try_receive_response`](Client::try_receive_response),
-    /// `dispatch_recv(Some(ZERO))` — returned none) or when the server is gone. (Should creating it fail, e.g. at the
-    /// fd limit, the socket itself is returned: it still reports the server's death.)
+    /// `dispatch_recv(Some(ZERO))` — returned none) or when the server is gone.
+    /// (Should creating it fail, e.g. at the fd limit, the socket itself is returned:
+    /// it still reports the server's death.)
     fn as_fd(&self) -> BorrowedFd<'_> {
         // Not armed (no non-blocking call since the last blocking one): make the fd
         // readable once, so a loop that polls first is told to call one (which arms)

@@ -80,9 +80,15 @@ impl ResponseRef<'_> {
             return;
         }
         match &self.body {
-            Body::Ring { grant: Some(g), .. } => g.read_at(RESPONSE_HEADER_LEN + at, dst),
-            Body::Ring { grant: None, .. } => assert!(at == 0 && dst.is_empty()),
-            Body::Owned(v) => dst.copy_from_slice(&v[at..at + dst.len()]),
+            // Saturating: an absurd `at` reaches the ring's range check, not an overflow.
+            Body::Ring { grant: Some(g), .. } => {
+                g.read_at(RESPONSE_HEADER_LEN.saturating_add(at), dst)
+            }
+            Body::Ring { grant: None, .. } => panic!("read past the payload"),
+            Body::Owned(v) => {
+                let range = at.checked_add(dst.len()).and_then(|end| v.get(at..end));
+                dst.copy_from_slice(range.expect("read past the payload"));
+            }
         }
     }
 
@@ -113,7 +119,7 @@ impl ResponseRef<'_> {
             Body::Ring { grant: Some(g), .. } => {
                 // SAFETY: the caller trusts the server (this function's contract).
                 let all = unsafe { g.as_slice_trusted() };
-                &all[RESPONSE_HEADER_LEN..]
+                all.get(RESPONSE_HEADER_LEN..).unwrap_or_default()
             }
             Body::Ring { grant: None, .. } => &[],
             Body::Owned(v) => v,

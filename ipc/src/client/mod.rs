@@ -18,7 +18,7 @@ mod pending;
 mod request;
 mod wait;
 
-use coroipc_ring::{Consumer, Producer, PushError};
+use coroipc_ring::{Consumer, Producer};
 
 use crate::deadline::{Deadline, Spin, SpinStep};
 use crate::error::{ClientError, ConnectError, RingKind, Violation};
@@ -27,7 +27,7 @@ use crate::protocol::{REQUEST_HEADER_LEN, RESPONSE_HEADER_LEN};
 use crate::stats::ClientStats;
 pub use guards::{DispatchMsg, ResponseRef};
 pub use options::{ConnectOptions, Reply, Response, WaitMode};
-use pending::{ring_violation, Pending};
+use pending::Pending;
 use wait::{Waiter, Woke};
 
 /// What a wait is for: the ring the client announces sleep on.
@@ -254,8 +254,14 @@ impl Client {
     /// Announces sleep on the ring `what` waits for; true if the caller may sleep.
     fn announce(&mut self, what: WaitFor) -> Result<bool, ClientError> {
         let check = match what {
-            WaitFor::Response => self.responses.prepare_sleep().map_err(ring_violation),
-            WaitFor::Dispatch => self.dispatch.prepare_sleep().map_err(dispatch_violation),
+            WaitFor::Response => self
+                .responses
+                .prepare_sleep()
+                .map_err(|e| Violation::popping(RingKind::Response, e)),
+            WaitFor::Dispatch => self
+                .dispatch
+                .prepare_sleep()
+                .map_err(|e| Violation::popping(RingKind::Dispatch, e)),
             WaitFor::RequestSpace(len) => return self.announce_request_space(len),
         };
         let check = check.map_err(|v| self.fail(v))?;
@@ -275,7 +281,7 @@ impl Client {
         self.waiter.ring_server(wake)?;
         let responses = match self.responses.prepare_sleep() {
             Ok(check) => check,
-            Err(e) => return Err(self.fail(ring_violation(e))),
+            Err(e) => return Err(self.fail(Violation::popping(RingKind::Response, e))),
         };
         self.waiter.ring_server(responses.wake_peer)?;
         if !responses.sleep {
@@ -285,16 +291,9 @@ impl Client {
         }
         let space = match self.requests.prepare_sleep_for_space(len) {
             Ok(check) => check,
-            Err(PushError::Corrupt(cause)) => {
+            Err(e) => {
                 self.responses.cancel_sleep();
-                return Err(self.fail(Violation::Ring {
-                    ring: RingKind::Request,
-                    cause,
-                }));
-            }
-            Err(_) => {
-                self.responses.cancel_sleep();
-                return Err(self.fail(Violation::ShortFrame(RingKind::Request)));
+                return Err(self.fail(Violation::pushing(RingKind::Request, e)));
             }
         };
         self.waiter.ring_server(space.wake_peer)?;
@@ -302,16 +301,5 @@ impl Client {
             self.responses.cancel_sleep();
         }
         Ok(space.sleep)
-    }
-}
-
-/// The violation a failed pop of the dispatch ring stands for.
-pub(crate) fn dispatch_violation(e: coroipc_ring::PopError) -> Violation {
-    match e {
-        coroipc_ring::PopError::Corrupt(cause) => Violation::Ring {
-            ring: RingKind::Dispatch,
-            cause,
-        },
-        _ => Violation::ShortFrame(RingKind::Dispatch),
     }
 }

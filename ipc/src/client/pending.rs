@@ -44,7 +44,7 @@ fn peek_header(ring: &mut Consumer) -> Result<Option<ResponseHeader>, Violation>
     let grant = match ring.try_peek() {
         Ok(None) => return Ok(None),
         Ok(Some(g)) => g,
-        Err(e) => return Err(ring_violation(e)),
+        Err(e) => return Err(Violation::popping(RingKind::Response, e)),
     };
     if grant.len() < RESPONSE_HEADER_LEN {
         return Err(Violation::ShortFrame(RingKind::Response));
@@ -54,26 +54,6 @@ fn peek_header(ring: &mut Consumer) -> Result<Option<ResponseHeader>, Violation>
     ResponseHeader::decode(&header)
         .map(Some)
         .ok_or(Violation::ShortFrame(RingKind::Response))
-}
-
-/// Whether `grant` (a second peek at the head of the response ring) can still hold
-/// a response. The server can rewrite the frame between two peeks: a frame now too
-/// short for a header makes the connection corrupt (never a panic on a length). The
-/// header itself is not decoded again: a server that rewrites it meanwhile only lies
-/// about its own answer, which it could do anyway.
-pub(crate) fn still_holds(grant: &coroipc_ring::ReadGrant<'_>) -> bool {
-    grant.len() >= RESPONSE_HEADER_LEN
-}
-
-/// The violation a failed pop of the response ring stands for.
-pub(crate) fn ring_violation(e: coroipc_ring::PopError) -> Violation {
-    match e {
-        coroipc_ring::PopError::Corrupt(cause) => Violation::Ring {
-            ring: RingKind::Response,
-            cause,
-        },
-        _ => Violation::ShortFrame(RingKind::Response),
-    }
 }
 
 impl Pending {
@@ -154,9 +134,10 @@ impl Pending {
         header: ResponseHeader,
     ) -> Result<Wake, Violation> {
         let grant = match ring.try_peek() {
-            Ok(Some(grant)) if still_holds(&grant) => grant,
+            // Rewritten by the server since `peek_header` read it: too short now.
+            Ok(Some(grant)) if grant.len() >= RESPONSE_HEADER_LEN => grant,
             Ok(_) => return Err(Violation::ShortFrame(RingKind::Response)),
-            Err(e) => return Err(ring_violation(e)),
+            Err(e) => return Err(Violation::popping(RingKind::Response, e)),
         };
         let mut data = vec![0u8; grant.len() - RESPONSE_HEADER_LEN];
         grant.read_at(RESPONSE_HEADER_LEN, &mut data);

@@ -8,11 +8,11 @@ use coroipc_ring::PushError;
 
 use super::guards::{Body, ResponseRef};
 use super::options::{status_error, Reply, Response};
-use super::pending::{still_holds, Found, Stashed};
+use super::pending::{Found, Stashed};
 use super::{Client, WaitFor};
 use crate::deadline::Deadline;
 use crate::error::{ClientError, RingKind, Violation};
-use crate::protocol::{RequestHeader, REQUEST_HEADER_LEN};
+use crate::protocol::{RequestHeader, REQUEST_HEADER_LEN, RESPONSE_HEADER_LEN};
 
 impl Client {
     /// Sends a request without waiting for its response; returns its id.
@@ -76,13 +76,7 @@ impl Client {
                         max: max.saturating_sub(REQUEST_HEADER_LEN),
                     })
                 }
-                Err(PushError::Corrupt(cause)) => {
-                    return Err(self.fail(Violation::Ring {
-                        ring: RingKind::Request,
-                        cause,
-                    }))
-                }
-                Err(_) => return Err(self.fail(Violation::ShortFrame(RingKind::Request))),
+                Err(e) => return Err(self.fail(Violation::pushing(RingKind::Request, e))),
             }
         }
     }
@@ -137,20 +131,16 @@ impl Client {
             Found::Ring(header) => {
                 let command = self.pending.answered(header.id);
                 self.stats.responses += 1;
-                // A second peek: the server may have rewritten the frame since.
-                let holds = match self.responses.try_peek() {
-                    Ok(Some(grant)) => still_holds(&grant),
-                    _ => false,
-                };
-                if !holds {
-                    return Err(self.fail(Violation::ShortFrame(RingKind::Response)));
-                }
-                // The frame may change again: the guard only trusts the length it
-                // read now, and copies out whatever the bytes are.
-                let Ok(Some(grant)) = self.responses.try_peek() else {
-                    return Err(ClientError::Corrupt(Violation::ShortFrame(
-                        RingKind::Response,
-                    )));
+                // The server may have rewritten the frame since `locate` read its
+                // header: the guard trusts only the length read now. Too short is
+                // corruption (recorded by the next call, which finds the same frame).
+                let grant = match self.responses.try_peek() {
+                    Ok(Some(grant)) if grant.len() >= RESPONSE_HEADER_LEN => grant,
+                    _ => {
+                        return Err(ClientError::Corrupt(Violation::ShortFrame(
+                            RingKind::Response,
+                        )))
+                    }
                 };
                 Ok(ResponseRef {
                     id: header.id,
@@ -271,19 +261,7 @@ impl Client {
     ///
     /// As [`wait_response`](Client::wait_response), except that "not yet" is `Ok(None)`.
     pub fn try_response(&mut self, id: u64) -> Result<Option<Response>, ClientError> {
-        match self.wait_response(id, Some(Duration::ZERO)) {
-            Ok(r) => return Ok(Some(r)),
-            Err(ClientError::Timeout) => {}
-            Err(e) => return Err(e),
-        }
-        if !self.arm_poll_fd()?.responses {
-            return Ok(None);
-        }
-        match self.wait_response(id, Some(Duration::ZERO)) {
-            Ok(r) => Ok(Some(r)),
-            Err(ClientError::Timeout) => Ok(None),
-            Err(e) => Err(e),
-        }
+        self.without_waiting(|c| c.wait_response(id, Some(Duration::ZERO)))
     }
 
     /// The response to any outstanding request if one has arrived, without waiting
@@ -294,16 +272,25 @@ impl Client {
     /// As [`receive_response`](Client::receive_response), except that "not yet" is
     /// `Ok(None)`.
     pub fn try_receive_response(&mut self) -> Result<Option<Reply>, ClientError> {
-        match self.receive_response(Some(Duration::ZERO)) {
-            Ok(r) => return Ok(Some(r)),
+        self.without_waiting(|c| c.receive_response(Some(Duration::ZERO)))
+    }
+
+    /// Looks once (`look` with a zero timeout); if nothing is there, arms the
+    /// pollable fd and, if a response arrived meanwhile, looks again.
+    fn without_waiting<T>(
+        &mut self,
+        mut look: impl FnMut(&mut Self) -> Result<T, ClientError>,
+    ) -> Result<Option<T>, ClientError> {
+        match look(self) {
+            Ok(found) => return Ok(Some(found)),
             Err(ClientError::Timeout) => {}
             Err(e) => return Err(e),
         }
         if !self.arm_poll_fd()?.responses {
             return Ok(None);
         }
-        match self.receive_response(Some(Duration::ZERO)) {
-            Ok(r) => Ok(Some(r)),
+        match look(self) {
+            Ok(found) => Ok(Some(found)),
             Err(ClientError::Timeout) => Ok(None),
             Err(e) => Err(e),
         }

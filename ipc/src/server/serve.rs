@@ -10,7 +10,7 @@
 
 use std::sync::atomic::Ordering;
 
-use coroipc_ring::{Corruption, PopError, ReadGrant, SleepCheck, Wake};
+use coroipc_ring::{Corruption, ReadGrant, SleepCheck, Wake};
 
 use super::config::Limits;
 use super::session::Session;
@@ -107,7 +107,8 @@ fn handle_requests(
     scratch: &mut Vec<u8>,
 ) -> Result<More, DisconnectReason> {
     let shared = conn.handle.shared.clone();
-    let request_fault = ring_fault(RingKind::Request);
+    let request_fault =
+        |e| DisconnectReason::ProtocolViolation(Violation::popping(RingKind::Request, e));
     let mut handled = 0usize;
     // Rounds that found the ring empty but could not sleep (the client published
     // meanwhile, perhaps only skip frames): bounded like requests, so no client can
@@ -123,10 +124,7 @@ fn handle_requests(
                 if handled > 0 && spin.keep_polling() {
                     continue;
                 }
-                let check = conn.requests.prepare_sleep().map_err(|e| match e {
-                    PopError::Corrupt(c) => request_fault(c),
-                    _ => short(RingKind::Request),
-                })?;
+                let check = conn.requests.prepare_sleep().map_err(request_fault)?;
                 release_wake = release_wake.or(check.wake_peer);
                 if check.sleep {
                     break More::No;
@@ -137,8 +135,7 @@ fn handle_requests(
                 }
                 continue;
             }
-            Err(PopError::Corrupt(c)) => return Err(request_fault(c)),
-            Err(_) => return Err(short(RingKind::Request)),
+            Err(e) => return Err(request_fault(e)),
         };
         let header = take_request(grant, scratch)?;
         handle_one(conn, service, header, scratch)?;
