@@ -113,6 +113,10 @@ pub enum ProtocolError {
     /// A doorbell descriptor is unusable.
     #[error("doorbell: {0}")]
     Doorbell(io::Error),
+    /// The rings broke the protocol before the client's first call (found while
+    /// arming the notification fd).
+    #[error("the server broke the protocol: {0}")]
+    Violation(Violation),
 }
 
 /// Connecting failed.
@@ -171,6 +175,8 @@ pub enum ConnectStep {
     Handshake,
     /// Verifying and mapping the shared memory.
     Map,
+    /// Creating the client's notification fd (an epoll).
+    Notify,
 }
 
 impl fmt::Display for ConnectStep {
@@ -179,6 +185,7 @@ impl fmt::Display for ConnectStep {
             ConnectStep::Connect => "connecting to",
             ConnectStep::Handshake => "handshake with",
             ConnectStep::Map => "mapping the shared memory of",
+            ConnectStep::Notify => "creating the notification fd for",
         })
     }
 }

@@ -91,7 +91,9 @@ mod server;
 mod service;
 mod stats;
 
-pub use client::{Client, ConnectOptions, DispatchMsg, Reply, Response, ResponseRef, WaitMode};
+pub use client::{
+    Client, ConnectOptions, Connecting, DispatchMsg, Reply, Response, ResponseRef, WaitMode,
+};
 pub use connection::{Connection, DisconnectReason, DispatchGrant, OverflowPolicy};
 pub use error::{
     ClientError, ConnectError, ConnectStep, ProtocolError, RingKind, SendError, Violation,

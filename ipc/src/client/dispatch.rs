@@ -84,7 +84,7 @@ impl Client {
             dispatch: !dispatch.sleep,
             responses: responses_ready,
         };
-        self.armed.set(true);
+        self.armed = true;
         if armed.dispatch || armed.responses {
             self.waiter.ring_self()?;
         }
@@ -100,28 +100,13 @@ pub(crate) struct Armed {
 }
 
 impl AsFd for Client {
-    /// An fd that polls readable when a response or a dispatch message waits (after
-    /// a non-blocking call — [`try_response`](Client::try_response),
-    /// [`try_receive_response`](Client::try_receive_response),
-    /// `dispatch_recv(Some(ZERO))` — returned none) or when the server is gone.
-    /// (Should creating it fail, e.g. at the fd limit, the socket itself is returned:
-    /// it still reports the server's death.)
+    /// The notification fd: created at connect, the same for the client's life (an
+    /// event loop registers it once). Readable when a response or a dispatch message
+    /// waits, when request space freed after a non-blocking send found none, or when
+    /// the server is gone; it may also be readable with nothing to do (call the
+    /// non-blocking calls until they return nothing: that re-arms it). See SPEC §2.9.
     fn as_fd(&self) -> BorrowedFd<'_> {
-        // Not armed (no non-blocking call since the last blocking one): make the fd
-        // readable once, so a loop that polls first is told to call one (which arms)
-        // rather than waiting for a ring the server will not make.
-        if !self.armed.replace(true) {
-            if let Err(e) = self.waiter.ring_self() {
-                tracing::warn!(error = %e, "cannot prime the pollable fd");
-            }
-        }
-        match self.waiter.poll_fd() {
-            Ok(fd) => fd,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot create the dispatch poll fd");
-                self.waiter.socket_fd()
-            }
-        }
+        self.waiter.poll_fd()
     }
 }
 

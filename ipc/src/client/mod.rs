@@ -25,6 +25,7 @@ use crate::error::{ClientError, ConnectError, RingKind, Violation};
 use crate::os::SocketName;
 use crate::protocol::{REQUEST_HEADER_LEN, RESPONSE_HEADER_LEN};
 use crate::stats::ClientStats;
+pub use connect::Connecting;
 pub use guards::{DispatchMsg, ResponseRef};
 pub use options::{ConnectOptions, Reply, Response, WaitMode};
 use pending::Pending;
@@ -103,9 +104,12 @@ pub struct Client {
     /// Set once the connection is unusable; every call fails from then on.
     closed: Option<Closed>,
     stats: ClientStats,
-    /// True while the pollable fd is armed (both rings announced by a non-blocking
-    /// call); a blocking wait withdraws its announcement and clears it.
-    armed: std::cell::Cell<bool>,
+    /// True while the notification fd is armed (both rings announced, at connect or by
+    /// a non-blocking call). A blocking wait withdraws its ring's announcement: it
+    /// clears the flag and rings the client's own doorbell, so the fd reads ready and
+    /// the caller's next non-blocking call re-arms (no lost event, one extra system
+    /// call for a client that never polls).
+    armed: bool,
 }
 
 impl std::fmt::Debug for Client {
@@ -119,7 +123,8 @@ impl std::fmt::Debug for Client {
 }
 
 impl Client {
-    /// Connects to `service` of the server listening under `name`.
+    /// Connects to `service` of the server listening under `name`, blocking until the
+    /// handshake ends or the connect timeout passes.
     ///
     /// # Errors
     ///
@@ -130,8 +135,30 @@ impl Client {
         service: u16,
         options: &ConnectOptions,
     ) -> Result<Client, ConnectError> {
-        let accepted = connect::handshake(name, service, options)?;
-        Ok(Client {
+        connect::blocking(name, service, options)
+    }
+
+    /// Starts connecting without blocking, for event loops: drive the returned
+    /// [`Connecting`] with [`finish`](Connecting::finish) when its fd polls readable.
+    ///
+    /// # Errors
+    ///
+    /// As [`connect`](Client::connect), for what fails at once (no server listening).
+    pub fn connect_start(
+        name: &SocketName,
+        service: u16,
+        options: &ConnectOptions,
+    ) -> Result<Connecting, ConnectError> {
+        Connecting::start(name, service, options)
+    }
+
+    /// The client of an accepted handshake, its notification fd armed (readiness
+    /// first never loses an event).
+    fn from_accepted(
+        accepted: connect::Accepted,
+        options: &ConnectOptions,
+    ) -> Result<Client, ClientError> {
+        let mut client = Client {
             requests: accepted.rings.requests,
             responses: accepted.rings.responses,
             dispatch: accepted.rings.dispatch,
@@ -141,8 +168,10 @@ impl Client {
             options: options.clone(),
             closed: None,
             stats: ClientStats::default(),
-            armed: std::cell::Cell::new(false),
-        })
+            armed: false,
+        };
+        client.arm_poll_fd()?;
+        Ok(client)
     }
 
     /// The server's id for this connection.
@@ -234,7 +263,9 @@ impl Client {
         }
         self.stats.sleeps += 1;
         let woke = self.waiter.block(deadline);
-        self.armed.set(false);
+        if std::mem::replace(&mut self.armed, false) {
+            self.waiter.ring_self()?;
+        }
         match what {
             WaitFor::Response => self.responses.cancel_sleep(),
             WaitFor::Dispatch => self.dispatch.cancel_sleep(),

@@ -37,47 +37,102 @@ impl Client {
         parts: &[&[u8]],
     ) -> Result<u64, ClientError> {
         self.alive()?;
-        let len = parts
-            .iter()
-            .map(|p| p.len())
-            .fold(REQUEST_HEADER_LEN, usize::saturating_add);
-        let id = self.pending.next_id();
-        let header = RequestHeader { id, command }.encode();
+        let len = request_len(parts);
         let deadline = Deadline::after(self.options.request_timeout);
         let mut spinning = None;
         let mut waited = false;
         loop {
-            // The ring is the one place the length is checked.
-            match self.requests.try_reserve(len) {
-                Ok(mut grant) => {
-                    grant.write_at(0, &header);
-                    let mut at = REQUEST_HEADER_LEN;
-                    for part in parts {
-                        grant.write_at(at, part);
-                        at += part.len();
-                    }
-                    let published = grant.commit();
-                    self.pending.sent(command);
-                    self.stats.requests += 1;
-                    self.stats.request_bytes += (len - REQUEST_HEADER_LEN) as u64;
-                    self.waiter.ring_server(published.wake)?;
-                    return Ok(id);
-                }
-                Err(PushError::Full) => {
-                    if !waited {
-                        waited = true;
-                        self.stats.send_waits += 1;
-                    }
-                    self.wait(WaitFor::RequestSpace(len), &mut spinning, deadline)?
-                }
-                Err(PushError::TooLarge { len, max }) => {
-                    return Err(ClientError::TooLarge {
-                        len: len - REQUEST_HEADER_LEN,
-                        max: max.saturating_sub(REQUEST_HEADER_LEN),
-                    })
-                }
-                Err(e) => return Err(self.fail(Violation::pushing(RingKind::Request, e))),
+            if let Some(id) = self.push_request(command, parts, len)? {
+                return Ok(id);
             }
+            if !waited {
+                waited = true;
+                self.stats.send_waits += 1;
+            }
+            self.wait(WaitFor::RequestSpace(len), &mut spinning, deadline)?;
+        }
+    }
+
+    /// Sends a request if the request ring has room, without waiting: `Some(id)`, or
+    /// `None` when the ring is full — the notification fd
+    /// ([`AsFd`](std::os::fd::AsFd)) then becomes readable once room is freed. The
+    /// call for event loops. Responses that arrived are moved aside while it looks
+    /// (they stay for [`try_response`](Client::try_response)), and the fd is made
+    /// readable for them.
+    ///
+    /// # Errors
+    ///
+    /// As [`send_request`](Client::send_request), never `Timeout`.
+    pub fn try_send_request(
+        &mut self,
+        command: u16,
+        payload: &[u8],
+    ) -> Result<Option<u64>, ClientError> {
+        self.try_send_request_vectored(command, &[payload])
+    }
+
+    /// [`try_send_request`](Client::try_send_request) for the concatenation of
+    /// `parts`.
+    ///
+    /// # Errors
+    ///
+    /// As [`try_send_request`](Client::try_send_request).
+    pub fn try_send_request_vectored(
+        &mut self,
+        command: u16,
+        parts: &[&[u8]],
+    ) -> Result<Option<u64>, ClientError> {
+        self.alive()?;
+        let len = request_len(parts);
+        let received = self.pending.received();
+        loop {
+            if let Some(id) = self.push_request(command, parts, len)? {
+                return Ok(Some(id));
+            }
+            if self.announce(WaitFor::RequestSpace(len))? {
+                // Announced: the server rings when it frees room. Responses moved
+                // into the stash meanwhile are ready now: say so through the fd.
+                if self.pending.received() != received {
+                    self.waiter.ring_self()?;
+                }
+                self.stats.send_waits += 1;
+                return Ok(None);
+            }
+        }
+    }
+
+    /// One attempt to publish a request of `len` bytes (header included): its id, or
+    /// `None` when the ring is full.
+    fn push_request(
+        &mut self,
+        command: u16,
+        parts: &[&[u8]],
+        len: usize,
+    ) -> Result<Option<u64>, ClientError> {
+        let id = self.pending.next_id();
+        let header = RequestHeader { id, command }.encode();
+        // The ring is the one place the length is checked.
+        match self.requests.try_reserve(len) {
+            Ok(mut grant) => {
+                grant.write_at(0, &header);
+                let mut at = REQUEST_HEADER_LEN;
+                for part in parts {
+                    grant.write_at(at, part);
+                    at += part.len();
+                }
+                let published = grant.commit();
+                self.pending.sent(command);
+                self.stats.requests += 1;
+                self.stats.request_bytes += (len - REQUEST_HEADER_LEN) as u64;
+                self.waiter.ring_server(published.wake)?;
+                Ok(Some(id))
+            }
+            Err(PushError::Full) => Ok(None),
+            Err(PushError::TooLarge { len, max }) => Err(ClientError::TooLarge {
+                len: len - REQUEST_HEADER_LEN,
+                max: max.saturating_sub(REQUEST_HEADER_LEN),
+            }),
+            Err(e) => Err(self.fail(Violation::pushing(RingKind::Request, e))),
         }
     }
 
@@ -311,4 +366,13 @@ impl Client {
             status_error(status, command).map_or(Ok(Response { status, data }), Err),
         ))
     }
+}
+
+/// The frame length of a request made of `parts` (header included, saturating: the
+/// ring refuses what is too large).
+fn request_len(parts: &[&[u8]]) -> usize {
+    parts
+        .iter()
+        .map(|p| p.len())
+        .fold(REQUEST_HEADER_LEN, usize::saturating_add)
 }

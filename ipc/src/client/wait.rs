@@ -8,13 +8,14 @@
 //! announced sleep on the ring it waits for and re-checks that ring after waking; a
 //! ring meant for another of its rings is a spurious wake, never a lost one.
 //!
-//! The pollable fd handed to event loops is a second, level-triggered epoll over the
-//! same two fds, created on first use (most clients never poll).
+//! The notification fd handed to event loops is a second, level-triggered epoll over
+//! the same two fds, created at connect and kept for the client's life (an event loop
+//! registers it once). Blocking waits use their own edge-triggered epoll and never
+//! read the doorbell, so they never consume the notification fd's readiness.
 
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::net::UnixStream;
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use coroipc_ring::Wake;
@@ -43,19 +44,32 @@ pub(crate) struct Waiter {
     bell: Doorbell,
     /// What a blocking wait sleeps on; created on first block.
     blocker: Option<Epoll>,
-    /// The pollable fd; created on first use.
-    poll: OnceLock<Epoll>,
+    /// The notification fd (level-triggered: readable while the doorbell holds a
+    /// ring or the socket is readable or hung up); the same fd for the client's life.
+    poll: Epoll,
 }
 
 impl Waiter {
-    pub(crate) fn new(stream: UnixStream, server_bell: Doorbell, bell: Doorbell) -> Waiter {
-        Waiter {
+    /// Creates the notification fd over `bell` and `stream`.
+    ///
+    /// # Errors
+    ///
+    /// The OS error of `epoll_create1` or `epoll_ctl` (`EMFILE` at the fd limit).
+    pub(crate) fn new(
+        stream: UnixStream,
+        server_bell: Doorbell,
+        bell: Doorbell,
+    ) -> io::Result<Waiter> {
+        let poll = Epoll::new()?;
+        poll.add(bell.as_fd(), 0, Interest::READABLE)?;
+        poll.add(stream.as_fd(), 1, Interest::READABLE)?;
+        Ok(Waiter {
             stream,
             server_bell,
             bell,
             blocker: None,
-            poll: OnceLock::new(),
-        }
+            poll,
+        })
     }
 
     /// Rings the server's doorbell if the ring operation said so.
@@ -109,19 +123,9 @@ impl Waiter {
         })
     }
 
-    /// The pollable fd: readable after the doorbell rang or when the server is gone.
-    pub(crate) fn poll_fd(&self) -> io::Result<BorrowedFd<'_>> {
-        if let Some(p) = self.poll.get() {
-            return Ok(p.as_fd());
-        }
-        let p = Epoll::new()?;
-        p.add(self.bell.as_fd(), 0, Interest::READABLE)?;
-        p.add(self.stream.as_fd(), 1, Interest::READABLE)?;
-        Ok(self.poll.get_or_init(|| p).as_fd())
-    }
-
-    /// The socket (the fallback pollable fd: it reports the server's death).
-    pub(crate) fn socket_fd(&self) -> BorrowedFd<'_> {
-        self.stream.as_fd()
+    /// The notification fd: readable after the doorbell rang or when the server is
+    /// gone.
+    pub(crate) fn poll_fd(&self) -> BorrowedFd<'_> {
+        self.poll.as_fd()
     }
 }

@@ -243,6 +243,30 @@ pub fn connect(name: &SocketName, timeout: Option<Duration>) -> io::Result<UnixS
     Ok(UnixStream::from(sock))
 }
 
+/// One non-blocking attempt to connect to `name`, on `sock` (an unconnected socket
+/// from an earlier attempt) or on a new non-blocking socket. Returns the socket and
+/// whether it is connected: `false` when the server's backlog is full (try again
+/// later, on the same socket: a Unix socket offers no readiness to wait for here).
+///
+/// # Errors
+///
+/// As [`connect`], never `TimedOut`.
+pub fn try_connect(name: &SocketName, sock: Option<UnixStream>) -> io::Result<(UnixStream, bool)> {
+    let addr = name.addr()?;
+    let sock = match sock {
+        Some(s) => s,
+        None => UnixStream::from(new_socket(true)?),
+    };
+    loop {
+        match nix_connect(sock.as_raw_fd(), &addr) {
+            Ok(()) => return Ok((sock, true)),
+            Err(Errno::EINTR) => continue,
+            Err(Errno::EAGAIN) => return Ok((sock, false)),
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
 /// Sets `SO_SNDTIMEO`, which on a Unix stream socket also bounds `connect`'s wait for
 /// room in the server's backlog. Rounded up to whole microseconds, and at least one
 /// (zero would mean "forever").
