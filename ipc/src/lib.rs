@@ -82,6 +82,8 @@ mod client;
 mod connection;
 mod deadline;
 mod error;
+#[cfg(feature = "mio")]
+mod mio_source;
 pub mod os;
 mod outbox;
 pub mod protocol;
@@ -90,6 +92,8 @@ mod respond;
 mod server;
 mod service;
 mod stats;
+#[cfg(feature = "tokio")]
+pub mod tokio;
 
 pub use client::{
     Client, ConnectOptions, Connecting, DispatchMsg, Reply, Response, ResponseRef, WaitMode,

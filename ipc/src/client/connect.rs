@@ -98,6 +98,11 @@ impl Connecting {
         Ok(c)
     }
 
+    /// The server's name.
+    pub fn name(&self) -> &SocketName {
+        &self.name
+    }
+
     /// True while the server's backlog is full: no fd readiness announces room, call
     /// [`finish`](Connecting::finish) again after a short sleep.
     pub fn backlog_full(&self) -> bool {

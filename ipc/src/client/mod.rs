@@ -212,6 +212,13 @@ impl Client {
         }
     }
 
+    /// How many responses were ever moved into the stash (grows when a look for one
+    /// response set others aside).
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    pub(crate) fn stash_mark(&self) -> u64 {
+        self.pending.received()
+    }
+
     /// Requests sent and not yet answered.
     pub fn outstanding(&self) -> usize {
         self.pending.outstanding()

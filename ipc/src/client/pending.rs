@@ -1,7 +1,7 @@
 //! The pipelined-request table: ids sent and not answered, and responses read while
 //! looking for another id.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use coroipc_ring::{Consumer, Wake};
 
@@ -19,8 +19,8 @@ pub(crate) enum Found {
 
 /// Requests in flight and responses that arrived out of order.
 ///
-/// Invariant: an id is in at most one of `outstanding` and `stash`; ids are issued in
-/// increasing order from `next_id`.
+/// Invariant: an id is in at most one of `outstanding`, `stash` and `abandoned`; ids
+/// are issued in increasing order from `next_id`.
 #[derive(Debug)]
 pub(crate) struct Pending {
     next_id: u64,
@@ -29,6 +29,8 @@ pub(crate) struct Pending {
     stash: HashMap<u64, Stashed>,
     /// Responses moved from the ring into the stash (counted as received).
     received: u64,
+    /// Sent, then given up by the caller: the response is discarded on arrival.
+    abandoned: HashSet<u64>,
 }
 
 /// A response read while looking for another.
@@ -63,6 +65,7 @@ impl Pending {
             outstanding: HashMap::new(),
             stash: HashMap::new(),
             received: 0,
+            abandoned: HashSet::new(),
         }
     }
 
@@ -103,6 +106,24 @@ impl Pending {
         self.stash.insert(id, response);
     }
 
+    /// Gives up on `id`: a stashed response is dropped, one still to come will be
+    /// discarded on arrival. Returns whether `id` was in flight or stashed.
+    pub(crate) fn abandon(&mut self, id: u64) -> bool {
+        if self.stash.remove(&id).is_some() {
+            return true;
+        }
+        if self.outstanding.remove(&id).is_some() {
+            self.abandoned.insert(id);
+            return true;
+        }
+        false
+    }
+
+    /// Whether a response with this id may legitimately arrive.
+    fn expects(&self, id: u64) -> bool {
+        self.outstanding.contains_key(&id) || self.abandoned.contains(&id)
+    }
+
     /// Takes a stashed response.
     pub(crate) fn take_stashed(&mut self, id: u64) -> Option<Stashed> {
         self.stash.remove(&id)
@@ -118,7 +139,7 @@ impl Pending {
     pub(crate) fn stash_available(&mut self, ring: &mut Consumer) -> Result<Wake, Violation> {
         let mut wake = Wake::NotNeeded;
         while let Some(header) = peek_header(ring)? {
-            if !self.outstanding.contains_key(&header.id) {
+            if !self.expects(header.id) {
                 return Err(Violation::UnknownResponse(header.id));
             }
             wake = wake.or(self.stash_head(ring, header)?);
@@ -127,7 +148,7 @@ impl Pending {
     }
 
     /// Copies the response at the head of `ring` (whose header is `header`) into the
-    /// stash and releases it.
+    /// stash and releases it (an abandoned one is released unread).
     fn stash_head(
         &mut self,
         ring: &mut Consumer,
@@ -139,6 +160,9 @@ impl Pending {
             Ok(_) => return Err(Violation::ShortFrame(RingKind::Response)),
             Err(e) => return Err(Violation::popping(RingKind::Response, e)),
         };
+        if self.abandoned.remove(&header.id) {
+            return Ok(grant.release());
+        }
         let mut data = vec![0u8; grant.len() - RESPONSE_HEADER_LEN];
         grant.read_at(RESPONSE_HEADER_LEN, &mut data);
         let wake = grant.release();
@@ -171,10 +195,11 @@ impl Pending {
         }
         let mut wake = Wake::NotNeeded;
         while let Some(header) = peek_header(ring)? {
-            if !self.outstanding.contains_key(&header.id) {
+            if !self.expects(header.id) {
                 return Err(Violation::UnknownResponse(header.id));
             }
-            if want.is_none_or(|w| w == header.id) {
+            let abandoned = self.abandoned.contains(&header.id);
+            if !abandoned && want.is_none_or(|w| w == header.id) {
                 return Ok((Some(Found::Ring(header)), wake));
             }
             wake = wake.or(self.stash_head(ring, header)?);

@@ -136,6 +136,13 @@ impl Client {
         }
     }
 
+    /// Gives up on request `id`: its response is discarded when it arrives (or now,
+    /// if it is already here), and it no longer counts as outstanding. For callers that
+    /// stop waiting (a cancelled future). Returns whether `id` was in flight.
+    pub fn abandon(&mut self, id: u64) -> bool {
+        self.pending.abandon(id)
+    }
+
     /// Waits until the response to `want` (or to any request) is found.
     fn locate(
         &mut self,

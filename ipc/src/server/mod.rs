@@ -131,10 +131,16 @@ impl Server {
     pub fn run(&mut self) -> io::Result<()> {
         // A stop requested before `run` started counts: the flag is cleared on the way
         // out (so `run` may be called again), never on the way in.
-        while !self.stop.flag.swap(false, Ordering::AcqRel) {
+        while !self.take_stop() {
             self.run_once(None)?;
         }
         Ok(())
+    }
+
+    /// Whether a stop was requested, clearing the request (so the server may be run
+    /// again).
+    pub(crate) fn take_stop(&mut self) -> bool {
+        self.stop.flag.swap(false, Ordering::AcqRel)
     }
 
     /// One turn of the built-in loop, for driving the server from any event loop

@@ -1,0 +1,75 @@
+//! mio support (cargo feature `mio`): [`mio::event::Source`] for [`Client`] and
+//! [`Server`], by their single fd.
+//!
+//! mio registers edge-triggered. Both fds are made for that: the client's
+//! notification fd is armed from connect and re-armed by every non-blocking call that
+//! finds nothing (call them until they do: `try_response`, `try_receive_response`,
+//! `try_send_request`, `dispatch_recv(Some(ZERO))`); the server's epoll is
+//! level-triggered inside, so call [`Server::run_once`] with a zero timeout until it
+//! handles nothing, and again by [`Server::next_deadline`].
+
+use std::io;
+use std::os::fd::AsRawFd;
+
+use mio::event::Source;
+use mio::unix::SourceFd;
+use mio::{Interest, Registry, Token};
+
+use crate::client::Client;
+use crate::server::Server;
+
+impl Source for Client {
+    fn register(
+        &mut self,
+        registry: &Registry,
+        token: Token,
+        interests: Interest,
+    ) -> io::Result<()> {
+        SourceFd(&self.as_raw_fd()).register(registry, token, interests)
+    }
+
+    fn reregister(
+        &mut self,
+        registry: &Registry,
+        token: Token,
+        interests: Interest,
+    ) -> io::Result<()> {
+        SourceFd(&self.as_raw_fd()).reregister(registry, token, interests)
+    }
+
+    fn deregister(&mut self, registry: &Registry) -> io::Result<()> {
+        SourceFd(&self.as_raw_fd()).deregister(registry)
+    }
+}
+
+/// The server's poll fd, or `Unsupported` for a server built with poll hooks.
+fn server_fd(server: &Server) -> io::Result<std::os::fd::RawFd> {
+    server
+        .poll_fd()
+        .map(|fd| fd.as_raw_fd())
+        .ok_or_else(|| io::Error::new(io::ErrorKind::Unsupported, "server uses poll hooks"))
+}
+
+impl Source for Server {
+    fn register(
+        &mut self,
+        registry: &Registry,
+        token: Token,
+        interests: Interest,
+    ) -> io::Result<()> {
+        SourceFd(&server_fd(self)?).register(registry, token, interests)
+    }
+
+    fn reregister(
+        &mut self,
+        registry: &Registry,
+        token: Token,
+        interests: Interest,
+    ) -> io::Result<()> {
+        SourceFd(&server_fd(self)?).reregister(registry, token, interests)
+    }
+
+    fn deregister(&mut self, registry: &Registry) -> io::Result<()> {
+        SourceFd(&server_fd(self)?).deregister(registry)
+    }
+}

@@ -1,0 +1,307 @@
+//! [`AsyncClient`]: the blocking [`Client`] driven through its notification fd on a
+//! tokio runtime. Every operation is the client's non-blocking call (`try_*`), retried
+//! when the fd reads ready; no call ever blocks a runtime thread. Several tasks may
+//! wait at once; [`Wakers`] makes sure the one tokio wakes passes it on.
+
+use std::future::poll_fn;
+use std::os::fd::AsRawFd;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
+
+use ::tokio::io::unix::AsyncFd;
+
+use super::wakers::Wakers;
+use super::{register, Borrowed};
+use crate::client::{Client, ConnectOptions, Response};
+use crate::error::{ClientError, ConnectError, ConnectStep};
+use crate::os::SocketName;
+
+/// The client and its waiters, shared by every handle and future.
+struct Shared {
+    /// Dropped first: deregisters before the client closes the fd.
+    fd: AsyncFd<Borrowed>,
+    state: Mutex<State>,
+}
+
+struct State {
+    client: Client,
+    wakers: Wakers,
+}
+
+/// An async client for tokio: cheap to clone (the clones share one connection), and
+/// any number of tasks may await requests and dispatch messages on it at once.
+///
+/// Needs a runtime with I/O and time enabled (`Builder::enable_all`). Errors are the
+/// blocking client's: a dead server resolves every pending future, and ends the
+/// dispatch stream, with [`ClientError::Disconnected`].
+#[derive(Clone)]
+pub struct AsyncClient {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for AsyncClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AsyncClient")
+            .field("fd", &self.shared.fd.get_ref().0)
+            .finish()
+    }
+}
+
+/// A task's place among the waiters of one client; leaves on drop.
+struct Waiting<'a> {
+    shared: &'a Shared,
+    slot: Option<usize>,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic in another task's look cannot leave the client half-updated in a way
+        // that matters more than the panic itself: keep serving.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Waiting<'_> {
+    /// Tries `op` until it has an answer, sleeping on the notification fd between
+    /// tries (see the protocol in [`Wakers`]).
+    fn poll<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        mut op: impl FnMut(&mut Client) -> Result<Option<T>, ClientError>,
+    ) -> Poll<Result<T, ClientError>> {
+        let mut state = self.shared.lock();
+        loop {
+            let mark = state.client.stash_mark();
+            let result = op(&mut state.client);
+            if state.client.stash_mark() != mark {
+                state.wakers.wake_others(self.slot);
+            }
+            let done = match result {
+                Ok(None) => None,
+                Ok(Some(v)) => Some(Ok(v)),
+                Err(e) => Some(Err(e)),
+            };
+            if let Some(done) = done {
+                state.wakers.leave(&mut self.slot);
+                return Poll::Ready(done);
+            }
+            state.wakers.register(&mut self.slot, cx.waker());
+            match self.shared.fd.poll_read_ready(cx) {
+                Poll::Pending => {
+                    state.wakers.set_holder(self.slot);
+                    return Poll::Pending;
+                }
+                Poll::Ready(Ok(mut ready)) => {
+                    ready.clear_ready();
+                    state.wakers.wake_others(self.slot);
+                }
+                Poll::Ready(Err(e)) => {
+                    state.wakers.leave(&mut self.slot);
+                    return Poll::Ready(Err(ClientError::Io(e)));
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        if self.slot.is_some() {
+            self.shared.lock().wakers.leave(&mut self.slot);
+        }
+    }
+}
+
+/// Gives up on a request whose future was dropped before its response came.
+struct AbandonOnDrop<'a> {
+    shared: &'a Shared,
+    id: Option<u64>,
+}
+
+impl Drop for AbandonOnDrop<'_> {
+    fn drop(&mut self) {
+        if let Some(id) = self.id {
+            self.shared.lock().client.abandon(id);
+        }
+    }
+}
+
+impl AsyncClient {
+    /// Connects without blocking the runtime: the handshake of
+    /// [`Client::connect_start`], driven by the socket's readiness, bounded by
+    /// `options.connect_timeout`.
+    ///
+    /// # Errors
+    ///
+    /// As [`Client::connect`].
+    pub async fn connect(
+        name: &SocketName,
+        service: u16,
+        options: &ConnectOptions,
+    ) -> Result<AsyncClient, ConnectError> {
+        let connecting = Client::connect_start(name, service, options)?;
+        let handshake = super::finish_connect(connecting);
+        // `Duration::MAX` (no deadline) must not overflow the clock.
+        let client = match ::tokio::time::Instant::now().checked_add(options.connect_timeout) {
+            Some(deadline) => ::tokio::time::timeout_at(deadline, handshake)
+                .await
+                .map_err(|_| ConnectError::Timeout)??,
+            None => handshake.await?,
+        };
+        AsyncClient::new(client).map_err(|source| ConnectError::Os {
+            name: name.clone(),
+            step: ConnectStep::Notify,
+            source,
+        })
+    }
+
+    /// Wraps a connected client (registers its notification fd with the current
+    /// runtime).
+    ///
+    /// # Errors
+    ///
+    /// The OS error of registering the fd; outside a runtime, an error too.
+    pub fn new(client: Client) -> std::io::Result<AsyncClient> {
+        // SAFETY: the client owns its notification fd, never replaces it, and is dropped
+        // after `fd` (field order in `Shared`).
+        let fd = unsafe { register(client.as_raw_fd()) }?;
+        Ok(AsyncClient {
+            shared: Arc::new(Shared {
+                fd,
+                state: Mutex::new(State {
+                    client,
+                    wakers: Wakers::default(),
+                }),
+            }),
+        })
+    }
+
+    fn waiting(&self) -> Waiting<'_> {
+        Waiting {
+            shared: &self.shared,
+            slot: None,
+        }
+    }
+
+    /// Sends a request and waits for its response (both without blocking a thread).
+    /// Dropping the future after the request went out abandons it: its response is
+    /// discarded when it arrives.
+    ///
+    /// # Errors
+    ///
+    /// As [`Client::request`].
+    pub async fn request(&self, command: u16, payload: &[u8]) -> Result<Response, ClientError> {
+        let id = self.send(command, payload).await?;
+        self.response(id).await
+    }
+
+    /// Sends a request, waiting for room in the request ring if needed; returns its id
+    /// for [`response`](AsyncClient::response) (pipelining).
+    ///
+    /// # Errors
+    ///
+    /// As [`Client::send_request`].
+    pub async fn send(&self, command: u16, payload: &[u8]) -> Result<u64, ClientError> {
+        let mut waiting = self.waiting();
+        poll_fn(|cx| waiting.poll(cx, |c| c.try_send_request(command, payload))).await
+    }
+
+    /// Waits for the response to request `id`. Dropping the future before it resolves
+    /// abandons the request.
+    ///
+    /// # Errors
+    ///
+    /// As [`Client::wait_response`].
+    pub async fn response(&self, id: u64) -> Result<Response, ClientError> {
+        let mut abandon = AbandonOnDrop {
+            shared: &self.shared,
+            id: Some(id),
+        };
+        let mut waiting = self.waiting();
+        let result = poll_fn(|cx| waiting.poll(cx, |c| c.try_response(id))).await;
+        abandon.id = None;
+        result
+    }
+
+    /// Waits for the next dispatch message (a copy).
+    ///
+    /// # Errors
+    ///
+    /// `Disconnected` once the server is gone; `Corrupt`.
+    pub async fn next_dispatch(&self) -> Result<Vec<u8>, ClientError> {
+        let mut waiting = self.waiting();
+        poll_fn(|cx| waiting.poll(cx, take_dispatch)).await
+    }
+
+    /// The dispatch messages as a stream; it ends after yielding the error that closed
+    /// the connection (`Disconnected` when the server dies).
+    pub fn dispatch_stream(&self) -> DispatchStream {
+        DispatchStream {
+            client: self.clone(),
+            slot: None,
+            ended: false,
+        }
+    }
+
+    /// Runs `f` on the underlying blocking client (stats, flow control, limits). Keep
+    /// it short and non-blocking: the client is locked meanwhile.
+    pub fn with_client<R>(&self, f: impl FnOnce(&mut Client) -> R) -> R {
+        f(&mut self.shared.lock().client)
+    }
+}
+
+/// One non-blocking look for a dispatch message, copied out.
+fn take_dispatch(c: &mut Client) -> Result<Option<Vec<u8>>, ClientError> {
+    Ok(c.dispatch_recv(Some(std::time::Duration::ZERO))?
+        .map(|m| m.to_vec()))
+}
+
+/// The dispatch messages of an [`AsyncClient`] (a [`futures_core::Stream`]).
+pub struct DispatchStream {
+    client: AsyncClient,
+    slot: Option<usize>,
+    ended: bool,
+}
+
+impl std::fmt::Debug for DispatchStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DispatchStream")
+            .field("ended", &self.ended)
+            .finish()
+    }
+}
+
+impl futures_core::Stream for DispatchStream {
+    type Item = Result<Vec<u8>, ClientError>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        if this.ended {
+            return Poll::Ready(None);
+        }
+        let mut waiting = Waiting {
+            shared: &this.client.shared,
+            slot: this.slot.take(),
+        };
+        let polled = waiting.poll(cx, take_dispatch);
+        // Keep the place while pending; `poll` left it on an answer.
+        this.slot = waiting.slot.take();
+        match polled {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Ok(m)) => Poll::Ready(Some(Ok(m))),
+            Poll::Ready(Err(e)) => {
+                this.ended = true;
+                Poll::Ready(Some(Err(e)))
+            }
+        }
+    }
+}
+
+impl Drop for DispatchStream {
+    fn drop(&mut self) {
+        if self.slot.is_some() {
+            self.client.shared.lock().wakers.leave(&mut self.slot);
+        }
+    }
+}

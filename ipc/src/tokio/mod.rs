@@ -1,0 +1,142 @@
+//! tokio support (cargo feature `tokio`): an async client, and serving a [`Server`]
+//! on a runtime.
+//!
+//! Both are thin: the blocking types already expose one fd each that reads ready when
+//! there is something to do ([`Client`]'s notification fd, [`Server::poll_fd`]), and
+//! non-blocking calls that do it ([`Client::try_response`],
+//! [`Client::try_send_request`], `dispatch_recv(Some(ZERO))`, [`Server::run_once`]).
+//! This module registers those fds with tokio's reactor ([`AsyncFd`]) and retries the
+//! calls on readiness. No call blocks a runtime thread, except a service's own
+//! handler when the server is served here (keep handlers short, or defer).
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use coroipc::tokio::AsyncClient;
+//! use coroipc::{ConnectOptions, SocketName};
+//!
+//! let client = AsyncClient::connect(&SocketName::abstract_name("kv"), 1, &ConnectOptions::default()).await?;
+//! let reply = client.request(1, b"key").await?;
+//! let event = client.next_dispatch().await?;
+//! # let _ = (reply, event);
+//! # Ok(())
+//! # }
+//! ```
+
+mod client;
+mod wakers;
+
+use std::io;
+use std::os::fd::AsRawFd;
+use std::time::Duration;
+
+use ::tokio::io::unix::AsyncFd;
+use ::tokio::io::Interest;
+
+use crate::client::{Client, Connecting};
+use crate::error::ConnectError;
+use crate::server::Server;
+pub use client::{AsyncClient, DispatchStream};
+
+/// A raw fd registered with tokio, owned elsewhere (and outliving the registration).
+pub(crate) struct Borrowed(std::os::fd::RawFd);
+
+impl AsRawFd for Borrowed {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.0
+    }
+}
+
+/// Registers `fd` for readability with the current runtime's reactor.
+///
+/// # Safety
+///
+/// `fd` must stay open, naming the same file description, until the returned
+/// `AsyncFd` is dropped (tokio's requirement for `register_with_interest`).
+///
+/// # Errors
+///
+/// `Other` outside a tokio runtime; the OS error of `epoll_ctl`.
+pub(crate) unsafe fn register(fd: std::os::fd::RawFd) -> io::Result<AsyncFd<Borrowed>> {
+    if ::tokio::runtime::Handle::try_current().is_err() {
+        return Err(io::Error::other("not inside a tokio runtime"));
+    }
+    // SAFETY: the caller keeps `fd` open until the `AsyncFd` is dropped; `Borrowed`
+    // always returns the same fd.
+    let registered = unsafe { AsyncFd::register_with_interest(Borrowed(fd), Interest::READABLE) };
+    registered.map_err(|e| e.into())
+}
+
+/// Drives a [`Connecting`] to its end on the socket's readiness.
+async fn finish_connect(mut connecting: Connecting) -> Result<Client, ConnectError> {
+    // SAFETY: `connecting` owns the socket and outlives `fd`, which is dropped before
+    // the socket moves into the client (and the socket is the same in every stage).
+    let fd = unsafe { register(connecting.as_raw_fd()) }.map_err(|e| ConnectError::Os {
+        name: connecting.name().clone(),
+        step: crate::error::ConnectStep::Handshake,
+        source: e,
+    })?;
+    loop {
+        if let Some(client) = connecting.finish()? {
+            // The socket now belongs to the client: deregister it before returning
+            // (the client's notification fd watches it from here on).
+            drop(fd);
+            return Ok(client);
+        }
+        if connecting.backlog_full() {
+            // No readiness announces room in the server's backlog: try again shortly.
+            ::tokio::time::sleep(Duration::from_millis(1)).await;
+            continue;
+        }
+        let mut ready = fd.readable().await.map_err(|e| ConnectError::Os {
+            name: connecting.name().clone(),
+            step: crate::error::ConnectStep::Handshake,
+            source: e,
+        })?;
+        ready.clear_ready();
+    }
+}
+
+/// Serves `server` on the current tokio runtime until its [`StopHandle`] is used:
+/// the built-in loop's [`run_once`](Server::run_once), called whenever
+/// [`poll_fd`](Server::poll_fd) reads ready or a handshake deadline comes. Handlers
+/// run on the runtime thread that polls this future.
+///
+/// # Errors
+///
+/// `Unsupported` for a server built with poll hooks; the OS error of registering the
+/// fd or of `epoll_wait`.
+///
+/// [`StopHandle`]: crate::StopHandle
+pub async fn serve(server: &mut Server) -> io::Result<()> {
+    let raw = server
+        .poll_fd()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::Unsupported, "server uses poll hooks"))?
+        .as_raw_fd();
+    // SAFETY: the server owns its epoll for its whole life; `server` is borrowed for
+    // the whole of this future, and `fd` is dropped at its end.
+    let fd = unsafe { register(raw) }?;
+    loop {
+        // Everything ready now (the epoll is level-triggered: an event left over by a
+        // full batch shows up in the next turn, never needing a new edge).
+        loop {
+            let handled = server.run_once(Some(Duration::ZERO))?;
+            if server.take_stop() {
+                return Ok(());
+            }
+            if handled == 0 {
+                break;
+            }
+        }
+        let readable = fd.readable();
+        let ready = match server.next_deadline() {
+            Some(at) => match ::tokio::time::timeout_at(at.into(), readable).await {
+                Ok(ready) => Some(ready?),
+                Err(_) => None,
+            },
+            None => Some(readable.await?),
+        };
+        if let Some(mut ready) = ready {
+            ready.clear_ready();
+        }
+    }
+}

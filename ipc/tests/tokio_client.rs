@@ -1,0 +1,224 @@
+//! The tokio client against a server in a real child process: requests and dispatch
+//! interleaved on a current-thread runtime, no runtime thread blocked, every pending
+//! future resolved when the server is killed.
+#![cfg(feature = "tokio")]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::cell::Cell;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use coroipc::tokio::AsyncClient;
+use coroipc::{ClientError, ConnectOptions};
+use support::{cmd, ServerProcess};
+
+#[test]
+#[ignore = "entry point of the server child process"]
+fn child_server() {
+    support::child_entry();
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// A task that counts while the runtime thread is free.
+fn ticker(local: &tokio::task::LocalSet) -> Rc<Cell<u64>> {
+    let ticks = Rc::new(Cell::new(0u64));
+    let t = ticks.clone();
+    local.spawn_local(async move {
+        loop {
+            t.set(t.get() + 1);
+            tokio::task::yield_now().await;
+        }
+    });
+    ticks
+}
+
+/// Waits, yielding, until `ticks` has advanced by `n` (a blocked thread never gets
+/// here: the test would hang, which the harness reports).
+async fn ticks_pass(ticks: &Cell<u64>, n: u64) {
+    let start = ticks.get();
+    while ticks.get() < start + n {
+        tokio::task::yield_now().await;
+    }
+}
+
+#[test]
+fn ten_thousand_requests_and_dispatch_messages_interleaved() {
+    let server = ServerProcess::start("tokio-10k", &[]);
+    let local = tokio::task::LocalSet::new();
+    runtime().block_on(local.run_until(async {
+        let ticks = ticker(&local);
+        let client = AsyncClient::connect(&server.socket(), 1, &ConnectOptions::default())
+            .await
+            .unwrap();
+        // Dispatch consumer: its own task on the same thread.
+        let events = client.clone();
+        let consumer = tokio::task::spawn_local(async move {
+            let mut got = 0u32;
+            while got < 10_000 {
+                let m = events.next_dispatch().await.unwrap();
+                // Ten per request, numbered 0..10 by the server.
+                assert_eq!(m[..4], (got % 10).to_le_bytes(), "in order");
+                got += 1;
+            }
+            got
+        });
+        // 10,000 requests: every tenth asks for ten dispatch messages, every hundredth
+        // is deferred by the server (5 ms) and must let the ticker run meanwhile.
+        let (mut dispatched, mut ticked_while_deferred) = (0u32, 0u32);
+        for i in 0..10_000u32 {
+            if i % 10 == 0 {
+                let ask = [10u32.to_le_bytes(), 64u32.to_le_bytes()].concat();
+                let r = client.request(cmd::DISPATCH, &ask).await.unwrap();
+                dispatched += u32::from_le_bytes(r.data[..4].try_into().unwrap());
+            } else if i % 100 == 1 {
+                let before = ticks.get();
+                let r = client.request(cmd::DEFER, &i.to_le_bytes()).await.unwrap();
+                let mut want = i.to_le_bytes();
+                want.reverse();
+                assert_eq!(r.data, want);
+                if ticks.get() > before {
+                    ticked_while_deferred += 1;
+                }
+            } else {
+                let r = client.request(cmd::ECHO, &i.to_le_bytes()).await.unwrap();
+                assert_eq!(r.data, i.to_le_bytes());
+            }
+        }
+        assert_eq!(dispatched, 10_000, "the server accepted every message");
+        assert_eq!(consumer.await.unwrap(), 10_000);
+        // A blocking wait would give 0 of 100; scheduling noise may cost a few.
+        assert!(
+            ticked_while_deferred >= 50,
+            "the runtime thread ran other tasks during only {ticked_while_deferred} of 100 deferred requests"
+        );
+        // A request that is never answered leaves the thread free indefinitely.
+        let hang = client.send(cmd::HANG, b"").await.unwrap();
+        tokio::select! {
+            r = client.response(hang) => panic!("a hung request resolved: {r:?}"),
+            () = ticks_pass(&ticks, 10_000) => {}
+        }
+        let stats = client.with_client(|c| c.stats());
+        assert!(stats.requests >= 10_001);
+    }));
+}
+
+#[test]
+fn a_killed_server_resolves_every_pending_future_at_once() {
+    let mut server = ServerProcess::start("tokio-kill", &[]);
+    let local = tokio::task::LocalSet::new();
+    runtime().block_on(local.run_until(async {
+        let client = AsyncClient::connect(&server.socket(), 1, &ConnectOptions::default())
+            .await
+            .unwrap();
+        assert_eq!(client.request(cmd::ECHO, b"hi").await.unwrap().data, b"hi");
+        // Five requests that will never be answered, and a dispatch stream, pending.
+        let mut pending = Vec::new();
+        for _ in 0..5 {
+            let c = client.clone();
+            pending.push(tokio::task::spawn_local(async move {
+                c.request(cmd::HANG, b"").await
+            }));
+        }
+        let c = client.clone();
+        let stream = tokio::task::spawn_local(async move {
+            use futures_core_shim::next;
+            let mut s = c.dispatch_stream();
+            let first = next(&mut s).await;
+            let after = next(&mut s).await;
+            (first, after)
+        });
+        // Let every task reach its wait.
+        for _ in 0..100 {
+            tokio::task::yield_now().await;
+        }
+        assert!(pending.iter().all(|p| !p.is_finished()));
+        server.kill();
+        let killed = Instant::now();
+        for p in pending {
+            assert!(matches!(p.await.unwrap(), Err(ClientError::Disconnected)));
+        }
+        let (first, after) = stream.await.unwrap();
+        let elapsed = killed.elapsed();
+        assert!(
+            matches!(first, Some(Err(ClientError::Disconnected))),
+            "{first:?}"
+        );
+        assert!(after.is_none(), "the stream ends after the error");
+        assert!(
+            elapsed < Duration::from_millis(100),
+            "futures resolved {elapsed:?} after the kill"
+        );
+        // And any later call fails at once.
+        assert!(matches!(
+            client.request(cmd::ECHO, b"").await,
+            Err(ClientError::Disconnected)
+        ));
+    }));
+}
+
+#[test]
+fn a_dropped_request_future_is_abandoned() {
+    let server = ServerProcess::start("tokio-abandon", &[]);
+    runtime().block_on(async {
+        let client = AsyncClient::connect(&server.socket(), 1, &ConnectOptions::default())
+            .await
+            .unwrap();
+        // Deferred by 5 ms: the timeout drops the future first.
+        let r =
+            tokio::time::timeout(Duration::from_millis(1), client.request(cmd::DEFER, b"ab")).await;
+        assert!(r.is_err(), "timed out");
+        assert_eq!(client.with_client(|c| c.outstanding()), 0, "abandoned");
+        // Its response, when it arrives, is discarded: the next request gets its own.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert_eq!(
+            client.request(cmd::ECHO, b"next").await.unwrap().data,
+            b"next"
+        );
+    });
+}
+
+#[test]
+fn connect_errors_are_the_blocking_ones() {
+    runtime().block_on(async {
+        let name =
+            coroipc::SocketName::abstract_name(format!("coroipc-none-{}", std::process::id()));
+        let e = AsyncClient::connect(&name, 1, &ConnectOptions::default())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                e,
+                coroipc::ConnectError::Os {
+                    step: coroipc::ConnectStep::Connect,
+                    ..
+                }
+            ),
+            "{e}"
+        );
+    });
+    let server = ServerProcess::start("tokio-noservice", &[]);
+    runtime().block_on(async {
+        let e = AsyncClient::connect(&server.socket(), 3, &ConnectOptions::default())
+            .await
+            .unwrap_err();
+        assert!(matches!(e, coroipc::ConnectError::NoSuchService(3)), "{e}");
+    });
+}
+
+/// `StreamExt::next` without a futures dependency.
+mod futures_core_shim {
+    use std::future::poll_fn;
+    use std::pin::Pin;
+
+    pub async fn next<S: futures_core::Stream + Unpin>(s: &mut S) -> Option<S::Item> {
+        poll_fn(|cx| Pin::new(&mut *s).poll_next(cx)).await
+    }
+}
