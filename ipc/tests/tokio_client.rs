@@ -222,3 +222,48 @@ mod futures_core_shim {
         poll_fn(|cx| Pin::new(&mut *s).poll_next(cx)).await
     }
 }
+
+#[test]
+fn a_server_served_on_the_same_thread_as_its_async_client() {
+    // One thread runs both: anything that blocked would deadlock the test.
+    let name =
+        coroipc::SocketName::abstract_name(format!("coroipc-tokio-serve-{}", std::process::id()));
+    let mut server = coroipc::ServerBuilder::new(name.clone())
+        .service(
+            1,
+            support::TestService {
+                disconnects: Default::default(),
+                log: Default::default(),
+            },
+        )
+        .build()
+        .unwrap();
+    let stop = server.stop_handle();
+    let local = tokio::task::LocalSet::new();
+    runtime().block_on(local.run_until(async move {
+        let served = tokio::task::spawn_local(async move {
+            coroipc::tokio::serve(&mut server).await.map(|()| server)
+        });
+        let client = AsyncClient::connect(&name, 1, &ConnectOptions::default())
+            .await
+            .unwrap();
+        for i in 0..1000u32 {
+            let r = client.request(cmd::ECHO, &i.to_le_bytes()).await.unwrap();
+            assert_eq!(r.data, i.to_le_bytes());
+        }
+        let ask = [100u32.to_le_bytes(), 64u32.to_le_bytes()].concat();
+        assert_eq!(
+            client.request(cmd::DISPATCH, &ask).await.unwrap().data,
+            100u32.to_le_bytes()
+        );
+        for seq in 0..100u32 {
+            assert_eq!(
+                client.next_dispatch().await.unwrap()[..4],
+                seq.to_le_bytes()
+            );
+        }
+        stop.stop();
+        let server = served.await.unwrap().unwrap();
+        assert_eq!(server.connection_count(), 1);
+    }));
+}
