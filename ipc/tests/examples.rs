@@ -17,7 +17,11 @@ fn example(name: &str) -> PathBuf {
 }
 
 /// A running daemon example (and its stdout, kept open), killed on drop.
-struct Daemon(Child, std::io::Lines<BufReader<std::process::ChildStdout>>);
+struct Daemon(
+    Child,
+    #[allow(dead_code)] // held open: the daemon prints to it
+    std::io::Lines<BufReader<std::process::ChildStdout>>,
+);
 
 impl Daemon {
     fn start(program: &str, name: &str) -> Daemon {
