@@ -676,6 +676,34 @@ pub fn connect_only(secs: f64) -> std::io::Result<f64> {
     Ok(n as f64 / t.elapsed().as_secs_f64())
 }
 
+/// Round trip of 64 B through the tokio client (`coroipc::tokio::AsyncClient`) on a
+/// current-thread runtime, server not spinning: what an async caller pays against the
+/// blocking client's rows (`impl` `coroipc-tokio`, `mode` `default`).
+fn tokio_rtt(b: Budget) -> std::io::Result<IpcResult> {
+    let server = ServerChild::start("coroipc", 0)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let opts = ConnectOptions::default();
+    runtime.block_on(async {
+        let c = coroipc::tokio::AsyncClient::connect(&server.socket(), 1, &opts)
+            .await
+            .map_err(io_err)?;
+        let payload = [1u8; 64];
+        for _ in 0..b.rtt_iters / 10 {
+            c.request(CMD_ECHO, &payload).await.map_err(io_err)?;
+        }
+        let mut samples = Vec::with_capacity(b.rtt_iters);
+        for _ in 0..b.rtt_iters {
+            let t = Instant::now();
+            let r = c.request(CMD_ECHO, &payload).await.map_err(io_err)?;
+            std::hint::black_box(r.data.len());
+            samples.push(t.elapsed().as_nanos() as f64);
+        }
+        Ok(rtt_result("coroipc-tokio", "default", 64, samples))
+    })
+}
+
 /// Runs the whole comparison.
 pub fn run(quick: bool) -> std::io::Result<Vec<IpcResult>> {
     pin_to(0);
@@ -684,6 +712,7 @@ pub fn run(quick: bool) -> std::io::Result<Vec<IpcResult>> {
     for mode in MODES {
         coroipc_suite(mode, b, &mut out)?;
     }
+    out.push(tokio_rtt(b)?);
     uds_suite(b, &mut out)?;
     out.push(memcpy_baseline(b));
     Ok(out)
@@ -768,6 +797,21 @@ pub fn table(results: &[IpcResult]) -> String {
             fmt(Some(u)),
             ratio(d),
             ratio(bl),
+        ));
+    }
+    if let (Some(a), Some(d), Some(bl)) = (
+        find("rtt", "coroipc-tokio", "default", 64),
+        find("rtt", "coroipc", "default", 64),
+        find("rtt", "coroipc", "block", 64),
+    ) {
+        let m = |r: &IpcResult| r.median_ns.unwrap_or(f64::NAN);
+        s.push_str(&format!(
+            "\n  Async client (tokio, current thread), 64 B round trip: {:.0} ns median = {:.2}x blocking default ({:.0} ns), {:.2}x blocking block ({:.0} ns)\n",
+            m(a),
+            m(a) / m(d),
+            m(d),
+            m(a) / m(bl),
+            m(bl)
         ));
     }
     if let (Some(m), Some(d)) = (
