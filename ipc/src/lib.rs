@@ -7,6 +7,10 @@
 //! * Server: [`ServerBuilder`], [`Service`], [`Server::run`] or [`PollHooks`] +
 //!   [`Server::handle_ready`] for any event loop; responses ([`Responder`],
 //!   [`DeferredResponse`]) and dispatch ([`Connection`]) from any thread.
+//! * Event loops: one notification fd per client and one poll fd per server, with
+//!   non-blocking calls ([`Client::try_response`], [`Client::try_send_request`],
+//!   [`Client::connect_start`], [`Server::run_once`]); features `tokio` (an async
+//!   client, serving a server) and `mio` (`event::Source`).
 //! * Client: [`Client::connect`], [`Client::request`] (copy),
 //!   [`Client::request_in_place`] (zero copy), [`Client::send_request`] /
 //!   [`Client::wait_response`] (pipelined), [`Client::dispatch_recv`], `AsFd`,
@@ -109,7 +113,8 @@ pub use service::{HandlerError, Service};
 pub use stats::{ClientStats, ConnStats, Refusals, ServerStats, ServerStatsHandle};
 
 /// The README's examples, compiled (and the in-process one run) as doctests so they
-/// stay true.
-#[cfg(doctest)]
+/// stay true (with the `tokio` feature, which the README's test command enables
+/// through the workspace: its tokio example needs it).
+#[cfg(all(doctest, feature = "tokio"))]
 #[doc = include_str!("../../README.md")]
 struct ReadmeDoctests;
