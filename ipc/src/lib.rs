@@ -100,7 +100,7 @@ mod stats;
 pub mod tokio;
 
 pub use client::{
-    Client, ConnectOptions, Connecting, DispatchMsg, Reply, Response, ResponseRef, WaitMode,
+    Client, ConnectOptions, Connecting, DispatchMsg, Finish, Reply, Response, ResponseRef, WaitMode,
 };
 pub use connection::{Connection, DisconnectReason, DispatchGrant, OverflowPolicy};
 pub use error::{

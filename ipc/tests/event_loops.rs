@@ -8,7 +8,7 @@ mod support;
 use std::os::fd::{AsFd, AsRawFd};
 use std::time::Duration;
 
-use coroipc::{Client, ConnectOptions};
+use coroipc::{Client, ConnectOptions, Finish};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use support::{cmd, ServerProcess};
 
@@ -36,18 +36,19 @@ fn options() -> ConnectOptions {
 fn a_non_blocking_connect_driven_by_poll() {
     let server = ServerProcess::start("nb-connect", &[]);
     let mut connecting = Client::connect_start(&server.socket(), 1, &options()).unwrap();
+    let fd = connecting.as_raw_fd();
     let mut polls = 0;
     let mut client = loop {
-        if let Some(c) = connecting.finish().unwrap() {
-            break c;
-        }
+        connecting = match connecting.finish().unwrap() {
+            Finish::Connected(c) => break c,
+            Finish::Pending(c) => c,
+        };
+        assert_eq!(connecting.as_raw_fd(), fd, "one socket throughout");
         assert!(!connecting.backlog_full());
         assert!(readable(&connecting), "the server's reply is an event");
         polls += 1;
         assert!(polls < 100);
     };
-    // Finished: further calls report it, they do not hand out a second client.
-    assert!(connecting.finish().is_err());
     // One fd for the client's life, whatever is called.
     let fd = client.as_raw_fd();
     assert_eq!(client.request(cmd::ECHO, b"x").unwrap().data, b"x");
@@ -71,11 +72,12 @@ fn a_non_blocking_connect_driven_by_poll() {
     // A refusal comes out of `finish` too.
     let mut refused = Client::connect_start(&server.socket(), 3, &options()).unwrap();
     let e = loop {
-        match refused.finish() {
-            Ok(None) => assert!(readable(&refused)),
-            Ok(Some(_)) => panic!("service 3 does not exist"),
+        refused = match refused.finish() {
+            Ok(Finish::Pending(c)) => c,
+            Ok(Finish::Connected(_)) => panic!("service 3 does not exist"),
             Err(e) => break e,
-        }
+        };
+        assert!(readable(&refused));
     };
     assert!(matches!(e, coroipc::ConnectError::NoSuchService(3)), "{e}");
 }

@@ -30,17 +30,20 @@ pub(crate) struct Accepted {
 /// A connect in progress, for event loops: [`Client::connect_start`] begins it,
 /// [`finish`](Connecting::finish) advances it without blocking.
 ///
-/// Between calls, wait until [`as_fd`](AsFd::as_fd) (the socket) polls readable.
-/// While the server's backlog is full ([`backlog_full`](Connecting::backlog_full))
-/// there is nothing to wait for: call `finish` again after a short sleep (the socket
-/// polls ready at once then, so a plain poll loop simply retries). The connect timeout
-/// of the options bounds the whole handshake: past it `finish` returns `Timeout`.
+/// Between calls, wait until [`as_fd`](AsFd::as_fd) (the socket, the same fd
+/// throughout) polls readable. While the server's backlog is full
+/// ([`backlog_full`](Connecting::backlog_full)) there is nothing to wait for: call
+/// `finish` again after a short sleep (the socket polls ready at once then, so a plain
+/// poll loop simply retries). The connect timeout of the options bounds the whole
+/// handshake: past it `finish` returns `Timeout`.
 #[derive(Debug)]
 pub struct Connecting {
     name: SocketName,
     service: u16,
     options: ConnectOptions,
     deadline: Deadline,
+    /// The socket, from the first connect attempt to the client.
+    stream: UnixStream,
     stage: Stage,
 }
 
@@ -48,16 +51,24 @@ pub struct Connecting {
 #[derive(Debug)]
 enum Stage {
     /// The server's backlog was full: connect again.
-    Backlog(UnixStream),
+    Backlog,
     /// The request is sent; reading the reply and its descriptors.
     Reply {
-        stream: UnixStream,
         buf: [u8; CONNECT_REPLY_LEN],
         got: usize,
         fds: Vec<OwnedFd>,
     },
-    /// Finished (a client was handed out or an error returned).
-    Done,
+}
+
+/// What [`Connecting::finish`] got to.
+#[derive(Debug)]
+// Moved a few times per connect: not worth a box for the client.
+#[allow(clippy::large_enum_variant)]
+pub enum Finish {
+    /// The handshake is done.
+    Connected(Client),
+    /// Not yet: wait (see [`Connecting`]) and call `finish` on it again.
+    Pending(Connecting),
 }
 
 impl Connecting {
@@ -68,14 +79,21 @@ impl Connecting {
         service: u16,
         options: &ConnectOptions,
     ) -> Result<Connecting, ConnectError> {
+        let os_error = |source| ConnectError::Os {
+            name: name.clone(),
+            step: ConnectStep::Connect,
+            source,
+        };
+        let stream = os::unconnected().map_err(os_error)?;
         let mut c = Connecting {
             name: name.clone(),
             service,
             options: options.clone(),
             deadline: Deadline::after(Some(options.connect_timeout)),
-            stage: Stage::Done,
+            stream,
+            stage: Stage::Backlog,
         };
-        c.stage = c.attempt(None)?;
+        c.attempt()?;
         Ok(c)
     }
 
@@ -92,9 +110,10 @@ impl Connecting {
             service,
             options: options.clone(),
             deadline,
-            stage: Stage::Done,
+            stream,
+            stage: Stage::Backlog,
         };
-        c.stage = c.send_request(stream)?;
+        c.send_request()?;
         Ok(c)
     }
 
@@ -106,28 +125,24 @@ impl Connecting {
     /// True while the server's backlog is full: no fd readiness announces room, call
     /// [`finish`](Connecting::finish) again after a short sleep.
     pub fn backlog_full(&self) -> bool {
-        matches!(self.stage, Stage::Backlog(_))
+        matches!(self.stage, Stage::Backlog)
     }
 
     fn os_error(&self, step: ConnectStep, source: io::Error) -> ConnectError {
-        ConnectError::Os {
-            name: self.name.clone(),
-            step,
-            source,
-        }
+        os_error(&self.name, step, source)
     }
 
-    /// One non-blocking connect attempt (on the socket of the last one, if any).
-    fn attempt(&self, sock: Option<UnixStream>) -> Result<Stage, ConnectError> {
-        match os::try_connect(&self.name, sock) {
-            Ok((stream, true)) => self.send_request(stream),
-            Ok((stream, false)) => Ok(Stage::Backlog(stream)),
+    /// One non-blocking connect attempt; sends the request once connected.
+    fn attempt(&mut self) -> Result<(), ConnectError> {
+        match os::try_connect(&self.name, &self.stream) {
+            Ok(true) => self.send_request(),
+            Ok(false) => Ok(()),
             Err(e) => Err(self.os_error(ConnectStep::Connect, e)),
         }
     }
 
     /// Sends the connect request and moves to reading the reply.
-    fn send_request(&self, stream: UnixStream) -> Result<Stage, ConnectError> {
+    fn send_request(&mut self) -> Result<(), ConnectError> {
         let request = ConnectRequest {
             service: self.service,
             request_ring: self.options.request_ring,
@@ -137,7 +152,7 @@ impl Connecting {
         // MSG_NOSIGNAL: a host that does not ignore SIGPIPE must not die here. A server
         // that refuses at accept closes at once: its reply is still there to read. The
         // request is far smaller than an empty socket's buffer: it never blocks.
-        if let Err(e) = os::send_with_fds(stream.as_fd(), &request.encode(), &[]) {
+        if let Err(e) = os::send_with_fds(self.stream.as_fd(), &request.encode(), &[]) {
             if !matches!(
                 e.kind(),
                 io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
@@ -145,159 +160,143 @@ impl Connecting {
                 return Err(self.os_error(ConnectStep::Handshake, e));
             }
         }
-        stream
+        self.stream
             .set_nonblocking(true)
             .map_err(|e| self.os_error(ConnectStep::Handshake, e))?;
-        Ok(Stage::Reply {
-            stream,
+        self.stage = Stage::Reply {
             buf: [0; CONNECT_REPLY_LEN],
             got: 0,
             fds: Vec::new(),
-        })
+        };
+        Ok(())
     }
 
-    /// Advances the handshake without blocking: `Ok(Some(client))` when connected,
-    /// `Ok(None)` when it must wait (see the type's documentation). After it returned
-    /// a client or an error, further calls return [`ConnectError::Disconnected`].
+    /// Advances the handshake without blocking: [`Finish::Connected`] with the
+    /// client, or [`Finish::Pending`] with the handshake to wait for (see the type's
+    /// documentation).
     ///
     /// # Errors
     ///
-    /// As [`Client::connect`].
-    pub fn finish(&mut self) -> Result<Option<Client>, ConnectError> {
-        let result = self.advance();
-        if !matches!(result, Ok(None)) {
-            self.stage = Stage::Done;
-        }
-        match result {
-            Ok(None) if self.deadline.passed() => {
-                self.stage = Stage::Done;
-                Err(ConnectError::Timeout)
-            }
-            other => other,
-        }
-    }
-
-    fn advance(&mut self) -> Result<Option<Client>, ConnectError> {
+    /// As [`Client::connect`]; `Timeout` once the connect timeout has passed.
+    pub fn finish(mut self) -> Result<Finish, ConnectError> {
         if self.backlog_full() {
-            if let Stage::Backlog(sock) = std::mem::replace(&mut self.stage, Stage::Done) {
-                self.stage = self.attempt(Some(sock))?;
-            }
+            self.attempt()?;
         }
-        let Stage::Reply {
+        if !self.read_reply()? {
+            if self.deadline.passed() {
+                return Err(ConnectError::Timeout);
+            }
+            return Ok(Finish::Pending(self));
+        }
+        let Connecting {
+            name,
+            service,
+            options,
             stream,
-            buf,
-            got,
-            fds,
-        } = &mut self.stage
-        else {
-            return match self.stage {
-                Stage::Backlog(_) => Ok(None),
-                _ => Err(ConnectError::Disconnected),
-            };
-        };
-        while *got < CONNECT_REPLY_LEN {
-            match os::recv_with_fds(stream.as_fd(), &mut buf[*got..], CONNECT_FDS) {
-                Ok((0, _)) => return Err(ConnectError::Disconnected),
-                Ok((n, more)) => {
-                    *got += n;
-                    fds.extend(more);
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
-                Err(e) => {
-                    let name = self.name.clone();
-                    return Err(ConnectError::Os {
-                        name,
-                        step: ConnectStep::Handshake,
-                        source: e,
-                    });
-                }
-            }
-        }
-        let Stage::Reply {
-            stream, buf, fds, ..
-        } = std::mem::replace(&mut self.stage, Stage::Done)
-        else {
-            return Err(ConnectError::Disconnected);
+            stage,
+            ..
+        } = self;
+        let Stage::Reply { buf, fds, .. } = stage else {
+            return Err(ConnectError::Disconnected); // (not reached: the reply is complete)
         };
         let reply = ConnectReply::decode(&buf)?;
-        let accepted = self.accept(reply, stream, fds)?;
-        Client::from_accepted(accepted, &self.options)
-            .map(Some)
+        let accepted = accept(&name, service, reply, stream, fds)?;
+        Client::from_accepted(accepted, &options)
+            .map(Finish::Connected)
             .map_err(|e| match e {
-                ClientError::Io(source) => self.os_error(ConnectStep::Notify, source),
+                ClientError::Io(source) => os_error(&name, ConnectStep::Notify, source),
                 ClientError::Corrupt(v) => ProtocolError::Violation(v).into(),
                 _ => ConnectError::Disconnected,
             })
     }
 
-    /// Checks the reply and attaches to the region it describes.
-    fn accept(
-        &self,
-        reply: ConnectReply,
-        stream: UnixStream,
-        fds: Vec<OwnedFd>,
-    ) -> Result<Accepted, ConnectError> {
-        refusal(reply.status, self.service)?;
-        let [memfd, server_bell, client_bell]: [OwnedFd; CONNECT_FDS] =
-            fds.try_into()
-                .map_err(|fds: Vec<OwnedFd>| ProtocolError::FdCount {
-                    got: fds.len(),
-                    expected: CONNECT_FDS,
-                })?;
-        // Offsets come from the granted sizes, never from the server.
-        let layout =
-            RegionLayout::new([reply.request_ring, reply.response_ring, reply.dispatch_ring])?;
-        if reply.region_len != layout.len as u64 {
-            return Err(ProtocolError::RegionLength {
-                got: reply.region_len,
-                expected: layout.len as u64,
+    /// Reads what has arrived of the reply; true once it is complete.
+    fn read_reply(&mut self) -> Result<bool, ConnectError> {
+        let Stage::Reply { buf, got, fds } = &mut self.stage else {
+            return Ok(false);
+        };
+        while *got < CONNECT_REPLY_LEN {
+            match os::recv_with_fds(self.stream.as_fd(), &mut buf[*got..], CONNECT_FDS) {
+                Ok((0, _)) => return Err(ConnectError::Disconnected),
+                Ok((n, more)) => {
+                    *got += n;
+                    fds.extend(more);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) => {
+                    return Err(ConnectError::Os {
+                        name: self.name.clone(),
+                        step: ConnectStep::Handshake,
+                        source: e,
+                    })
+                }
             }
-            .into());
         }
-        let rings = region::attach(memfd, &layout).map_err(|e| match e {
-            ProtocolError::SharedMemory(ShmError::Io(source)) => {
-                self.os_error(ConnectStep::Map, source)
-            }
-            other => other.into(),
-        })?;
-        let bell = |fd| Doorbell::from_fd(fd).map_err(ProtocolError::Doorbell);
-        let waiter = Waiter::new(stream, bell(server_bell)?, bell(client_bell)?)
-            .map_err(|e| self.os_error(ConnectStep::Notify, e))?;
-        Ok(Accepted {
-            connection_id: reply.connection_id,
-            rings,
-            waiter,
-        })
-    }
-
-    /// The socket, while there is one.
-    fn socket(&self) -> Option<&UnixStream> {
-        match &self.stage {
-            Stage::Backlog(s) | Stage::Reply { stream: s, .. } => Some(s),
-            Stage::Done => None,
-        }
+        Ok(true)
     }
 }
 
 impl AsFd for Connecting {
     /// The socket: readable when the server's reply (or its hang-up) arrived.
-    ///
-    /// # Panics
-    ///
-    /// After [`finish`](Connecting::finish) returned a client or an error (the
-    /// socket then belongs to the client, or is closed).
     fn as_fd(&self) -> BorrowedFd<'_> {
-        match self.socket() {
-            Some(s) => s.as_fd(),
-            None => panic!("Connecting::as_fd after the handshake finished"),
-        }
+        self.stream.as_fd()
     }
 }
 
 impl AsRawFd for Connecting {
     fn as_raw_fd(&self) -> RawFd {
-        self.as_fd().as_raw_fd()
+        self.stream.as_raw_fd()
     }
+}
+
+/// An OS error at `step` of connecting to `name`.
+fn os_error(name: &SocketName, step: ConnectStep, source: io::Error) -> ConnectError {
+    ConnectError::Os {
+        name: name.clone(),
+        step,
+        source,
+    }
+}
+
+/// Checks the reply and attaches to the region it describes; the socket goes to the
+/// client's waiter.
+fn accept(
+    name: &SocketName,
+    service: u16,
+    reply: ConnectReply,
+    stream: UnixStream,
+    fds: Vec<OwnedFd>,
+) -> Result<Accepted, ConnectError> {
+    refusal(reply.status, service)?;
+    let [memfd, server_bell, client_bell]: [OwnedFd; CONNECT_FDS] =
+        fds.try_into()
+            .map_err(|fds: Vec<OwnedFd>| ProtocolError::FdCount {
+                got: fds.len(),
+                expected: CONNECT_FDS,
+            })?;
+    // Offsets come from the granted sizes, never from the server.
+    let layout = RegionLayout::new([reply.request_ring, reply.response_ring, reply.dispatch_ring])?;
+    if reply.region_len != layout.len as u64 {
+        return Err(ProtocolError::RegionLength {
+            got: reply.region_len,
+            expected: layout.len as u64,
+        }
+        .into());
+    }
+    let rings = region::attach(memfd, &layout).map_err(|e| match e {
+        ProtocolError::SharedMemory(ShmError::Io(source)) => {
+            os_error(name, ConnectStep::Map, source)
+        }
+        other => other.into(),
+    })?;
+    let bell = |fd| Doorbell::from_fd(fd).map_err(ProtocolError::Doorbell);
+    let waiter = Waiter::new(stream, bell(server_bell)?, bell(client_bell)?)
+        .map_err(|e| os_error(name, ConnectStep::Notify, e))?;
+    Ok(Accepted {
+        connection_id: reply.connection_id,
+        rings,
+        waiter,
+    })
 }
 
 /// The blocking handshake with `service` of the server under `name`: connect within
@@ -320,9 +319,10 @@ pub(crate) fn blocking(
     let mut connecting = Connecting::connected(stream, name, service, options, deadline)?;
     let mut spin = Spin::new(options.wait.spin());
     loop {
-        if let Some(client) = connecting.finish()? {
-            return Ok(client);
-        }
+        connecting = match connecting.finish()? {
+            Finish::Connected(client) => return Ok(client),
+            Finish::Pending(c) => c,
+        };
         // (A dead server shows as end of stream in `finish`: no liveness check.)
         if spin.step() != SpinStep::Done {
             std::hint::spin_loop();

@@ -25,7 +25,7 @@ use crate::error::{ClientError, ConnectError, RingKind, Violation};
 use crate::os::SocketName;
 use crate::protocol::{REQUEST_HEADER_LEN, RESPONSE_HEADER_LEN};
 use crate::stats::ClientStats;
-pub use connect::Connecting;
+pub use connect::{Connecting, Finish};
 pub use guards::{DispatchMsg, ResponseRef};
 pub use options::{ConnectOptions, Reply, Response, WaitMode};
 use pending::Pending;

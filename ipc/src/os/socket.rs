@@ -243,25 +243,30 @@ pub fn connect(name: &SocketName, timeout: Option<Duration>) -> io::Result<UnixS
     Ok(UnixStream::from(sock))
 }
 
-/// One non-blocking attempt to connect to `name`, on `sock` (an unconnected socket
-/// from an earlier attempt) or on a new non-blocking socket. Returns the socket and
-/// whether it is connected: `false` when the server's backlog is full (try again
-/// later, on the same socket: a Unix socket offers no readiness to wait for here).
+/// A new non-blocking, close-on-exec Unix stream socket, not connected yet (for
+/// [`try_connect`]).
+///
+/// # Errors
+///
+/// The OS error of `socket` (`EMFILE` at the fd limit).
+pub fn unconnected() -> io::Result<UnixStream> {
+    new_socket(true).map(UnixStream::from)
+}
+
+/// One non-blocking attempt to connect `sock` (from [`unconnected`]) to `name`: true
+/// when connected, false when the server's backlog is full (try again later on the
+/// same socket: a Unix socket offers no readiness to wait for here).
 ///
 /// # Errors
 ///
 /// As [`connect`], never `TimedOut`.
-pub fn try_connect(name: &SocketName, sock: Option<UnixStream>) -> io::Result<(UnixStream, bool)> {
+pub fn try_connect(name: &SocketName, sock: &UnixStream) -> io::Result<bool> {
     let addr = name.addr()?;
-    let sock = match sock {
-        Some(s) => s,
-        None => UnixStream::from(new_socket(true)?),
-    };
     loop {
         match nix_connect(sock.as_raw_fd(), &addr) {
-            Ok(()) => return Ok((sock, true)),
+            Ok(()) => return Ok(true),
             Err(Errno::EINTR) => continue,
-            Err(Errno::EAGAIN) => return Ok((sock, false)),
+            Err(Errno::EAGAIN) => return Ok(false),
             Err(e) => return Err(e.into()),
         }
     }

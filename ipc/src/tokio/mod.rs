@@ -32,7 +32,7 @@ use std::time::Duration;
 use ::tokio::io::unix::AsyncFd;
 use ::tokio::io::Interest;
 
-use crate::client::{Client, Connecting};
+use crate::client::{Client, Connecting, Finish};
 use crate::error::ConnectError;
 use crate::server::Server;
 pub use client::{AsyncClient, DispatchStream};
@@ -67,32 +67,35 @@ pub(crate) unsafe fn register(fd: std::os::fd::RawFd) -> io::Result<AsyncFd<Borr
 }
 
 /// Drives a [`Connecting`] to its end on the socket's readiness.
+///
+/// The socket is registered only while waiting: `finish` consumes the handshake and
+/// closes the socket on an error, which must never happen while tokio holds it. (An
+/// `epoll_ctl` add reports an fd that is already readable, so re-registering loses
+/// nothing.)
 async fn finish_connect(mut connecting: Connecting) -> Result<Client, ConnectError> {
-    // SAFETY: `connecting` owns the socket and outlives `fd`, which is dropped before
-    // the socket moves into the client (and the socket is the same in every stage).
-    let fd = unsafe { register(connecting.as_raw_fd()) }.map_err(|e| ConnectError::Os {
-        name: connecting.name().clone(),
-        step: crate::error::ConnectStep::Handshake,
-        source: e,
-    })?;
     loop {
-        if let Some(client) = connecting.finish()? {
-            // The socket now belongs to the client: deregister it before returning
-            // (the client's notification fd watches it from here on).
-            drop(fd);
-            return Ok(client);
-        }
+        connecting = match connecting.finish()? {
+            Finish::Connected(client) => return Ok(client),
+            Finish::Pending(c) => c,
+        };
         if connecting.backlog_full() {
             // No readiness announces room in the server's backlog: try again shortly.
             ::tokio::time::sleep(Duration::from_millis(1)).await;
             continue;
         }
-        let mut ready = fd.readable().await.map_err(|e| ConnectError::Os {
+        let os_error = |source| ConnectError::Os {
             name: connecting.name().clone(),
             step: crate::error::ConnectStep::Handshake,
-            source: e,
-        })?;
-        ready.clear_ready();
+            source,
+        };
+        // SAFETY: `connecting` owns the socket and is neither moved nor dropped until
+        // `fd` is, at the end of this iteration.
+        let fd = unsafe { register(connecting.as_raw_fd()) }.map_err(os_error)?;
+        // Readiness is consumed by dropping the registration (the next one starts
+        // from the socket's state).
+        let ready = fd.readable().await.map_err(os_error)?;
+        drop(ready);
+        drop(fd);
     }
 }
 
