@@ -637,26 +637,6 @@ fn uds_suite(b: Budget, out: &mut Vec<IpcResult>) -> std::io::Result<()> {
     Ok(())
 }
 
-fn memcpy_baseline(b: Budget) -> IpcResult {
-    let size = 1usize << 20;
-    let src = vec![7u8; size];
-    let mut dst = vec![0u8; size];
-    let n = b.large_msgs * 4;
-    let t = Instant::now();
-    for i in 0..n {
-        dst.copy_from_slice(std::hint::black_box(&src));
-        std::hint::black_box(&mut dst)[0] = i as u8;
-    }
-    rate(
-        "large",
-        "memcpy",
-        "-",
-        size,
-        n as f64,
-        t.elapsed().as_secs_f64(),
-    )
-}
-
 /// Profiling aid: only the coroipc connect+disconnect loop, for `secs` seconds.
 pub fn connect_only(secs: f64) -> std::io::Result<f64> {
     pin_to(0);
@@ -706,16 +686,155 @@ fn tokio_rtt(b: Budget) -> std::io::Result<IpcResult> {
 
 /// Runs the whole comparison.
 pub fn run(quick: bool) -> std::io::Result<Vec<IpcResult>> {
-    pin_to(0);
     let b = Budget::new(quick);
-    let mut out = Vec::new();
+    let mut out = crate::floor::run(quick);
+    out.extend(crate::peer::iceoryx2(quick));
+    pin_to(0);
     for mode in MODES {
         coroipc_suite(mode, b, &mut out)?;
     }
     out.push(tokio_rtt(b)?);
     uds_suite(b, &mut out)?;
-    out.push(memcpy_baseline(b));
     Ok(out)
+}
+
+/// One row of the floors table: a figure, its floor, iceoryx2's, ours.
+struct FloorRow<'a> {
+    name: &'a str,
+    /// The floor and what it is.
+    floor: (Option<f64>, &'a str),
+    iceoryx2: Option<f64>,
+    /// Ours and the configuration it comes from.
+    ours: (Option<f64>, &'a str),
+}
+
+/// The figures against the physical floors and iceoryx2, with ratios (latency: times
+/// the reference, lower is better; throughput: fraction of it, higher is better).
+fn floors_table(results: &[IpcResult]) -> String {
+    let find = |op: &str, imp: &str, mode: &str, size: usize| {
+        results.iter().find(|r| {
+            r.op == op && r.imp == imp && (mode == "*" || r.mode == mode) && r.size == size
+        })
+    };
+    let ns = |op: &str, imp: &str, mode: &str, size: usize| {
+        find(op, imp, mode, size).and_then(|r| r.median_ns)
+    };
+    let best = |op: &str, size: usize| {
+        results
+            .iter()
+            .filter(|r| r.op == op && r.imp == "coroipc" && r.size == size)
+            .max_by(|a, b| {
+                a.msgs_per_s
+                    .unwrap_or(0.0)
+                    .total_cmp(&b.msgs_per_s.unwrap_or(0.0))
+            })
+    };
+    let line = ns("rtt", "floor", "spin", 64);
+    let futex = ns("rtt", "floor", "block", 64);
+    let copies = ns("copy", "floor", "*", 65536).map(|c| 2.0 * c);
+    let memcpy = find("large", "floor", "*", 1 << 20).and_then(|r| r.mb_per_s);
+    let spin = |size| ns("rtt", "coroipc", "spin-both", size);
+    let latency = [
+        FloorRow {
+            name: "RTT 64 B spinning (ns)",
+            floor: (line, "cache line"),
+            iceoryx2: ns("rtt", "iceoryx2", "*", 64),
+            ours: (spin(64), "spin-both"),
+        },
+        FloorRow {
+            name: "RTT 1 KiB spinning (ns)",
+            floor: (line, "cache line"),
+            iceoryx2: ns("rtt", "iceoryx2", "*", 1024),
+            ours: (spin(1024), "spin-both"),
+        },
+        FloorRow {
+            name: "RTT 64 KiB spinning (ns)",
+            floor: (copies, "2 x memcpy"),
+            iceoryx2: ns("rtt", "iceoryx2", "*", 65536),
+            ours: (spin(65536), "spin-both"),
+        },
+        FloorRow {
+            name: "RTT 64 B blocking (ns)",
+            floor: (futex, "futex"),
+            iceoryx2: None,
+            ours: (ns("rtt", "coroipc", "block", 64), "block"),
+        },
+        FloorRow {
+            name: "RTT 64 B default (ns)",
+            floor: (futex, "futex"),
+            iceoryx2: None,
+            ours: (ns("rtt", "coroipc", "default", 64), "default"),
+        },
+    ];
+    let stream64 = best("stream", 64);
+    let stream1k = best("stream", 1024);
+    let large = find("large", "coroipc", "default", 1 << 20);
+    let throughput = [
+        FloorRow {
+            name: "stream 64 B (M msg/s)",
+            floor: (None, ""),
+            iceoryx2: find("stream", "iceoryx2", "*", 64)
+                .and_then(|r| r.msgs_per_s)
+                .map(|v| v / 1e6),
+            ours: (
+                stream64.and_then(|r| r.msgs_per_s).map(|v| v / 1e6),
+                stream64.map_or("-", |r| r.mode),
+            ),
+        },
+        FloorRow {
+            name: "stream 1 KiB (MB/s)",
+            floor: (memcpy, "memcpy"),
+            iceoryx2: find("stream", "iceoryx2", "*", 1024).and_then(|r| r.mb_per_s),
+            ours: (
+                stream1k.and_then(|r| r.mb_per_s),
+                stream1k.map_or("-", |r| r.mode),
+            ),
+        },
+        FloorRow {
+            name: "1 MiB messages (MB/s)",
+            floor: (memcpy, "memcpy"),
+            iceoryx2: None,
+            ours: (large.and_then(|r| r.mb_per_s), "default"),
+        },
+    ];
+    let mut s = String::from(
+        "\nAgainst the physical floor and iceoryx2 (same run): latency as times the reference (lower is better), throughput as a fraction of it (higher is better)\n",
+    );
+    s.push_str("  figure                     floor                   iceoryx2      coroipc (config)         /floor  /iceoryx2\n");
+    for row in latency.iter().chain(&throughput) {
+        s.push_str(&floor_line(row));
+    }
+    s
+}
+
+/// One printed row of [`floors_table`].
+fn floor_line(row: &FloorRow<'_>) -> String {
+    let v = |v: Option<f64>| {
+        v.map_or("-".to_string(), |v| {
+            if v < 100.0 {
+                format!("{v:.2}")
+            } else {
+                format!("{v:.0}")
+            }
+        })
+    };
+    let ratio = |b: Option<f64>| match (row.ours.0, b) {
+        (Some(a), Some(b)) if b > 0.0 => format!("{:.2}", a / b),
+        _ => "-".to_string(),
+    };
+    let floor = match row.floor.0 {
+        Some(f) => format!("{} ({})", v(Some(f)), row.floor.1),
+        None => "-".to_string(),
+    };
+    format!(
+        "  {:<25}  {:<22}  {:<12}  {:<23}  {:>6}  {:>9}\n",
+        row.name,
+        floor,
+        v(row.iceoryx2),
+        format!("{} ({})", v(row.ours.0), row.ours.1),
+        ratio(row.floor.0),
+        ratio(row.iceoryx2),
+    )
 }
 
 /// The human-readable table with ratio columns.
@@ -814,8 +933,9 @@ pub fn table(results: &[IpcResult]) -> String {
             m(bl)
         ));
     }
+    s.push_str(&floors_table(results));
     if let (Some(m), Some(d)) = (
-        find("large", "memcpy", "*", 1 << 20),
+        find("large", "floor", "*", 1 << 20),
         find("large", "coroipc", "default", 1 << 20),
     ) {
         s.push_str(&format!(

@@ -3,7 +3,9 @@
 //! ([`ipc_bench`]), the ring against rtrb and crossbeam ([`ring_bench`]), and the cost
 //! of idle connections ([`scale`]).
 
+pub mod floor;
 pub mod ipc_bench;
+pub mod peer;
 pub mod ring_bench;
 pub mod scale;
 pub mod stats;

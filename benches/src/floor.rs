@@ -1,0 +1,214 @@
+//! The physical floors of this machine, measured in the same run as the figures they
+//! judge (timings on a small VM drift from run to run, ratios within one run do not):
+//!
+//! * **cache line** (`impl` `floor`, `op` `rtt`, `mode` `spin`): one 64-byte line
+//!   bounced between two threads pinned to different CPUs — the least any spinning
+//!   round trip can cost (a request index and a response index must each cross once);
+//! * **futex** (`mode` `block`): a round trip between two processes that each sleep in
+//!   `FUTEX_WAIT` on a shared word and wake the other with `FUTEX_WAKE` — the least a
+//!   round trip that sleeps on both sides can cost;
+//! * **memcpy** (`op` `copy`, one 64 KiB copy, in ns; `op` `large`, 1 MiB, in MB/s):
+//!   single-thread `copy_from_slice` of buffers already in cache, as the copies a
+//!   message makes.
+//!
+//! The futex ping-pong forks: this runs first, while the bench is single-threaded, and
+//! the child only spins on shared memory and makes the futex system call before
+//! `_exit`.
+
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::time::Instant;
+
+use crate::ipc_bench::IpcResult;
+use crate::pin_to;
+use crate::stats::{median, percentile};
+
+/// Round trips per timed sample (one `Instant` read pair per sample, not per trip).
+const PER_SAMPLE: usize = 100;
+
+/// A figure from per-sample mean round-trip times.
+fn rtt(mode: &'static str, mut samples: Vec<f64>) -> IpcResult {
+    samples.sort_by(f64::total_cmp);
+    let med = median(&samples);
+    IpcResult {
+        op: "rtt",
+        imp: "floor",
+        mode,
+        size: 64,
+        median_ns: Some(med),
+        p99_ns: Some(percentile(&samples, 0.99)),
+        msgs_per_s: Some(1e9 / med),
+        mb_per_s: None,
+    }
+}
+
+/// One cache line, alone on its line.
+#[repr(align(128))]
+struct Line(AtomicU64);
+
+/// Cache-line ping-pong between CPU 0 (this thread) and CPU 1.
+pub fn cache_line(samples: usize) -> IpcResult {
+    let line = std::sync::Arc::new(Line(AtomicU64::new(0)));
+    let peer = line.clone();
+    let total = (samples * PER_SAMPLE) as u64;
+    let pong = std::thread::spawn(move || {
+        pin_to(1);
+        for i in 0..total {
+            while peer.0.load(Ordering::Acquire) != 2 * i + 1 {
+                std::hint::spin_loop();
+            }
+            peer.0.store(2 * i + 2, Ordering::Release);
+        }
+    });
+    pin_to(0);
+    let mut out = Vec::with_capacity(samples);
+    let mut i = 0u64;
+    for _ in 0..samples {
+        let t = Instant::now();
+        for _ in 0..PER_SAMPLE {
+            line.0.store(2 * i + 1, Ordering::Release);
+            while line.0.load(Ordering::Acquire) != 2 * i + 2 {
+                std::hint::spin_loop();
+            }
+            i += 1;
+        }
+        out.push(t.elapsed().as_nanos() as f64 / PER_SAMPLE as f64);
+    }
+    let _ = pong.join();
+    rtt("spin", out)
+}
+
+/// `FUTEX_WAIT` on `word` while it holds `expected` (shared, not private: the word is
+/// in memory shared by two processes).
+fn futex_wait(word: &AtomicU32, expected: u32) {
+    // SAFETY: `word` is a valid, aligned u32 for the duration of the call; a null
+    // timeout waits until woken (or a spurious return, which the caller's loop
+    // re-checks).
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAIT,
+            expected,
+            std::ptr::null::<libc::timespec>(),
+        );
+    }
+}
+
+fn futex_wake(word: &AtomicU32) {
+    // SAFETY: as `futex_wait`; wakes at most one waiter.
+    unsafe {
+        libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAKE, 1);
+    }
+}
+
+/// Futex ping-pong between this process (CPU 0) and a forked child (CPU 1). `None`
+/// when shared memory or fork is unavailable.
+pub fn futex(samples: usize) -> Option<IpcResult> {
+    let total = (samples * PER_SAMPLE) as u32;
+    // SAFETY: a fresh anonymous shared mapping of one page; checked below.
+    let page = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            4096,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    if page == libc::MAP_FAILED {
+        return None;
+    }
+    // SAFETY: the page is mapped, zeroed, aligned, and lives until the munmap below
+    // (in the child: until `_exit`).
+    let word = unsafe { &*(page as *const AtomicU32) };
+    // SAFETY: the bench is single-threaded here; the child only touches `word`, makes
+    // system calls and `_exit`s (nothing that could need another thread's lock).
+    let child = unsafe { libc::fork() };
+    if child == 0 {
+        pin_to(1);
+        for i in 0..total {
+            loop {
+                let v = word.load(Ordering::Acquire);
+                if v == 2 * i + 1 {
+                    break;
+                }
+                futex_wait(word, v);
+            }
+            word.store(2 * i + 2, Ordering::Release);
+            futex_wake(word);
+        }
+        // SAFETY: ends the child without running the parent's destructors.
+        unsafe { libc::_exit(0) };
+    }
+    if child < 0 {
+        return None;
+    }
+    pin_to(0);
+    let mut out = Vec::with_capacity(samples);
+    let mut i = 0u32;
+    for _ in 0..samples {
+        let t = Instant::now();
+        for _ in 0..PER_SAMPLE {
+            word.store(2 * i + 1, Ordering::Release);
+            futex_wake(word);
+            loop {
+                let v = word.load(Ordering::Acquire);
+                if v == 2 * i + 2 {
+                    break;
+                }
+                futex_wait(word, v);
+            }
+            i += 1;
+        }
+        out.push(t.elapsed().as_nanos() as f64 / PER_SAMPLE as f64);
+    }
+    let mut status = 0;
+    // SAFETY: reaps our own child; then unmaps the page nobody uses any more.
+    unsafe {
+        libc::waitpid(child, &mut status, 0);
+        libc::munmap(page, 4096);
+    }
+    Some(rtt("block", out))
+}
+
+/// Time of one `size`-byte copy (ns, median of samples) and the bandwidth.
+pub fn memcpy(size: usize, copies: usize) -> IpcResult {
+    let src = vec![7u8; size];
+    let mut dst = vec![0u8; size];
+    let per_sample = (copies / 50).max(1);
+    let mut samples = Vec::with_capacity(50);
+    for s in 0..50 {
+        let t = Instant::now();
+        for i in 0..per_sample {
+            dst.copy_from_slice(std::hint::black_box(&src));
+            std::hint::black_box(&mut dst)[0] = (s + i) as u8;
+        }
+        samples.push(t.elapsed().as_nanos() as f64 / per_sample as f64);
+    }
+    samples.sort_by(f64::total_cmp);
+    let ns = median(&samples);
+    IpcResult {
+        op: if size >= 1 << 20 { "large" } else { "copy" },
+        imp: "floor",
+        mode: "-",
+        size,
+        median_ns: Some(ns),
+        p99_ns: Some(percentile(&samples, 0.99)),
+        msgs_per_s: Some(1e9 / ns),
+        mb_per_s: Some(size as f64 * 1e3 / ns),
+    }
+}
+
+/// Every floor, for a quick or a full run.
+pub fn run(quick: bool) -> Vec<IpcResult> {
+    let samples = if quick { 2_000 } else { 20_000 };
+    let mut out = vec![cache_line(samples)];
+    match futex(samples / 10) {
+        Some(r) => out.push(r),
+        None => eprintln!("futex floor skipped: no shared mapping or fork"),
+    }
+    out.push(memcpy(64 << 10, if quick { 20_000 } else { 200_000 }));
+    out.push(memcpy(1 << 20, if quick { 1_000 } else { 10_000 }));
+    out
+}
