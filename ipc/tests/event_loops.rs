@@ -111,3 +111,96 @@ fn a_non_blocking_send_waits_for_room_through_the_fd() {
     }
     assert_eq!(c.outstanding(), 0);
 }
+
+/// Not readable within 200 ms.
+fn quiet(fd: impl AsFd) -> bool {
+    let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
+    poll(&mut fds, PollTimeout::from(200u16)).unwrap() == 0
+}
+
+#[test]
+fn a_response_set_aside_while_looking_for_another_is_an_event() {
+    let server = ServerProcess::start("nb-stash", &[]);
+    let mut c = Client::connect(&server.socket(), 1, &options()).unwrap();
+    let never = c.send_request(cmd::HANG, b"").unwrap();
+    let echo = c.send_request(cmd::ECHO, b"e").unwrap();
+    assert!(readable(&c), "the echo arrived");
+    // Looking for the other request moves the echo into the stash (and drains the
+    // doorbell while arming): the fd must still say something is ready.
+    assert!(c.try_response(never).unwrap().is_none());
+    assert!(readable(&c), "the stashed response is reported");
+    assert_eq!(c.try_response(echo).unwrap().unwrap().data, b"e");
+}
+
+#[test]
+fn room_freed_is_reported_even_after_another_call_drained_the_doorbell() {
+    let server = ServerProcess::start("nb-space", &[]);
+    let mut c = Client::connect(&server.socket(), 1, &options()).unwrap();
+    // Three responses of the largest size: they do not all fit the response ring, and
+    // the server stops reading requests until the client takes one.
+    let big = (c.max_response_len() as u32).to_le_bytes();
+    let bigs: Vec<u64> = (0..3)
+        .map(|_| c.send_request(cmd::BIG, &big).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(50));
+    // Fill the request ring with requests that are never answered.
+    let payload = [1u8; 1000];
+    while c.try_send_request(cmd::HANG, &payload).unwrap().is_some() {}
+    // That send set responses aside, so the server went on: it answered the rest and
+    // read the hung requests; room is freed, and the doorbell rang for it.
+    std::thread::sleep(Duration::from_millis(50));
+    for id in bigs {
+        assert!(c.try_response(id).unwrap().is_some(), "answered by now");
+    }
+    // This call finds nothing and arms — draining the ring that announced the room.
+    assert!(c.dispatch_recv(Some(Duration::ZERO)).unwrap().is_none());
+    assert!(readable(&c), "the freed room is still reported");
+    assert!(c.try_send_request(cmd::HANG, &payload).unwrap().is_some());
+}
+
+#[test]
+fn a_full_ring_and_a_dead_server_is_disconnected_not_would_block() {
+    let mut server = ServerProcess::start("nb-dead", &[]);
+    let mut c = Client::connect(&server.socket(), 1, &options()).unwrap();
+    let big = 3000u32.to_le_bytes();
+    c.send_request(cmd::BIG, &big).unwrap();
+    c.send_request(cmd::BIG, &big).unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    server.kill();
+    let payload = [1u8; 1000];
+    let mut sent = 0;
+    let e = loop {
+        match c.try_send_request(cmd::HANG, &payload) {
+            Ok(Some(_)) => sent += 1,
+            Ok(None) => panic!("would block after {sent} sends, with the server dead"),
+            Err(e) => break e,
+        }
+        assert!(sent < 100);
+    };
+    assert!(matches!(e, coroipc::ClientError::Disconnected), "{e}");
+}
+
+#[test]
+fn an_unread_dispatch_message_is_reported_once_not_forever() {
+    let server = ServerProcess::start("nb-unread", &[]);
+    let mut c = Client::connect(&server.socket(), 1, &options()).unwrap();
+    let never = c.send_request(cmd::HANG, b"").unwrap();
+    let ask = [1u32.to_le_bytes(), 16u32.to_le_bytes()].concat();
+    let r = c.send_request(cmd::DISPATCH, &ask).unwrap();
+    let got = loop {
+        if let Some(r) = c.try_response(r).unwrap() {
+            break r;
+        }
+        assert!(readable(&c));
+    };
+    assert_eq!(got.data, 1u32.to_le_bytes());
+    // A loop that only cares about responses: the waiting message has been reported
+    // (the fd was readable above); looking again and again must not keep the fd ready
+    // for it (a busy loop).
+    for _ in 0..3 {
+        assert!(c.try_response(never).unwrap().is_none());
+    }
+    assert!(quiet(&c), "reported again and again");
+    // Taking it re-enables the report for the next one.
+    assert!(c.dispatch_recv(Some(Duration::ZERO)).unwrap().is_some());
+}

@@ -105,7 +105,7 @@ fn ten_thousand_requests_and_dispatch_messages_interleaved() {
             r = client.response(hang) => panic!("a hung request resolved: {r:?}"),
             () = ticks_pass(&ticks, 10_000) => {}
         }
-        let stats = client.with_client(|c| c.stats());
+        let stats = client.stats();
         assert!(stats.requests >= 10_001);
     }));
 }
@@ -175,7 +175,7 @@ fn a_dropped_request_future_is_abandoned() {
         let r =
             tokio::time::timeout(Duration::from_millis(1), client.request(cmd::DEFER, b"ab")).await;
         assert!(r.is_err(), "timed out");
-        assert_eq!(client.with_client(|c| c.outstanding()), 0, "abandoned");
+        assert_eq!(client.outstanding(), 0, "abandoned");
         // Its response, when it arrives, is discarded: the next request gets its own.
         tokio::time::sleep(Duration::from_millis(20)).await;
         assert_eq!(
@@ -265,5 +265,38 @@ fn a_server_served_on_the_same_thread_as_its_async_client() {
         stop.stop();
         let server = served.await.unwrap().unwrap();
         assert_eq!(server.connection_count(), 1);
+    }));
+}
+
+#[test]
+fn a_task_keeping_an_unpolled_stream_does_not_stall_the_others() {
+    let server = ServerProcess::start("tokio-unpolled", &[]);
+    let local = tokio::task::LocalSet::new();
+    runtime().block_on(local.run_until(async {
+        let client = AsyncClient::connect(&server.socket(), 1, &ConnectOptions::default())
+            .await
+            .unwrap();
+        // Another task waits for a deferred response (5 ms).
+        let c = client.clone();
+        let waiter = tokio::task::spawn_local(async move { c.request(cmd::DEFER, b"xy").await });
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        // This task polls a dispatch stream once (the last to wait on the fd), then
+        // keeps the stream and sleeps on something else.
+        let mut stream = client.dispatch_stream();
+        let first = tokio::time::timeout(
+            Duration::from_millis(1),
+            futures_core_shim::next(&mut stream),
+        )
+        .await;
+        assert!(first.is_err(), "no dispatch message");
+        let answered = tokio::time::timeout(Duration::from_secs(5), waiter).await;
+        let response = answered
+            .expect("the other task was never woken")
+            .unwrap()
+            .unwrap();
+        assert_eq!(response.data, b"yx");
+        drop(stream);
     }));
 }

@@ -51,6 +51,7 @@ impl Client {
             )));
         };
         self.stats.dispatch_received += 1;
+        self.dispatch_reported = false;
         Ok(Some(DispatchMsg {
             grant: Some(grant),
             server_bell: self.waiter.server_bell(),
@@ -85,10 +86,34 @@ impl Client {
             responses: responses_ready,
         };
         self.armed = true;
-        if armed.dispatch || armed.responses {
+        // A message already reported (and left unread) is not reported again.
+        let report_dispatch = armed.dispatch && !self.dispatch_reported;
+        self.dispatch_reported |= armed.dispatch;
+        if report_dispatch || armed.responses || self.space_now()? {
             self.waiter.ring_self()?;
         }
         Ok(armed)
+    }
+
+    /// Whether a non-blocking send that found no room would find it now (the ring
+    /// announcing it may have been drained by this arming): re-announces interest in
+    /// space, true if there is room already.
+    fn space_now(&mut self) -> Result<bool, ClientError> {
+        let Some(len) = self.want_space else {
+            return Ok(false);
+        };
+        match self.requests.prepare_sleep_for_space(len) {
+            Ok(check) => {
+                self.waiter.ring_server(check.wake_peer)?;
+                if !check.sleep {
+                    // Reported once: the caller's next send decides again.
+                    self.requests.cancel_sleep();
+                    self.want_space = None;
+                }
+                Ok(!check.sleep)
+            }
+            Err(e) => Err(self.fail(Violation::pushing(RingKind::Request, e))),
+        }
     }
 }
 

@@ -110,6 +110,14 @@ pub struct Client {
     /// the caller's next non-blocking call re-arms (no lost event, one extra system
     /// call for a client that never polls).
     armed: bool,
+    /// The frame length of the request a non-blocking send found no room for: arming
+    /// re-checks room for it (the doorbell ring that announced it may have been drained
+    /// by another call's arming). Cleared when a request is published.
+    want_space: Option<usize>,
+    /// True once arming has rung the client's own doorbell for a dispatch message
+    /// already waiting: not again until one is taken (a caller that leaves dispatch
+    /// unread must not be woken over and over for it).
+    dispatch_reported: bool,
 }
 
 impl std::fmt::Debug for Client {
@@ -169,6 +177,8 @@ impl Client {
             closed: None,
             stats: ClientStats::default(),
             armed: false,
+            want_space: None,
+            dispatch_reported: false,
         };
         client.arm_poll_fd()?;
         Ok(client)
@@ -324,20 +334,29 @@ impl Client {
         self.waiter.ring_server(responses.wake_peer)?;
         if !responses.sleep {
             // A response arrived meanwhile: the caller's retry stashes it.
-            self.responses.cancel_sleep();
+            self.withdraw_response_sleep();
             return Ok(false);
         }
         let space = match self.requests.prepare_sleep_for_space(len) {
             Ok(check) => check,
             Err(e) => {
-                self.responses.cancel_sleep();
+                self.withdraw_response_sleep();
                 return Err(self.fail(Violation::pushing(RingKind::Request, e)));
             }
         };
         self.waiter.ring_server(space.wake_peer)?;
         if !space.sleep {
-            self.responses.cancel_sleep();
+            self.withdraw_response_sleep();
         }
         Ok(space.sleep)
+    }
+
+    /// Withdraws this call's announcement on the response ring — unless the
+    /// notification fd is armed, which needs it (a stale announcement costs the server
+    /// one spurious ring at most).
+    fn withdraw_response_sleep(&mut self) {
+        if !self.armed {
+            self.responses.cancel_sleep();
+        }
     }
 }

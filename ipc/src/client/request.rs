@@ -90,8 +90,13 @@ impl Client {
                 return Ok(Some(id));
             }
             if self.announce(WaitFor::RequestSpace(len))? {
-                // Announced: the server rings when it frees room. Responses moved
-                // into the stash meanwhile are ready now: say so through the fd.
+                // Announced: the server rings when it frees room (and arming re-checks
+                // it). Responses moved into the stash meanwhile are ready now: say so
+                // through the fd.
+                if self.waiter.server_gone()? {
+                    return Err(self.gone());
+                }
+                self.want_space = Some(len);
                 if self.pending.received() != received {
                     self.waiter.ring_self()?;
                 }
@@ -121,6 +126,7 @@ impl Client {
                     at += part.len();
                 }
                 let published = grant.commit();
+                self.want_space = None;
                 self.pending.sent(command);
                 self.stats.requests += 1;
                 self.stats.request_bytes += (len - REQUEST_HEADER_LEN) as u64;
@@ -343,12 +349,19 @@ impl Client {
         &mut self,
         mut look: impl FnMut(&mut Self) -> Result<T, ClientError>,
     ) -> Result<Option<T>, ClientError> {
+        let received = self.pending.received();
         match look(self) {
             Ok(found) => return Ok(Some(found)),
             Err(ClientError::Timeout) => {}
             Err(e) => return Err(e),
         }
-        if !self.arm_poll_fd()?.responses {
+        let armed = self.arm_poll_fd()?;
+        if !armed.responses {
+            // Responses to other requests moved into the stash while looking are
+            // ready, but not on the ring the fd watches: say so through the fd.
+            if self.pending.received() != received {
+                self.waiter.ring_self()?;
+            }
             return Ok(None);
         }
         match look(self) {

@@ -1,17 +1,17 @@
 //! [`AsyncClient`]: the blocking [`Client`] driven through its notification fd on a
 //! tokio runtime. Every operation is the client's non-blocking call (`try_*`), retried
 //! when the fd reads ready; no call ever blocks a runtime thread. Several tasks may
-//! wait at once; [`Wakers`] makes sure the one tokio wakes passes it on.
+//! wait at once: tokio wakes them all through one [`FanOut`] waker.
 
 use std::future::poll_fn;
 use std::os::fd::AsRawFd;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 
 use ::tokio::io::unix::AsyncFd;
 
-use super::wakers::Wakers;
+use super::wakers::FanOut;
 use super::{register, Borrowed};
 use crate::client::{Client, ConnectOptions, Response};
 use crate::error::{ClientError, ConnectError, ConnectStep};
@@ -21,12 +21,10 @@ use crate::os::SocketName;
 struct Shared {
     /// Dropped first: deregisters before the client closes the fd.
     fd: AsyncFd<Borrowed>,
-    state: Mutex<State>,
-}
-
-struct State {
-    client: Client,
-    wakers: Wakers,
+    client: Mutex<Client>,
+    /// The waiting tasks, and the one waker tokio is given for all of them.
+    waiters: Arc<FanOut>,
+    fan_out: Waker,
 }
 
 /// An async client for tokio: cheap to clone (the clones share one connection), and
@@ -55,27 +53,28 @@ struct Waiting<'a> {
 }
 
 impl Shared {
-    fn lock(&self) -> MutexGuard<'_, State> {
+    fn lock(&self) -> MutexGuard<'_, Client> {
         // A panic in another task's look cannot leave the client half-updated in a way
         // that matters more than the panic itself: keep serving.
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        self.client.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
 impl Waiting<'_> {
     /// Tries `op` until it has an answer, sleeping on the notification fd between
-    /// tries (see the protocol in [`Wakers`]).
+    /// tries (see the rules in [`FanOut`]).
     fn poll<T>(
         &mut self,
         cx: &mut Context<'_>,
         mut op: impl FnMut(&mut Client) -> Result<Option<T>, ClientError>,
     ) -> Poll<Result<T, ClientError>> {
-        let mut state = self.shared.lock();
+        let shared = self.shared;
+        let mut client = shared.lock();
         loop {
-            let mark = state.client.stash_mark();
-            let result = op(&mut state.client);
-            if state.client.stash_mark() != mark {
-                state.wakers.wake_others(self.slot);
+            let mark = client.stash_mark();
+            let result = op(&mut client);
+            if client.stash_mark() != mark {
+                shared.waiters.wake_others(self.slot);
             }
             let done = match result {
                 Ok(None) => None,
@@ -83,21 +82,19 @@ impl Waiting<'_> {
                 Err(e) => Some(Err(e)),
             };
             if let Some(done) = done {
-                state.wakers.leave(&mut self.slot);
+                shared.waiters.leave(&mut self.slot);
                 return Poll::Ready(done);
             }
-            state.wakers.register(&mut self.slot, cx.waker());
-            match self.shared.fd.poll_read_ready(cx) {
-                Poll::Pending => {
-                    state.wakers.set_holder(self.slot);
-                    return Poll::Pending;
-                }
+            shared.waiters.register(&mut self.slot, cx.waker());
+            let mut fan_out = Context::from_waker(&shared.fan_out);
+            match shared.fd.poll_read_ready(&mut fan_out) {
+                Poll::Pending => return Poll::Pending,
                 Poll::Ready(Ok(mut ready)) => {
                     ready.clear_ready();
-                    state.wakers.wake_others(self.slot);
+                    shared.waiters.wake_others(self.slot);
                 }
                 Poll::Ready(Err(e)) => {
-                    state.wakers.leave(&mut self.slot);
+                    shared.waiters.leave(&mut self.slot);
                     return Poll::Ready(Err(ClientError::Io(e)));
                 }
             }
@@ -107,9 +104,7 @@ impl Waiting<'_> {
 
 impl Drop for Waiting<'_> {
     fn drop(&mut self) {
-        if self.slot.is_some() {
-            self.shared.lock().wakers.leave(&mut self.slot);
-        }
+        self.shared.waiters.leave(&mut self.slot);
     }
 }
 
@@ -122,7 +117,7 @@ struct AbandonOnDrop<'a> {
 impl Drop for AbandonOnDrop<'_> {
     fn drop(&mut self) {
         if let Some(id) = self.id {
-            self.shared.lock().client.abandon(id);
+            self.shared.lock().abandon(id);
         }
     }
 }
@@ -166,13 +161,13 @@ impl AsyncClient {
         // SAFETY: the client owns its notification fd, never replaces it, and is dropped
         // after `fd` (field order in `Shared`).
         let fd = unsafe { register(client.as_raw_fd()) }?;
+        let waiters = Arc::new(FanOut::default());
         Ok(AsyncClient {
             shared: Arc::new(Shared {
                 fd,
-                state: Mutex::new(State {
-                    client,
-                    wakers: Wakers::default(),
-                }),
+                client: Mutex::new(client),
+                fan_out: Waker::from(waiters.clone()),
+                waiters,
             }),
         })
     }
@@ -244,10 +239,30 @@ impl AsyncClient {
         }
     }
 
-    /// Runs `f` on the underlying blocking client (stats, flow control, limits). Keep
-    /// it short and non-blocking: the client is locked meanwhile.
-    pub fn with_client<R>(&self, f: impl FnOnce(&mut Client) -> R) -> R {
-        f(&mut self.shared.lock().client)
+    /// This client's counters ([`Client::stats`]).
+    pub fn stats(&self) -> crate::ClientStats {
+        self.shared.lock().stats()
+    }
+
+    /// Requests sent and not yet answered ([`Client::outstanding`]).
+    pub fn outstanding(&self) -> usize {
+        self.shared.lock().outstanding()
+    }
+
+    /// Whether the server reports the dispatch ring in flow control
+    /// ([`Client::flow_control`]).
+    pub fn flow_control(&self) -> bool {
+        self.shared.lock().flow_control()
+    }
+
+    /// The largest request payload ([`Client::max_request_len`]).
+    pub fn max_request_len(&self) -> usize {
+        self.shared.lock().max_request_len()
+    }
+
+    /// The server's id for this connection.
+    pub fn connection_id(&self) -> u64 {
+        self.shared.lock().connection_id()
     }
 }
 
@@ -300,8 +315,6 @@ impl futures_core::Stream for DispatchStream {
 
 impl Drop for DispatchStream {
     fn drop(&mut self) {
-        if self.slot.is_some() {
-            self.client.shared.lock().wakers.leave(&mut self.slot);
-        }
+        self.client.shared.waiters.leave(&mut self.slot);
     }
 }

@@ -1,83 +1,82 @@
-//! The tasks waiting on one client's notification fd, and who holds tokio's
-//! registration.
+//! The tasks waiting on one client's notification fd.
 //!
-//! `AsyncFd::poll_read_ready` keeps one waker: the last task that polled it. Several
-//! tasks wait on one client (pipelined requests, a dispatch stream), so every waiting
-//! task also leaves its waker here, and one task at a time — the *holder* — is the
-//! one tokio will wake. The protocol that loses no task:
+//! `AsyncFd::poll_read_ready` keeps one waker, but several tasks wait on one client
+//! (pipelined requests, a dispatch stream). So every waiting task leaves its waker
+//! here, and tokio is always given the same waker: this [`FanOut`], which wakes every
+//! task registered. Nobody depends on one particular task being polled again (a task
+//! may keep a future it does not poll, e.g. a stream in a `select!` loop). The rules:
 //!
-//! 1. A task that finds nothing to do registers here, then polls the fd; if that is
-//!    pending it becomes the holder (the last to poll is the one tokio wakes).
+//! 1. A task that finds nothing to do registers here, then polls the fd with the
+//!    fan-out waker.
 //! 2. A task that sees the fd ready clears the readiness, wakes every other waiter
 //!    (the event may be theirs) and looks again.
-//! 3. A task that leaves (done or dropped) while it is the holder wakes every other
-//!    waiter: one of them polls the fd again and becomes the holder.
-//! 4. A task whose look moved responses into the client's stash wakes every other
+//! 3. A task whose look moved responses into the client's stash wakes every other
 //!    waiter (the stash is not on the fd).
+//! 4. A task that leaves (done or dropped) just takes its waker out.
 //!
-//! Invariant: while any task waits, either the holder's waker is registered with
-//! tokio, or a wake-up (rules 2–4) is on its way to a task that will register it.
-//! All of this happens under the client's lock, so the holder cannot change between
-//! a task's poll of the fd and its recording as holder.
+//! Lock order: the client's lock, then this one; tokio's reactor takes only this one
+//! (through [`FanOut::wake`]), and no waker called here calls back into the client.
 
-use std::task::Waker;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Wake, Waker};
 
-/// Registry of waiting tasks (a small slab of wakers).
+/// Registry of waiting tasks (a small slab of wakers); the waker tokio holds.
 #[derive(Debug, Default)]
-pub(crate) struct Wakers {
-    /// Slot → the waker of a waiting task (`None`: free).
-    slots: Vec<Option<Waker>>,
-    /// Free slots.
-    free: Vec<usize>,
-    /// The slot whose waker tokio holds (rule 1).
-    holder: Option<usize>,
+pub(crate) struct FanOut {
+    slots: Mutex<Slots>,
 }
 
-impl Wakers {
+#[derive(Debug, Default)]
+struct Slots {
+    /// Slot → the waker of a waiting task (`None`: free).
+    wakers: Vec<Option<Waker>>,
+    /// Free slots.
+    free: Vec<usize>,
+}
+
+impl FanOut {
+    fn lock(&self) -> MutexGuard<'_, Slots> {
+        // Only wakers live here: a panic elsewhere cannot leave them inconsistent.
+        self.slots.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Records `waker` for the task owning `slot` (allocating the slot on first use).
-    pub(crate) fn register(&mut self, slot: &mut Option<usize>, waker: &Waker) {
+    pub(crate) fn register(&self, slot: &mut Option<usize>, waker: &Waker) {
+        let mut slots = self.lock();
         let index = match *slot {
             Some(i) => i,
             None => {
-                let i = match self.free.pop() {
+                let i = match slots.free.pop() {
                     Some(i) => i,
                     None => {
-                        self.slots.push(None);
-                        self.slots.len() - 1
+                        slots.wakers.push(None);
+                        slots.wakers.len() - 1
                     }
                 };
                 *slot = Some(i);
                 i
             }
         };
-        match &mut self.slots[index] {
+        match &mut slots.wakers[index] {
             Some(w) if w.will_wake(waker) => {}
             entry => *entry = Some(waker.clone()),
         }
     }
 
-    /// The task owning `slot` polled the fd and got `Pending`: tokio will wake it.
-    pub(crate) fn set_holder(&mut self, slot: Option<usize>) {
-        self.holder = slot;
-    }
-
-    /// The task owning `slot` stops waiting (done or dropped); hands tokio's
-    /// registration on if it held it (rule 3).
-    pub(crate) fn leave(&mut self, slot: &mut Option<usize>) {
+    /// The task owning `slot` stops waiting (done or dropped).
+    pub(crate) fn leave(&self, slot: &mut Option<usize>) {
         let Some(index) = slot.take() else {
             return;
         };
-        self.slots[index] = None;
-        self.free.push(index);
-        if self.holder == Some(index) {
-            self.holder = None;
-            self.wake_others(None);
-        }
+        let mut slots = self.lock();
+        slots.wakers[index] = None;
+        slots.free.push(index);
     }
 
-    /// Wakes every waiting task but the one owning `except` (rules 2 and 4).
+    /// Wakes every waiting task but the one owning `except`.
     pub(crate) fn wake_others(&self, except: Option<usize>) {
-        for (i, w) in self.slots.iter().enumerate() {
+        let slots = self.lock();
+        for (i, w) in slots.wakers.iter().enumerate() {
             if Some(i) != except {
                 if let Some(w) = w {
                     w.wake_by_ref();
@@ -87,12 +86,20 @@ impl Wakers {
     }
 }
 
+impl Wake for FanOut {
+    fn wake(self: Arc<Self>) {
+        self.wake_others(None);
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.wake_others(None);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::sync::Arc;
-    use std::task::Wake;
 
     struct Count(AtomicUsize);
     impl Wake for Count {
@@ -107,28 +114,26 @@ mod tests {
     }
 
     #[test]
-    fn the_holder_leaving_wakes_the_others_and_only_then() {
-        let mut w = Wakers::default();
+    fn the_fan_out_wakes_every_waiter_and_forgets_those_that_left() {
+        let fan = Arc::new(FanOut::default());
+        let tokio_holds = Waker::from(fan.clone());
         let (a_count, a) = waker();
         let (b_count, b) = waker();
         let (mut sa, mut sb) = (None, None);
-        w.register(&mut sa, &a);
-        w.register(&mut sb, &b);
-        w.set_holder(sb);
-        // A non-holder leaving wakes nobody.
-        w.leave(&mut sa);
-        assert_eq!(a_count.0.load(Ordering::SeqCst), 0);
-        assert_eq!(b_count.0.load(Ordering::SeqCst), 0);
-        w.register(&mut sa, &a);
-        // The holder leaving wakes the rest.
-        w.leave(&mut sb);
+        fan.register(&mut sa, &a);
+        fan.register(&mut sb, &b);
+        tokio_holds.wake_by_ref();
         assert_eq!(a_count.0.load(Ordering::SeqCst), 1);
-        assert_eq!(b_count.0.load(Ordering::SeqCst), 0);
-        // Slots are reused.
-        w.register(&mut sb, &b);
-        assert_eq!(w.slots.len(), 2);
-        w.wake_others(sa);
         assert_eq!(b_count.0.load(Ordering::SeqCst), 1);
-        assert_eq!(a_count.0.load(Ordering::SeqCst), 1);
+        fan.leave(&mut sa);
+        tokio_holds.wake_by_ref();
+        assert_eq!(a_count.0.load(Ordering::SeqCst), 1, "left");
+        assert_eq!(b_count.0.load(Ordering::SeqCst), 2);
+        // Slots are reused; `except` spares the caller.
+        fan.register(&mut sa, &a);
+        assert_eq!(fan.lock().wakers.len(), 2);
+        fan.wake_others(sb);
+        assert_eq!(a_count.0.load(Ordering::SeqCst), 2);
+        assert_eq!(b_count.0.load(Ordering::SeqCst), 2);
     }
 }
