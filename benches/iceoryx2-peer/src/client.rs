@@ -7,11 +7,13 @@ use std::time::{Duration, Instant};
 use iceoryx2::pending_response::PendingResponse;
 use iceoryx2::port::client::Client;
 use iceoryx2::port::subscriber::Subscriber;
-use iceoryx2::prelude::*;
 use iceoryx2::prelude::PortFactory as _;
+use iceoryx2::prelude::*;
 use iceoryx2::service::port_factory::request_response::PortFactory;
 
-use crate::{json, pin_to, Ctx, Idle, Res, CLIENT_WAIT, CMD_ECHO, CMD_QUIT, CMD_STREAM};
+use crate::{
+    pin_to, rtt_json, stream_json, Ctx, Idle, Res, CLIENT_WAIT, CMD_ECHO, CMD_QUIT, CMD_STREAM,
+};
 
 type RttClient = Client<ipc::Service, [u8], u64, [u8], ()>;
 type Pending = PendingResponse<ipc::Service, [u8], u64, [u8], ()>;
@@ -79,9 +81,7 @@ fn measure(
 
 /// Sends a request: command `cmd`, payload copied from `data`.
 fn send(client: &RttClient, cmd: u64, data: &[u8]) -> Res<Pending> {
-    let mut request = client
-        .loan_slice_uninit(data.len())
-        .ctx("loan request")?;
+    let mut request = client.loan_slice_uninit(data.len()).ctx("loan request")?;
     *request.user_header_mut() = cmd;
     request.write_from_slice(data).send().ctx("send request")
 }
@@ -121,7 +121,7 @@ fn rtt(client: &RttClient, server: &mut ServerProcess, size: usize, iters: usize
     samples.sort_by(f64::total_cmp);
     let rank = |q: f64| samples[((samples.len() as f64 * q).ceil() as usize).clamp(1, iters) - 1];
     let (median, p99) = (rank(0.5), rank(0.99));
-    Ok(json("rtt", size, Some(median), Some(p99), 1e9 / median, None))
+    Ok(rtt_json(size, median, p99))
 }
 
 /// `count` messages of `size` bytes from the server; messages/s from the command to the
@@ -150,8 +150,7 @@ fn stream(
     let secs = t.elapsed().as_secs_f64();
     std::hint::black_box(sum);
     wait(&pending, server, |_| ())?;
-    let rate = count as f64 / secs;
-    Ok(json("stream", size, None, None, rate, Some(rate * size as f64 / 1e6)))
+    Ok(stream_json(size, count as f64 / secs))
 }
 
 /// The server child: killed when dropped (unless it has exited).

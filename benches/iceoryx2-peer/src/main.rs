@@ -30,6 +30,10 @@
 //! a killed process's leftovers are removed by iceoryx2's dead-node cleanup, which runs
 //! on every node creation and destruction. Any iceoryx2 error: a one-line reason on
 //! stderr, exit code 1.
+//!
+//! Build (standalone, not a member of the coroipc workspace; iceoryx2 0.10 needs Rust
+//! 1.89): `cargo build --release --locked --manifest-path benches/iceoryx2-peer/Cargo.toml`.
+//! `IOX2_LOG_LEVEL` (e.g. `warn`) shows iceoryx2's own log on stderr; the default is `error`.
 
 mod client;
 mod server;
@@ -126,7 +130,7 @@ impl Idle {
         check: impl FnOnce() -> Res<()>,
     ) -> Res<()> {
         self.polls = self.polls.wrapping_add(1);
-        if self.polls % 65536 != 0 {
+        if self.polls & 0xffff != 0 {
             return Ok(());
         }
         check()?;
@@ -138,8 +142,26 @@ impl Idle {
     }
 }
 
+/// The JSON line of a round-trip figure (`msgs_per_s` = 1e9 / median, as coroipc's rows).
+pub(crate) fn rtt_json(size: usize, median_ns: f64, p99_ns: f64) -> String {
+    json(
+        "rtt",
+        size,
+        Some(median_ns),
+        Some(p99_ns),
+        1e9 / median_ns,
+        None,
+    )
+}
+
+/// The JSON line of a stream figure.
+pub(crate) fn stream_json(size: usize, msgs_per_s: f64) -> String {
+    let mb_per_s = msgs_per_s * size as f64 / 1e6;
+    json("stream", size, None, None, msgs_per_s, Some(mb_per_s))
+}
+
 /// One JSON line in coroipc-bench's format.
-pub(crate) fn json(
+fn json(
     op: &str,
     size: usize,
     median_ns: Option<f64>,

@@ -85,9 +85,7 @@ fn serve(
 
 /// Loans a response and copies `data` into it.
 fn respond(request: &Request, data: &[u8]) -> Res<()> {
-    let response = request
-        .loan_slice_uninit(data.len())
-        .ctx("loan response")?;
+    let response = request.loan_slice_uninit(data.len()).ctx("loan response")?;
     response.write_from_slice(data).send().ctx("send response")
 }
 
