@@ -637,6 +637,26 @@ fn uds_suite(b: Budget, out: &mut Vec<IpcResult>) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Profiling aid: only the coroipc round trip at `size` bytes in `spin-both`, for
+/// `secs` seconds; returns the mean round trip in ns.
+pub fn rtt_only(size: usize, secs: f64) -> std::io::Result<f64> {
+    pin_to(0);
+    let server = ServerChild::start("coroipc", 50)?;
+    let mut c = coroipc_client(&server, MODES[1].1)?;
+    let payload = vec![1u8; size];
+    let t = Instant::now();
+    let mut n = 0u64;
+    while t.elapsed().as_secs_f64() < secs {
+        for _ in 0..1000 {
+            let r = c.request_in_place(CMD_ECHO, &payload).map_err(io_err)?;
+            let mut first = [0u8; 1];
+            std::hint::black_box(r.read_into(&mut first));
+        }
+        n += 1000;
+    }
+    Ok(t.elapsed().as_nanos() as f64 / n as f64)
+}
+
 /// Profiling aid: only the coroipc connect+disconnect loop, for `secs` seconds.
 pub fn connect_only(secs: f64) -> std::io::Result<f64> {
     pin_to(0);

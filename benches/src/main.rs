@@ -20,6 +20,14 @@ fn main() {
         }
         return;
     }
+    if args.first().map(String::as_str) == Some("__rtt") {
+        let size = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(64);
+        match ipc_bench::rtt_only(size, 5.0) {
+            Ok(ns) => println!("rtt {size} B spin-both: {ns:.0} ns mean"),
+            Err(e) => eprintln!("{e}"),
+        }
+        return;
+    }
     let quick = args.iter().any(|a| a == "--quick");
     let json = args.iter().any(|a| a == "--json");
     let scale = args.iter().any(|a| a == "--scale");

@@ -46,14 +46,23 @@ const LIVENESS_EVERY: Duration = Duration::from_millis(1);
 /// A spin budget: poll shared memory until the budget is spent, looking every
 /// millisecond (not at once: a wait that ends quickly makes no system call) at whether
 /// the peer is still alive, so that even a budget of `Duration::MAX` ends within a
-/// millisecond when the peer dies. One clock read per step.
+/// millisecond when the peer dies. The clock is read once every [`POLLS_PER_CLOCK`]
+/// steps, so a poll costs a ring check and one `pause`, not a clock read: the gap
+/// between the peer's publish and our next look stays short, and a wait that ends
+/// within the first steps never reads the clock (the budget counts from the first
+/// read).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Spin {
-    /// End of the budget (`None`: never).
-    until: Option<Instant>,
-    /// When the next liveness check is due.
-    next_check: Instant,
+    budget: Duration,
+    /// From the first step: end of the budget (`None`: never) and the next liveness
+    /// check.
+    started: Option<(Option<Instant>, Instant)>,
+    /// Steps taken.
+    polls: u32,
 }
+
+/// Steps between two clock reads of a [`Spin`].
+const POLLS_PER_CLOCK: u32 = 32;
 
 /// What a spinning wait does next.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -67,23 +76,41 @@ pub(crate) enum SpinStep {
 }
 
 impl Spin {
-    /// A budget of `budget` from now (`Duration::MAX`: spin until the wait ends).
+    /// A budget of `budget`, counted from the first clock read (`Duration::MAX`: spin
+    /// until the wait ends; `ZERO`: the first step is `Done`).
     pub(crate) fn new(budget: Duration) -> Spin {
-        let now = Instant::now();
         Spin {
-            until: now.checked_add(budget),
-            next_check: now.checked_add(LIVENESS_EVERY).unwrap_or(now),
+            budget,
+            started: None,
+            polls: 0,
         }
     }
 
-    /// The next step, from one reading of the clock.
+    /// The next step; reads the clock every [`POLLS_PER_CLOCK`] steps.
     pub(crate) fn step(&mut self) -> SpinStep {
-        let now = Instant::now();
-        if self.until.is_some_and(|until| now >= until) {
+        if self.budget.is_zero() {
             return SpinStep::Done;
         }
-        if now >= self.next_check {
-            self.next_check = now.checked_add(LIVENESS_EVERY).unwrap_or(now);
+        self.polls = self.polls.wrapping_add(1);
+        // The first clock read comes after POLLS_PER_CLOCK polls too: a wait that ends
+        // within them (a fast round trip) never reads the clock. The budget counts
+        // from there.
+        if self.polls % POLLS_PER_CLOCK != 0 {
+            return SpinStep::Spin;
+        }
+        let now = Instant::now();
+        let budget = self.budget;
+        let (until, next_check) = self.started.get_or_insert_with(|| {
+            (
+                now.checked_add(budget),
+                now.checked_add(LIVENESS_EVERY).unwrap_or(now),
+            )
+        });
+        if until.is_some_and(|until| now >= until) {
+            return SpinStep::Done;
+        }
+        if now >= *next_check {
+            *next_check = now.checked_add(LIVENESS_EVERY).unwrap_or(now);
             return SpinStep::CheckLiveness;
         }
         SpinStep::Spin
@@ -118,14 +145,33 @@ mod tests {
     #[test]
     fn spin_budget_max_spins_with_liveness_checks() {
         let mut s = Spin::new(Duration::MAX);
-        assert_eq!(s.step(), SpinStep::Spin, "no system call at the start");
+        assert!(
+            (0..POLLS_PER_CLOCK).all(|_| s.step() == SpinStep::Spin),
+            "no system call at the start"
+        );
         std::thread::sleep(LIVENESS_EVERY * 2);
-        assert_eq!(s.step(), SpinStep::CheckLiveness);
+        // The clock is read every POLLS_PER_CLOCK steps: the check comes within them.
+        let steps: Vec<SpinStep> = (0..POLLS_PER_CLOCK).map(|_| s.step()).collect();
         assert_eq!(
-            s.step(),
-            SpinStep::Spin,
+            steps
+                .iter()
+                .filter(|&&x| x == SpinStep::CheckLiveness)
+                .count(),
+            1,
+            "{steps:?}"
+        );
+        assert!(
+            (0..POLLS_PER_CLOCK).all(|_| s.step() == SpinStep::Spin),
             "then not again within a millisecond"
         );
         assert_eq!(Spin::new(Duration::ZERO).step(), SpinStep::Done);
+    }
+
+    #[test]
+    fn a_spent_budget_is_seen_within_polls_per_clock_steps() {
+        let mut s = Spin::new(Duration::from_micros(1));
+        assert!((0..POLLS_PER_CLOCK).all(|_| s.step() == SpinStep::Spin));
+        std::thread::sleep(Duration::from_millis(1));
+        assert!((0..POLLS_PER_CLOCK).any(|_| s.step() == SpinStep::Done));
     }
 }

@@ -270,9 +270,7 @@ impl Client {
             if step == SpinStep::CheckLiveness && self.waiter.server_gone()? {
                 return Err(self.gone());
             }
-            for _ in 0..32 {
-                std::hint::spin_loop();
-            }
+            std::hint::spin_loop();
             return Ok(());
         }
         if !self.announce(what)? {

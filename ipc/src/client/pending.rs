@@ -2,11 +2,37 @@
 //! looking for another id.
 
 use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasherDefault, Hasher};
 
 use coroipc_ring::{Consumer, Wake};
 
 use crate::error::{RingKind, Violation};
 use crate::protocol::{ResponseHeader, RESPONSE_HEADER_LEN};
+
+/// Hashes request ids with one multiplication (Fibonacci hashing) instead of SipHash:
+/// the tables hold only ids this client issued (sequential), so there is no key an
+/// attacker could choose; a hostile server's ids are only looked up.
+#[derive(Default)]
+pub(crate) struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+
+    fn write_u64(&mut self, id: u64) {
+        self.0 = id.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+type IdMap<V> = HashMap<u64, V, BuildHasherDefault<IdHasher>>;
+type IdSet = HashSet<u64, BuildHasherDefault<IdHasher>>;
 
 /// Where the response looked for is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -25,12 +51,12 @@ pub(crate) enum Found {
 pub(crate) struct Pending {
     next_id: u64,
     /// Request id → its command id.
-    outstanding: HashMap<u64, u16>,
-    stash: HashMap<u64, Stashed>,
+    outstanding: IdMap<u16>,
+    stash: IdMap<Stashed>,
     /// Responses moved from the ring into the stash (counted as received).
     received: u64,
     /// Sent, then given up by the caller: the response is discarded on arrival.
-    abandoned: HashSet<u64>,
+    abandoned: IdSet,
 }
 
 /// A response read while looking for another.
@@ -62,10 +88,10 @@ impl Pending {
     pub(crate) fn new() -> Pending {
         Pending {
             next_id: 1,
-            outstanding: HashMap::new(),
-            stash: HashMap::new(),
+            outstanding: IdMap::default(),
+            stash: IdMap::default(),
             received: 0,
-            abandoned: HashSet::new(),
+            abandoned: IdSet::default(),
         }
     }
 

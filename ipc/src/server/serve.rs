@@ -248,7 +248,8 @@ fn arm(shared: &ConnShared) -> Result<More, DisconnectReason> {
 }
 
 /// The server's optional spin on an idle request ring (`Limits::spin`, capped at
-/// `Limits::MAX_SPIN`): the clock is read every 64 polls.
+/// `Limits::MAX_SPIN`): the clock is read every 64 polls (the budget counts from the
+/// first read).
 struct ServerSpin {
     until: Option<Deadline>,
     budget: std::time::Duration,
@@ -269,12 +270,17 @@ impl ServerSpin {
         if self.budget.is_zero() {
             return false;
         }
+        self.polls += 1;
+        if self.polls % 64 != 0 {
+            std::hint::spin_loop();
+            return true;
+        }
+        // First clock read after 64 polls: a request arriving within them costs none.
         let budget = self.budget;
         let until = *self
             .until
             .get_or_insert_with(|| Deadline::after(Some(budget)));
-        self.polls += 1;
-        if self.polls % 64 != 0 || !until.passed() {
+        if !until.passed() {
             std::hint::spin_loop();
             return true;
         }
