@@ -28,6 +28,14 @@ fn main() {
         }
         return;
     }
+    if args.first().map(String::as_str) == Some("__stream") {
+        let size = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(64);
+        match ipc_bench::stream_only(size, 20_000_000) {
+            Ok(rate) => println!("stream {size} B default: {:.2} M msg/s", rate / 1e6),
+            Err(e) => eprintln!("{e}"),
+        }
+        return;
+    }
     let quick = args.iter().any(|a| a == "--quick");
     let json = args.iter().any(|a| a == "--json");
     let scale = args.iter().any(|a| a == "--scale");

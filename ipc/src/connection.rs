@@ -219,6 +219,27 @@ impl ConnShared {
     }
 }
 
+impl ConnShared {
+    /// Sends `msgs` in order: what fits into the ring with one publication, the rest
+    /// one by one (queued or refused by the overflow policy). Returns how many were
+    /// accepted; an error only when none was.
+    pub(crate) fn send_dispatch_batch(&self, msgs: &[&[u8]]) -> Result<usize, SendError> {
+        self.check_open()?;
+        let (sent, flow) = self.dispatch.send_batch(msgs);
+        let bytes = msgs[..sent].iter().map(|m| m.len()).sum();
+        self.counters.dispatch_many(sent, bytes);
+        self.after_send(Sent::Ring(flow));
+        for (i, msg) in msgs.iter().enumerate().skip(sent) {
+            match self.send_dispatch(&[msg]) {
+                Ok(()) => {}
+                Err(e) if i == 0 => return Err(e),
+                Err(_) => return Ok(i),
+            }
+        }
+        Ok(msgs.len())
+    }
+}
+
 /// Connections the server thread must look at, and the server-owned doorbell that
 /// says so. Threat answered: `server_bell` is shared with the client, which can
 /// saturate its counter (every later `ring` then fails with `EAGAIN` and no event
@@ -312,6 +333,21 @@ impl Connection {
     /// (with `Disconnect` the client is dropped and the error is `Disconnected`).
     pub fn dispatch_send(&self, msg: &[u8]) -> Result<(), SendError> {
         self.shared.send_dispatch(&[msg])
+    }
+
+    /// Sends several dispatch messages, in order, with one publication for as many as
+    /// the ring takes now (one index update and at most one doorbell, instead of one
+    /// per message: the way to stream). Messages that do not fit are queued or refused
+    /// as [`dispatch_send`](Connection::dispatch_send) does. Returns how many were
+    /// accepted, in order: fewer than `msgs.len()` when one was refused (send the rest
+    /// again later; sent alone, the first of them reports why).
+    ///
+    /// # Errors
+    ///
+    /// As [`dispatch_send`](Connection::dispatch_send), when not even the first
+    /// message was accepted.
+    pub fn dispatch_send_batch(&self, msgs: &[&[u8]]) -> Result<usize, SendError> {
+        self.shared.send_dispatch_batch(msgs)
     }
 
     /// Sends the concatenation of `parts` as one dispatch message.

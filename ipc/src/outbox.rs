@@ -159,6 +159,24 @@ impl Outbox {
         Ok(Sent::Queued)
     }
 
+    /// Sends a prefix of `msgs` into the ring with one publication (one tail swap, at
+    /// most one doorbell); returns how many went and the flow change they caused.
+    /// Sends nothing when messages are queued (they go first): the caller falls back
+    /// to [`send`](Outbox::send) for the rest.
+    pub(crate) fn send_batch(&self, msgs: &[&[u8]]) -> (usize, Option<FlowChange>) {
+        let backlog = self.lock();
+        if !backlog.items.is_empty() {
+            return (0, None);
+        }
+        // SAFETY: every claim in this ring is made under the backlog lock (`send`,
+        // `reserve` — whose grant holds the lock until committed — and `flush`), and
+        // we hold it: no other claim and no grant exists until we return.
+        let (sent, published) = unsafe { self.ring.try_send_batch(msgs) };
+        drop(backlog);
+        self.ring_bell(published.wake);
+        (sent, published.flow)
+    }
+
     /// Reserves space in the ring for zero-copy filling; `None` when the ring has no
     /// room now or messages are queued (which must go first).
     pub(crate) fn reserve(&self, len: usize) -> Result<Option<OutboxGrant<'_>>, OutboxError> {

@@ -95,6 +95,14 @@ impl ConnCounters {
         }
     }
 
+    /// `n` messages of `bytes` in all, into the ring.
+    pub(crate) fn dispatch_many(&self, n: usize, bytes: usize) {
+        if n > 0 {
+            add(&self.dispatched, n as u64);
+            add(&self.dispatch_bytes, bytes as u64);
+        }
+    }
+
     pub(crate) fn dispatch_refused(&self) {
         add(&self.dispatch_refused, 1);
     }

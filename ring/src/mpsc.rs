@@ -289,6 +289,42 @@ impl MpscProducer {
         Ok(grant.commit())
     }
 
+    /// Copies each of `msgs` into the ring, in order, and publishes them together: one
+    /// tail swap, so at most one wake-up and one transfer of the tail's cache line to
+    /// the consumer for the whole batch. Stops at the first message that does not fit
+    /// now or fails (send it alone to learn why); returns how many were sent (0:
+    /// nothing was published) and the publication's outcome.
+    ///
+    /// # Safety
+    ///
+    /// No other thread may claim space in this ring (`try_reserve`, `try_send*`,
+    /// `try_send_batch`) until this returns, and no grant of this ring may be held:
+    /// the batch's claims must be contiguous to be published as one (SPEC §1.7).
+    /// Callers that serialize their producers, e.g. behind one lock, meet this.
+    pub unsafe fn try_send_batch(&self, msgs: &[&[u8]]) -> (usize, Published) {
+        let mut claims: Option<(u64, u64)> = None;
+        let mut sent = 0;
+        for msg in msgs {
+            let Ok(mut grant) = self.try_reserve(msg.len()) else {
+                break;
+            };
+            grant.write_at(0, msg);
+            let (start, end) = grant.seal(TAG_MSG);
+            // Exclusive (caller's contract): each claim starts where the last ended.
+            debug_assert!(claims.is_none_or(|(_, last)| last == start));
+            claims = Some((claims.map_or(start, |(first, _)| first), end));
+            sent += 1;
+        }
+        let published = match claims {
+            Some((first, last)) => self.publish(first, last, true),
+            None => Published {
+                wake: Wake::NotNeeded,
+                flow: None,
+            },
+        };
+        (sent, published)
+    }
+
     /// Publishes the claim `start..end` once every earlier claim is published.
     ///
     /// `delivers` is false for a claim holding no message (an abandoned grant): its
@@ -483,6 +519,13 @@ impl MpscGrant<'_> {
     }
 
     fn finish(&mut self, tag: u32) -> Published {
+        let (start, end) = self.seal(tag);
+        self.producer.publish(start, end, tag == TAG_MSG)
+    }
+
+    /// Writes the frame header(s) of the claim without publishing it; returns the
+    /// claim's bounds for the caller to publish.
+    fn seal(&mut self, tag: u32) -> (u64, u64) {
         self.done = true;
         let geo = self.producer.ring.geometry;
         // A truncated message keeps its frame: the length says how much is payload and
@@ -503,7 +546,7 @@ impl MpscGrant<'_> {
                     .store_word(geo.offset(msg_end), encode(TAG_SKIP, rest as u32));
             }
         }
-        self.producer.publish(self.start, self.end, tag == TAG_MSG)
+        (self.start, self.end)
     }
 
     /// Commits and publishes the message (after every earlier claim).

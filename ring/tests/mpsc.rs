@@ -88,3 +88,50 @@ fn full_and_too_large() {
     assert_eq!(c.try_recv_vec().unwrap().unwrap().0, vec![2; 24]);
     assert_eq!(c.try_recv_vec().unwrap().unwrap().0, vec![3; 16]);
 }
+
+#[test]
+fn a_batch_is_published_at_once_in_order_and_stops_when_full() {
+    let (p, mut c) = mpsc_channel(&Config::new(256)).unwrap();
+    assert!(c.prepare_sleep().unwrap().sleep);
+    let msgs: Vec<Vec<u8>> = (0..40u8).map(|i| vec![i; 1 + i as usize % 7]).collect();
+    let refs: Vec<&[u8]> = msgs.iter().map(Vec::as_slice).collect();
+    // SAFETY: this thread is the only producer.
+    let (sent, published) = unsafe { p.try_send_batch(&refs) };
+    assert!(
+        sent > 0 && sent < 40,
+        "stops when the ring is full ({sent})"
+    );
+    assert_eq!(
+        published.wake,
+        Wake::Needed,
+        "one wake-up for the sleeping consumer"
+    );
+    c.cancel_sleep();
+    let mut got = 0;
+    while let Some((m, _)) = c.try_recv_vec().unwrap() {
+        assert_eq!(m, msgs[got]);
+        got += 1;
+    }
+    assert_eq!(got, sent);
+    // The rest goes in later batches, in order, wrapping the ring.
+    let mut next = sent;
+    while next < 40 {
+        // SAFETY: as above.
+        let (n, _) = unsafe { p.try_send_batch(&refs[next..]) };
+        assert!(n > 0);
+        for m in &msgs[next..next + n] {
+            assert_eq!(&c.try_recv_vec().unwrap().unwrap().0, m);
+        }
+        next += n;
+    }
+    // Nothing to send publishes nothing; a message too large stops the batch there.
+    // SAFETY: as above.
+    let (n, published) = unsafe { p.try_send_batch(&[]) };
+    assert_eq!((n, published.wake), (0, Wake::NotNeeded));
+    let big = vec![0u8; 1000];
+    // SAFETY: as above.
+    let (n, _) = unsafe { p.try_send_batch(&[b"a", &big, b"b"]) };
+    assert_eq!(n, 1);
+    assert_eq!(c.try_recv_vec().unwrap().unwrap().0, b"a");
+    assert!(c.try_recv_vec().unwrap().is_none());
+}

@@ -22,26 +22,8 @@ impl Client {
         &mut self,
         timeout: Option<Duration>,
     ) -> Result<Option<DispatchMsg<'_>>, ClientError> {
-        self.alive()?;
-        let deadline = Deadline::after(timeout);
-        let mut spinning = None;
-        loop {
-            match self.dispatch.try_peek() {
-                Ok(Some(_)) => break,
-                Ok(None) => {}
-                Err(e) => return Err(self.fail(Violation::popping(RingKind::Dispatch, e))),
-            }
-            if timeout == Some(Duration::ZERO) {
-                if self.arm_poll_fd()?.dispatch {
-                    continue;
-                }
-                return Ok(None);
-            }
-            match self.wait(WaitFor::Dispatch, &mut spinning, deadline) {
-                Ok(()) => {}
-                Err(ClientError::Timeout) => return Ok(None),
-                Err(e) => return Err(e),
-            }
+        if !self.await_dispatch(timeout)? {
+            return Ok(None);
         }
         let Ok(Some(grant)) = self.dispatch.try_peek() else {
             // Seen a moment ago and only we release it: the ring is now poisoned, and
@@ -56,6 +38,81 @@ impl Client {
             grant: Some(grant),
             server_bell: self.waiter.server_bell(),
         }))
+    }
+
+    /// Receives up to `max` dispatch messages at once: waits for the first as
+    /// [`dispatch_recv`](Client::dispatch_recv) does (`timeout`), then hands each
+    /// message there is to `f`, in order, and releases them all together — one index
+    /// update and at most one doorbell for the batch, instead of one per message (the
+    /// way to keep up with a stream). Returns how many `f` saw (0 on timeout).
+    ///
+    /// # Errors
+    ///
+    /// As [`dispatch_recv`](Client::dispatch_recv).
+    pub fn dispatch_recv_batch(
+        &mut self,
+        max: usize,
+        timeout: Option<Duration>,
+        mut f: impl FnMut(&DispatchMsg<'_>),
+    ) -> Result<usize, ClientError> {
+        if max == 0 || !self.await_dispatch(timeout)? {
+            return Ok(0);
+        }
+        let mut seen = 0;
+        let fault = loop {
+            if seen == max {
+                break None;
+            }
+            let grant = match self.dispatch.try_peek() {
+                Ok(Some(grant)) => grant,
+                Ok(None) => break None,
+                Err(e) => break Some(Violation::popping(RingKind::Dispatch, e)),
+            };
+            let mut msg = DispatchMsg {
+                grant: Some(grant),
+                server_bell: self.waiter.server_bell(),
+            };
+            f(&msg);
+            if let Some(grant) = msg.grant.take() {
+                grant.consume();
+            }
+            seen += 1;
+        };
+        self.stats.dispatch_received += seen as u64;
+        self.dispatch_reported = false;
+        let wake = self.dispatch.release();
+        self.waiter.ring_server(wake)?;
+        match fault {
+            Some(v) => Err(self.fail(v)),
+            None => Ok(seen),
+        }
+    }
+
+    /// Waits until a dispatch message is at the head of the ring (true), or the
+    /// timeout passes (false). `Some(ZERO)` arms the notification fd when there is
+    /// none.
+    fn await_dispatch(&mut self, timeout: Option<Duration>) -> Result<bool, ClientError> {
+        self.alive()?;
+        let deadline = Deadline::after(timeout);
+        let mut spinning = None;
+        loop {
+            match self.dispatch.try_peek() {
+                Ok(Some(_)) => return Ok(true),
+                Ok(None) => {}
+                Err(e) => return Err(self.fail(Violation::popping(RingKind::Dispatch, e))),
+            }
+            if timeout == Some(Duration::ZERO) {
+                if self.arm_poll_fd()?.dispatch {
+                    continue;
+                }
+                return Ok(false);
+            }
+            match self.wait(WaitFor::Dispatch, &mut spinning, deadline) {
+                Ok(()) => {}
+                Err(ClientError::Timeout) => return Ok(false),
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// Arms the pollable fd: drains the doorbell, then announces sleep on the
