@@ -162,21 +162,42 @@ mod tests {
 
     #[test]
     fn refusal_codes_pass_through_when_they_are_cs_errors() {
-        assert_eq!(CapiError::from(ConnectError::Refused(12)).code(), CS_ERR_NOT_EXIST);
-        assert_eq!(CapiError::from(ConnectError::Refused(1)).code(), CS_ERR_ACCESS);
-        assert_eq!(CapiError::from(ConnectError::Refused(-3)).code(), CS_ERR_ACCESS);
-        assert_eq!(CapiError::from(ConnectError::Refused(4242)).code(), CS_ERR_ACCESS);
+        assert_eq!(
+            CapiError::from(ConnectError::Refused(12)).code(),
+            CS_ERR_NOT_EXIST
+        );
+        assert_eq!(
+            CapiError::from(ConnectError::Refused(1)).code(),
+            CS_ERR_ACCESS
+        );
+        assert_eq!(
+            CapiError::from(ConnectError::Refused(-3)).code(),
+            CS_ERR_ACCESS
+        );
+        assert_eq!(
+            CapiError::from(ConnectError::Refused(4242)).code(),
+            CS_ERR_ACCESS
+        );
     }
 
     #[test]
     fn client_and_send_errors_map() {
-        assert_eq!(CapiError::from(ClientError::Disconnected).code(), CS_ERR_LIBRARY);
-        assert_eq!(CapiError::from(ClientError::TryAgain).code(), CS_ERR_TRY_AGAIN);
+        assert_eq!(
+            CapiError::from(ClientError::Disconnected).code(),
+            CS_ERR_LIBRARY
+        );
+        assert_eq!(
+            CapiError::from(ClientError::TryAgain).code(),
+            CS_ERR_TRY_AGAIN
+        );
         assert_eq!(
             CapiError::from(ClientError::UnknownCommand { command: 3 }).code(),
             CS_ERR_INVALID_PARAM
         );
-        assert_eq!(CapiError::from(SendError::TryAgain).code(), CS_ERR_TRY_AGAIN);
+        assert_eq!(
+            CapiError::from(SendError::TryAgain).code(),
+            CS_ERR_TRY_AGAIN
+        );
         assert_eq!(
             CapiError::from(SendError::TooLarge { len: 2, max: 1 }).code(),
             CS_ERR_TOO_BIG

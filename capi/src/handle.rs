@@ -119,7 +119,10 @@ mod tests {
         let a = clients.insert(Arc::new(1u32));
         let c = conns.insert(Arc::new(2u32));
         assert_eq!(clients.get(a).as_deref(), Some(&1));
-        assert!(clients.get(c).is_none(), "a connection handle is foreign here");
+        assert!(
+            clients.get(c).is_none(),
+            "a connection handle is foreign here"
+        );
         assert!(conns.get(a).is_none());
         assert!(clients.get(0).is_none());
         assert!(clients.get(u64::MAX).is_none());

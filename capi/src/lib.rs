@@ -6,10 +6,10 @@
 //! * [`client`]: `coroipcc_*`, connect, requests (copy and zero copy), dispatch.
 //! * [`types`]: `cs_error_t`, `hdb_handle_t`, the seed's message headers.
 //!
-//! Boundary rules: no panic crosses into C ([`panic`]); NULL or invalid arguments get
-//! `CS_ERR_INVALID_PARAM`; objects C holds are handles into tables ([`handle`]), so a
+//! Boundary rules: no panic crosses into C (module `panic`); NULL or invalid arguments get
+//! `CS_ERR_INVALID_PARAM`; objects C holds are handles into tables (module `handle`), so a
 //! stale, freed or foreign one gets `CS_ERR_BAD_HANDLE`, never a crash; every error has
-//! one code ([`error`]). The headers in `include/` are generated from these sources by
+//! one code (module `error`). The headers in `include/` are generated from these sources by
 //! cbindgen (`COROIPC_BLESS=1 cargo test -p coroipc-capi --test headers`).
 #![deny(unsafe_op_in_unsafe_fn)]
 #![deny(missing_docs)]

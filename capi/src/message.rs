@@ -89,7 +89,9 @@ unsafe fn bytes<'a>(ptr: *const u8, len: usize) -> Result<&'a [u8], CapiError> {
         return Ok(&[]);
     }
     if ptr.is_null() {
-        return Err(CapiError::InvalidParam("NULL buffer with a non-zero length"));
+        return Err(CapiError::InvalidParam(
+            "NULL buffer with a non-zero length",
+        ));
     }
     if len > isize::MAX as usize {
         return Err(CapiError::InvalidParam("length above isize::MAX"));
@@ -107,11 +109,13 @@ fn int_at(b: &[u8], at: usize) -> i32 {
 /// Checks a request about to be sent: its header's `size` is `parts.total` and its
 /// `id` a command id; returns the id.
 pub(crate) fn request_command(parts: &Parts<'_>) -> Result<u16, CapiError> {
-    let head: [u8; REQUEST_HEADER_SIZE] = parts
-        .prefix()
-        .ok_or(CapiError::InvalidParam("shorter than coroipc_request_header_t"))?;
+    let head: [u8; REQUEST_HEADER_SIZE] = parts.prefix().ok_or(CapiError::InvalidParam(
+        "shorter than coroipc_request_header_t",
+    ))?;
     if usize::try_from(int_at(&head, 0)).ok() != Some(parts.total) {
-        return Err(CapiError::InvalidParam("header size is not the message length"));
+        return Err(CapiError::InvalidParam(
+            "header size is not the message length",
+        ));
     }
     u16::try_from(int_at(&head, 4)).map_err(|_| CapiError::InvalidParam("id outside 0..=65535"))
 }
@@ -134,11 +138,13 @@ pub(crate) fn check_received_request(payload: &[u8], command: u16) -> Result<(),
 /// Checks a response or dispatch message about to be sent: it starts with a
 /// `coroipc_response_header_t` whose `size` is `parts.total`.
 pub(crate) fn check_outgoing_response(parts: &Parts<'_>) -> Result<(), CapiError> {
-    let head: [u8; RESPONSE_HEADER_SIZE] = parts
-        .prefix()
-        .ok_or(CapiError::InvalidParam("shorter than coroipc_response_header_t"))?;
+    let head: [u8; RESPONSE_HEADER_SIZE] = parts.prefix().ok_or(CapiError::InvalidParam(
+        "shorter than coroipc_response_header_t",
+    ))?;
     if usize::try_from(int_at(&head, 0)).ok() != Some(parts.total) {
-        return Err(CapiError::InvalidParam("header size is not the message length"));
+        return Err(CapiError::InvalidParam(
+            "header size is not the message length",
+        ));
     }
     Ok(())
 }
@@ -162,7 +168,9 @@ pub(crate) fn check_incoming_response(head: &[u8], len: usize) -> Result<(), Cap
 /// # Safety
 ///
 /// `name` is NULL (refused) or a NUL-terminated string.
-pub(crate) unsafe fn socket_name(name: *const std::ffi::c_char) -> Result<ipc::SocketName, CapiError> {
+pub(crate) unsafe fn socket_name(
+    name: *const std::ffi::c_char,
+) -> Result<ipc::SocketName, CapiError> {
     if name.is_null() {
         return Err(CapiError::InvalidParam("socket_name is NULL"));
     }

@@ -1,6 +1,6 @@
 //! The C types both headers share (`corotypes.h`): `cs_error_t`, `hdb_handle_t` and the
 //! seed's message headers. Nothing here is read from C memory as a Rust enum: header
-//! fields are decoded from bytes ([`crate::message`]), so a C program writing any
+//! fields are decoded from bytes (module `message`), so a C program writing any
 //! integer into `error` cannot make an invalid Rust value.
 
 #![allow(non_camel_case_types)]

@@ -70,7 +70,11 @@ fn c_client_basic(tc: &Toolchain, name: &str) {
 fn wait_lines(server: &mut Proc, want: &str, n: usize) {
     let deadline = Instant::now() + T;
     while server.count_lines(want) < n {
-        assert!(Instant::now() < deadline, "{} never printed {want:?} {n} times", server.name);
+        assert!(
+            Instant::now() < deadline,
+            "{} never printed {want:?} {n} times",
+            server.name
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
 }
@@ -87,7 +91,10 @@ fn blocked_c_clients_survive(tc: &Toolchain, name: &str, server: &mut Proc) {
     let killed = Instant::now();
     hang.expect_line("result 2", T);
     wait.expect_line("result 2", T);
-    assert!(killed.elapsed() < Duration::from_secs(5), "the clients noticed late");
+    assert!(
+        killed.elapsed() < Duration::from_secs(5),
+        "the clients noticed late"
+    );
     hang.wait_success(T);
     wait.wait_success(T);
 }
@@ -157,30 +164,51 @@ fn c_clients_survive_kill_9_of_the_rust_server() {
 }
 
 fn connect(name: &str, service: u16) -> Result<Client, ConnectError> {
-    Client::connect(&SocketName::abstract_name(name), service, &ConnectOptions::default())
+    Client::connect(
+        &SocketName::abstract_name(name),
+        service,
+        &ConnectOptions::default(),
+    )
 }
 
 /// Request, dispatch with flow control, private data, admission control and header
 /// checks, from a Rust client to the C server.
 fn rust_client_scenario(name: &str) {
-    assert!(matches!(connect(name, 9), Err(ConnectError::NoSuchService(9))));
+    assert!(matches!(
+        connect(name, 9),
+        Err(ConnectError::NoSuchService(9))
+    ));
     let mut c = connect(name, SVC_ECHO).expect("connect");
-    let r = c.request(ECHO_ECHO, &c_request(ECHO_ECHO, b"from rust")).expect("echo");
+    let r = c
+        .request(ECHO_ECHO, &c_request(ECHO_ECHO, b"from rust"))
+        .expect("echo");
     assert_eq!(c_payload(&r.data), b"from rust");
     // A header that lies, or names another command: refused by the C side's checks.
     let mut lying = c_request(ECHO_ECHO, b"abc");
     lying[0] = 99;
-    assert!(matches!(c.request(ECHO_ECHO, &lying), Err(ClientError::BadRequest)));
+    assert!(matches!(
+        c.request(ECHO_ECHO, &lying),
+        Err(ClientError::BadRequest)
+    ));
     let other = c_request(ECHO_DISPATCH, &0u32.to_ne_bytes());
-    assert!(matches!(c.request(ECHO_ECHO, &other), Err(ClientError::BadRequest)));
-    assert!(matches!(c.request(ECHO_ECHO, b"xy"), Err(ClientError::BadRequest)));
+    assert!(matches!(
+        c.request(ECHO_ECHO, &other),
+        Err(ClientError::BadRequest)
+    ));
+    assert!(matches!(
+        c.request(ECHO_ECHO, b"xy"),
+        Err(ClientError::BadRequest)
+    ));
     assert!(matches!(
         c.request(77, &c_request(77, b"")),
         Err(ClientError::UnknownCommand { command: 77 })
     ));
     // Dispatch until the server is refused; flow control on, drained in order, off.
     let r = c
-        .request(ECHO_DISPATCH, &c_request(ECHO_DISPATCH, &1_000_000u32.to_ne_bytes()))
+        .request(
+            ECHO_DISPATCH,
+            &c_request(ECHO_DISPATCH, &1_000_000u32.to_ne_bytes()),
+        )
         .expect("dispatch");
     let sent = value(c_payload(&r.data));
     assert!(sent > 100 && sent < 1_000_000, "sent {sent}");
@@ -195,16 +223,22 @@ fn rust_client_scenario(name: &str) {
     }
     assert!(!c.flow_control(), "flow control off after draining");
     // Answered outside the handler, on the C loop's next turn.
-    let r = c.request(ECHO_LATER, &c_request(ECHO_LATER, &[0; 4])).expect("later");
+    let r = c
+        .request(ECHO_LATER, &c_request(ECHO_LATER, &[0; 4]))
+        .expect("later");
     assert_eq!(value(c_payload(&r.data)), 42);
     // Private data per connection; sending_allowed.
     let mut a = connect(name, SVC_COUNTER).expect("counter a");
     let mut b = connect(name, SVC_COUNTER).expect("counter b");
     for i in 1..=3 {
-        let r = a.request(0, &c_request(COUNTER_COUNT, &[0; 4])).expect("count");
+        let r = a
+            .request(0, &c_request(COUNTER_COUNT, &[0; 4]))
+            .expect("count");
         assert_eq!(value(c_payload(&r.data)), i);
     }
-    let r = b.request(0, &c_request(COUNTER_COUNT, &[0; 4])).expect("count b");
+    let r = b
+        .request(0, &c_request(COUNTER_COUNT, &[0; 4]))
+        .expect("count b");
     assert_eq!(value(c_payload(&r.data)), 1);
     assert!(matches!(
         a.request(COUNTER_BUSY, &c_request(COUNTER_BUSY, &[0; 4])),

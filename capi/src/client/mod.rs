@@ -1,5 +1,5 @@
 //! `coroipcc.h`: the client functions. Contexts are `hdb_handle_t` numbers from a
-//! handle table ([`crate::handle`]); each is used under its own mutex, so two threads
+//! handle table (module `handle`); each is used under its own mutex, so two threads
 //! calling on one context take turns (a call that blocks holds the context).
 
 mod ctx;
@@ -28,7 +28,6 @@ fn with_ctx<R>(
     let mut ctx = ctx.lock().unwrap_or_else(PoisonError::into_inner);
     f(&mut ctx)
 }
-
 
 /// Connects to `service` of the server listening under `socket_name` and stores the
 /// new context in `*handle`.
@@ -171,7 +170,12 @@ pub unsafe extern "C" fn coroipcc_msg_send_reply_receive_in_buf(
 /// pointer becomes invalid). Releasing when nothing is held is not an error.
 #[no_mangle]
 pub extern "C" fn coroipcc_msg_reply_release(handle: hdb_handle_t) -> cs_error_t {
-    boundary(|| with_ctx(handle, |c| Ok(c.release())))
+    boundary(|| {
+        with_ctx(handle, |c| {
+            c.release();
+            Ok(())
+        })
+    })
 }
 
 /// Receives the next dispatch message: stores in `*buf` a pointer to it in shared
@@ -212,7 +216,12 @@ pub unsafe extern "C" fn coroipcc_dispatch_get(
 /// held is not an error.
 #[no_mangle]
 pub extern "C" fn coroipcc_dispatch_put(handle: hdb_handle_t) -> cs_error_t {
-    boundary(|| with_ctx(handle, |c| Ok(c.release())))
+    boundary(|| {
+        with_ctx(handle, |c| {
+            c.release();
+            Ok(())
+        })
+    })
 }
 
 /// Stores in `*flow_control_state` 1 while the server reports this connection's

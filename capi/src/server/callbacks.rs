@@ -1,5 +1,5 @@
 //! `struct coroipcs_init_state` (the daemon's callbacks) and the library's view of
-//! it, [`Callbacks`]: each callback called through one method that supplies the
+//! it, `Callbacks`: each callback called through one method that supplies the
 //! internal version when the field is NULL.
 
 #![allow(non_camel_case_types)]
@@ -234,10 +234,11 @@ impl Callbacks {
 
     /// `poll_accept_add` or `poll_dispatch_add`; true if the daemon accepted.
     pub(crate) fn poll_add(&self, fd: RawFd, context: Option<u64>) -> bool {
-        // SAFETY (both arms): the daemon's callbacks (init contract); the context is an
-        // integer token it only hands back.
         match (context, self.0.poll_accept_add, self.0.poll_dispatch_add) {
+            // SAFETY: the daemon's callback (init contract); a plain fd.
             (None, Some(f), _) => unsafe { f(fd) == 0 },
+            // SAFETY: the daemon's callback (init contract); the context is an integer
+            // token it only hands back.
             (Some(token), _, Some(f)) => unsafe { f(fd, token as *mut c_void) == 0 },
             _ => false,
         }
@@ -254,12 +255,16 @@ impl Callbacks {
 
     pub(crate) fn init_fn(&self, service: u16) -> coroipcs_init_fn_lvalue {
         // SAFETY: the daemon's callback (init contract).
-        self.0.init_fn_get.and_then(|f| unsafe { f(c_uint::from(service)) })
+        self.0
+            .init_fn_get
+            .and_then(|f| unsafe { f(c_uint::from(service)) })
     }
 
     pub(crate) fn exit_fn(&self, service: u16) -> coroipcs_exit_fn_lvalue {
         // SAFETY: the daemon's callback (init contract).
-        self.0.exit_fn_get.and_then(|f| unsafe { f(c_uint::from(service)) })
+        self.0
+            .exit_fn_get
+            .and_then(|f| unsafe { f(c_uint::from(service)) })
     }
 
     pub(crate) fn handler_fn(&self, service: u16, id: u16) -> coroipcs_handler_fn_lvalue {

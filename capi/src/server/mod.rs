@@ -5,7 +5,7 @@
 //! on a connection (`coroipcs_response_send`, `coroipcs_dispatch_send`, private data,
 //! reference counts) take no server lock: call them from callbacks or any thread.
 //!
-//! Poll mapping: the C hooks are the Rust [`ipc::PollHooks`] (see [`hooks`]); the
+//! Poll mapping: the C hooks are the Rust [`ipc::PollHooks`] (module `hooks`); the
 //! daemon's loop calls `coroipcs_handler_accept` for the listening fd and
 //! `coroipcs_handler_dispatch(fd, revents, context)` for every other fd, which is
 //! `Server::handle_ready(Token(context))` followed by `Server::handle_timeouts`.
@@ -118,8 +118,8 @@ fn build(name: ipc::SocketName, callbacks: &Arc<Callbacks>, hooks: CHooks) -> io
 pub unsafe extern "C" fn coroipcs_ipc_init(init_state: *const coroipcs_init_state) -> cs_error_t {
     boundary(|| {
         // SAFETY: NULL or a valid struct (contract).
-        let state = unsafe { init_state.as_ref() }
-            .ok_or(CapiError::InvalidParam("init_state is NULL"))?;
+        let state =
+            unsafe { init_state.as_ref() }.ok_or(CapiError::InvalidParam("init_state is NULL"))?;
         // SAFETY: NULL or NUL-terminated (contract).
         let name = unsafe { socket_name(state.socket_name) }?;
         let callbacks = Arc::new(Callbacks::new(state));

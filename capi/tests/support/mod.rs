@@ -118,10 +118,21 @@ impl Toolchain {
             return exe.clone();
         }
         let dir = manifest_dir();
-        let stem = Path::new(source).file_stem().unwrap().to_string_lossy().into_owned();
+        let stem = Path::new(source)
+            .file_stem()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
         let exe = self.out.join(&stem);
         let output = Command::new(&self.cc)
-            .args(["-std=c11", "-D_DEFAULT_SOURCE", "-Wall", "-Wextra", "-Werror", "-g"])
+            .args([
+                "-std=c11",
+                "-D_DEFAULT_SOURCE",
+                "-Wall",
+                "-Wextra",
+                "-Werror",
+                "-g",
+            ])
             .args(&self.sanitize)
             .arg("-I")
             .arg(dir.join("include"))
@@ -129,7 +140,15 @@ impl Toolchain {
             .arg(dir.join("examples"))
             .arg(dir.join(source))
             .arg(&self.lib)
-            .args(["-lpthread", "-ldl", "-lm", "-lrt", "-lutil", "-lgcc_s", "-lc"])
+            .args([
+                "-lpthread",
+                "-ldl",
+                "-lm",
+                "-lrt",
+                "-lutil",
+                "-lgcc_s",
+                "-lc",
+            ])
             .arg("-o")
             .arg(&exe)
             .output()
@@ -153,7 +172,10 @@ impl Toolchain {
                 u8::from(self.leaks_checked)
             ),
         )
-        .env("UBSAN_OPTIONS", "halt_on_error=1:print_stacktrace=1:exitcode=24");
+        .env(
+            "UBSAN_OPTIONS",
+            "halt_on_error=1:print_stacktrace=1:exitcode=24",
+        );
         cmd
     }
 }
@@ -204,7 +226,9 @@ impl Proc {
                 if n == 0 {
                     break;
                 }
-                sink.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
+                sink.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
             }
         });
         Proc {
@@ -275,7 +299,11 @@ impl Proc {
             }
             if Instant::now() > deadline {
                 self.kill9();
-                panic!("{} did not exit within {timeout:?}\n{}", self.name, self.report());
+                panic!(
+                    "{} did not exit within {timeout:?}\n{}",
+                    self.name,
+                    self.report()
+                );
             }
             std::thread::sleep(Duration::from_millis(10));
         }
@@ -284,7 +312,12 @@ impl Proc {
     /// Waits for a successful exit.
     pub fn wait_success(&mut self, timeout: Duration) {
         let status = self.wait(timeout);
-        assert!(status.success(), "{} exited with {status}\n{}", self.name, self.report());
+        assert!(
+            status.success(),
+            "{} exited with {status}\n{}",
+            self.name,
+            self.report()
+        );
     }
 }
 
