@@ -301,3 +301,86 @@ fn misuse_of_every_function_is_an_error_not_a_crash() {
     p.expect_line("ok abuse", T);
     p.wait_success(T);
 }
+
+/// The pkg-config file: installed with the shared library and the headers into a
+/// prefix, it builds README's smallest client, which then talks to a Rust server.
+#[test]
+fn smallest_client_builds_with_pkg_config_against_the_shared_library() {
+    let Some(tc) = toolchain() else { return };
+    let dir = support::manifest_dir();
+    let readme = std::fs::read_to_string(dir.join("../README.md")).expect("README.md");
+    let source = std::fs::read_to_string(dir.join("examples/smallest_client.c")).expect("source");
+    assert!(
+        readme.contains(&source),
+        "README's C section must show examples/smallest_client.c verbatim"
+    );
+
+    let prefix = tc.out.join("prefix");
+    let (lib, pc, inc) = (
+        prefix.join("lib"),
+        prefix.join("lib/pkgconfig"),
+        prefix.join("include/coroipc"),
+    );
+    for d in [&pc, &inc] {
+        std::fs::create_dir_all(d).expect("prefix dirs");
+    }
+    std::fs::copy(
+        support::artifact("libcoroipc.so"),
+        lib.join("libcoroipc.so"),
+    )
+    .expect("copy .so");
+    for h in ["corotypes.h", "coroipcs.h", "coroipcc.h"] {
+        std::fs::copy(dir.join("include").join(h), inc.join(h)).expect("copy header");
+    }
+    let template = std::fs::read_to_string(dir.join("coroipc.pc.in")).expect("coroipc.pc.in");
+    let filled = template
+        .replace("@PREFIX@", &prefix.to_string_lossy())
+        .replace("@VERSION@", env!("CARGO_PKG_VERSION"));
+    std::fs::write(pc.join("coroipc.pc"), filled).expect("write .pc");
+
+    let flags = match Command::new("pkg-config")
+        .args(["--cflags", "--libs", "coroipc"])
+        .env("PKG_CONFIG_PATH", &pc)
+        .output()
+    {
+        Ok(o) => {
+            assert!(
+                o.status.success(),
+                "pkg-config: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+            String::from_utf8(o.stdout).expect("flags")
+        }
+        Err(_) => {
+            eprintln!("NOTE: no pkg-config; using the .pc file's flags expanded by hand");
+            format!("-I{} -L{} -lcoroipc", inc.display(), lib.display())
+        }
+    };
+    let exe = tc.out.join("smallest_client");
+    let built = Command::new(&tc.cc)
+        .arg(dir.join("examples/smallest_client.c"))
+        .args(flags.split_whitespace())
+        .arg("-o")
+        .arg(&exe)
+        .output()
+        .expect("cc");
+    assert!(
+        built.status.success(),
+        "{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+
+    let name = unique_name("small");
+    let _server = rust_server(&name);
+    let out = Command::new(&exe)
+        .arg(&name)
+        .env("LD_LIBRARY_PATH", &lib)
+        .output()
+        .expect("run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hi\n");
+}

@@ -15,17 +15,17 @@ use std::time::{Duration, Instant};
 
 /// How C programs are built and run in this test run.
 pub struct Toolchain {
-    cc: String,
+    pub cc: String,
     /// Sanitizer flags, when a probe compile and run with them worked.
     sanitize: Vec<&'static str>,
     /// Whether LeakSanitizer works here (it does not under ptrace, in some containers).
     pub leaks_checked: bool,
     lib: PathBuf,
-    out: PathBuf,
+    pub out: PathBuf,
     built: Mutex<HashMap<String, PathBuf>>,
 }
 
-fn manifest_dir() -> PathBuf {
+pub fn manifest_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
@@ -40,6 +40,21 @@ fn profile_dir() -> PathBuf {
 
 fn run_quiet(cmd: &mut Command) -> Option<std::process::Output> {
     cmd.stdin(Stdio::null()).output().ok()
+}
+
+/// A library cargo built for this test run: in `target/<profile>/deps` (where `cargo
+/// test` puts the package's staticlib and cdylib) or `target/<profile>` (`cargo build`).
+pub fn artifact(file: &str) -> PathBuf {
+    let dir = profile_dir();
+    [dir.join("deps").join(file), dir.join(file)]
+        .into_iter()
+        .find(|p| p.exists())
+        .unwrap_or_else(|| {
+            panic!(
+                "{file} is in neither {0}/deps nor {0}: build it with `cargo build -p coroipc-capi`",
+                dir.display()
+            )
+        })
 }
 
 /// Compiles and runs `source` with `flags`; the run's output.
@@ -68,19 +83,7 @@ pub fn toolchain() -> Option<&'static Toolchain> {
             eprintln!("SKIPPED: no C compiler (`{cc}`); install one (gcc) to run the C API tests");
             return None;
         }
-        // Cargo builds the package's staticlib into deps/ for the tests (and links it
-        // to target/<profile>/ for `cargo build`).
-        let dir = profile_dir();
-        let lib = [dir.join("deps/libcoroipc.a"), dir.join("libcoroipc.a")]
-            .into_iter()
-            .find(|p| p.exists())
-            .unwrap_or_else(|| {
-                panic!(
-                    "libcoroipc.a is in neither {0}/deps nor {0}: build it with \
-                     `cargo build -p coroipc-capi`",
-                    dir.display()
-                )
-            });
+        let lib = artifact("libcoroipc.a");
         let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("capi-{}", std::process::id()));
         std::fs::create_dir_all(&out).expect("tmp dir");
         let flags = ["-fsanitize=address,undefined", "-g"];
