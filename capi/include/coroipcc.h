@@ -46,7 +46,8 @@ cs_error_t coroipcc_service_disconnect(hdb_handle_t handle);
  Stores in `*fd` a descriptor to `poll(2)` for readability: readable when a
  dispatch message (or a response) waits or the server is gone. It becomes readable
  for a new message after a non-blocking `coroipcc_dispatch_get(handle, &buf, 0)` found
- none. The fd belongs to the context: do not close it; it is valid until
+ none (before the first such call it may poll readable once, to say "call it"). The
+ fd belongs to the context: do not close it; it is valid until
  `coroipcc_service_disconnect`.
 
  # Safety

@@ -27,8 +27,9 @@ typedef int (*coroipcs_exit_fn_lvalue)(void *conn);
 /*
  A command handler: `msg` starts with a `coroipc_request_header_t` whose `size`
  (checked) is the message length; it is the server's private copy, 8-byte aligned,
- valid until the handler returns. Answer with `coroipcs_response_send` (now or
- later, from any thread).
+ valid until the handler returns. Answer with `coroipcs_response_send`: during the
+ handler it answers this request; a request the handler returned without answering
+ is answered later (from any thread) in the order the requests came.
  */
 typedef void (*coroipcs_handler_fn_lvalue)(void *conn, const void *msg);
 
@@ -192,9 +193,10 @@ cs_error_t coroipcs_handler_dispatch(int fd, int revents, void *context);
 void *coroipcs_private_data_get(void *conn);
 
 /*
- Answers the oldest unanswered request of `conn` with the `mlen` bytes at `msg`,
- which start with a `coroipc_response_header_t` whose `size` is `mlen`. From any
- thread, during the handler or later. `msg` is copied before the call returns.
+ Answers a request of `conn` with the `mlen` bytes at `msg`, which start with a
+ `coroipc_response_header_t` whose `size` is `mlen`: during a handler on `conn`, the
+ request being handled; otherwise the oldest one whose handler returned without
+ answering. From any thread. `msg` is copied before the call returns.
 
  Returns `CS_OK`; `CS_ERR_INVALID_PARAM` (NULL, too short, lying `size`);
  `CS_ERR_NOT_EXIST` (no request awaits an answer); `CS_ERR_TOO_BIG` (larger than

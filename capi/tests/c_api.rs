@@ -227,6 +227,21 @@ fn rust_client_scenario(name: &str) {
         .request(ECHO_LATER, &c_request(ECHO_LATER, &[0; 4]))
         .expect("later");
     assert_eq!(value(c_payload(&r.data)), 42);
+    // Pipelined past an unanswered request: the handler's answer goes to its own
+    // request, not to the older one.
+    let mut p = connect(name, SVC_ECHO).expect("connect");
+    let hang = p
+        .send_request(ECHO_HANG, &c_request(ECHO_HANG, &[0; 4]))
+        .expect("hang");
+    let echo = p
+        .send_request(ECHO_ECHO, &c_request(ECHO_ECHO, b"second"))
+        .expect("echo");
+    let r = p.wait_response(echo, Some(T)).expect("the second answered");
+    assert_eq!(c_payload(&r.data), b"second");
+    assert!(matches!(
+        p.wait_response(hang, Some(Duration::ZERO)),
+        Err(ClientError::Timeout)
+    ));
     // Private data per connection; sending_allowed.
     let mut a = connect(name, SVC_COUNTER).expect("counter a");
     let mut b = connect(name, SVC_COUNTER).expect("counter b");

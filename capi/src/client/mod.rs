@@ -81,7 +81,8 @@ pub extern "C" fn coroipcc_service_disconnect(handle: hdb_handle_t) -> cs_error_
 /// Stores in `*fd` a descriptor to `poll(2)` for readability: readable when a
 /// dispatch message (or a response) waits or the server is gone. It becomes readable
 /// for a new message after a non-blocking `coroipcc_dispatch_get(handle, &buf, 0)` found
-/// none. The fd belongs to the context: do not close it; it is valid until
+/// none (before the first such call it may poll readable once, to say "call it"). The
+/// fd belongs to the context: do not close it; it is valid until
 /// `coroipcc_service_disconnect`.
 ///
 /// # Safety

@@ -20,8 +20,9 @@ pub type coroipcs_exit_fn_lvalue = Option<unsafe extern "C" fn(conn: *mut c_void
 
 /// A command handler: `msg` starts with a `coroipc_request_header_t` whose `size`
 /// (checked) is the message length; it is the server's private copy, 8-byte aligned,
-/// valid until the handler returns. Answer with `coroipcs_response_send` (now or
-/// later, from any thread).
+/// valid until the handler returns. Answer with `coroipcs_response_send`: during the
+/// handler it answers this request; a request the handler returned without answering
+/// is answered later (from any thread) in the order the requests came.
 pub type coroipcs_handler_fn_lvalue =
     Option<unsafe extern "C" fn(conn: *mut c_void, msg: *const c_void)>;
 

@@ -34,7 +34,9 @@ impl Drop for PrivateData {
 
 #[derive(Default)]
 struct ConnState {
-    /// Requests handed to a handler and not answered yet, oldest first.
+    /// The request whose handler is running, until answered or the handler returns.
+    current: Option<DeferredResponse>,
+    /// Requests whose handler returned without answering, oldest first.
     deferred: VecDeque<DeferredResponse>,
     /// `coroipcs_refcount_inc` minus `dec`.
     refs: u32,
@@ -58,20 +60,33 @@ impl ConnEntry {
         self.private.ptr
     }
 
-    /// Queues a request for `coroipcs_response_send`.
-    pub(crate) fn push_deferred(&self, d: DeferredResponse) {
-        self.state().deferred.push_back(d);
+    /// A handler starts on request `d`: a response sent meanwhile answers it.
+    pub(crate) fn handler_starts(&self, d: DeferredResponse) {
+        self.state().current = Some(d);
     }
 
-    /// The oldest unanswered request.
+    /// The handler returned: its request, if unanswered, waits behind the older ones.
+    pub(crate) fn handler_returned(&self) {
+        let mut s = self.state();
+        if let Some(d) = s.current.take() {
+            s.deferred.push_back(d);
+        }
+    }
+
+    /// The request a response answers: the one being handled, else the oldest
+    /// unanswered one.
     pub(crate) fn pop_deferred(&self) -> Result<DeferredResponse, CapiError> {
         let mut s = self.state();
         if s.gone {
             return Err(ipc::SendError::Disconnected.into());
         }
-        s.deferred
-            .pop_front()
-            .ok_or(CapiError::NotExist("no request awaits a response"))
+        match s.current.take() {
+            Some(d) => Ok(d),
+            None => s
+                .deferred
+                .pop_front()
+                .ok_or(CapiError::NotExist("no request awaits a response")),
+        }
     }
 }
 
@@ -106,15 +121,15 @@ pub(crate) fn close(handle: u64) {
     let Some(entry) = CONNS.get(handle) else {
         return;
     };
-    let deferred = {
+    let unanswered = {
         let mut s = entry.state();
         s.gone = true;
         if s.refs == 0 {
             CONNS.remove(handle);
         }
-        std::mem::take(&mut s.deferred)
+        (s.current.take(), std::mem::take(&mut s.deferred))
     };
-    drop(deferred);
+    drop(unanswered);
 }
 
 /// `coroipcs_refcount_inc`.

@@ -223,9 +223,10 @@ pub extern "C" fn coroipcs_private_data_get(conn: *mut c_void) -> *mut c_void {
     })
 }
 
-/// Answers the oldest unanswered request of `conn` with the `mlen` bytes at `msg`,
-/// which start with a `coroipc_response_header_t` whose `size` is `mlen`. From any
-/// thread, during the handler or later. `msg` is copied before the call returns.
+/// Answers a request of `conn` with the `mlen` bytes at `msg`, which start with a
+/// `coroipc_response_header_t` whose `size` is `mlen`: during a handler on `conn`, the
+/// request being handled; otherwise the oldest one whose handler returned without
+/// answering. From any thread. `msg` is copied before the call returns.
 ///
 /// Returns `CS_OK`; `CS_ERR_INVALID_PARAM` (NULL, too short, lying `size`);
 /// `CS_ERR_NOT_EXIST` (no request awaits an answer); `CS_ERR_TOO_BIG` (larger than

@@ -121,10 +121,11 @@ impl Service for CService {
         }
         // A fresh responder cannot have answered already.
         let deferred = resp.defer().map_err(|_| HandlerError::InvalidRequest)?;
-        entry.push_deferred(deferred);
+        entry.handler_starts(deferred);
         // SAFETY: the daemon's handler; `msg` is valid and 8-aligned until it
         // returns, the token live.
         unsafe { handler(key.token(), msg) };
+        entry.handler_returned();
         callbacks.sending_allowed_release(&mut scratch);
         Ok(())
     }

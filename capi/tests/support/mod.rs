@@ -42,19 +42,53 @@ fn run_quiet(cmd: &mut Command) -> Option<std::process::Output> {
     cmd.stdin(Stdio::null()).output().ok()
 }
 
-/// A library cargo built for this test run: in `target/<profile>/deps` (where `cargo
-/// test` puts the package's staticlib and cdylib) or `target/<profile>` (`cargo build`).
-pub fn artifact(file: &str) -> PathBuf {
+/// Builds `libcoroipc.{a,so}` with the profile of this test run. `cargo test` does not
+/// build a package's staticlib/cdylib for its integration tests, so without this the C
+/// programs would link whatever library an earlier `cargo build` left. (Cargo does not
+/// hold the build directory's lock while tests run, so this nested build works.)
+fn build_library() {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     let dir = profile_dir();
-    [dir.join("deps").join(file), dir.join(file)]
-        .into_iter()
-        .find(|p| p.exists())
-        .unwrap_or_else(|| {
-            panic!(
-                "{file} is in neither {0}/deps nor {0}: build it with `cargo build -p coroipc-capi`",
-                dir.display()
-            )
-        })
+    let mut cmd = Command::new(&cargo);
+    cmd.args(["build", "--quiet", "-p", "coroipc-capi", "--lib"]);
+    match dir.file_name().and_then(|n| n.to_str()) {
+        Some("debug") => {}
+        Some("release") => {
+            cmd.arg("--release");
+        }
+        Some(other) => {
+            cmd.args(["--profile", other]);
+        }
+        None => panic!("unexpected target directory {}", dir.display()),
+    }
+    let mut child = cmd
+        .current_dir(manifest_dir())
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("running cargo build -p coroipc-capi");
+    let deadline = Instant::now() + Duration::from_secs(900);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("cargo build") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("`cargo build -p coroipc-capi` did not finish within 15 minutes");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "`cargo build -p coroipc-capi` failed");
+}
+
+/// A library built by [`build_library`]: `target/<profile>/<file>`.
+pub fn artifact(file: &str) -> PathBuf {
+    let lib = profile_dir().join(file);
+    assert!(
+        lib.exists(),
+        "{} is missing after `cargo build -p coroipc-capi`",
+        lib.display()
+    );
+    lib
 }
 
 /// Compiles and runs `source` with `flags`; the run's output.
@@ -83,6 +117,7 @@ pub fn toolchain() -> Option<&'static Toolchain> {
             eprintln!("SKIPPED: no C compiler (`{cc}`); install one (gcc) to run the C API tests");
             return None;
         }
+        build_library();
         let lib = artifact("libcoroipc.a");
         let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("capi-{}", std::process::id()));
         std::fs::create_dir_all(&out).expect("tmp dir");
