@@ -20,7 +20,7 @@
 //! | boundary: stale, freed or foreign handle | `CS_ERR_BAD_HANDLE` |
 //! | boundary: the peer's message has no valid seed header | `CS_ERR_MESSAGE_ERROR` |
 //! | boundary: nothing to answer, no server under the name | `CS_ERR_NOT_EXIST` |
-//! | boundary: a server already initialised | `CS_ERR_EXIST` |
+//! | boundary: a server already initialised; `std::io::Error` `AddrInUse` (another server has the name) | `CS_ERR_EXIST` |
 //! | boundary: re-entering the server from its own callback | `CS_ERR_BUSY` |
 //! | boundary: a panic caught | `CS_ERR_LIBRARY` |
 
@@ -79,6 +79,7 @@ impl CapiError {
                 SendError::TryAgain => CS_ERR_TRY_AGAIN,
                 _ => CS_ERR_LIBRARY,
             },
+            CapiError::Io(e) if e.kind() == io::ErrorKind::AddrInUse => CS_ERR_EXIST,
             CapiError::Io(_) | CapiError::Panic(_) => CS_ERR_LIBRARY,
             CapiError::InvalidParam(_) => CS_ERR_INVALID_PARAM,
             CapiError::BadHandle => CS_ERR_BAD_HANDLE,
@@ -204,6 +205,10 @@ mod tests {
         );
         assert_eq!(CapiError::BadHandle.code(), CS_ERR_BAD_HANDLE);
         assert_eq!(CapiError::Panic("x".into()).code(), CS_ERR_LIBRARY);
+        let in_use = io::Error::from(io::ErrorKind::AddrInUse);
+        assert_eq!(CapiError::from(in_use).code(), CS_ERR_EXIST);
+        let other = io::Error::from(io::ErrorKind::PermissionDenied);
+        assert_eq!(CapiError::from(other).code(), CS_ERR_LIBRARY);
     }
 
     #[test]

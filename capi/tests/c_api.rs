@@ -105,6 +105,17 @@ fn c_client_against_c_server() {
     let name = unique_name("cc");
     let mut server = c_server(tc, &name);
     c_client_basic(tc, &name);
+    // A second daemon under the same name is refused with CS_ERR_EXIST (14).
+    let mut second = tc.command(&tc.build("examples/server.c"));
+    second.arg(&name);
+    let out = second.output().expect("second server");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("coroipcs_ipc_init: 14"));
     // A clean stop: every fd handed back, no leak (the leak check runs at exit).
     server.terminate();
     server.wait_success(T);
