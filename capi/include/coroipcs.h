@@ -14,6 +14,11 @@
  connection once its private data exists; a non-zero return refuses the client
  (a positive `cs_error_t` value reaches the client as that code, anything else as
  `CS_ERR_ACCESS`).
+
+ `conn` is an opaque token (a number, never a pointer to dereference). It is valid
+ from this call until the connection's `exit_fn` returned (or, after
+ `coroipcs_refcount_inc`, until the last `coroipcs_refcount_dec`); from then on every
+ function given it returns `CS_ERR_BAD_HANDLE` (`coroipcs_private_data_get`: NULL).
  */
 typedef int (*coroipcs_init_fn_lvalue)(void *conn);
 

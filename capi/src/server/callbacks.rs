@@ -11,6 +11,11 @@ use std::os::fd::RawFd;
 /// connection once its private data exists; a non-zero return refuses the client
 /// (a positive `cs_error_t` value reaches the client as that code, anything else as
 /// `CS_ERR_ACCESS`).
+///
+/// `conn` is an opaque token (a number, never a pointer to dereference). It is valid
+/// from this call until the connection's `exit_fn` returned (or, after
+/// `coroipcs_refcount_inc`, until the last `coroipcs_refcount_dec`); from then on every
+/// function given it returns `CS_ERR_BAD_HANDLE` (`coroipcs_private_data_get`: NULL).
 pub type coroipcs_init_fn_lvalue = Option<unsafe extern "C" fn(conn: *mut c_void) -> c_int>;
 
 /// A service's disconnect function (the seed's `exit_fn`): called once per
