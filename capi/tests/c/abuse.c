@@ -1,7 +1,8 @@
 /* Feeds every libcoroipc function NULLs, zero lengths, headers that lie about their
  * size, out-of-range ids, made-up, foreign and freed handles, and re-entry from the
  * server's own callbacks: each must return its error (never crash), and nothing may
- * leak (run under ASan/LSan by the tests).
+ * leak (run under ASan/LSan by the tests). Also: private data through the daemon's
+ * allocator (every allocation freed), dispatch sent from a thread other than the loop.
  *
  *   abuse SOCKET_NAME
  *
@@ -68,6 +69,21 @@ static int poll_dispatch_destroy(int fd, void *context)
 }
 
 static int private_size(unsigned int service) { (void)service; return 16; }
+
+/* The daemon's allocator for private data: every allocation must be freed. */
+static atomic_int allocated, freed;
+
+static void *counting_malloc(size_t size)
+{
+	atomic_fetch_add(&allocated, 1);
+	return malloc(size);
+}
+
+static void counting_free(void *ptr)
+{
+	atomic_fetch_add(&freed, 1);
+	free(ptr);
+}
 static int available(unsigned int service) { return service == 1; }
 
 static int init_fn(void *conn)
@@ -275,6 +291,34 @@ static void client_misuse_in_handler(hdb_handle_t h)
 	/* Disconnecting while holding a buffer frees it too (checked by the leak check). */
 }
 
+static void *dispatch_from_a_thread(void *conn)
+{
+	for (uint32_t i = 0; i < 100; i++) {
+		struct { coroipc_response_header_t h; uint32_t seq; } ev = { { sizeof(ev), 7, CS_OK }, i };
+		cs_error_t err;
+		while ((err = coroipcs_dispatch_send(conn, &ev, sizeof(ev))) == CS_ERR_TRY_AGAIN)
+			usleep(1000);
+		CHECK(err == CS_OK, "dispatch_send from a thread: %d", err);
+	}
+	return NULL;
+}
+
+/* Dispatch messages sent from a thread of the daemon other than its loop. */
+static void dispatch_from_another_thread(hdb_handle_t h)
+{
+	pthread_t sender;
+	CHECK(pthread_create(&sender, NULL, dispatch_from_a_thread, atomic_load(&last_conn)) == 0, "thread");
+	for (uint32_t i = 0; i < 100; i++) {
+		void *buf = NULL;
+		EXPECT(coroipcc_dispatch_get(h, &buf, 5000), CS_OK);
+		CHECK(buf != NULL, "message %u arrived", i);
+		const struct { coroipc_response_header_t h; uint32_t seq; } *ev = buf;
+		CHECK(ev->h.size == 16 && ev->seq == i, "message %u in order (%u)", i, ev->seq);
+		EXPECT(coroipcc_dispatch_put(h), CS_OK);
+	}
+	pthread_join(sender, NULL);
+}
+
 static void freed_and_foreign(hdb_handle_t h)
 {
 	void *conn = atomic_load(&last_conn);
@@ -335,6 +379,8 @@ int main(int argc, char **argv)
 	const char *name = argv[1];
 	struct coroipcs_init_state state = {
 		.socket_name = name,
+		.malloc = counting_malloc,
+		.free = counting_free,
 		.service_available = available,
 		.private_data_size_get = private_size,
 		.poll_accept_add = poll_accept_add,
@@ -355,6 +401,7 @@ int main(int argc, char **argv)
 	EXPECT(coroipcc_service_connect(name, 1, &h), CS_OK);
 	client_arguments(name, h);
 	client_misuse_in_handler(h);
+	dispatch_from_another_thread(h);
 	freed_and_foreign(h);
 
 	/* A client still connected when the server exits. */
@@ -367,6 +414,9 @@ int main(int argc, char **argv)
 	EXPECT(coroipcs_handler_accept(0, 0, NULL), CS_ERR_BAD_HANDLE);
 	EXPECT(request(h, 8, 0, 8), CS_ERR_LIBRARY); /* the server is gone */
 	EXPECT(coroipcc_service_disconnect(h), CS_OK);
+	CHECK(atomic_load(&allocated) == 2 && atomic_load(&freed) == 2,
+	      "private data through the daemon's allocator: %d allocated, %d freed",
+	      atomic_load(&allocated), atomic_load(&freed));
 	printf("ok abuse\n");
 	return 0;
 }
