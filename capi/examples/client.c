@@ -70,6 +70,20 @@ static void echo(hdb_handle_t h)
 	CHECK(memcmp((char *)in_buf + sizeof(*head), "hello world", 11) == 0, "in_buf payload");
 	CHECK(coroipcc_msg_reply_release(h) == CS_OK, "release");
 
+	/* The response written over the request's own buffer. */
+	union {
+		coroipc_request_header_t req;
+		coroipc_response_header_t res;
+		char bytes[24];
+	} same;
+	same.req.size = 20;
+	same.req.id = ECHO_ECHO;
+	memcpy(same.bytes + 8, "same buffer", 12);
+	struct iovec one = { &same, 20 };
+	CHECK(coroipcc_msg_send_reply_receive(h, &one, 1, &same, sizeof(same)) == CS_OK, "in place");
+	CHECK(same.res.size == 24, "in place size %d", same.res.size);
+	CHECK(memcmp(same.bytes + 12, "same buffer", 12) == 0, "in place payload");
+
 	/* A response larger than the buffer. */
 	CHECK(coroipcc_msg_send_reply_receive(h, iov, 3, res, 8) == CS_ERR_TOO_BIG, "too big");
 	printf("ok echo\n");

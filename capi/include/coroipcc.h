@@ -72,8 +72,8 @@ cs_error_t coroipcc_fd_get(hdb_handle_t handle, int *fd);
  # Safety
 
  `iov` is NULL or points to `iov_len` `struct iovec`s describing readable bytes;
- `res_msg` is NULL or points to `res_len` writable bytes. Both are only used during
- the call.
+ `res_msg` is NULL or points to `res_len` writable bytes (it may be the request's own
+ buffer). Both are only used during the call.
  */
 cs_error_t coroipcc_msg_send_reply_receive(hdb_handle_t handle,
                                            const struct iovec *iov,

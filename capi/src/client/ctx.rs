@@ -116,19 +116,26 @@ impl ClientCtx {
         Ok((response, r))
     }
 
-    /// Sends a request; copies the response into `out`; returns its length.
-    pub(crate) fn request_copy(
+    /// Sends a request; copies the response to the `max` bytes at `out`; returns its
+    /// length.
+    ///
+    /// # Safety
+    ///
+    /// `out` points to `max` (at most `isize::MAX`) writable bytes, which may overlap
+    /// the request's buffers: they are only borrowed once the request is sent.
+    pub(crate) unsafe fn request_copy(
         &mut self,
         parts: &Parts<'_>,
-        out: &mut [u8],
+        out: *mut u8,
+        max: usize,
     ) -> Result<usize, CapiError> {
         let (_released, len) = self.request(parts, |r, len| {
-            if len > out.len() {
-                return Err(CapiError::BufferTooSmall {
-                    len,
-                    max: out.len(),
-                });
+            if len > max {
+                return Err(CapiError::BufferTooSmall { len, max });
             }
+            // SAFETY: `max` writable bytes (contract); the request's slices, which may
+            // overlap them, are not used from here on.
+            let out = unsafe { std::slice::from_raw_parts_mut(out, max) };
             Ok(r.read_into(out))
         })?;
         Ok(len)

@@ -113,8 +113,8 @@ pub unsafe extern "C" fn coroipcc_fd_get(handle: hdb_handle_t, fd: *mut c_int) -
 /// # Safety
 ///
 /// `iov` is NULL or points to `iov_len` `struct iovec`s describing readable bytes;
-/// `res_msg` is NULL or points to `res_len` writable bytes. Both are only used during
-/// the call.
+/// `res_msg` is NULL or points to `res_len` writable bytes (it may be the request's own
+/// buffer). Both are only used during the call.
 #[no_mangle]
 pub unsafe extern "C" fn coroipcc_msg_send_reply_receive(
     handle: hdb_handle_t,
@@ -129,9 +129,10 @@ pub unsafe extern "C" fn coroipcc_msg_send_reply_receive(
         if res_msg.is_null() || res_len == 0 || res_len > isize::MAX as usize {
             return Err(CapiError::InvalidParam("res_msg is NULL or res_len is 0"));
         }
-        // SAFETY: non-NULL and `res_len` writable bytes (caller contract), bounded.
-        let res = unsafe { std::slice::from_raw_parts_mut(res_msg.cast::<u8>(), res_len) };
-        with_ctx(handle, |c| c.request_copy(&parts, res).map(|_| ()))
+        with_ctx(handle, |c| {
+            // SAFETY: non-NULL, `res_len` writable bytes (caller contract), bounded.
+            unsafe { c.request_copy(&parts, res_msg.cast(), res_len) }.map(|_| ())
+        })
     })
 }
 

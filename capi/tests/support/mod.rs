@@ -151,7 +151,10 @@ pub fn toolchain() -> Option<&'static Toolchain> {
 impl Toolchain {
     /// Compiles `source` (relative to the crate) against the static library, once.
     pub fn build(&self, source: &str) -> PathBuf {
-        let mut built = self.built.lock().unwrap();
+        let mut built = self
+            .built
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(exe) = built.get(source) {
             return exe.clone();
         }
