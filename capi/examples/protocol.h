@@ -10,7 +10,8 @@
 #define ECHO_ECHO 0     /* answers the payload after the header */
 #define ECHO_DISPATCH 1 /* value = count: sends that many dispatch messages (value = seq),
                            stops at the first refusal, answers how many were sent */
-#define ECHO_LATER 2    /* answered on the next loop turn, outside the handler */
+#define ECHO_LATER 2    /* sends one dispatch message (value 7), answers 42 after the
+                           next poll of the loop, outside the handler */
 #define ECHO_HANG 3     /* never answered */
 
 /* Service 2, "counter": a counter in the connection's private data. */

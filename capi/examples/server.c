@@ -162,7 +162,9 @@ static void echo_dispatch(void *conn, const void *msg)
 
 static void echo_later(void *conn, const void *msg)
 {
+	struct res_value ev = { { sizeof(ev), ECHO_LATER, CS_OK }, 7 };
 	(void)msg;
+	coroipcs_dispatch_send(conn, &ev, sizeof(ev)); /* arrives while the client waits */
 	if (n_later == 64 || coroipcs_refcount_inc(conn) != CS_OK) {
 		answer(conn, ECHO_LATER, 0);
 		return;
@@ -231,6 +233,7 @@ static int turn(void)
 		fds[i].events = POLLIN;
 		fds[i].revents = 0;
 	}
+	answer_later(); /* what the last turn's handlers left, one poll later */
 	int ready = poll(fds, (nfds_t)n, 100);
 	if (ready < 0)
 		return errno == EINTR ? 0 : -1;
@@ -248,7 +251,6 @@ static int turn(void)
 		else
 			coroipcs_handler_dispatch(fds[i].fd, fds[i].revents, snapshot[i].context);
 	}
-	answer_later();
 	return 0;
 }
 

@@ -110,8 +110,11 @@ impl Service for Echo {
                 answer(resp, ECHO_DISPATCH, sent);
             }
             ECHO_LATER => {
+                let ev = c_response(i32::from(ECHO_LATER), CS_OK, &7u32.to_ne_bytes());
+                let _ = resp.connection().dispatch_send(&ev);
                 let later = resp.defer().map_err(|_| HandlerError::InvalidRequest)?;
                 std::thread::spawn(move || {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
                     let m = c_response(i32::from(ECHO_LATER), CS_OK, &42u32.to_ne_bytes());
                     let _ = later.respond(0, &m);
                 });
