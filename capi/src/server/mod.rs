@@ -188,7 +188,8 @@ pub extern "C" fn coroipcs_handler_accept(
 /// To be called by the daemon's loop when an fd given to `poll_dispatch_add` is
 /// readable (or in error), with the `context` given there: serves that connection
 /// (requests, a disconnect, a handshake step). `fd` and `revents` are not used: the
-/// context says which fd it is. It may call `poll_dispatch_destroy` for fds of the
+/// context says which fd it is (NULL names the listening fd, as for
+/// `coroipcs_handler_accept`). It may call `poll_dispatch_destroy` for fds of the
 /// connection before returning.
 ///
 /// Returns `CS_OK`; `CS_ERR_BAD_HANDLE` for a context the library did not give (or

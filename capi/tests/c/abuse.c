@@ -58,8 +58,12 @@ static int poll_dispatch_add(int fd, void *context)
 	return 0;
 }
 
+static void *_Atomic last_destroyed;
+
 static int poll_dispatch_destroy(int fd, void *context)
 {
+	if (context != NULL)
+		atomic_store(&last_destroyed, context);
 	for (int i = 0; i < n_watched; i++)
 		if (watched[i].fd == fd && watched[i].context == context) {
 			watched[i] = watched[--n_watched];
@@ -336,6 +340,11 @@ static void freed_and_foreign(hdb_handle_t h)
 	EXPECT(coroipcc_fd_get(h + 1, &fd), CS_ERR_BAD_HANDLE);
 	EXPECT(coroipcc_fd_get(0, &fd), CS_ERR_BAD_HANDLE);
 	EXPECT(coroipcc_fd_get(~(hdb_handle_t)0, &fd), CS_ERR_BAD_HANDLE);
+	EXPECT(coroipcc_service_disconnect(0), CS_ERR_BAD_HANDLE);
+	EXPECT(coroipcc_msg_reply_release(0), CS_ERR_BAD_HANDLE);
+	EXPECT(coroipcc_dispatch_put(0), CS_ERR_BAD_HANDLE);
+	EXPECT(coroipcc_dispatch_get(0, &buf, 0), CS_ERR_BAD_HANDLE);
+	EXPECT(coroipcc_dispatch_flow_control_get(0, &fc), CS_ERR_BAD_HANDLE);
 	EXPECT(coroipcs_handler_dispatch(0, 0, (void *)(uintptr_t)12345), CS_ERR_BAD_HANDLE);
 
 	/* The daemon holds a reference: the connection outlives the disconnect. */
@@ -344,6 +353,9 @@ static void freed_and_foreign(hdb_handle_t h)
 	for (int i = 0; i < 500 && !atomic_load(&exited); i++)
 		usleep(10000);
 	CHECK(atomic_load(&exited), "exit_fn ran after the disconnect");
+	/* A context the library took back (poll_dispatch_destroy) is stale. */
+	CHECK(atomic_load(&last_destroyed) != NULL, "fds handed back");
+	EXPECT(coroipcs_handler_dispatch(0, 0, atomic_load(&last_destroyed)), CS_ERR_BAD_HANDLE);
 	CHECK(coroipcs_private_data_get(conn) != NULL, "private data kept by the reference");
 	res.size = sizeof(res);
 	EXPECT(coroipcs_dispatch_send(conn, &res, sizeof(res)), CS_ERR_LIBRARY);
