@@ -10,6 +10,7 @@
  *                                server's command 4): CS_ERR_MESSAGE_ERROR
  */
 #include <poll.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -185,6 +186,46 @@ static void counter(const char *name)
 	printf("ok counter\n");
 }
 
+struct dispatch_arg {
+	hdb_handle_t h;
+	uint32_t want, got;
+};
+
+static void *dispatch_thread(void *p)
+{
+	struct dispatch_arg *a = p;
+	while (a->got < a->want) {
+		void *buf = NULL;
+		cs_error_t err = coroipcc_dispatch_get(a->h, &buf, -1);
+		CHECK(err == CS_OK, "dispatch thread: %d", err);
+		if (buf == NULL)
+			continue;
+		const struct res_value *ev = buf;
+		CHECK(ev->value == a->got, "dispatch thread: message %u has %u", a->got, ev->value);
+		a->got++;
+		CHECK(coroipcc_dispatch_put(a->h) == CS_OK, "put");
+	}
+	return NULL;
+}
+
+/* One context, two threads, as in the seed: one blocks in coroipcc_dispatch_get while
+ * the other sends requests. */
+static void threads(const char *name)
+{
+	hdb_handle_t h = connect_to(name, SVC_ECHO);
+	struct dispatch_arg a = { h, 50, 0 };
+	pthread_t t;
+	uint32_t v = 0;
+	CHECK(pthread_create(&t, NULL, dispatch_thread, &a) == 0, "thread");
+	usleep(20000); /* let it block */
+	for (uint32_t i = 0; i < 20; i++)
+		CHECK(call(h, ECHO_ECHO, i, &v) == CS_OK && v == i, "request %u while the other thread waits", i);
+	CHECK(call(h, ECHO_DISPATCH, 50, &v) == CS_OK && v == 50, "dispatch 50: %u", v);
+	CHECK(pthread_join(t, NULL) == 0 && a.got == 50, "the dispatch thread got all");
+	CHECK(coroipcc_service_disconnect(h) == CS_OK, "disconnect");
+	printf("ok threads\n");
+}
+
 static int basic(const char *name)
 {
 	hdb_handle_t none = 0;
@@ -195,6 +236,7 @@ static int basic(const char *name)
 	dispatch(h);
 	later(h);
 	CHECK(coroipcc_service_disconnect(h) == CS_OK, "disconnect");
+	threads(name);
 	counter(name);
 	printf("ok all\n");
 	return 0;

@@ -20,6 +20,13 @@ extern "C" {
  `socket_name`: a string starting with `/` is a socket file; anything else a Linux
  abstract name. It is only read during the call.
 
+ Threads: a context may be used from any thread. Calls on one context take turns;
+ while a thread holds a buffer of the context (`coroipcc_msg_send_reply_receive_in_buf`,
+ `coroipcc_dispatch_get`), calls from other threads wait until it releases it (its
+ next call, `coroipcc_msg_reply_release` / `coroipcc_dispatch_put`); a waiting
+ `coroipcc_dispatch_get` does not hold the context. So one thread may dispatch while
+ another sends requests, as in the seed.
+
  Returns `CS_OK`; `CS_ERR_NOT_EXIST` (no server under the name, or no such
  service), `CS_ERR_ACCESS` (refused by the server's security callback or the
  service), `CS_ERR_NO_RESOURCES`, `CS_ERR_TIMEOUT`, `CS_ERR_SECURITY` (the server's
@@ -38,7 +45,10 @@ cs_error_t coroipcc_service_connect(const char *socket_name,
  Disconnects and frees the context. From now on `handle` is invalid
  (`CS_ERR_BAD_HANDLE` everywhere, a second disconnect included), and every pointer
  obtained through it (`res_msg` of `coroipcc_msg_send_reply_receive_in_buf`, `buf`
- of `coroipcc_dispatch_get`, the fd of `coroipcc_fd_get`) is dangling.
+ of `coroipcc_dispatch_get`, the fd of `coroipcc_fd_get`) is dangling. A call
+ running on another thread finishes first (one waiting in `coroipcc_dispatch_get`
+ returns `CS_ERR_BAD_HANDLE` when its wait ends: a message, the server's death, or
+ its timeout).
  */
 cs_error_t coroipcc_service_disconnect(hdb_handle_t handle);
 
@@ -60,7 +70,8 @@ cs_error_t coroipcc_fd_get(hdb_handle_t handle, int *fd);
  Sends the request gathered from `iov` (it must start with a
  `coroipc_request_header_t` whose `size` is the total length and whose `id`, in
  `0..=65535`, is the command) and copies the response (which starts with a
- `coroipc_response_header_t`) into `res_msg`. Releases any buffer held on `handle`.
+ `coroipc_response_header_t`) into `res_msg`. Releases any buffer this thread holds
+ on `handle`.
 
  Returns `CS_OK` when a response arrived (the service's status is in its header's
  `error`); `CS_ERR_TOO_BIG` when the response is longer than `res_len` (it is
@@ -86,11 +97,12 @@ cs_error_t coroipcc_msg_send_reply_receive(hdb_handle_t handle,
  `*res_msg` a pointer to it in shared memory (it starts with a
  `coroipc_response_header_t`; its `size` is its length).
 
- Lifetime of `*res_msg`: valid until `coroipcc_msg_reply_release(handle)`, the next
- `coroipcc_msg_send_reply_receive*` or `coroipcc_dispatch_get` on `handle`, or
- `coroipcc_service_disconnect(handle)`, whichever comes first. Read it only: the
- memory is shared with the server (trusted, as in the seed, not to change it while
- it is yours). While it is held the server cannot reuse its space.
+ Lifetime of `*res_msg`: valid until `coroipcc_msg_reply_release(handle)`, this
+ thread's next `coroipcc_msg_send_reply_receive*` or `coroipcc_dispatch_get` on
+ `handle`, or `coroipcc_service_disconnect(handle)`, whichever comes first. Read it
+ only: the memory is shared with the server (trusted, as in the seed, not to change
+ it while it is yours). While it is held the server cannot reuse its space, and
+ other threads' calls on `handle` wait.
 
  # Safety
 
@@ -103,7 +115,8 @@ cs_error_t coroipcc_msg_send_reply_receive_in_buf(hdb_handle_t handle,
 
 /*
  Releases the response held since `coroipcc_msg_send_reply_receive_in_buf` (its
- pointer becomes invalid). Releasing when nothing is held is not an error.
+ pointer becomes invalid). Releasing when no response is held is not an error (a
+ held dispatch message stays held).
  */
 cs_error_t coroipcc_msg_reply_release(hdb_handle_t handle);
 
@@ -111,11 +124,13 @@ cs_error_t coroipcc_msg_reply_release(hdb_handle_t handle);
  Receives the next dispatch message: stores in `*buf` a pointer to it in shared
  memory (it starts with a `coroipc_response_header_t`), or NULL when none arrived
  within `timeout` milliseconds (0: just look, and arm the fd of `coroipcc_fd_get`;
- negative: wait as long as the server lives). Releases any buffer held on `handle`.
+ negative: wait as long as the server lives). Releases any buffer this thread holds
+ on `handle`. While it waits, the context is free for other threads.
 
- Lifetime of `*buf`: until `coroipcc_dispatch_put(handle)`, the next
+ Lifetime of `*buf`: until `coroipcc_dispatch_put(handle)`, this thread's next
  `coroipcc_dispatch_get` or `coroipcc_msg_send_reply_receive*` on `handle`, or
  `coroipcc_service_disconnect(handle)`. Read it only (shared with the server).
+ While it is held, other threads' calls on `handle` wait.
 
  Returns `CS_OK` (message or NULL); `CS_ERR_LIBRARY` once the server is gone;
  `CS_ERR_MESSAGE_ERROR` for a message without a valid header (it is dropped);
@@ -129,8 +144,8 @@ cs_error_t coroipcc_dispatch_get(hdb_handle_t handle, void **buf, int timeout);
 
 /*
  Releases the dispatch message of the last `coroipcc_dispatch_get` (its pointer
- becomes invalid; its space goes back to the server). Releasing when nothing is
- held is not an error.
+ becomes invalid; its space goes back to the server). Releasing when no dispatch
+ message is held is not an error (a held response stays held).
  */
 cs_error_t coroipcc_dispatch_put(hdb_handle_t handle);
 

@@ -9,6 +9,7 @@
 
 use std::os::fd::{AsRawFd, RawFd};
 use std::ptr::NonNull;
+use std::thread::ThreadId;
 use std::time::Duration;
 
 use ipc::{Client, DispatchMsg, ResponseRef};
@@ -18,17 +19,30 @@ use crate::message::{check_incoming_response, request_command, Parts};
 use crate::types::RESPONSE_HEADER_SIZE;
 
 /// What C currently holds a pointer into.
-enum Held {
+pub(crate) enum Held {
     // The guards are only dropped, never read, once stored: the pointer C got is
     // the use.
     Response(#[allow(dead_code)] ResponseRef<'static>),
     Dispatch(#[allow(dead_code)] DispatchMsg<'static>),
 }
 
+/// Which kind of buffer a release call is for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Response,
+    Dispatch,
+}
+
 /// A client context (what an `hdb_handle_t` names).
 pub(crate) struct ClientCtx {
     /// Declared first: dropped before `client` (see the module doc).
     held: Option<Held>,
+    /// The thread that got the held buffer: calls from other threads wait until it
+    /// is released.
+    holder: Option<ThreadId>,
+    /// Set by `coroipcc_service_disconnect`: every later call is `CS_ERR_BAD_HANDLE`.
+    /// (The client itself lives until the last thread using it leaves.)
+    pub(crate) closed: bool,
     client: NonNull<Client>,
     /// The pollable fd, fixed at connect.
     fd: RawFd,
@@ -47,6 +61,8 @@ impl ClientCtx {
         let flow = client.flow_control();
         ClientCtx {
             held: None,
+            holder: None,
+            closed: false,
             client: NonNull::from(Box::leak(Box::new(client))),
             fd,
             flow,
@@ -56,11 +72,34 @@ impl ClientCtx {
     /// Releases the buffer C holds, if any.
     pub(crate) fn release(&mut self) {
         self.held = None;
+        self.holder = None;
+    }
+
+    /// Releases the held buffer if it is of kind `kind`.
+    pub(crate) fn release_kind(&mut self, kind: Kind) {
+        let matches = match &self.held {
+            Some(Held::Response(_)) => kind == Kind::Response,
+            Some(Held::Dispatch(_)) => kind == Kind::Dispatch,
+            None => false,
+        };
+        if matches {
+            self.release();
+        }
+    }
+
+    /// Whether another thread than `me` holds a buffer.
+    pub(crate) fn held_by_other(&self, me: ThreadId) -> bool {
+        self.held.is_some() && self.holder != Some(me)
+    }
+
+    fn hold(&mut self, held: Held) {
+        self.held = Some(held);
+        self.holder = Some(std::thread::current().id());
     }
 
     /// The client, after releasing the held buffer.
     fn client(&mut self) -> &mut Client {
-        self.held = None;
+        self.release();
         // SAFETY: the pointer came from `Box::leak` and is freed only in `drop`;
         // nothing borrows the client now (the guard was just dropped), and `&mut self`
         // makes this the only access.
@@ -69,7 +108,7 @@ impl ClientCtx {
 
     /// The client for a guard that will be stored in `held`.
     fn client_for_guard(&mut self) -> &'static mut Client {
-        self.held = None;
+        self.release();
         // SAFETY: as in `client`; the `'static` is a lie kept honest by the module
         // rule: the guard made from this borrow is dropped before any other use of
         // the client and before it is freed.
@@ -150,7 +189,7 @@ impl ClientCtx {
             // turned into a pointer.
             Ok(unsafe { r.as_slice_trusted() }.as_ptr())
         })?;
-        self.held = Some(Held::Response(response));
+        self.hold(Held::Response(response));
         Ok(ptr)
     }
 
@@ -171,7 +210,7 @@ impl ClientCtx {
         check_incoming_response(&head[..n], msg.len())?;
         // SAFETY: as in `request_in_place`.
         let ptr = unsafe { msg.as_slice_trusted() }.as_ptr();
-        self.held = Some(Held::Dispatch(msg));
+        self.hold(Held::Dispatch(msg));
         Ok(ptr)
     }
 }

@@ -1,12 +1,15 @@
 //! `coroipcc.h`: the client functions. Contexts are `hdb_handle_t` numbers from a
-//! handle table (module `handle`); each is used under its own mutex, so two threads
-//! calling on one context take turns (a call that blocks holds the context).
+//! handle table (module `handle`). Each context is used under its own mutex, so calls
+//! from several threads take turns; a buffer held by one thread (zero-copy response or
+//! dispatch message) makes the other threads' calls wait until it is released, and a
+//! blocking `coroipcc_dispatch_get` waits on the context's fd without holding it, so a
+//! dispatch thread and a request thread can share one context (as in the seed).
 
 mod ctx;
 
 use std::ffi::{c_char, c_int, c_uint, c_void};
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
 use ipc::{Client, ConnectOptions};
 
@@ -15,18 +18,50 @@ use crate::handle::{Registry, Tag};
 use crate::message::{out, socket_name, Parts};
 use crate::panic::boundary;
 use crate::types::{cs_error_t, hdb_handle_t};
-use ctx::ClientCtx;
+use ctx::{ClientCtx, Kind};
 
-static CLIENTS: Registry<Mutex<ClientCtx>> = Registry::new(Tag::Client);
+/// A context and the condition its waiting threads wait on.
+struct Slot {
+    ctx: Mutex<ClientCtx>,
+    released: Condvar,
+}
+
+static CLIENTS: Registry<Slot> = Registry::new(Tag::Client);
+
+impl Slot {
+    /// The context, once no other thread holds a buffer of it.
+    fn enter(&self) -> Result<MutexGuard<'_, ClientCtx>, CapiError> {
+        let me = std::thread::current().id();
+        let mut ctx = self.ctx.lock().unwrap_or_else(PoisonError::into_inner);
+        while !ctx.closed && ctx.held_by_other(me) {
+            ctx = self
+                .released
+                .wait(ctx)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+        if ctx.closed {
+            return Err(CapiError::BadHandle);
+        }
+        Ok(ctx)
+    }
+
+    /// Runs `f` on the context; wakes the threads waiting for a release.
+    fn with<R>(
+        &self,
+        f: impl FnOnce(&mut ClientCtx) -> Result<R, CapiError>,
+    ) -> Result<R, CapiError> {
+        let r = f(&mut *self.enter()?);
+        self.released.notify_all();
+        r
+    }
+}
 
 /// Runs `f` on the context behind `handle`.
 fn with_ctx<R>(
     handle: hdb_handle_t,
     f: impl FnOnce(&mut ClientCtx) -> Result<R, CapiError>,
 ) -> Result<R, CapiError> {
-    let ctx = CLIENTS.get(handle).ok_or(CapiError::BadHandle)?;
-    let mut ctx = ctx.lock().unwrap_or_else(PoisonError::into_inner);
-    f(&mut ctx)
+    CLIENTS.get(handle).ok_or(CapiError::BadHandle)?.with(f)
 }
 
 /// Connects to `service` of the server listening under `socket_name` and stores the
@@ -34,6 +69,13 @@ fn with_ctx<R>(
 ///
 /// `socket_name`: a string starting with `/` is a socket file; anything else a Linux
 /// abstract name. It is only read during the call.
+///
+/// Threads: a context may be used from any thread. Calls on one context take turns;
+/// while a thread holds a buffer of the context (`coroipcc_msg_send_reply_receive_in_buf`,
+/// `coroipcc_dispatch_get`), calls from other threads wait until it releases it (its
+/// next call, `coroipcc_msg_reply_release` / `coroipcc_dispatch_put`); a waiting
+/// `coroipcc_dispatch_get` does not hold the context. So one thread may dispatch while
+/// another sends requests, as in the seed.
 ///
 /// Returns `CS_OK`; `CS_ERR_NOT_EXIST` (no server under the name, or no such
 /// service), `CS_ERR_ACCESS` (refused by the server's security callback or the
@@ -58,7 +100,10 @@ pub unsafe extern "C" fn coroipcc_service_connect(
         let service =
             u16::try_from(service).map_err(|_| CapiError::InvalidParam("service above 65535"))?;
         let client = Client::connect(&name, service, &ConnectOptions::default())?;
-        *handle = CLIENTS.insert(Arc::new(Mutex::new(ClientCtx::new(client))));
+        *handle = CLIENTS.insert(Arc::new(Slot {
+            ctx: Mutex::new(ClientCtx::new(client)),
+            released: Condvar::new(),
+        }));
         Ok(())
     })
 }
@@ -66,14 +111,23 @@ pub unsafe extern "C" fn coroipcc_service_connect(
 /// Disconnects and frees the context. From now on `handle` is invalid
 /// (`CS_ERR_BAD_HANDLE` everywhere, a second disconnect included), and every pointer
 /// obtained through it (`res_msg` of `coroipcc_msg_send_reply_receive_in_buf`, `buf`
-/// of `coroipcc_dispatch_get`, the fd of `coroipcc_fd_get`) is dangling.
+/// of `coroipcc_dispatch_get`, the fd of `coroipcc_fd_get`) is dangling. A call
+/// running on another thread finishes first (one waiting in `coroipcc_dispatch_get`
+/// returns `CS_ERR_BAD_HANDLE` when its wait ends: a message, the server's death, or
+/// its timeout).
 #[no_mangle]
 pub extern "C" fn coroipcc_service_disconnect(handle: hdb_handle_t) -> cs_error_t {
     boundary(|| {
-        let ctx = CLIENTS.remove(handle).ok_or(CapiError::BadHandle)?;
-        // The context is freed here, or by a call still running on another thread
-        // when it ends.
-        drop(ctx);
+        let slot = CLIENTS.remove(handle).ok_or(CapiError::BadHandle)?;
+        {
+            let mut ctx = slot.ctx.lock().unwrap_or_else(PoisonError::into_inner);
+            ctx.release();
+            ctx.closed = true;
+        }
+        slot.released.notify_all();
+        // The client is freed here, or when a call still running on another thread
+        // (waiting on its fd) ends.
+        drop(slot);
         Ok(())
     })
 }
@@ -101,7 +155,8 @@ pub unsafe extern "C" fn coroipcc_fd_get(handle: hdb_handle_t, fd: *mut c_int) -
 /// Sends the request gathered from `iov` (it must start with a
 /// `coroipc_request_header_t` whose `size` is the total length and whose `id`, in
 /// `0..=65535`, is the command) and copies the response (which starts with a
-/// `coroipc_response_header_t`) into `res_msg`. Releases any buffer held on `handle`.
+/// `coroipc_response_header_t`) into `res_msg`. Releases any buffer this thread holds
+/// on `handle`.
 ///
 /// Returns `CS_OK` when a response arrived (the service's status is in its header's
 /// `error`); `CS_ERR_TOO_BIG` when the response is longer than `res_len` (it is
@@ -140,11 +195,12 @@ pub unsafe extern "C" fn coroipcc_msg_send_reply_receive(
 /// `*res_msg` a pointer to it in shared memory (it starts with a
 /// `coroipc_response_header_t`; its `size` is its length).
 ///
-/// Lifetime of `*res_msg`: valid until `coroipcc_msg_reply_release(handle)`, the next
-/// `coroipcc_msg_send_reply_receive*` or `coroipcc_dispatch_get` on `handle`, or
-/// `coroipcc_service_disconnect(handle)`, whichever comes first. Read it only: the
-/// memory is shared with the server (trusted, as in the seed, not to change it while
-/// it is yours). While it is held the server cannot reuse its space.
+/// Lifetime of `*res_msg`: valid until `coroipcc_msg_reply_release(handle)`, this
+/// thread's next `coroipcc_msg_send_reply_receive*` or `coroipcc_dispatch_get` on
+/// `handle`, or `coroipcc_service_disconnect(handle)`, whichever comes first. Read it
+/// only: the memory is shared with the server (trusted, as in the seed, not to change
+/// it while it is yours). While it is held the server cannot reuse its space, and
+/// other threads' calls on `handle` wait.
 ///
 /// # Safety
 ///
@@ -169,12 +225,13 @@ pub unsafe extern "C" fn coroipcc_msg_send_reply_receive_in_buf(
 }
 
 /// Releases the response held since `coroipcc_msg_send_reply_receive_in_buf` (its
-/// pointer becomes invalid). Releasing when nothing is held is not an error.
+/// pointer becomes invalid). Releasing when no response is held is not an error (a
+/// held dispatch message stays held).
 #[no_mangle]
 pub extern "C" fn coroipcc_msg_reply_release(handle: hdb_handle_t) -> cs_error_t {
     boundary(|| {
         with_ctx(handle, |c| {
-            c.release();
+            c.release_kind(Kind::Response);
             Ok(())
         })
     })
@@ -183,11 +240,13 @@ pub extern "C" fn coroipcc_msg_reply_release(handle: hdb_handle_t) -> cs_error_t
 /// Receives the next dispatch message: stores in `*buf` a pointer to it in shared
 /// memory (it starts with a `coroipc_response_header_t`), or NULL when none arrived
 /// within `timeout` milliseconds (0: just look, and arm the fd of `coroipcc_fd_get`;
-/// negative: wait as long as the server lives). Releases any buffer held on `handle`.
+/// negative: wait as long as the server lives). Releases any buffer this thread holds
+/// on `handle`. While it waits, the context is free for other threads.
 ///
-/// Lifetime of `*buf`: until `coroipcc_dispatch_put(handle)`, the next
+/// Lifetime of `*buf`: until `coroipcc_dispatch_put(handle)`, this thread's next
 /// `coroipcc_dispatch_get` or `coroipcc_msg_send_reply_receive*` on `handle`, or
 /// `coroipcc_service_disconnect(handle)`. Read it only (shared with the server).
+/// While it is held, other threads' calls on `handle` wait.
 ///
 /// Returns `CS_OK` (message or NULL); `CS_ERR_LIBRARY` once the server is gone;
 /// `CS_ERR_MESSAGE_ERROR` for a message without a valid header (it is dropped);
@@ -206,21 +265,38 @@ pub unsafe extern "C" fn coroipcc_dispatch_get(
         // SAFETY: `buf` is NULL or writable (this function's contract).
         let buf = unsafe { out(buf, "buf is NULL") }?;
         *buf = std::ptr::null_mut();
-        let timeout = u64::try_from(timeout).ok().map(Duration::from_millis);
-        let ptr = with_ctx(handle, |c| c.dispatch_get(timeout))?;
-        *buf = ptr.cast_mut().cast();
-        Ok(())
+        let slot = CLIENTS.get(handle).ok_or(CapiError::BadHandle)?;
+        let deadline = u64::try_from(timeout)
+            .ok()
+            .map(|ms| Instant::now().checked_add(Duration::from_millis(ms)));
+        loop {
+            // Look without waiting (this arms the fd), then wait on the fd without
+            // holding the context.
+            let (ptr, fd) = slot.with(|c| Ok((c.dispatch_get(Some(Duration::ZERO))?, c.fd())))?;
+            if !ptr.is_null() {
+                *buf = ptr.cast_mut().cast();
+                return Ok(());
+            }
+            let wait = match deadline {
+                None | Some(None) => -1,
+                Some(Some(at)) => match at.checked_duration_since(Instant::now()) {
+                    Some(left) if !left.is_zero() => poll_ms(left),
+                    _ => return Ok(()),
+                },
+            };
+            wait_readable(fd, wait)?;
+        }
     })
 }
 
 /// Releases the dispatch message of the last `coroipcc_dispatch_get` (its pointer
-/// becomes invalid; its space goes back to the server). Releasing when nothing is
-/// held is not an error.
+/// becomes invalid; its space goes back to the server). Releasing when no dispatch
+/// message is held is not an error (a held response stays held).
 #[no_mangle]
 pub extern "C" fn coroipcc_dispatch_put(handle: hdb_handle_t) -> cs_error_t {
     boundary(|| {
         with_ctx(handle, |c| {
-            c.release();
+            c.release_kind(Kind::Dispatch);
             Ok(())
         })
     })
@@ -245,4 +321,30 @@ pub unsafe extern "C" fn coroipcc_dispatch_flow_control_get(
         *state = c_uint::from(with_ctx(handle, |c| Ok(c.flow_control()))?);
         Ok(())
     })
+}
+
+/// `left` in whole milliseconds for `poll(2)`, rounded up, capped.
+fn poll_ms(left: Duration) -> c_int {
+    let ms = left.as_nanos().div_ceil(1_000_000);
+    c_int::try_from(ms).unwrap_or(c_int::MAX)
+}
+
+/// Waits until `fd` polls readable or `ms` milliseconds pass (-1: no limit). `EINTR`
+/// counts as a wake-up (the caller looks again).
+fn wait_readable(fd: c_int, ms: c_int) -> Result<(), CapiError> {
+    let mut p = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid `pollfd`; `fd` is the context's pollable fd, kept open by the
+    // `Slot` the caller holds.
+    let n = unsafe { libc::poll(&mut p, 1, ms) };
+    if n < 0 {
+        let e = std::io::Error::last_os_error();
+        if e.kind() != std::io::ErrorKind::Interrupted {
+            return Err(e.into());
+        }
+    }
+    Ok(())
 }
