@@ -2,7 +2,7 @@
 //! (a response or a dispatch message still in shared memory), if any.
 //!
 //! The buffer borrows the client. The pair is kept in one place: the client lives
-//! behind a raw pointer (from `Box::into_raw`) and the guard is stored with its
+//! behind a raw pointer (from `Box::leak`) and the guard is stored with its
 //! lifetime extended to `'static`. The rule that makes this sound: the guard is
 //! dropped before the client is used in any other way (every access goes through
 //! [`ClientCtx::client`], which drops it first) and before the client is freed.
@@ -19,7 +19,7 @@ use crate::message::{check_incoming_response, request_command, Parts};
 use crate::types::RESPONSE_HEADER_SIZE;
 
 /// What C currently holds a pointer into.
-pub(crate) enum Held {
+enum Held {
     // The guards are only dropped, never read, once stored: the pointer C got is
     // the use.
     Response(#[allow(dead_code)] ResponseRef<'static>),
@@ -51,8 +51,10 @@ pub(crate) struct ClientCtx {
     flow: bool,
 }
 
-// SAFETY: `Client` is `Send`; the guards borrow only that client and move with it
-// (the context is only ever used under its mutex, by one thread at a time).
+// SAFETY: `Client` is `Send`, and so are the guards' parts (`&mut` of the client's
+// consumers, `&` of its `Sync` doorbell); the guards borrow only that client and move
+// with it. The context is only used under its mutex, one thread at a time (a guard
+// taken on one thread may be dropped on another, which these types allow).
 unsafe impl Send for ClientCtx {}
 
 impl ClientCtx {
