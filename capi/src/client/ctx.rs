@@ -225,3 +225,15 @@ impl Drop for ClientCtx {
         drop(unsafe { Box::from_raw(self.client.as_ptr()) });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// The claim behind `unsafe impl Send for ClientCtx`: its parts are `Send`.
+    #[test]
+    fn the_parts_are_send() {
+        fn send<T: Send>() {}
+        send::<ipc::Client>();
+        send::<ipc::ResponseRef<'static>>();
+        send::<ipc::DispatchMsg<'static>>();
+    }
+}
