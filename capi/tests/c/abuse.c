@@ -2,12 +2,14 @@
  * size, out-of-range ids, made-up, foreign and freed handles, and re-entry from the
  * server's own callbacks: each must return its error (never crash), and nothing may
  * leak (run under ASan/LSan by the tests). Also: private data through the daemon's
- * allocator (every allocation freed), dispatch sent from a thread other than the loop.
+ * allocator (every allocation freed), no descriptor left open, dispatch sent from a
+ * thread other than the loop.
  *
  *   abuse SOCKET_NAME
  *
  * A server (own poll loop on a thread) and a client in one process. Prints "ok abuse".
  */
+#include <dirent.h>
 #include <limits.h>
 #include <poll.h>
 #include <pthread.h>
@@ -197,6 +199,18 @@ static void *server_loop(void *arg)
 		}
 	}
 	return NULL;
+}
+
+/* Open file descriptors of this process. */
+static int count_fds(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	int n = 0;
+	CHECK(d != NULL, "/proc/self/fd");
+	while (readdir(d) != NULL)
+		n++;
+	closedir(d);
+	return n;
 }
 
 static cs_error_t request(hdb_handle_t h, int size, int id, size_t real)
@@ -406,6 +420,7 @@ int main(int argc, char **argv)
 	hdb_handle_t h = 0;
 
 	server_before_init();
+	int fds_before = count_fds();
 	EXPECT(coroipcs_ipc_init(&state), CS_OK);
 	EXPECT(coroipcs_ipc_init(&state), CS_ERR_EXIST);
 	CHECK(pthread_create(&thread, NULL, server_loop, NULL) == 0, "thread");
@@ -426,6 +441,8 @@ int main(int argc, char **argv)
 	EXPECT(coroipcs_handler_accept(0, 0, NULL), CS_ERR_BAD_HANDLE);
 	EXPECT(request(h, 8, 0, 8), CS_ERR_LIBRARY); /* the server is gone */
 	EXPECT(coroipcc_service_disconnect(h), CS_OK);
+	CHECK(count_fds() == fds_before, "every descriptor closed: %d open, %d before",
+	      count_fds(), fds_before);
 	CHECK(atomic_load(&allocated) == 2 && atomic_load(&freed) == 2,
 	      "private data through the daemon's allocator: %d allocated, %d freed",
 	      atomic_load(&allocated), atomic_load(&freed));
