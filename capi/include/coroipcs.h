@@ -145,7 +145,8 @@ extern "C" {
 
 /*
  Starts the server: listens under `init_state->socket_name` and hands the listening
- fd to `poll_accept_add`. `init_state` is copied; its callbacks must stay callable
+ fd to `poll_accept_add`, and its other fds (internal doorbells, a timer for
+ handshake timeouts) to `poll_dispatch_add`. `init_state` is copied; its callbacks must stay callable
  until `coroipcs_ipc_exit` returns (see `struct coroipcs_init_state`).
 
  Returns `CS_OK`; `CS_ERR_INVALID_PARAM` (NULL, no socket name, a required poll
@@ -174,7 +175,6 @@ cs_error_t coroipcs_ipc_exit(void);
 /*
  To be called by the daemon's loop when the fd given to `poll_accept_add` is
  readable: accepts every waiting client. `fd`, `revents` and `context` are not used.
- Also drops handshakes that took too long (the library has no timer of its own).
  */
 cs_error_t coroipcs_handler_accept(int fd, int revents, void *context);
 
@@ -183,8 +183,9 @@ cs_error_t coroipcs_handler_accept(int fd, int revents, void *context);
  readable (or in error), with the `context` given there: serves that connection
  (requests, a disconnect, a handshake step). `fd` and `revents` are not used: the
  context says which fd it is (NULL names the listening fd, as for
- `coroipcs_handler_accept`). It may call `poll_dispatch_destroy` for fds of the
- connection before returning.
+ `coroipcs_handler_accept`; one of the contexts is the library's timer, which drops
+ clients that do not finish their handshake in time). It may call
+ `poll_dispatch_destroy` for fds of the connection before returning.
 
  Returns `CS_OK`; `CS_ERR_BAD_HANDLE` for a context the library did not give (or
  already took back) or when not initialised; `CS_ERR_BUSY` from a callback.

@@ -121,6 +121,38 @@ fn c_client_against_c_server() {
     server.wait_success(T);
 }
 
+/// A client that connects and never sends its handshake is dropped after the
+/// handshake timeout (5 s), although nothing else wakes the daemon's loop: the
+/// library's own timer fd does.
+#[test]
+fn c_server_drops_a_client_that_never_finishes_its_handshake() {
+    use std::io::Read;
+    use std::os::linux::net::SocketAddrExt;
+    use std::os::unix::net::{SocketAddr, UnixStream};
+
+    let Some(tc) = toolchain() else { return };
+    let name = unique_name("hs");
+    let mut server = c_server(tc, &name);
+    let addr = SocketAddr::from_abstract_name(name.as_bytes()).expect("address");
+    let mut silent = UnixStream::connect_addr(&addr).expect("connect");
+    silent
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    let start = Instant::now();
+    let r = silent.read(&mut [0u8; 64]);
+    let dropped = matches!(&r, Ok(0))
+        || matches!(&r, Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset);
+    assert!(dropped, "the silent client was not dropped: {r:?}");
+    let took = start.elapsed();
+    assert!(
+        took > Duration::from_secs(3) && took < Duration::from_secs(15),
+        "after {took:?}"
+    );
+    c_client_basic(tc, &name);
+    server.terminate();
+    server.wait_success(T);
+}
+
 #[test]
 fn c_server_survives_kill_9_of_a_c_client() {
     let Some(tc) = toolchain() else { return };

@@ -14,6 +14,7 @@ pub mod callbacks;
 mod conn;
 mod hooks;
 mod service;
+mod timer;
 
 use std::cell::Cell;
 use std::ffi::{c_int, c_uint, c_void};
@@ -21,7 +22,7 @@ use std::io;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use ipc::{Server, ServerBuilder, Token};
+use ipc::{PollHooks, Server, ServerBuilder, Token};
 
 use crate::error::CapiError;
 use crate::message::{check_outgoing_response, socket_name, Parts};
@@ -30,12 +31,14 @@ use crate::types::cs_error_t;
 use callbacks::{coroipcs_init_state, Callbacks};
 use hooks::CHooks;
 use service::CService;
+use timer::{Timer, TIMER_TOKEN};
 
 /// The one server of the process.
 struct ServerState {
     server: Server,
     hooks: CHooks,
     callbacks: Arc<Callbacks>,
+    timer: Timer,
 }
 
 static SERVER: Mutex<Option<ServerState>> = Mutex::new(None);
@@ -71,7 +74,12 @@ fn drive(f: impl FnOnce(&mut ServerState) -> Result<(), CapiError>) -> Result<()
     // AssertUnwindSafe: after a panic the server is still memory-safe; the daemon is
     // told through `fatal_error` and decides.
     match catch_unwind(AssertUnwindSafe(|| f(state))) {
-        Ok(r) => r,
+        Ok(r) => {
+            if let Err(e) = state.timer.arm(state.server.next_deadline()) {
+                state.callbacks.log(&format!("cannot arm the timer: {e}"));
+            }
+            r
+        }
         Err(payload) => {
             let msg = describe(payload.as_ref());
             state.callbacks.fatal(&msg);
@@ -102,7 +110,8 @@ fn build(name: ipc::SocketName, callbacks: &Arc<Callbacks>, hooks: CHooks) -> io
 }
 
 /// Starts the server: listens under `init_state->socket_name` and hands the listening
-/// fd to `poll_accept_add`. `init_state` is copied; its callbacks must stay callable
+/// fd to `poll_accept_add`, and its other fds (internal doorbells, a timer for
+/// handshake timeouts) to `poll_dispatch_add`. `init_state` is copied; its callbacks must stay callable
 /// until `coroipcs_ipc_exit` returns (see `struct coroipcs_init_state`).
 ///
 /// Returns `CS_OK`; `CS_ERR_INVALID_PARAM` (NULL, no socket name, a required poll
@@ -137,11 +146,17 @@ pub unsafe extern "C" fn coroipcs_ipc_init(init_state: *const coroipcs_init_stat
             callbacks: callbacks.clone(),
             watched: Arc::default(),
         };
-        let server = build(name, &callbacks, hooks.clone()).inspect_err(|_| hooks.shutdown())?;
+        let started = build(name, &callbacks, hooks.clone()).and_then(|server| {
+            let timer = Timer::new()?;
+            hooks.clone().add(timer.fd(), Token(TIMER_TOKEN))?;
+            Ok((server, timer))
+        });
+        let (server, timer) = started.inspect_err(|_| hooks.shutdown())?;
         *guard = Some(ServerState {
             server,
             hooks,
             callbacks,
+            timer,
         });
         Ok(())
     })
@@ -168,7 +183,6 @@ pub extern "C" fn coroipcs_ipc_exit() -> cs_error_t {
 
 /// To be called by the daemon's loop when the fd given to `poll_accept_add` is
 /// readable: accepts every waiting client. `fd`, `revents` and `context` are not used.
-/// Also drops handshakes that took too long (the library has no timer of its own).
 #[no_mangle]
 pub extern "C" fn coroipcs_handler_accept(
     fd: c_int,
@@ -189,8 +203,9 @@ pub extern "C" fn coroipcs_handler_accept(
 /// readable (or in error), with the `context` given there: serves that connection
 /// (requests, a disconnect, a handshake step). `fd` and `revents` are not used: the
 /// context says which fd it is (NULL names the listening fd, as for
-/// `coroipcs_handler_accept`). It may call `poll_dispatch_destroy` for fds of the
-/// connection before returning.
+/// `coroipcs_handler_accept`; one of the contexts is the library's timer, which drops
+/// clients that do not finish their handshake in time). It may call
+/// `poll_dispatch_destroy` for fds of the connection before returning.
 ///
 /// Returns `CS_OK`; `CS_ERR_BAD_HANDLE` for a context the library did not give (or
 /// already took back) or when not initialised; `CS_ERR_BUSY` from a callback.
@@ -207,7 +222,11 @@ pub extern "C" fn coroipcs_handler_dispatch(
             if !s.hooks.knows(token) {
                 return Err(CapiError::BadHandle);
             }
-            s.server.handle_ready(Token(token));
+            if token == TIMER_TOKEN {
+                s.timer.drain();
+            } else {
+                s.server.handle_ready(Token(token));
+            }
             s.server.handle_timeouts();
             Ok(())
         })
