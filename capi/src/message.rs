@@ -1,0 +1,253 @@
+//! The seed's message headers at the boundary: gathering a C `iovec` array, and the
+//! checks that a header's `size` is the real length and its `id` a command id.
+
+use std::ffi::{c_uint, c_void};
+
+use crate::error::CapiError;
+use crate::types::{REQUEST_HEADER_SIZE, RESPONSE_HEADER_SIZE};
+
+/// The most `iovec`s one call takes (Linux's `IOV_MAX`).
+pub(crate) const MAX_IOV: c_uint = 1024;
+
+/// A message given as parts (an `iovec` array or one buffer).
+pub(crate) struct Parts<'a> {
+    pub(crate) parts: Vec<&'a [u8]>,
+    pub(crate) total: usize,
+}
+
+impl<'a> Parts<'a> {
+    /// One buffer.
+    ///
+    /// # Safety
+    ///
+    /// `msg` is NULL (refused) or points to `len` readable bytes that stay valid and
+    /// unchanged for `'a`.
+    pub(crate) unsafe fn one(msg: *const c_void, len: usize) -> Result<Parts<'a>, CapiError> {
+        // SAFETY: forwarded contract.
+        let part = unsafe { bytes(msg.cast(), len) }?;
+        Ok(Parts {
+            parts: vec![part],
+            total: len,
+        })
+    }
+
+    /// An `iovec` array.
+    ///
+    /// # Safety
+    ///
+    /// `iov` is NULL (refused) or points to `iov_len` `struct iovec`s, each of whose
+    /// `iov_base` is NULL with `iov_len` 0, or points to `iov_len` readable bytes; all
+    /// stay valid and unchanged for `'a`.
+    pub(crate) unsafe fn gather(
+        iov: *const libc::iovec,
+        iov_len: c_uint,
+    ) -> Result<Parts<'a>, CapiError> {
+        if iov.is_null() {
+            return Err(CapiError::InvalidParam("iov is NULL"));
+        }
+        if iov_len == 0 || iov_len > MAX_IOV {
+            return Err(CapiError::InvalidParam("iov_len is 0 or above IOV_MAX"));
+        }
+        // SAFETY: the caller promises `iov_len` iovecs at `iov` (non-NULL, checked).
+        let vecs = unsafe { std::slice::from_raw_parts(iov, iov_len as usize) };
+        let mut parts = Vec::with_capacity(vecs.len());
+        let mut total = 0usize;
+        for v in vecs {
+            // SAFETY: the caller promises each iovec describes readable bytes.
+            let part = unsafe { bytes(v.iov_base.cast_const().cast(), v.iov_len) }?;
+            total = total
+                .checked_add(part.len())
+                .ok_or(CapiError::InvalidParam("iovec lengths overflow"))?;
+            parts.push(part);
+        }
+        Ok(Parts { parts, total })
+    }
+
+    /// The first `N` bytes of the concatenation, if it is that long.
+    pub(crate) fn prefix<const N: usize>(&self) -> Option<[u8; N]> {
+        let mut out = [0u8; N];
+        let mut at = 0;
+        for part in &self.parts {
+            let n = part.len().min(N - at);
+            out[at..at + n].copy_from_slice(&part[..n]);
+            at += n;
+            if at == N {
+                return Some(out);
+            }
+        }
+        None
+    }
+}
+
+/// `len` bytes at `ptr` as a slice; NULL is refused unless `len` is 0.
+///
+/// # Safety
+///
+/// A non-NULL `ptr` points to `len` readable bytes valid and unchanged for `'a`.
+unsafe fn bytes<'a>(ptr: *const u8, len: usize) -> Result<&'a [u8], CapiError> {
+    if len == 0 {
+        return Ok(&[]);
+    }
+    if ptr.is_null() {
+        return Err(CapiError::InvalidParam(
+            "NULL buffer with a non-zero length",
+        ));
+    }
+    if len > isize::MAX as usize {
+        return Err(CapiError::InvalidParam("length above isize::MAX"));
+    }
+    // SAFETY: non-NULL, length bounded, readable and stable for 'a (caller contract).
+    Ok(unsafe { std::slice::from_raw_parts(ptr, len) })
+}
+
+fn int_at(b: &[u8], at: usize) -> i32 {
+    let mut word = [0u8; 4];
+    word.copy_from_slice(&b[at..at + 4]);
+    i32::from_ne_bytes(word)
+}
+
+/// Checks a request about to be sent: its header's `size` is `parts.total` and its
+/// `id` a command id; returns the id.
+pub(crate) fn request_command(parts: &Parts<'_>) -> Result<u16, CapiError> {
+    let head: [u8; REQUEST_HEADER_SIZE] = parts.prefix().ok_or(CapiError::InvalidParam(
+        "shorter than coroipc_request_header_t",
+    ))?;
+    if usize::try_from(int_at(&head, 0)).ok() != Some(parts.total) {
+        return Err(CapiError::InvalidParam(
+            "header size is not the message length",
+        ));
+    }
+    u16::try_from(int_at(&head, 4)).map_err(|_| CapiError::InvalidParam("id outside 0..=65535"))
+}
+
+/// Checks a request received by the server for `command`: `Err` with why when the
+/// header is missing, lies about the length or names another command.
+pub(crate) fn check_received_request(payload: &[u8], command: u16) -> Result<(), &'static str> {
+    if payload.len() < REQUEST_HEADER_SIZE {
+        return Err("shorter than coroipc_request_header_t");
+    }
+    if usize::try_from(int_at(payload, 0)).ok() != Some(payload.len()) {
+        return Err("header size is not the message length");
+    }
+    if int_at(payload, 4) != i32::from(command) {
+        return Err("header id is not the command id");
+    }
+    Ok(())
+}
+
+/// Checks a response or dispatch message about to be sent: it starts with a
+/// `coroipc_response_header_t` whose `size` is `parts.total`.
+pub(crate) fn check_outgoing_response(parts: &Parts<'_>) -> Result<(), CapiError> {
+    let head: [u8; RESPONSE_HEADER_SIZE] = parts.prefix().ok_or(CapiError::InvalidParam(
+        "shorter than coroipc_response_header_t",
+    ))?;
+    if usize::try_from(int_at(&head, 0)).ok() != Some(parts.total) {
+        return Err(CapiError::InvalidParam(
+            "header size is not the message length",
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a response or dispatch message received (its first bytes `head`, its
+/// length `len`).
+pub(crate) fn check_incoming_response(head: &[u8], len: usize) -> Result<(), CapiError> {
+    if len < RESPONSE_HEADER_SIZE || head.len() < RESPONSE_HEADER_SIZE {
+        return Err(CapiError::Message("shorter than coroipc_response_header_t"));
+    }
+    if usize::try_from(int_at(head, 0)).ok() != Some(len) {
+        return Err(CapiError::Message("header size is not the message length"));
+    }
+    Ok(())
+}
+
+/// A socket name from C: a string starting with `/` is a filesystem path (created
+/// with mode `0666`: the security callback decides who may connect, as with abstract
+/// names); anything else is a Linux abstract name.
+///
+/// # Safety
+///
+/// `name` is NULL (refused) or a NUL-terminated string.
+pub(crate) unsafe fn socket_name(
+    name: *const std::ffi::c_char,
+) -> Result<ipc::SocketName, CapiError> {
+    if name.is_null() {
+        return Err(CapiError::InvalidParam("socket_name is NULL"));
+    }
+    // SAFETY: non-NULL and NUL-terminated (caller contract).
+    let name = unsafe { std::ffi::CStr::from_ptr(name) };
+    let name = name
+        .to_str()
+        .map_err(|_| CapiError::InvalidParam("socket_name is not UTF-8"))?;
+    if name.is_empty() {
+        return Err(CapiError::InvalidParam("socket_name is empty"));
+    }
+    Ok(if name.starts_with('/') {
+        ipc::SocketName::path(name, 0o666)
+    } else {
+        ipc::SocketName::abstract_name(name)
+    })
+}
+
+/// An out-pointer, checked non-NULL.
+///
+/// # Safety
+///
+/// `ptr` is NULL or points to a writable `T` for `'a`.
+pub(crate) unsafe fn out<'a, T>(ptr: *mut T, what: &'static str) -> Result<&'a mut T, CapiError> {
+    // SAFETY: forwarded contract.
+    unsafe { ptr.as_mut() }.ok_or(CapiError::InvalidParam(what))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(size: i32, id: i32, extra: usize) -> Vec<u8> {
+        let mut v = size.to_ne_bytes().to_vec();
+        v.extend_from_slice(&id.to_ne_bytes());
+        v.resize(8 + extra, 0);
+        v
+    }
+
+    #[test]
+    fn request_headers_are_checked() {
+        let m = req(12, 3, 4);
+        let (a, b) = m.split_at(3);
+        let parts = Parts {
+            parts: vec![a, b],
+            total: 12,
+        };
+        assert_eq!(request_command(&parts).ok(), Some(3));
+        let lying = req(100, 3, 4);
+        let parts = Parts {
+            parts: vec![&lying],
+            total: 12,
+        };
+        assert!(request_command(&parts).is_err());
+        let big_id = req(8, 70000, 0);
+        let parts = Parts {
+            parts: vec![&big_id],
+            total: 8,
+        };
+        assert!(request_command(&parts).is_err());
+        let short = [1u8, 2, 3];
+        let parts = Parts {
+            parts: vec![&short],
+            total: 3,
+        };
+        assert!(request_command(&parts).is_err());
+        assert!(check_received_request(&req(12, 3, 4), 3).is_ok());
+        assert!(check_received_request(&req(12, 4, 4), 3).is_err());
+        assert!(check_received_request(&req(-1, 3, 4), 3).is_err());
+        assert!(check_received_request(&[0, 0], 3).is_err());
+    }
+
+    #[test]
+    fn response_headers_are_checked() {
+        let m = req(12, 0, 4);
+        assert!(check_incoming_response(&m, 12).is_ok());
+        assert!(check_incoming_response(&m, 13).is_err());
+        assert!(check_incoming_response(&m[..8], 8).is_err());
+    }
+}

@@ -1,0 +1,132 @@
+//! A C service as a Rust [`Service`]: connect and disconnect call the daemon's
+//! `init_fn` / `exit_fn`, each request goes through `sending_allowed` to the handler
+//! the daemon's selector (`handler_fn_get`) names, and the answer comes later through
+//! `coroipcs_response_send` (every request is deferred).
+
+use std::ffi::c_void;
+use std::sync::Arc;
+
+use ipc::protocol::status;
+use ipc::{Connection, DisconnectReason, HandlerError, Request, Responder, Service};
+
+use super::callbacks::{AllowedScratch, Callbacks};
+use super::conn;
+use crate::message::check_received_request;
+use crate::types::cs_error_t;
+
+/// One service id of the daemon.
+pub(crate) struct CService {
+    pub(crate) id: u16,
+    pub(crate) callbacks: Arc<Callbacks>,
+    /// An 8-aligned copy of a request whose payload is not aligned.
+    pub(crate) scratch: Vec<u64>,
+}
+
+/// A connection's handle; closing it (drop) ends the entry's connected life.
+pub(crate) struct ConnKey(u64);
+
+impl ConnKey {
+    fn token(&self) -> *mut c_void {
+        self.0 as *mut c_void
+    }
+}
+
+impl Drop for ConnKey {
+    fn drop(&mut self) {
+        conn::close(self.0);
+    }
+}
+
+impl CService {
+    /// A pointer to `payload` that is 8-aligned (the payload itself, or a copy).
+    fn aligned(&mut self, payload: &[u8]) -> *const c_void {
+        if payload.as_ptr().align_offset(8) == 0 {
+            return payload.as_ptr().cast();
+        }
+        self.scratch.clear();
+        self.scratch.resize(payload.len().div_ceil(8), 0);
+        let dst = self.scratch.as_mut_ptr().cast::<u8>();
+        // SAFETY: `scratch` holds at least `payload.len()` bytes; distinct buffers.
+        unsafe { std::ptr::copy_nonoverlapping(payload.as_ptr(), dst, payload.len()) };
+        dst.cast_const().cast()
+    }
+
+    fn refuse_code(code: i32) -> i32 {
+        if code > 0 {
+            code
+        } else {
+            cs_error_t::CS_ERR_ACCESS as i32
+        }
+    }
+}
+
+impl Service for CService {
+    type Private = ConnKey;
+
+    fn on_connect(&mut self, conn: &Connection) -> Result<ConnKey, i32> {
+        if !self.callbacks.service_available(self.id) {
+            return Err(cs_error_t::CS_ERR_NOT_EXIST as i32);
+        }
+        let size = self.callbacks.private_size(self.id);
+        let key = match conn::open(conn, &self.callbacks, size) {
+            Ok(handle) => ConnKey(handle),
+            Err(e) => {
+                self.callbacks.log(&format!("connection refused: {e}"));
+                return Err(cs_error_t::CS_ERR_NO_RESOURCES as i32);
+            }
+        };
+        if let Some(init) = self.callbacks.init_fn(self.id) {
+            // SAFETY: the daemon's connect function; `conn` is a live token.
+            let refused = unsafe { init(key.token()) };
+            if refused != 0 {
+                // `key` drops: the entry and its private data go.
+                return Err(Self::refuse_code(refused));
+            }
+        }
+        Ok(key)
+    }
+
+    fn on_disconnect(&mut self, key: ConnKey, _conn: &Connection, reason: &DisconnectReason) {
+        if let DisconnectReason::ProtocolViolation(why) = reason {
+            self.callbacks.log(&format!("client disconnected: {why}"));
+        }
+        if let Some(exit) = self.callbacks.exit_fn(self.id) {
+            // SAFETY: the daemon's disconnect function; the token is still live
+            // (closed when `key` drops below).
+            unsafe { exit(key.token()) };
+        }
+        drop(key);
+    }
+
+    fn handle(
+        &mut self,
+        key: &mut ConnKey,
+        req: Request<'_>,
+        resp: &mut Responder<'_>,
+    ) -> Result<(), HandlerError> {
+        if let Err(why) = check_received_request(req.payload, req.command) {
+            self.callbacks.log(&format!("request refused: {why}"));
+            return Err(HandlerError::InvalidRequest);
+        }
+        let entry = conn::lookup(key.token()).map_err(|_| HandlerError::InvalidRequest)?;
+        let Some(handler) = self.callbacks.handler_fn(self.id, req.command) else {
+            return Err(HandlerError::UnknownCommand);
+        };
+        let msg = self.aligned(req.payload);
+        let mut scratch = AllowedScratch::default();
+        let callbacks = self.callbacks.clone();
+        if !callbacks.sending_allowed(self.id, req.command, msg, &mut scratch) {
+            let _ = resp.respond(status::TRY_AGAIN, &[]);
+            return Ok(());
+        }
+        // A fresh responder cannot have answered already.
+        let deferred = resp.defer().map_err(|_| HandlerError::InvalidRequest)?;
+        entry.handler_starts(deferred);
+        // SAFETY: the daemon's handler; `msg` is valid and 8-aligned until it
+        // returns, the token live.
+        unsafe { handler(key.token(), msg) };
+        entry.handler_returned();
+        callbacks.sending_allowed_release(&mut scratch);
+        Ok(())
+    }
+}
