@@ -204,3 +204,53 @@ fn an_unread_dispatch_message_is_reported_once_not_forever() {
     // Taking it re-enables the report for the next one.
     assert!(c.dispatch_recv(Some(Duration::ZERO)).unwrap().is_some());
 }
+
+#[test]
+fn dispatch_batches_arrive_in_order_and_a_full_ring_stops_a_batch() {
+    let server = ServerProcess::start("batch", &[]);
+    let opts = ConnectOptions {
+        dispatch_ring: 64 << 10,
+        ..options()
+    };
+    let mut c = Client::connect(&server.socket(), 1, &opts).unwrap();
+    // 1,000 messages of 32 bytes fit the ring: all accepted, received in batches.
+    let ask = [1000u32.to_le_bytes(), 32u32.to_le_bytes()].concat();
+    let r = c.request(cmd::DISPATCH_BATCH, &ask).unwrap();
+    assert_eq!(r.data, 1000u32.to_le_bytes());
+    let mut next = 0u32;
+    while next < 1000 {
+        let n = c
+            .dispatch_recv_batch(64, Some(Duration::from_secs(5)), |m| {
+                let mut seq = [0u8; 4];
+                m.read_into(&mut seq);
+                assert_eq!(u32::from_le_bytes(seq), next, "in order");
+                assert_eq!(m.len(), 32);
+                next += 1;
+            })
+            .unwrap();
+        assert!(n > 0 && n <= 64, "{n}");
+    }
+    assert_eq!(c.stats().dispatch_received, 1000);
+    assert_eq!(
+        c.dispatch_recv_batch(64, Some(Duration::ZERO), |_| panic!("nothing left"))
+            .unwrap(),
+        0
+    );
+    // 5,000 messages of 1 KiB do not fit a 64 KiB ring and its 64 KiB queue: the
+    // batch stops at the first refused one, and what was accepted arrives in order.
+    let ask = [5000u32.to_le_bytes(), 1024u32.to_le_bytes()].concat();
+    let r = c.request(cmd::DISPATCH_BATCH, &ask).unwrap();
+    let accepted = u32::from_le_bytes(r.data[..4].try_into().unwrap());
+    assert!(accepted > 0 && accepted < 5000, "{accepted}");
+    let mut next = 0u32;
+    while next < accepted {
+        let m = c
+            .dispatch_recv(Some(Duration::from_secs(5)))
+            .unwrap()
+            .unwrap();
+        let mut seq = [0u8; 4];
+        m.read_into(&mut seq);
+        assert_eq!(u32::from_le_bytes(seq), next);
+        next += 1;
+    }
+}

@@ -674,3 +674,27 @@ fn mpsc_truncate_and_watermarks() {
         assert!(ons <= 1 && ons * 2 == changes.len(), "{changes:?}");
     });
 }
+
+/// A batch sent by the only producer (its contract) while the consumer sleeps through
+/// the protocol: both messages arrive, in order, after one publication whose wake-up
+/// is not lost.
+#[test]
+fn mpsc_batch() {
+    loom::model(|| {
+        let (p, mut c) = mpsc_channel(&Config::new(64)).unwrap();
+        let bell = Arc::new(Doorbell::new());
+        let bell2 = bell.clone();
+        let sender = thread::spawn(move || {
+            let (a, b) = (msg(1, 4), msg(2, 4));
+            // SAFETY: this thread is the ring's only producer.
+            let (sent, published) = unsafe { p.try_send_batch(&[&a, &b]) };
+            assert_eq!(sent, 2);
+            if published.wake.is_needed() {
+                bell2.ring();
+            }
+        });
+        assert_eq!(recv_sleeping(&mut c, &bell), msg(1, 4));
+        assert_eq!(recv_sleeping(&mut c, &bell), msg(2, 4));
+        sender.join().unwrap();
+    });
+}

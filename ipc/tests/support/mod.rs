@@ -49,6 +49,10 @@ pub mod cmd {
     pub const TWICE: u16 = 15;
     /// Rejected as malformed (`HandlerError::InvalidRequest`).
     pub const INVALID: u16 = 16;
+    /// Payload: u32 count, u32 size; send that many dispatch messages (seq u32 + fill)
+    /// with `dispatch_send_batch`, 16 at a time, until one is refused; answer with how
+    /// many were accepted.
+    pub const DISPATCH_BATCH: u16 = 17;
     /// Answer with the command id itself (for command 65535).
     pub const MAX: u16 = 65535;
 }
@@ -207,6 +211,31 @@ impl Service for TestService {
                 resp.respond(0, &[1]).unwrap();
                 let again = resp.respond(0, &[2]);
                 assert_eq!(again, Err(coroipc::SendError::AlreadyResponded));
+            }
+            cmd::DISPATCH_BATCH => {
+                let (count, size) = (word(0), word(1) as usize);
+                let handle = conn.handle.clone().unwrap();
+                let msgs: Vec<Vec<u8>> = (0..count)
+                    .map(|seq| {
+                        let mut msg = vec![(seq % 251) as u8; size.max(4)];
+                        msg[..4].copy_from_slice(&seq.to_le_bytes());
+                        msg
+                    })
+                    .collect();
+                let refs: Vec<&[u8]> = msgs.iter().map(Vec::as_slice).collect();
+                let mut ok = 0usize;
+                for chunk in refs.chunks(16) {
+                    match handle.dispatch_send_batch(chunk) {
+                        Ok(n) => {
+                            ok += n;
+                            if n < chunk.len() {
+                                break;
+                            }
+                        }
+                        Err(_) => break,
+                    }
+                }
+                let _ = resp.respond(0, &(ok as u32).to_le_bytes());
             }
             cmd::INVALID => return Err(HandlerError::InvalidRequest),
             cmd::MAX => {
