@@ -4,7 +4,8 @@
 //! to its own CPU when there are two.
 //!
 //! The configurations ([`MODES`]) are named for what they set on each side:
-//! * `default`: both sides as shipped: the client spins up to 50 µs
+//! * `default`: both sides as shipped: the client's adaptive wait spins up to 50 µs
+//!   while recent waits ended within their spin and sleeps at once otherwise
 //!   (`WaitMode::default()`), the server does not spin (`Limits::spin` 0);
 //! * `spin-both`: the client as in `default`, and the server polls an idle request
 //!   ring for 50 µs before sleeping (`Limits::spin` = 50 µs);
@@ -69,6 +70,8 @@ impl IpcResult {
 
 const CMD_ECHO: u16 = 1;
 const CMD_STREAM: u16 = 2;
+/// Answered 1 ms later, from another thread (a slow server, for the idle-client CPU).
+const CMD_SLOW: u16 = 3;
 
 // ---------------------------------------------------------------- server side
 
@@ -88,6 +91,13 @@ impl Service for BenchService {
         resp: &mut Responder<'_>,
     ) -> Result<(), HandlerError> {
         match req.command {
+            CMD_SLOW => {
+                let deferred = resp.defer().map_err(|_| HandlerError::UnknownCommand)?;
+                std::thread::spawn(move || {
+                    std::thread::sleep(Duration::from_millis(1));
+                    let _ = deferred.respond(0, b"");
+                });
+            }
             CMD_ECHO => {
                 let _ = resp.respond(0, req.payload);
             }
@@ -385,8 +395,8 @@ fn coroipc_client(server: &ServerChild, mode: WaitMode) -> std::io::Result<Clien
 pub const MODES: [(&str, WaitMode, u64); 3] = [
     (
         "default",
-        WaitMode::SpinThenBlock {
-            spin: Duration::from_micros(50),
+        WaitMode::Adaptive {
+            max_spin: Duration::from_micros(50),
         },
         0,
     ),
@@ -714,6 +724,53 @@ pub fn connect_only(secs: f64) -> std::io::Result<f64> {
     Ok(n as f64 / t.elapsed().as_secs_f64())
 }
 
+/// CPU time the client thread spends per request when the server takes 1 ms to
+/// answer (`op` `idle_cpu`, `median_ns` = CPU ns per request): the adaptive default
+/// against a fixed 50 µs spin. Wall time per request is ~1 ms in both.
+fn idle_cpu(b: Budget, out: &mut Vec<IpcResult>) -> std::io::Result<()> {
+    let server = ServerChild::start("coroipc", 0)?;
+    let modes = [
+        ("default", WaitMode::default()),
+        (
+            "spin-50us",
+            WaitMode::SpinThenBlock {
+                spin: Duration::from_micros(50),
+            },
+        ),
+    ];
+    for (name, mode) in modes {
+        let mut c = coroipc_client(&server, mode)?;
+        let n = (b.rtt_iters / 100).max(100);
+        let cpu = thread_cpu_ns();
+        for _ in 0..n {
+            c.request(CMD_SLOW, b"").map_err(io_err)?;
+        }
+        let per = (thread_cpu_ns() - cpu) / n as f64;
+        out.push(IpcResult {
+            op: "idle_cpu",
+            imp: "coroipc",
+            mode: name,
+            size: 0,
+            median_ns: Some(per),
+            p99_ns: None,
+            msgs_per_s: None,
+            mb_per_s: None,
+        });
+    }
+    Ok(())
+}
+
+/// CPU time of the calling thread, in ns.
+fn thread_cpu_ns() -> f64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec for the call.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as f64 * 1e9 + ts.tv_nsec as f64
+}
+
 /// Round trip of 64 B through the tokio client (`coroipc::tokio::AsyncClient`) on a
 /// current-thread runtime, server not spinning: what an async caller pays against the
 /// blocking client's rows (`impl` `coroipc-tokio`, `mode` `default`).
@@ -752,6 +809,7 @@ pub fn run(quick: bool) -> std::io::Result<Vec<IpcResult>> {
         coroipc_suite(mode, b, &mut out)?;
     }
     out.push(tokio_rtt(b)?);
+    idle_cpu(b, &mut out)?;
     uds_suite(b, &mut out)?;
     Ok(out)
 }
@@ -904,7 +962,7 @@ pub fn table(results: &[IpcResult]) -> String {
     };
     let mut s = String::new();
     s.push_str(
-        "Configurations: default = client spins 50 us, server does not spin (as shipped);\n",
+        "Configurations: default = client adaptive (spins up to 50 us while replies come quickly), server does not spin (as shipped);\n",
     );
     s.push_str("  spin-both = client and server spin 50 us; block = client sleeps at once, server does not spin.\n\n");
     s.push_str("Round trip (request/response), median / p99 in ns — lower is better; ratio = uds median / coroipc median\n");
@@ -989,6 +1047,16 @@ pub fn table(results: &[IpcResult]) -> String {
             m(d),
             m(a) / m(bl),
             m(bl)
+        ));
+    }
+    if let (Some(a), Some(f)) = (
+        find("idle_cpu", "coroipc", "default", 0),
+        find("idle_cpu", "coroipc", "spin-50us", 0),
+    ) {
+        s.push_str(&format!(
+            "\n  Client CPU per request when the server answers after 1 ms: default (adaptive) {:.1} us, fixed 50 us spin {:.1} us\n",
+            a.median_ns.unwrap_or(f64::NAN) / 1e3,
+            f.median_ns.unwrap_or(f64::NAN) / 1e3,
         ));
     }
     s.push_str(&floors_table(results));

@@ -118,6 +118,8 @@ pub struct Client {
     /// already waiting: not again until one is taken (a caller that leaves dispatch
     /// unread must not be woken over and over for it).
     dispatch_reported: bool,
+    /// The adaptive wait's memory of recent waits ([`WaitMode::Adaptive`]).
+    adapt: options::Adaptive,
 }
 
 impl std::fmt::Debug for Client {
@@ -179,6 +181,7 @@ impl Client {
             armed: false,
             want_space: None,
             dispatch_reported: false,
+            adapt: options::Adaptive::new(),
         };
         client.arm_poll_fd()?;
         Ok(client)
@@ -264,7 +267,12 @@ impl Client {
         if deadline.passed() {
             return Err(ClientError::Timeout);
         }
-        let budget = spinning.get_or_insert_with(|| Spin::new(self.options.wait.spin()));
+        if spinning.is_none() {
+            *spinning = Some(Spin::new(self.adapt.budget(self.options.wait)));
+        }
+        let Some(budget) = spinning.as_mut() else {
+            return Ok(());
+        };
         let step = budget.step();
         if step != SpinStep::Done {
             if step == SpinStep::CheckLiveness && self.waiter.server_gone()? {
@@ -277,6 +285,7 @@ impl Client {
             return Ok(());
         }
         self.stats.sleeps += 1;
+        self.adapt.slept();
         let woke = self.waiter.block(deadline);
         if std::mem::replace(&mut self.armed, false) {
             self.waiter.ring_self()?;
