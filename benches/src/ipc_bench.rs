@@ -12,8 +12,8 @@
 //! * `block`: the client sleeps at once (`WaitMode::Block`), the server does not spin.
 //!
 //! Operations: request/response round trip (median, p99), dispatch streaming
-//! (messages/s, MB/s; sent with `dispatch_send_batch` in batches of up to 64, received
-//! with `dispatch_recv_batch` up to 256 at a time), pipelined requests (requests/s), connect+disconnect (per second),
+//! (messages/s, MB/s; sent with `dispatch_send_batch` in batches of up to 64 messages
+//! and 64 KiB, received with `dispatch_recv_batch` up to 256 at a time), pipelined requests (requests/s), connect+disconnect (per second),
 //! 1 MiB messages (MB/s) against a single-thread memcpy measured in the same run.
 
 use std::io::{BufRead, BufReader, BufWriter, Read, Write};
@@ -113,12 +113,15 @@ impl Service for BenchService {
                 let handle = resp.connection();
                 let deferred = resp.defer().map_err(|_| HandlerError::UnknownCommand)?;
                 std::thread::spawn(move || {
-                    // Batches of up to 64: one publication and at most one doorbell each.
+                    // Batches of up to 64 messages and 64 KiB: one publication and at
+                    // most one doorbell each (the client sees a batch only once it is
+                    // all written, so large messages go one by one).
                     let msg = vec![0x5au8; size];
-                    let batch: Vec<&[u8]> = vec![&msg[..]; 64];
+                    let per_batch = ((64 << 10) / size.max(1)).clamp(1, 64) as u64;
+                    let batch: Vec<&[u8]> = vec![&msg[..]; per_batch as usize];
                     let mut sent = 0u64;
                     while sent < count {
-                        let want = (count - sent).min(64) as usize;
+                        let want = (count - sent).min(per_batch) as usize;
                         match handle.dispatch_send_batch(&batch[..want]) {
                             Ok(n) => {
                                 sent += n as u64;

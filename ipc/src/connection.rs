@@ -340,7 +340,9 @@ impl Connection {
     /// per message: the way to stream). Messages that do not fit are queued or refused
     /// as [`dispatch_send`](Connection::dispatch_send) does. Returns how many were
     /// accepted, in order: fewer than `msgs.len()` when one was refused (send the rest
-    /// again later; sent alone, the first of them reports why).
+    /// again later; sent alone, the first of them reports why). The client sees a
+    /// batch only once all of it is written: batch small messages (a few KiB in all),
+    /// not large ones.
     ///
     /// # Errors
     ///

@@ -46,8 +46,10 @@ const LIVENESS_EVERY: Duration = Duration::from_millis(1);
 /// A spin budget: poll shared memory until the budget is spent, looking every
 /// millisecond (not at once: a wait that ends quickly makes no system call) at whether
 /// the peer is still alive, so that even a budget of `Duration::MAX` ends within a
-/// millisecond when the peer dies. The clock is read once every [`POLLS_PER_CLOCK`]
-/// steps, so a poll costs a ring check and one `pause`, not a clock read: the gap
+/// millisecond when the peer dies. Each step pauses (1 `pause` at first, doubling every
+/// [`POLLS_PER_CLOCK`] steps up to 32). The clock is read once every
+/// [`POLLS_PER_CLOCK`] steps, so an early poll costs a ring check and one `pause`, not
+/// a clock read: the gap
 /// between the peer's publish and our next look stays short, and a wait that ends
 /// within the first steps never reads the clock (the budget counts from the first
 /// read).
@@ -92,6 +94,13 @@ impl Spin {
             return SpinStep::Done;
         }
         self.polls = self.polls.wrapping_add(1);
+        // Back off: 1 `pause` between the first polls, doubling every POLLS_PER_CLOCK
+        // polls up to 32, so a quick answer is seen at once and a long spin leaves the
+        // core (and its hyper-thread sibling, perhaps the peer) mostly alone.
+        let shift = (self.polls / POLLS_PER_CLOCK).min(5);
+        for _ in 0..1u32 << shift {
+            std::hint::spin_loop();
+        }
         // The first clock read comes after POLLS_PER_CLOCK polls too: a wait that ends
         // within them (a fast round trip) never reads the clock. The budget counts
         // from there.

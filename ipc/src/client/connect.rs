@@ -325,7 +325,6 @@ pub(crate) fn blocking(
         };
         // (A dead server shows as end of stream in `finish`: no liveness check.)
         if spin.step() != SpinStep::Done {
-            std::hint::spin_loop();
             continue;
         }
         let ready = os::wait_readable(&[connecting.as_fd()], deadline.remaining());

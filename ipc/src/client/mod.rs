@@ -278,7 +278,6 @@ impl Client {
             if step == SpinStep::CheckLiveness && self.waiter.server_gone()? {
                 return Err(self.gone());
             }
-            std::hint::spin_loop();
             return Ok(());
         }
         if !self.announce(what)? {
