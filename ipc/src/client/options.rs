@@ -19,7 +19,7 @@ pub enum WaitMode {
     /// Sleep on the doorbell at once.
     Block,
     /// The default: spin up to `max_spin` while waits have recently ended within their
-    /// spin, sleep at once while they have not (see [`Adaptive`]'s rule in SPEC §2.9).
+    /// spin, sleep at once while they have not (the rule is in SPEC §2.9).
     /// A busy client with a quick server gets spinning latency; an idle one, or one
     /// whose server is slow, uses no CPU waiting.
     Adaptive {
