@@ -7,8 +7,9 @@
 //! * `default`: both sides as shipped: the client's adaptive wait spins up to 50 µs
 //!   while recent waits ended within their spin and sleeps at once otherwise
 //!   (`WaitMode::default()`), the server does not spin (`Limits::spin` 0);
-//! * `spin-both`: the client as in `default`, and the server polls an idle request
-//!   ring for 50 µs before sleeping (`Limits::spin` = 50 µs);
+//! * `spin-both`: the client spins up to 50 µs on every wait
+//!   (`WaitMode::SpinThenBlock`), and the server polls an idle request ring for 50 µs
+//!   before sleeping (`Limits::spin` = 50 µs);
 //! * `block`: the client sleeps at once (`WaitMode::Block`), the server does not spin.
 //!
 //! Operations: request/response round trip (median, p99), dispatch streaming
@@ -967,7 +968,7 @@ pub fn table(results: &[IpcResult]) -> String {
     s.push_str(
         "Configurations: default = client adaptive (spins up to 50 us while replies come quickly), server does not spin (as shipped);\n",
     );
-    s.push_str("  spin-both = client and server spin 50 us; block = client sleeps at once, server does not spin.\n\n");
+    s.push_str("  spin-both = client and server spin 50 us on every wait; block = client sleeps at once, server does not spin.\n\n");
     s.push_str("Round trip (request/response), median / p99 in ns — lower is better; ratio = uds median / coroipc median\n");
     s.push_str("  size      default             spin-both           block               uds                 uds/default  uds/spin-both  uds/block\n");
     for size in [64usize, 1024, 65536] {

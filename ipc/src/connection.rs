@@ -221,22 +221,36 @@ impl ConnShared {
 
 impl ConnShared {
     /// Sends `msgs` in order: what fits into the ring with one publication, the rest
-    /// one by one (queued or refused by the overflow policy). Returns how many were
-    /// accepted; an error only when none was.
+    /// into the queue (one lock, at most one doorbell and one wake of the server).
+    /// Returns how many were accepted; an error only when none was. A refusal that
+    /// closes the connection (policy `Disconnect`, corruption) is acted on here even
+    /// when some were accepted: later sends say `Disconnected`.
     pub(crate) fn send_dispatch_batch(&self, msgs: &[&[u8]]) -> Result<usize, SendError> {
         self.check_open()?;
-        let (sent, flow) = self.dispatch.send_batch(msgs);
-        let bytes = msgs[..sent].iter().map(|m| m.len()).sum();
-        self.counters.dispatch_many(sent, bytes);
-        self.after_send(Sent::Ring(flow));
-        for (i, msg) in msgs.iter().enumerate().skip(sent) {
-            match self.send_dispatch(&[msg]) {
-                Ok(()) => {}
-                Err(e) if i == 0 => return Err(e),
-                Err(_) => return Ok(i),
-            }
+        let out = self.dispatch.send_batch(msgs);
+        let in_ring = &msgs[..out.ring];
+        self.counters
+            .dispatch_many(out.ring, in_ring.iter().map(|m| m.len()).sum());
+        for msg in &msgs[out.ring..out.ring + out.queued] {
+            self.counters.dispatch(msg.len(), stats::Sent::Queued);
         }
-        Ok(msgs.len())
+        if out.queued > 0 || out.flow.is_some() {
+            // The server thread flushes the queue and reports the flow change.
+            self.wake_server();
+        }
+        let accepted = out.ring + out.queued;
+        let Some(e) = out.error else {
+            return Ok(accepted);
+        };
+        let e = self.overflow(RingKind::Dispatch, e);
+        if e == SendError::TryAgain {
+            self.counters.dispatch_refused();
+        }
+        if accepted == 0 {
+            Err(e)
+        } else {
+            Ok(accepted)
+        }
     }
 }
 

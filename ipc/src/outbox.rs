@@ -50,6 +50,16 @@ impl From<PushError> for OutboxError {
     }
 }
 
+/// What [`Outbox::send_batch`] did: `ring` messages into the ring, then `queued` into
+/// the queue, then `error` for the next one (if any).
+#[derive(Debug, Default)]
+pub(crate) struct BatchOutcome {
+    pub(crate) ring: usize,
+    pub(crate) queued: usize,
+    pub(crate) flow: Option<FlowChange>,
+    pub(crate) error: Option<OutboxError>,
+}
+
 /// Where a sent message went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Sent {
@@ -159,22 +169,65 @@ impl Outbox {
         Ok(Sent::Queued)
     }
 
-    /// Sends a prefix of `msgs` into the ring with one publication (one tail swap, at
-    /// most one doorbell); returns how many went and the flow change they caused.
-    /// Sends nothing when messages are queued (they go first): the caller falls back
-    /// to [`send`](Outbox::send) for the rest.
-    pub(crate) fn send_batch(&self, msgs: &[&[u8]]) -> (usize, Option<FlowChange>) {
-        let backlog = self.lock();
-        if !backlog.items.is_empty() {
-            return (0, None);
+    /// Sends `msgs` in order, under one lock: as many as the ring takes with one
+    /// publication (one tail swap, at most one doorbell), then, when the ring is full
+    /// (or messages are already queued, which go first), the rest into the queue while
+    /// they fit its bound. Stops at the first message refused, and says why.
+    pub(crate) fn send_batch(&self, msgs: &[&[u8]]) -> BatchOutcome {
+        let mut backlog = self.lock();
+        let mut out = BatchOutcome::default();
+        let mut wake = Wake::NotNeeded;
+        let stopped = if backlog.items.is_empty() {
+            // SAFETY: every claim in this ring is made under the backlog lock (`send`,
+            // `reserve` — whose grant holds the lock until committed — and `flush`),
+            // and we hold it: no other claim and no grant exists until we return.
+            let batch = unsafe { self.ring.try_send_batch(msgs) };
+            out.ring = batch.sent;
+            out.flow = batch.published.flow;
+            wake = batch.published.wake;
+            batch.stopped
+        } else {
+            Some(PushError::Full)
+        };
+        match stopped {
+            None => {}
+            Some(PushError::Full) => out.error = self.queue_rest(&mut backlog, msgs, &mut out),
+            Some(e) => out.error = Some(e.into()),
         }
-        // SAFETY: every claim in this ring is made under the backlog lock (`send`,
-        // `reserve` — whose grant holds the lock until committed — and `flush`), and
-        // we hold it: no other claim and no grant exists until we return.
-        let (sent, published) = unsafe { self.ring.try_send_batch(msgs) };
         drop(backlog);
-        self.ring_bell(published.wake);
-        (sent, published.flow)
+        self.ring_bell(wake);
+        out
+    }
+
+    /// Queues `msgs[out.ring..]` while they fit the bound; the refusal, if any.
+    fn queue_rest(
+        &self,
+        backlog: &mut Backlog,
+        msgs: &[&[u8]],
+        out: &mut BatchOutcome,
+    ) -> Option<OutboxError> {
+        let max = self.ring.max_message_len();
+        let mut refused = None;
+        for msg in &msgs[out.ring..] {
+            if msg.len() > max {
+                refused = Some(OutboxError::TooLarge {
+                    len: msg.len(),
+                    max,
+                });
+                break;
+            }
+            if backlog.bytes.saturating_add(msg.len()) > self.max_queued_bytes {
+                refused = Some(OutboxError::QueueFull);
+                break;
+            }
+            backlog.items.push_back(msg.to_vec());
+            backlog.bytes += msg.len();
+            out.queued += 1;
+        }
+        if out.queued > 0 {
+            self.publish_size(backlog);
+        }
+        refused
     }
 
     /// Reserves space in the ring for zero-copy filling; `None` when the ring has no

@@ -687,9 +687,9 @@ fn mpsc_batch() {
         let sender = thread::spawn(move || {
             let (a, b) = (msg(1, 4), msg(2, 4));
             // SAFETY: this thread is the ring's only producer.
-            let (sent, published) = unsafe { p.try_send_batch(&[&a, &b]) };
-            assert_eq!(sent, 2);
-            if published.wake.is_needed() {
+            let batch = unsafe { p.try_send_batch(&[&a, &b]) };
+            assert_eq!((batch.sent, batch.stopped), (2, None));
+            if batch.published.wake.is_needed() {
                 bell2.ring();
             }
         });

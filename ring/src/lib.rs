@@ -91,7 +91,7 @@ pub use layout::{
     max_message_len, region_size, Config, RawRegion, FRAME_HEADER, MAGIC, MAX_CAPACITY,
     MIN_CAPACITY, REGION_ALIGN, VERSION,
 };
-pub use mpsc::{MpscGrant, MpscProducer};
+pub use mpsc::{BatchSent, MpscGrant, MpscProducer};
 pub use producer::{Producer, WriteGrant};
 pub use signal::{FlowChange, Published, SleepCheck, Wake};
 

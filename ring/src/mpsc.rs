@@ -292,8 +292,8 @@ impl MpscProducer {
     /// Copies each of `msgs` into the ring, in order, and publishes them together: one
     /// tail swap, so at most one wake-up and one transfer of the tail's cache line to
     /// the consumer for the whole batch. Stops at the first message that does not fit
-    /// now or fails (send it alone to learn why); returns how many were sent (0:
-    /// nothing was published) and the publication's outcome.
+    /// now or fails, and says why ([`BatchSent::stopped`]); what was written before it
+    /// is published.
     ///
     /// # Safety
     ///
@@ -301,12 +301,17 @@ impl MpscProducer {
     /// `try_send_batch`) until this returns, and no grant of this ring may be held:
     /// the batch's claims must be contiguous to be published as one (SPEC §1.7).
     /// Callers that serialize their producers, e.g. behind one lock, meet this.
-    pub unsafe fn try_send_batch(&self, msgs: &[&[u8]]) -> (usize, Published) {
+    pub unsafe fn try_send_batch(&self, msgs: &[&[u8]]) -> BatchSent {
         let mut claims: Option<(u64, u64)> = None;
         let mut sent = 0;
+        let mut stopped = None;
         for msg in msgs {
-            let Ok(mut grant) = self.try_reserve(msg.len()) else {
-                break;
+            let mut grant = match self.try_reserve(msg.len()) {
+                Ok(grant) => grant,
+                Err(e) => {
+                    stopped = Some(e);
+                    break;
+                }
             };
             grant.write_at(0, msg);
             let (start, end) = grant.seal(TAG_MSG);
@@ -322,7 +327,11 @@ impl MpscProducer {
                 flow: None,
             },
         };
-        (sent, published)
+        BatchSent {
+            sent,
+            published,
+            stopped,
+        }
     }
 
     /// Publishes the claim `start..end` once every earlier claim is published.
@@ -451,6 +460,19 @@ impl MpscProducer {
     pub fn cancel_sleep(&self) {
         signal::cancel(&self.ring.header().head.0.head);
     }
+}
+
+/// What [`MpscProducer::try_send_batch`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BatchSent {
+    /// Messages written and published (a prefix of the batch).
+    pub sent: usize,
+    /// The publication's outcome (nothing to do when `sent` is 0).
+    pub published: Published,
+    /// Why the batch stopped before its end (`None`: every message went):
+    /// [`PushError::Full`], [`PushError::TooLarge`] for the next message, or
+    /// [`PushError::Corrupt`].
+    pub stopped: Option<PushError>,
 }
 
 /// Space claimed by one producer thread. Commit it; dropping it publishes a SKIP frame.

@@ -96,7 +96,9 @@ fn a_batch_is_published_at_once_in_order_and_stops_when_full() {
     let msgs: Vec<Vec<u8>> = (0..40u8).map(|i| vec![i; 1 + i as usize % 7]).collect();
     let refs: Vec<&[u8]> = msgs.iter().map(Vec::as_slice).collect();
     // SAFETY: this thread is the only producer.
-    let (sent, published) = unsafe { p.try_send_batch(&refs) };
+    let batch = unsafe { p.try_send_batch(&refs) };
+    let (sent, published) = (batch.sent, batch.published);
+    assert_eq!(batch.stopped, Some(PushError::Full));
     assert!(
         sent > 0 && sent < 40,
         "stops when the ring is full ({sent})"
@@ -117,7 +119,7 @@ fn a_batch_is_published_at_once_in_order_and_stops_when_full() {
     let mut next = sent;
     while next < 40 {
         // SAFETY: as above.
-        let (n, _) = unsafe { p.try_send_batch(&refs[next..]) };
+        let n = unsafe { p.try_send_batch(&refs[next..]) }.sent;
         assert!(n > 0);
         for m in &msgs[next..next + n] {
             assert_eq!(&c.try_recv_vec().unwrap().unwrap().0, m);
@@ -126,12 +128,17 @@ fn a_batch_is_published_at_once_in_order_and_stops_when_full() {
     }
     // Nothing to send publishes nothing; a message too large stops the batch there.
     // SAFETY: as above.
-    let (n, published) = unsafe { p.try_send_batch(&[]) };
-    assert_eq!((n, published.wake), (0, Wake::NotNeeded));
+    let empty = unsafe { p.try_send_batch(&[]) };
+    assert_eq!((empty.sent, empty.published.wake), (0, Wake::NotNeeded));
+    assert_eq!(empty.stopped, None);
     let big = vec![0u8; 1000];
     // SAFETY: as above.
-    let (n, _) = unsafe { p.try_send_batch(&[b"a", &big, b"b"]) };
-    assert_eq!(n, 1);
+    let stopped = unsafe { p.try_send_batch(&[b"a", &big, b"b"]) };
+    assert_eq!(stopped.sent, 1);
+    assert!(matches!(
+        stopped.stopped,
+        Some(PushError::TooLarge { len: 1000, .. })
+    ));
     assert_eq!(c.try_recv_vec().unwrap().unwrap().0, b"a");
     assert!(c.try_recv_vec().unwrap().is_none());
 }

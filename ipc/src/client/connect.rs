@@ -317,13 +317,14 @@ pub(crate) fn blocking(
             },
         })?;
     let mut connecting = Connecting::connected(stream, name, service, options, deadline)?;
-    let mut spin = Spin::new(options.wait.spin());
+    let mut spin = Spin::new(options.wait.spin(), deadline);
     loop {
         connecting = match connecting.finish()? {
             Finish::Connected(client) => return Ok(client),
             Finish::Pending(c) => c,
         };
         // (A dead server shows as end of stream in `finish`: no liveness check.)
+        // (`finish` reports the deadline: an expired spin just polls once more.)
         if spin.step() != SpinStep::Done {
             continue;
         }

@@ -5,7 +5,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::time::Duration;
 
 use super::guards::DispatchMsg;
-use super::{Client, WaitFor};
+use super::{Client, WaitFor, WaitState};
 use crate::deadline::Deadline;
 use crate::error::{ClientError, RingKind, Violation};
 
@@ -55,6 +55,7 @@ impl Client {
         timeout: Option<Duration>,
         mut f: impl FnMut(&DispatchMsg<'_>),
     ) -> Result<usize, ClientError> {
+        self.alive()?;
         if max == 0 || !self.await_dispatch(timeout)? {
             return Ok(0);
         }
@@ -81,7 +82,10 @@ impl Client {
         self.stats.dispatch_received += seen as u64;
         self.dispatch_reported = false;
         let wake = self.dispatch.release();
-        self.waiter.ring_server(wake)?;
+        if let Err(e) = self.waiter.ring_server(wake) {
+            // `f` has seen the messages: report them, as a dropped guard would.
+            tracing::debug!(error = %e, "ringing the server doorbell failed");
+        }
         match fault {
             Some(v) => Err(self.fail(v)),
             None => Ok(seen),
@@ -94,7 +98,7 @@ impl Client {
     fn await_dispatch(&mut self, timeout: Option<Duration>) -> Result<bool, ClientError> {
         self.alive()?;
         let deadline = Deadline::after(timeout);
-        let mut spinning = None;
+        let mut spinning = WaitState::default();
         loop {
             match self.dispatch.try_peek() {
                 Ok(Some(_)) => return Ok(true),

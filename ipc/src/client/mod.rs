@@ -27,6 +27,7 @@ use crate::protocol::{REQUEST_HEADER_LEN, RESPONSE_HEADER_LEN};
 use crate::stats::ClientStats;
 pub use connect::{Connecting, Finish};
 pub use guards::{DispatchMsg, ResponseRef};
+use options::WaitState;
 pub use options::{ConnectOptions, Reply, Response, WaitMode};
 use pending::Pending;
 use wait::{Waiter, Woke};
@@ -257,34 +258,43 @@ impl Client {
     }
 
     /// One step of a wait: spin while within the budget (looking at the server's
-    /// liveness every millisecond), else announce sleep on the ring and block.
+    /// liveness every millisecond), else announce sleep on the ring and block. The
+    /// deadline is read once per spin (then by the spin, at its clock reads).
     fn wait(
         &mut self,
         what: WaitFor,
-        spinning: &mut Option<Spin>,
+        state: &mut WaitState,
         deadline: Deadline,
     ) -> Result<(), ClientError> {
-        if deadline.passed() {
-            return Err(ClientError::Timeout);
+        if state.spin.is_none() {
+            if deadline.passed() {
+                self.adapt.timed_out();
+                return Err(ClientError::Timeout);
+            }
+            let budget = if std::mem::replace(&mut state.begun, true) {
+                self.adapt.again(self.options.wait)
+            } else {
+                self.adapt.begin(self.options.wait)
+            };
+            state.spin = Some(Spin::new(budget, deadline));
         }
-        if spinning.is_none() {
-            *spinning = Some(Spin::new(self.adapt.budget(self.options.wait)));
-        }
-        let Some(budget) = spinning.as_mut() else {
+        let Some(spin) = state.spin.as_mut() else {
             return Ok(());
         };
-        let step = budget.step();
-        if step != SpinStep::Done {
-            if step == SpinStep::CheckLiveness && self.waiter.server_gone()? {
-                return Err(self.gone());
+        match spin.step() {
+            SpinStep::Spin => return Ok(()),
+            SpinStep::CheckLiveness if self.waiter.server_gone()? => return Err(self.gone()),
+            SpinStep::CheckLiveness => return Ok(()),
+            SpinStep::Expired => {
+                self.adapt.timed_out();
+                return Err(ClientError::Timeout);
             }
-            return Ok(());
+            SpinStep::Done => self.adapt.spun_out(),
         }
         if !self.announce(what)? {
             return Ok(());
         }
         self.stats.sleeps += 1;
-        self.adapt.slept();
         let woke = self.waiter.block(deadline);
         if std::mem::replace(&mut self.armed, false) {
             self.waiter.ring_self()?;
@@ -297,10 +307,13 @@ impl Client {
                 self.responses.cancel_sleep();
             }
         }
-        *spinning = None;
+        state.spin = None;
         match woke? {
             Woke::Bell => Ok(()),
-            Woke::Timeout => Err(ClientError::Timeout),
+            Woke::Timeout => {
+                self.adapt.timed_out();
+                Err(ClientError::Timeout)
+            }
             Woke::ServerGone => Err(self.gone()),
         }
     }

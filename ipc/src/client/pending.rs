@@ -9,7 +9,8 @@ use coroipc_ring::{Consumer, Wake};
 use crate::error::{RingKind, Violation};
 use crate::protocol::{ResponseHeader, RESPONSE_HEADER_LEN};
 
-/// Hashes request ids with one multiplication (Fibonacci hashing) instead of SipHash:
+/// Hashes request ids with one multiplication and a fold (Fibonacci hashing) instead of
+/// SipHash:
 /// the tables hold only ids this client issued (sequential), so there is no key an
 /// attacker could choose; a hostile server's ids are only looked up.
 #[derive(Default)]
@@ -17,7 +18,10 @@ pub(crate) struct IdHasher(u64);
 
 impl Hasher for IdHasher {
     fn finish(&self) -> u64 {
-        self.0
+        // The product's entropy is in its high bits, and the table picks buckets with
+        // the low ones: fold them down, or ids chosen by their low bits (a hostile
+        // server answering only some) would share one bucket chain.
+        self.0 ^ (self.0 >> 32)
     }
 
     fn write(&mut self, bytes: &[u8]) {

@@ -9,7 +9,7 @@ use coroipc_ring::PushError;
 use super::guards::{Body, ResponseRef};
 use super::options::{status_error, Reply, Response};
 use super::pending::{Found, Stashed};
-use super::{Client, WaitFor};
+use super::{Client, WaitFor, WaitState};
 use crate::deadline::Deadline;
 use crate::error::{ClientError, RingKind, Violation};
 use crate::protocol::{RequestHeader, REQUEST_HEADER_LEN, RESPONSE_HEADER_LEN};
@@ -39,7 +39,7 @@ impl Client {
         self.alive()?;
         let len = request_len(parts);
         let deadline = Deadline::after(self.options.request_timeout);
-        let mut spinning = None;
+        let mut spinning = WaitState::default();
         let mut waited = false;
         loop {
             if let Some(id) = self.push_request(command, parts, len)? {
@@ -162,7 +162,7 @@ impl Client {
             _ => {}
         }
         let deadline = Deadline::after(timeout);
-        let mut spinning = None;
+        let mut spinning = WaitState::default();
         loop {
             let (found, wake) = match self.pending.locate(&mut self.responses, want) {
                 Ok(located) => located,
