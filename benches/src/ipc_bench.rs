@@ -777,8 +777,9 @@ fn thread_cpu_ns() -> f64 {
 
 /// Round trip of 64 B through the tokio client (`coroipc::tokio::AsyncClient`) on a
 /// current-thread runtime, server not spinning: what an async caller pays against the
-/// blocking client's rows (`impl` `coroipc-tokio`, `mode` `default`).
-fn tokio_rtt(b: Budget) -> std::io::Result<IpcResult> {
+/// blocking client's rows (`impl` `coroipc-tokio`, `mode` `default`: no spin;
+/// `spin-20us`: `set_spin(20 µs)`).
+fn tokio_rtt(b: Budget, mode: &'static str, spin: Duration) -> std::io::Result<IpcResult> {
     let server = ServerChild::start("coroipc", 0)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -788,6 +789,7 @@ fn tokio_rtt(b: Budget) -> std::io::Result<IpcResult> {
         let c = coroipc::tokio::AsyncClient::connect(&server.socket(), 1, &opts)
             .await
             .map_err(io_err)?;
+        c.set_spin(spin);
         let payload = [1u8; 64];
         for _ in 0..b.rtt_iters / 10 {
             c.request(CMD_ECHO, &payload).await.map_err(io_err)?;
@@ -799,7 +801,7 @@ fn tokio_rtt(b: Budget) -> std::io::Result<IpcResult> {
             std::hint::black_box(r.data.len());
             samples.push(t.elapsed().as_nanos() as f64);
         }
-        Ok(rtt_result("coroipc-tokio", "default", 64, samples))
+        Ok(rtt_result("coroipc-tokio", mode, 64, samples))
     })
 }
 
@@ -812,7 +814,8 @@ pub fn run(quick: bool) -> std::io::Result<Vec<IpcResult>> {
     for mode in MODES {
         coroipc_suite(mode, b, &mut out)?;
     }
-    out.push(tokio_rtt(b)?);
+    out.push(tokio_rtt(b, "default", Duration::ZERO)?);
+    out.push(tokio_rtt(b, "spin-20us", Duration::from_micros(20))?);
     idle_cpu(b, &mut out)?;
     uds_suite(b, &mut out)?;
     Ok(out)
@@ -1038,19 +1041,21 @@ pub fn table(results: &[IpcResult]) -> String {
             ratio(bl),
         ));
     }
-    if let (Some(a), Some(d), Some(bl)) = (
+    if let (Some(a), Some(sp), Some(d), Some(bl)) = (
         find("rtt", "coroipc-tokio", "default", 64),
+        find("rtt", "coroipc-tokio", "spin-20us", 64),
         find("rtt", "coroipc", "default", 64),
         find("rtt", "coroipc", "block", 64),
     ) {
         let m = |r: &IpcResult| r.median_ns.unwrap_or(f64::NAN);
         s.push_str(&format!(
-            "\n  Async client (tokio, current thread), 64 B round trip: {:.0} ns median = {:.2}x blocking default ({:.0} ns), {:.2}x blocking block ({:.0} ns)\n",
+            "\n  Async client (tokio, current thread), 64 B round trip: {:.0} ns median = {:.2}x blocking block ({:.0} ns); with set_spin(20 us) {:.0} ns = {:.2}x blocking default ({:.0} ns)\n",
             m(a),
-            m(a) / m(d),
-            m(d),
             m(a) / m(bl),
-            m(bl)
+            m(bl),
+            m(sp),
+            m(sp) / m(d),
+            m(d)
         ));
     }
     if let (Some(a), Some(f)) = (

@@ -300,3 +300,40 @@ fn a_task_keeping_an_unpolled_stream_does_not_stall_the_others() {
         drop(stream);
     }));
 }
+
+#[test]
+fn a_spinning_async_client_gets_every_answer_and_sees_a_dead_server() {
+    let mut server = ServerProcess::start("tokio-spin", &[]);
+    let local = tokio::task::LocalSet::new();
+    runtime().block_on(local.run_until(async {
+        let client = AsyncClient::connect(&server.socket(), 1, &ConnectOptions::default())
+            .await
+            .unwrap();
+        client.set_spin(Duration::from_micros(50));
+        let events = client.clone();
+        let consumer = tokio::task::spawn_local(async move {
+            for got in 0..1000u32 {
+                let m = events.next_dispatch().await.unwrap();
+                assert_eq!(m[..4], (got % 10).to_le_bytes());
+            }
+        });
+        for i in 0..2000u32 {
+            if i % 20 == 0 {
+                let ask = [10u32.to_le_bytes(), 64u32.to_le_bytes()].concat();
+                client.request(cmd::DISPATCH, &ask).await.unwrap();
+            } else {
+                let r = client.request(cmd::ECHO, &i.to_le_bytes()).await.unwrap();
+                assert_eq!(r.data, i.to_le_bytes());
+            }
+        }
+        consumer.await.unwrap();
+        let c = client.clone();
+        let hung = tokio::task::spawn_local(async move { c.request(cmd::HANG, b"").await });
+        for _ in 0..100 {
+            tokio::task::yield_now().await;
+        }
+        server.kill();
+        let r = tokio::time::timeout(Duration::from_secs(5), hung).await;
+        assert!(matches!(r, Ok(Ok(Err(ClientError::Disconnected)))), "{r:?}");
+    }));
+}

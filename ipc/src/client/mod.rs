@@ -233,6 +233,14 @@ impl Client {
         self.pending.received()
     }
 
+    /// Whether a response or a dispatch message is in its ring now (no system call,
+    /// no arming; a corrupt ring counts as "look": the next call reports it).
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    pub(crate) fn anything_waiting(&mut self) -> bool {
+        !matches!(self.responses.try_peek(), Ok(None))
+            || !matches!(self.dispatch.try_peek(), Ok(None))
+    }
+
     /// Requests sent and not yet answered.
     pub fn outstanding(&self) -> usize {
         self.pending.outstanding()
