@@ -302,36 +302,90 @@ impl MpscProducer {
     /// the batch's claims must be contiguous to be published as one (SPEC §1.7).
     /// Callers that serialize their producers, e.g. behind one lock, meet this.
     pub unsafe fn try_send_batch(&self, msgs: &[&[u8]]) -> BatchSent {
-        let mut claims: Option<(u64, u64)> = None;
-        let mut sent = 0;
-        let mut stopped = None;
+        let nothing = Published {
+            wake: Wake::NotNeeded,
+            flow: None,
+        };
+        if self.is_corrupt() {
+            return BatchSent {
+                sent: 0,
+                published: nothing,
+                stopped: Some(PushError::Corrupt(Corruption::Earlier)),
+            };
+        }
+        // One claim for the whole batch: no other producer claims meanwhile (contract),
+        // so the frames are placed one after another from `claim` and claimed with one
+        // store at the end (no compare-and-swap per message).
+        let start = self.claim.load(Ordering::Relaxed);
+        let mut room = Room {
+            head: self.cached_head.load(Ordering::Acquire),
+            refreshed: false,
+        };
+        let (mut end, mut sent, mut stopped) = (start, 0, None);
         for msg in msgs {
-            let mut grant = match self.try_reserve(msg.len()) {
-                Ok(grant) => grant,
+            match self.place_in_batch(end, msg, &mut room) {
+                Ok(next) => end = next,
                 Err(e) => {
                     stopped = Some(e);
                     break;
                 }
-            };
-            grant.write_at(0, msg);
-            let (start, end) = grant.seal(TAG_MSG);
-            // Exclusive (caller's contract): each claim starts where the last ended.
-            debug_assert!(claims.is_none_or(|(_, last)| last == start));
-            claims = Some((claims.map_or(start, |(first, _)| first), end));
+            }
             sent += 1;
         }
-        let published = match claims {
-            Some((first, last)) => self.publish(first, last, true),
-            None => Published {
-                wake: Wake::NotNeeded,
-                flow: None,
-            },
-        };
+        if sent == 0 {
+            return BatchSent {
+                sent,
+                published: nothing,
+                stopped,
+            };
+        }
+        self.claim.store(end, Ordering::Relaxed);
         BatchSent {
             sent,
-            published,
+            published: self.publish(start, end, true),
             stopped,
         }
+    }
+
+    /// Writes `msg` as a frame at `pos` (after a padding frame if it wraps) when it
+    /// fits before the head; returns the end of its frame.
+    fn place_in_batch(&self, pos: u64, msg: &[u8], room: &mut Room) -> Result<u64, PushError> {
+        let geo = self.ring.geometry;
+        if msg.len() > geo.max_payload {
+            return Err(PushError::TooLarge {
+                len: msg.len(),
+                max: geo.max_payload,
+            });
+        }
+        let (frame_pos, end) = geo.place(pos, msg.len());
+        if end.wrapping_sub(room.head) > geo.capacity {
+            if room.refreshed {
+                return Err(PushError::Full);
+            }
+            room.head = self.refresh_head()?;
+            room.refreshed = true;
+            if end.wrapping_sub(room.head) > geo.capacity {
+                return Err(PushError::Full);
+            }
+        }
+        // SAFETY: `pos..end` is free (checked against the head) and ours (the batch's
+        // claim, exclusive by the caller's contract; published only after this); every
+        // offset below is inside it, hence inside the data area.
+        unsafe {
+            if frame_pos != pos {
+                let pad = frame_pos.wrapping_sub(pos) as usize - FRAME_HEADER;
+                self.ring
+                    .data
+                    .store_word(geo.offset(pos), encode(TAG_PAD, pad as u32));
+            }
+            self.ring
+                .data
+                .write(geo.offset(frame_pos) + FRAME_HEADER, msg);
+            self.ring
+                .data
+                .store_word(geo.offset(frame_pos), encode(TAG_MSG, msg.len() as u32));
+        }
+        Ok(end)
     }
 
     /// Publishes the claim `start..end` once every earlier claim is published.
@@ -460,6 +514,12 @@ impl MpscProducer {
     pub fn cancel_sleep(&self) {
         signal::cancel(&self.ring.header().head.0.head);
     }
+}
+
+/// The head a batch checks its frames against (refreshed once at most).
+struct Room {
+    head: u64,
+    refreshed: bool,
 }
 
 /// What [`MpscProducer::try_send_batch`] did.
