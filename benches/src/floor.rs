@@ -9,7 +9,10 @@
 //!   round trip that sleeps on both sides can cost;
 //! * **memcpy** (`op` `copy`, one 64 KiB copy, in ns; `op` `large`, 1 MiB, in MB/s):
 //!   single-thread `copy_from_slice` of buffers already in cache, as the copies a
-//!   message makes.
+//!   message makes;
+//! * **cross-core** (`op` `large`, `mode` `cross-core`): 1 MiB messages copied in by
+//!   one pinned thread and out by another through four slots with plain `memcpy`s —
+//!   what moving large messages between the CPUs costs before any IPC.
 //!
 //! The futex ping-pong forks: this runs first, while the bench is single-threaded, and
 //! the child only spins on shared memory and makes the futex system call before
@@ -200,6 +203,77 @@ pub fn memcpy(size: usize, copies: usize) -> IpcResult {
     }
 }
 
+/// Four 1 MiB slots shared by two threads; a slot is touched by one thread at a time
+/// (handed over through `written`/`read`, Release/Acquire).
+struct Slots {
+    slots: Vec<std::cell::UnsafeCell<Box<[u8]>>>,
+    written: AtomicU64,
+    read: AtomicU64,
+}
+
+// SAFETY: a slot is written only by the producer while `written - read < SLOTS` says it
+// is free, and read only by the consumer after `written` (Release) says it is full;
+// the counters order the accesses (no two threads touch one slot at once).
+unsafe impl Sync for Slots {}
+
+const SLOTS: u64 = 4;
+
+/// `size`-byte messages moved between the two CPUs with plain `memcpy`s through four
+/// slots (the producer copies in, the consumer copies out, overlapped): the floor for
+/// large messages between processes, which the in-cache `memcpy` is not (the bytes
+/// must cross from one core's cache to the other's). `impl` `floor`, `mode`
+/// `cross-core`.
+pub fn cross_core(size: usize, n: u64) -> IpcResult {
+    let shared = std::sync::Arc::new(Slots {
+        slots: (0..SLOTS)
+            .map(|_| std::cell::UnsafeCell::new(vec![0u8; size].into_boxed_slice()))
+            .collect(),
+        written: AtomicU64::new(0),
+        read: AtomicU64::new(0),
+    });
+    let producer = shared.clone();
+    let t = Instant::now();
+    let writer = std::thread::spawn(move || {
+        pin_to(1);
+        let src = vec![7u8; size];
+        for i in 0..n {
+            while i - producer.read.load(Ordering::Acquire) >= SLOTS {
+                std::hint::spin_loop();
+            }
+            // SAFETY: slot `i % SLOTS` is free (the consumer released it) and only
+            // this thread writes it until `written` passes `i`.
+            let slot = unsafe { &mut *producer.slots[(i % SLOTS) as usize].get() };
+            slot.copy_from_slice(&src);
+            producer.written.store(i + 1, Ordering::Release);
+        }
+    });
+    pin_to(0);
+    let mut dst = vec![0u8; size];
+    for i in 0..n {
+        while shared.written.load(Ordering::Acquire) <= i {
+            std::hint::spin_loop();
+        }
+        // SAFETY: slot `i % SLOTS` is full (published by `written`) and the producer
+        // does not touch it until `read` passes `i`.
+        let slot = unsafe { &*shared.slots[(i % SLOTS) as usize].get() };
+        dst.copy_from_slice(slot);
+        std::hint::black_box(&mut dst);
+        shared.read.store(i + 1, Ordering::Release);
+    }
+    let secs = t.elapsed().as_secs_f64();
+    let _ = writer.join();
+    IpcResult {
+        op: "large",
+        imp: "floor",
+        mode: "cross-core",
+        size,
+        median_ns: None,
+        p99_ns: None,
+        msgs_per_s: Some(n as f64 / secs),
+        mb_per_s: Some(n as f64 * size as f64 / secs / 1e6),
+    }
+}
+
 /// Every floor, for a quick or a full run.
 pub fn run(quick: bool) -> Vec<IpcResult> {
     let samples = if quick { 2_000 } else { 20_000 };
@@ -210,5 +284,6 @@ pub fn run(quick: bool) -> Vec<IpcResult> {
     }
     out.push(memcpy(64 << 10, if quick { 20_000 } else { 200_000 }));
     out.push(memcpy(1 << 20, if quick { 1_000 } else { 10_000 }));
+    out.push(cross_core(1 << 20, if quick { 1_000 } else { 10_000 }));
     out
 }
