@@ -18,28 +18,38 @@ use mio::{Interest, Registry, Token};
 use crate::client::Client;
 use crate::server::Server;
 
-impl Source for Client {
-    fn register(
-        &mut self,
-        registry: &Registry,
-        token: Token,
-        interests: Interest,
-    ) -> io::Result<()> {
-        SourceFd(&self.as_raw_fd()).register(registry, token, interests)
-    }
+/// `mio::event::Source` by one raw fd: `$fd` computes it from `self` (an `io::Result`).
+macro_rules! source_by_fd {
+    ($ty:ty, $fd:expr) => {
+        impl Source for $ty {
+            fn register(
+                &mut self,
+                registry: &Registry,
+                token: Token,
+                interests: Interest,
+            ) -> io::Result<()> {
+                SourceFd(&$fd(self)?).register(registry, token, interests)
+            }
 
-    fn reregister(
-        &mut self,
-        registry: &Registry,
-        token: Token,
-        interests: Interest,
-    ) -> io::Result<()> {
-        SourceFd(&self.as_raw_fd()).reregister(registry, token, interests)
-    }
+            fn reregister(
+                &mut self,
+                registry: &Registry,
+                token: Token,
+                interests: Interest,
+            ) -> io::Result<()> {
+                SourceFd(&$fd(self)?).reregister(registry, token, interests)
+            }
 
-    fn deregister(&mut self, registry: &Registry) -> io::Result<()> {
-        SourceFd(&self.as_raw_fd()).deregister(registry)
-    }
+            fn deregister(&mut self, registry: &Registry) -> io::Result<()> {
+                SourceFd(&$fd(self)?).deregister(registry)
+            }
+        }
+    };
+}
+
+/// The client's notification fd.
+fn client_fd(client: &Client) -> io::Result<std::os::fd::RawFd> {
+    Ok(client.as_raw_fd())
 }
 
 /// The server's poll fd, or `Unsupported` for a server built with poll hooks.
@@ -50,26 +60,5 @@ fn server_fd(server: &Server) -> io::Result<std::os::fd::RawFd> {
         .ok_or_else(|| io::Error::new(io::ErrorKind::Unsupported, "server uses poll hooks"))
 }
 
-impl Source for Server {
-    fn register(
-        &mut self,
-        registry: &Registry,
-        token: Token,
-        interests: Interest,
-    ) -> io::Result<()> {
-        SourceFd(&server_fd(self)?).register(registry, token, interests)
-    }
-
-    fn reregister(
-        &mut self,
-        registry: &Registry,
-        token: Token,
-        interests: Interest,
-    ) -> io::Result<()> {
-        SourceFd(&server_fd(self)?).reregister(registry, token, interests)
-    }
-
-    fn deregister(&mut self, registry: &Registry) -> io::Result<()> {
-        SourceFd(&server_fd(self)?).deregister(registry)
-    }
-}
+source_by_fd!(Client, client_fd);
+source_by_fd!(Server, server_fd);

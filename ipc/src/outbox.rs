@@ -152,6 +152,15 @@ impl Outbox {
                 Err(e) => return Err(e.into()),
             }
         }
+        self.enqueue(&mut backlog, parts)?;
+        self.publish_size(&backlog);
+        Ok(Sent::Queued)
+    }
+
+    /// Queues the concatenation of `parts` if it fits the ring and the queue's bound
+    /// (the one place a queued message's length is checked); the caller publishes the
+    /// backlog's size.
+    fn enqueue(&self, backlog: &mut Backlog, parts: &[&[u8]]) -> Result<(), OutboxError> {
         let len = parts
             .iter()
             .map(|p| p.len())
@@ -165,8 +174,7 @@ impl Outbox {
         }
         backlog.items.push_back(parts.concat());
         backlog.bytes += len;
-        self.publish_size(&backlog);
-        Ok(Sent::Queued)
+        Ok(())
     }
 
     /// Sends `msgs` in order, under one lock: as many as the ring takes with one
@@ -206,22 +214,12 @@ impl Outbox {
         msgs: &[&[u8]],
         out: &mut BatchOutcome,
     ) -> Option<OutboxError> {
-        let max = self.ring.max_message_len();
         let mut refused = None;
         for msg in &msgs[out.ring..] {
-            if msg.len() > max {
-                refused = Some(OutboxError::TooLarge {
-                    len: msg.len(),
-                    max,
-                });
+            if let Err(e) = self.enqueue(backlog, &[msg]) {
+                refused = Some(e);
                 break;
             }
-            if backlog.bytes.saturating_add(msg.len()) > self.max_queued_bytes {
-                refused = Some(OutboxError::QueueFull);
-                break;
-            }
-            backlog.items.push_back(msg.to_vec());
-            backlog.bytes += msg.len();
             out.queued += 1;
         }
         if out.queued > 0 {
