@@ -92,6 +92,63 @@ mod data {
     use core::ptr::NonNull;
     use core::sync::atomic::{AtomicU64, Ordering};
 
+    /// Bulk copies in and out of the data area at `memcpy` speed, where that is sound.
+    ///
+    /// The word loop below makes one `Relaxed` 8-byte atomic access per word, which the
+    /// compiler may not merge or vectorise: it copies at about 0.6x `memcpy` (measured
+    /// in `coroipc-bench`'s floors). On x86-64 a copy of at least [`MIN_LEN`] bytes is
+    /// one `rep movsb` instead (fast with ERMS/FSRM; glibc's `memcpy` uses the same
+    /// instruction from a few KiB). Why that is sound where a plain `copy_nonoverlapping`
+    /// is not: the inline assembly is opaque to the compiler, which must assume it reads
+    /// and writes the bytes once, as the hardware does, so it cannot fetch twice or
+    /// assume the values stable (the double-fetch that makes a racing plain copy UB).
+    /// What the block does is expressible in Rust without UB: on x86-64 every byte
+    /// access is single-copy atomic, so `rep movsb` behaves as a loop of `Relaxed`
+    /// `AtomicU8` loads and stores (which compile to plain `mov`s). A concurrent write
+    /// by the peer changes the bytes copied, nothing else; callers never decide
+    /// anything from payload bytes. Miri (which cannot run assembly and checks the
+    /// word model) and other targets use the word loop.
+    pub(super) mod fast_copy {
+        /// Whether [`copy`] exists on this target.
+        pub(crate) const USE: bool = cfg!(all(target_arch = "x86_64", not(miri)));
+        /// Below this the word loop is as fast (no `rep` start-up cost).
+        pub(crate) const MIN_LEN: usize = 256;
+
+        /// Copies `len` bytes from `src` to `dst` with `rep movsb`.
+        ///
+        /// # Safety
+        /// `src` is valid for reads and `dst` for writes of `len` bytes, the ranges do
+        /// not overlap, and every access the Rust side makes to those bytes meanwhile
+        /// is atomic (the data area's rule) or ordered with this copy.
+        #[cfg(all(target_arch = "x86_64", not(miri)))]
+        #[inline]
+        pub(crate) unsafe fn copy(src: *const u8, dst: *mut u8, len: usize) {
+            // SAFETY: the ranges are valid and disjoint (caller contract); `rep movsb`
+            // copies forward with the direction flag clear (the ABI guarantees it at
+            // every call boundary and nothing here sets it), and touches nothing but
+            // `rsi`/`rdi`/`rcx` (declared clobbered) and the two ranges.
+            unsafe {
+                core::arch::asm!(
+                    "rep movsb",
+                    inout("rcx") len => _,
+                    inout("rsi") src => _,
+                    inout("rdi") dst => _,
+                    options(nostack, preserves_flags),
+                );
+            }
+        }
+
+        /// Never called where [`USE`] is false.
+        ///
+        /// # Safety
+        /// None needed; it does nothing.
+        #[cfg(not(all(target_arch = "x86_64", not(miri))))]
+        #[inline]
+        pub(crate) unsafe fn copy(_src: *const u8, _dst: *mut u8, _len: usize) {
+            unreachable!("fast_copy::copy without fast_copy::USE")
+        }
+    }
+
     /// Bytes of region memory per 8-byte data word.
     pub(crate) const WORD_STRIDE: usize = 8;
 
@@ -218,6 +275,12 @@ mod data {
         /// this side owns (protocol correctness, not memory safety).
         #[inline]
         pub(crate) unsafe fn write(&self, offset: usize, src: &[u8]) {
+            if fast_copy::USE && src.len() >= fast_copy::MIN_LEN {
+                // SAFETY: `offset + src.len() <= len` (caller contract): the
+                // destination lies inside the area; `src` is a live slice.
+                unsafe { fast_copy::copy(src.as_ptr(), self.base.as_ptr().add(offset), src.len()) };
+                return;
+            }
             let (head, whole) = Self::split(offset, src.len());
             let (head_src, rest) = src.split_at(head);
             let (middle, tail) = rest.split_at(whole * 8);
@@ -279,6 +342,14 @@ mod data {
         /// `offset + dst.len() <= len`.
         #[inline]
         pub(crate) unsafe fn read(&self, offset: usize, dst: &mut [u8]) {
+            if fast_copy::USE && dst.len() >= fast_copy::MIN_LEN {
+                // SAFETY: `offset + dst.len() <= len` (caller contract): the source
+                // lies inside the area; `dst` is a live exclusive slice.
+                unsafe {
+                    fast_copy::copy(self.base.as_ptr().add(offset), dst.as_mut_ptr(), dst.len())
+                };
+                return;
+            }
             let (head, whole) = Self::split(offset, dst.len());
             let (head_dst, rest) = dst.split_at_mut(head);
             let (middle, tail) = rest.split_at_mut(whole * 8);
@@ -430,3 +501,50 @@ mod data {
 }
 
 pub(crate) use data::WORD_STRIDE;
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::DataArea;
+    use core::ptr::NonNull;
+
+    /// Copies in and out at every alignment, on both sides of the bulk-copy threshold:
+    /// the bytes land where asked, and nothing outside the range changes.
+    #[test]
+    fn copies_in_and_out_exactly() {
+        const LEN: usize = 2048;
+        let mut words = vec![0u64; LEN / 8];
+        let base = NonNull::new(words.as_mut_ptr().cast::<u8>()).expect("non-null");
+        // SAFETY: `words` is 8-aligned, `LEN` bytes, and outlives `area`.
+        let area = unsafe { DataArea::new(base, LEN) };
+        // Miri runs the word loop only, slowly: a few sizes there.
+        let lens: &[usize] = if cfg!(miri) {
+            &[0, 9, 300]
+        } else {
+            &[0, 1, 7, 8, 9, 63, 255, 256, 257, 1000, 1500]
+        };
+        for &len in lens {
+            for offset in 0..9 {
+                let marker = 0xa5u8;
+                // SAFETY: inside the area.
+                unsafe { area.fill(0, LEN, marker) };
+                let src: Vec<u8> = (0..len).map(|i| (i * 7 + offset) as u8).collect();
+                // SAFETY: `offset + len <= LEN`.
+                unsafe { area.write(offset, &src) };
+                let mut all = vec![0u8; LEN];
+                // SAFETY: the whole area.
+                unsafe { area.read(0, &mut all) };
+                assert_eq!(
+                    &all[offset..offset + len],
+                    &src[..],
+                    "len {len} at {offset}"
+                );
+                assert!(all[..offset].iter().all(|&b| b == marker));
+                assert!(all[offset + len..].iter().all(|&b| b == marker));
+                let mut back = vec![0u8; len];
+                // SAFETY: `offset + len <= LEN`.
+                unsafe { area.read(offset, &mut back) };
+                assert_eq!(back, src);
+            }
+        }
+    }
+}
