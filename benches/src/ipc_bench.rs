@@ -85,6 +85,10 @@ impl Service for BenchService {
         Ok(())
     }
 
+    fn in_place(&self, command: u16, _len: usize) -> bool {
+        command == CMD_ECHO
+    }
+
     fn handle(
         &mut self,
         _conn: &mut (),
@@ -99,9 +103,16 @@ impl Service for BenchService {
                     let _ = deferred.respond(0, b"");
                 });
             }
-            CMD_ECHO => {
-                let _ = resp.respond(0, req.payload);
-            }
+            // Taken in place (`in_place`): copied from the request ring straight
+            // into the response ring.
+            CMD_ECHO => match &req.in_ring {
+                Some(payload) => {
+                    let _ = resp.respond_from(0, payload);
+                }
+                None => {
+                    let _ = resp.respond(0, req.payload);
+                }
+            },
             CMD_STREAM => {
                 // count u64, size u64: stream from another thread (as a daemon would).
                 let word = |i: usize| {

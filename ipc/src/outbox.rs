@@ -19,7 +19,7 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
 
-use coroipc_ring::{Corruption, FlowChange, MpscGrant, MpscProducer, PushError, Wake};
+use coroipc_ring::{Corruption, FlowChange, MpscGrant, MpscProducer, PushError, ReadGrant, Wake};
 
 use crate::os::Doorbell;
 
@@ -343,6 +343,10 @@ impl OutboxGrant<'_> {
 
     pub(crate) fn fill(&mut self, byte: u8) {
         self.grant.fill(byte);
+    }
+
+    pub(crate) fn copy_from(&mut self, at: usize, src: &ReadGrant<'_>, src_at: usize, len: usize) {
+        self.grant.copy_from(at, src, src_at, len);
     }
 
     /// # Safety

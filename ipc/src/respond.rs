@@ -5,10 +5,12 @@
 
 use std::sync::Arc;
 
+use coroipc_ring::ReadGrant;
+
 use crate::connection::{ConnShared, Connection};
 use crate::error::{RingKind, SendError};
 use crate::outbox::{OutboxGrant, Sent};
-use crate::protocol::{status, ResponseHeader, RESPONSE_HEADER_LEN};
+use crate::protocol::{status, ResponseHeader, REQUEST_HEADER_LEN, RESPONSE_HEADER_LEN};
 use crate::service::HandlerError;
 
 /// A request being handled on the server thread.
@@ -19,8 +21,88 @@ pub struct Request<'a> {
     /// Command id.
     pub command: u16,
     /// The payload: the server's private copy, taken out of the request ring before
-    /// the handler runs, so the client cannot change it under the handler.
+    /// the handler runs, so the client cannot change it under the handler. Empty
+    /// when the service took the request in place ([`Service::in_place`](crate::Service::in_place)).
     pub payload: &'a [u8],
+    /// The payload in the request ring, when the service took the request in place;
+    /// `None` otherwise.
+    pub in_ring: Option<RequestPayload<'a>>,
+}
+
+impl Request<'_> {
+    /// The payload length, wherever the payload is.
+    pub fn len(&self) -> usize {
+        self.in_ring.as_ref().map_or(self.payload.len(), RequestPayload::len)
+    }
+
+    /// True for an empty payload.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A request payload in place, in the request ring (no copy made), for a handler of a
+/// service that asked for it ([`Service::in_place`](crate::Service::in_place)).
+///
+/// The client can rewrite these bytes at any time (it is untrusted), so there is no
+/// slice: read them with copies that cannot tear the server's memory
+/// ([`read_at`](RequestPayload::read_at)), or move them into a response without a copy
+/// in between ([`Responder::respond_from`], [`ResponseGrant::copy_from`]). What a
+/// hostile client can do is change the bytes you read, so parse a copy.
+#[derive(Clone, Copy)]
+pub struct RequestPayload<'a> {
+    /// The request's frame: [`REQUEST_HEADER_LEN`] header bytes, then the payload.
+    grant: &'a ReadGrant<'a>,
+}
+
+impl std::fmt::Debug for RequestPayload<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RequestPayload")
+            .field("len", &self.len())
+            .finish()
+    }
+}
+
+impl<'a> RequestPayload<'a> {
+    /// The payload of a request frame at least [`REQUEST_HEADER_LEN`] long.
+    pub(crate) fn new(grant: &'a ReadGrant<'a>) -> Self {
+        debug_assert!(grant.len() >= REQUEST_HEADER_LEN);
+        RequestPayload { grant }
+    }
+
+    /// Payload length.
+    pub fn len(&self) -> usize {
+        self.grant.len() - REQUEST_HEADER_LEN
+    }
+
+    /// True for an empty payload.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Copies payload bytes `at..at + dst.len()` into `dst`.
+    ///
+    /// # Panics
+    /// If the range exceeds the payload (a caller bug).
+    pub fn read_at(&self, at: usize, dst: &mut [u8]) {
+        self.grant
+            .read_at(REQUEST_HEADER_LEN.saturating_add(at), dst);
+    }
+
+    /// Copies the payload's first `dst.len()` bytes (at most all) into `dst`; returns
+    /// how many.
+    pub fn read_into(&self, dst: &mut [u8]) -> usize {
+        let n = dst.len().min(self.len());
+        self.read_at(0, &mut dst[..n]);
+        n
+    }
+
+    /// The payload, copied into a new `Vec`.
+    pub fn to_vec(&self) -> Vec<u8> {
+        let mut out = vec![0; self.len()];
+        self.read_at(0, &mut out);
+        out
+    }
 }
 
 /// Answers one request: exactly once, now or later ([`Responder::defer`]).
@@ -172,6 +254,27 @@ impl<'a> Responder<'a> {
         }
     }
 
+    /// Sends `payload` (a request taken in place) back as the response, copied from
+    /// the request ring into the response ring with no copy in between; when the
+    /// response ring has no room now, through a copy into the response queue (as
+    /// [`respond`](Responder::respond)).
+    ///
+    /// # Errors
+    ///
+    /// As [`respond_vectored`](Responder::respond_vectored).
+    pub fn respond_from(&mut self, status: i32, payload: &RequestPayload<'_>) -> Result<(), SendError> {
+        match self.reserve(status, payload.len()) {
+            Ok(mut grant) => {
+                grant.copy_from(0, payload, 0, payload.len());
+                grant.commit();
+                return Ok(());
+            }
+            Err(SendError::TryAgain) => {}
+            Err(e) => return Err(e),
+        }
+        self.respond(status, &payload.to_vec())
+    }
+
     /// Answers later, from any thread, through the returned value.
     ///
     /// # Errors
@@ -219,6 +322,20 @@ impl ResponseGrant<'_> {
     pub fn write_at(&mut self, at: usize, src: &[u8]) {
         self.grant
             .write_at(RESPONSE_HEADER_LEN.saturating_add(at), src);
+    }
+
+    /// Copies `len` bytes of an in-place request payload, from its byte `src_at`, into
+    /// this payload at byte `at` (ring to ring, no copy in between).
+    ///
+    /// # Panics
+    /// If either range exceeds its payload (a caller bug).
+    pub fn copy_from(&mut self, at: usize, src: &RequestPayload<'_>, src_at: usize, len: usize) {
+        self.grant.copy_from(
+            RESPONSE_HEADER_LEN.saturating_add(at),
+            src.grant,
+            REQUEST_HEADER_LEN.saturating_add(src_at),
+            len,
+        );
     }
 
     /// Sets every payload byte to `byte`.

@@ -124,6 +124,16 @@ pub trait Service: Send + 'static {
         responder: &mut Responder<'_>,
     ) -> Result<(), HandlerError>;
 
+    /// Whether the handler takes a request of `command` with a `len`-byte payload in
+    /// place: `true` skips the copy into the server's buffer, and the handler reads
+    /// the payload from the request ring through [`Request::in_ring`] (its `payload`
+    /// is then empty). For large requests the handler forwards or echoes
+    /// ([`Responder::respond_from`]) or reads in pieces. Default: `false`.
+    fn in_place(&self, command: u16, len: usize) -> bool {
+        let _ = (command, len);
+        false
+    }
+
     /// The client's dispatch ring entered (`true`) or left (`false`) flow control.
     fn on_flow_control(&mut self, private: &mut Self::Private, conn: &Connection, on: bool) {
         let _ = (private, conn, on);
@@ -151,6 +161,7 @@ pub(crate) trait ErasedService: Send {
     ) -> Result<(), HandlerError>;
     fn flow(&mut self, private: &mut ErasedPrivate, conn: &Connection, on: bool);
     fn overflow_policy(&self) -> OverflowPolicy;
+    fn in_place(&self, command: u16, len: usize) -> bool;
 }
 
 impl<S: Service> ErasedService for S {
@@ -192,5 +203,9 @@ impl<S: Service> ErasedService for S {
 
     fn overflow_policy(&self) -> OverflowPolicy {
         Service::overflow_policy(self)
+    }
+
+    fn in_place(&self, command: u16, len: usize) -> bool {
+        Service::in_place(self, command, len)
     }
 }

@@ -332,6 +332,43 @@ fn dispatch_from_several_server_threads() {
     );
 }
 
+/// A service that takes requests in place gets no copy, reads the request ring, and
+/// answers ring to ring: at every size, at offsets, and when the response ring is full
+/// (`respond_from` then queues a copy).
+#[test]
+fn requests_taken_in_place() {
+    let server = ServerProcess::start("in-place", &[]);
+    let opts = ConnectOptions {
+        request_ring: 1 << 18,
+        response_ring: 1 << 16,
+        ..Default::default()
+    };
+    let mut c = Client::connect(&server.socket(), 1, &opts).unwrap();
+    let max = c.max_request_len().min(c.max_response_len());
+    for size in [0usize, 1, 255, 256, 257, 4096, max] {
+        let payload: Vec<u8> = (0..size).map(|i| (i * 11 + size) as u8).collect();
+        let r = c.request(cmd::ECHO_IN_PLACE, &payload).unwrap();
+        assert_eq!(r.data, payload, "size {size}");
+        let r = c.request(cmd::ROTATE_IN_PLACE, &payload).unwrap();
+        let mut rotated = payload.clone();
+        rotated.rotate_left(usize::from(size > 0));
+        assert_eq!(r.data, rotated, "size {size}");
+    }
+    // More in flight than the response ring holds: later answers wait in the queue.
+    let big = (max / 3).max(1);
+    let mut want = HashMap::new();
+    for i in 0..12u8 {
+        let payload = vec![i; big];
+        want.insert(c.send_request(cmd::ECHO_IN_PLACE, &payload).unwrap(), payload);
+    }
+    while !want.is_empty() {
+        let (id, r) = c.receive_response(Some(Duration::from_secs(5))).unwrap();
+        assert_eq!(r.unwrap().data, want.remove(&id).unwrap());
+    }
+    // The copying path is untouched.
+    assert_eq!(c.request(cmd::ECHO, b"copied").unwrap().data, b"copied");
+}
+
 #[test]
 fn deferred_and_pipelined_responses() {
     let server = ServerProcess::start("pipeline", &[]);

@@ -367,7 +367,7 @@ impl ReadGrant<'_> {
         self.len == 0
     }
 
-    fn payload(&self) -> Payload {
+    pub(crate) fn payload(&self) -> Payload {
         Payload {
             data: self.consumer.ring.data,
             offset: self.consumer.ring.geometry.offset(self.frame_pos) + FRAME_HEADER,

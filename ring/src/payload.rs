@@ -55,6 +55,30 @@ impl Payload {
         unsafe { self.data.read(self.offset + at, dst) };
     }
 
+    /// Copies `len` bytes of `src` from its byte `src_at` into this payload at `at`:
+    /// straight from area to area where the bulk copy applies, else through a stack
+    /// buffer with the word accesses.
+    pub(crate) fn copy_from(&self, at: usize, src: &Payload, src_at: usize, len: usize) {
+        self.check(at, len, "write");
+        src.check(src_at, len, "read");
+        // SAFETY: both ranges inside their payloads (checked), hence inside their
+        // areas (invariant).
+        if unsafe {
+            src.data
+                .copy_bulk(src.offset + src_at, &self.data, self.offset + at, len)
+        } {
+            return;
+        }
+        let mut buf = [0u8; 256];
+        let mut done = 0;
+        while done < len {
+            let n = (len - done).min(buf.len());
+            src.read_at(src_at + done, &mut buf[..n]);
+            self.write_at(at + done, &buf[..n]);
+            done += n;
+        }
+    }
+
     /// The payload as a slice.
     ///
     /// # Safety

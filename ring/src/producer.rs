@@ -460,6 +460,17 @@ impl WriteGrant<'_> {
         self.payload().write_at(at, src);
     }
 
+    /// Copies `len` bytes of a received message, from its byte `src_at`, into this
+    /// payload at byte `at`: shared memory to shared memory with no copy in between
+    /// (forwarding, echoing). Sound against hostile peers on both rings, as
+    /// [`write_at`](Self::write_at) and [`ReadGrant::read_at`](crate::ReadGrant::read_at).
+    ///
+    /// # Panics
+    /// If either range exceeds its payload (a caller bug).
+    pub fn copy_from(&mut self, at: usize, src: &crate::ReadGrant<'_>, src_at: usize, len: usize) {
+        self.payload().copy_from(at, &src.payload(), src_at, len);
+    }
+
     /// Sets every payload byte to `byte`.
     pub fn fill(&mut self, byte: u8) {
         self.payload().fill(byte);

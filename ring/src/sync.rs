@@ -117,13 +117,15 @@ mod data {
         /// Copies `len` bytes from `src` to `dst` with `rep movsb`.
         ///
         /// # Safety
-        /// `src` is valid for reads and `dst` for writes of `len` bytes, the ranges do
-        /// not overlap, and every access the Rust side makes to those bytes meanwhile
-        /// is atomic (the data area's rule) or ordered with this copy.
+        /// `src` is valid for reads and `dst` for writes of `len` bytes, and every
+        /// access the Rust side makes to those bytes meanwhile is atomic (the data
+        /// area's rule) or ordered with this copy. The ranges may overlap (a corrupt
+        /// ring could make them): `rep movsb` then copies byte by byte forward, which
+        /// is defined, if useless.
         #[cfg(all(target_arch = "x86_64", not(miri)))]
         #[inline]
         pub(crate) unsafe fn copy(src: *const u8, dst: *mut u8, len: usize) {
-            // SAFETY: the ranges are valid and disjoint (caller contract); `rep movsb`
+            // SAFETY: the ranges are valid (caller contract); `rep movsb`
             // copies forward with the direction flag clear (the ABI guarantees it at
             // every call boundary and nothing here sets it), and touches nothing but
             // `rsi`/`rdi`/`rcx` (declared clobbered) and the two ranges.
@@ -364,6 +366,35 @@ mod data {
             }
         }
 
+        /// Copies `len` bytes from this area at `offset` straight into `dst` at
+        /// `dst_offset` when the bulk copy applies (returns true); otherwise copies
+        /// nothing and returns false (the caller bounces through a buffer).
+        ///
+        /// # Safety
+        /// `offset + len <= self.len` and `dst_offset + len <= dst.len`.
+        #[inline]
+        pub(crate) unsafe fn copy_bulk(
+            &self,
+            offset: usize,
+            dst: &DataArea,
+            dst_offset: usize,
+            len: usize,
+        ) -> bool {
+            if !(fast_copy::USE && len >= fast_copy::MIN_LEN) {
+                return false;
+            }
+            debug_assert!(offset + len <= self.len && dst_offset + len <= dst.len);
+            // SAFETY: both ranges inside their areas (caller contract).
+            unsafe {
+                fast_copy::copy(
+                    self.base.as_ptr().add(offset),
+                    dst.base.as_ptr().add(dst_offset),
+                    len,
+                )
+            };
+            true
+        }
+
         /// Copies out `dst.len()` bytes (not crossing a word) at `offset`.
         ///
         /// # Safety
@@ -474,6 +505,20 @@ mod data {
                 self.word(at / 8)
                     .with_mut(|p| unsafe { *p.cast::<u8>().add(at % 8) = *byte });
             }
+        }
+
+        /// Never copies directly (loom tracks the bounce copy's accesses instead).
+        ///
+        /// # Safety
+        /// None beyond the production version's.
+        pub(crate) unsafe fn copy_bulk(
+            &self,
+            _offset: usize,
+            _dst: &DataArea,
+            _dst_offset: usize,
+            _len: usize,
+        ) -> bool {
+            false
         }
 
         /// # Safety

@@ -277,3 +277,45 @@ fn read_at_past_the_payload_panics() {
     let g = c.try_peek().unwrap().unwrap();
     g.read_at(2, &mut [0; 2]);
 }
+
+/// `copy_from` moves a received message (or part of it) into another ring's grant,
+/// SPSC and MPSC, on both sides of the bulk-copy threshold and at odd offsets.
+#[test]
+fn copy_from_forwards_between_rings() {
+    use coroipc_ring::heap::mpsc_channel;
+    let (mut src_tx, mut src_rx) = channel(&Config::new(1 << 16)).unwrap();
+    let (mut dst_tx, mut dst_rx) = channel(&Config::new(1 << 16)).unwrap();
+    let (mpsc_tx, mut mpsc_rx) = mpsc_channel(&Config::new(1 << 16)).unwrap();
+    for len in [0usize, 5, 255, 256, 257, 3001] {
+        let msg: Vec<u8> = (0..len).map(|i| (i * 13 + len) as u8).collect();
+        let _ = src_tx.try_send(&msg).unwrap();
+        let grant = src_rx.try_peek().unwrap().unwrap();
+        // Whole message, after a 3-byte prefix.
+        let mut out = dst_tx.try_reserve(len + 3).unwrap();
+        out.write_at(0, b"abc");
+        out.copy_from(3, &grant, 0, len);
+        let _ = out.commit();
+        // The tail from byte 1, into the MPSC ring.
+        let tail = len.saturating_sub(1);
+        let mut out = mpsc_tx.try_reserve(tail).unwrap();
+        out.copy_from(0, &grant, len - tail, tail);
+        let _ = out.commit();
+        let _ = grant.release();
+        let got = dst_rx.try_recv_vec().unwrap().unwrap().0;
+        assert_eq!(&got[..3], b"abc");
+        assert_eq!(&got[3..], &msg[..], "len {len}");
+        let got = mpsc_rx.try_recv_vec().unwrap().unwrap().0;
+        assert_eq!(&got[..], &msg[len - tail..], "len {len}");
+    }
+}
+
+#[test]
+#[should_panic(expected = "past the payload")]
+fn copy_from_past_the_source_panics() {
+    let (mut src_tx, mut src_rx) = channel(&Config::new(4096)).unwrap();
+    let (mut dst_tx, _dst_rx) = channel(&Config::new(4096)).unwrap();
+    let _ = src_tx.try_send(&[1; 10]).unwrap();
+    let grant = src_rx.try_peek().unwrap().unwrap();
+    let mut out = dst_tx.try_reserve(20).unwrap();
+    out.copy_from(0, &grant, 5, 6);
+}

@@ -9,6 +9,7 @@
 //! the handler gets bytes that cannot change under it (one `memcpy` per request).
 
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 use coroipc_ring::{Corruption, ReadGrant, SleepCheck, Wake};
 
@@ -18,8 +19,8 @@ use crate::connection::{ConnShared, DisconnectReason};
 use crate::deadline::Deadline;
 use crate::error::{RingKind, Violation};
 use crate::protocol::{status, RequestHeader, REQUEST_HEADER_LEN};
-use crate::respond::{Request, Responder};
-use crate::service::ErasedService;
+use crate::respond::{Request, RequestPayload, Responder};
+use crate::service::{ErasedPrivate, ErasedService};
 
 /// Whether the connection needs another pass (the server re-rings its doorbell).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -137,8 +138,21 @@ fn handle_requests(
             }
             Err(e) => return Err(request_fault(e)),
         };
-        let header = take_request(grant, scratch)?;
-        handle_one(conn, service, header, scratch)?;
+        let header = request_header(&grant)?;
+        let len = grant.len() - REQUEST_HEADER_LEN;
+        let in_place = service.in_place(header.command, len);
+        let private = &mut conn.private;
+        if in_place {
+            let payload = Payload::InRing(RequestPayload::new(&grant));
+            handle_one(private, &shared, service, header, payload);
+            grant.consume();
+        } else {
+            copy_payload(&grant, scratch);
+            grant.consume();
+            handle_one(private, &shared, service, header, Payload::Copied(scratch));
+        }
+        // The handler may have moved the dispatch ring into flow control.
+        report_flow(conn, service)?;
         handled += 1;
         spin = ServerSpin::new(limits);
         if shared.closing.load(Ordering::Acquire)
@@ -160,18 +174,18 @@ fn short(ring: RingKind) -> DisconnectReason {
     DisconnectReason::ProtocolViolation(Violation::ShortFrame(ring))
 }
 
-/// Copies one request out of the ring (header decoded once, payload into `scratch`)
-/// and consumes it.
-fn take_request(
-    grant: ReadGrant<'_>,
-    scratch: &mut Vec<u8>,
-) -> Result<RequestHeader, DisconnectReason> {
+/// The header of a request frame, decoded once.
+fn request_header(grant: &ReadGrant<'_>) -> Result<RequestHeader, DisconnectReason> {
     if grant.len() < REQUEST_HEADER_LEN {
         return Err(short(RingKind::Request));
     }
     let mut raw = [0u8; REQUEST_HEADER_LEN];
     grant.read_into(&mut raw);
-    let header = RequestHeader::decode(&raw).ok_or(short(RingKind::Request))?;
+    RequestHeader::decode(&raw).ok_or(short(RingKind::Request))
+}
+
+/// Copies a request's payload out of the ring into `scratch` (resized to fit).
+fn copy_payload(grant: &ReadGrant<'_>, scratch: &mut Vec<u8>) {
     // Zero-fills only when the buffer grows; the copy overwrites the rest.
     let len = grant.len() - REQUEST_HEADER_LEN;
     if scratch.len() < len {
@@ -180,28 +194,41 @@ fn take_request(
         scratch.truncate(len);
     }
     grant.read_at(REQUEST_HEADER_LEN, scratch);
-    grant.consume();
-    Ok(header)
+}
+
+/// Where the handler finds a request's payload.
+enum Payload<'a> {
+    /// The server's private copy.
+    Copied(&'a [u8]),
+    /// In the request ring (the service asked for it in place).
+    InRing(RequestPayload<'a>),
 }
 
 /// Runs admission and the handler for one request, and answers it exactly once.
 fn handle_one(
-    conn: &mut Session,
+    private: &mut Option<ErasedPrivate>,
+    shared: &Arc<ConnShared>,
     service: &mut dyn ErasedService,
     header: RequestHeader,
-    scratch: &[u8],
-) -> Result<(), DisconnectReason> {
-    let shared = conn.handle.shared.clone();
-    shared.counters.request(scratch.len());
-    let Some(private) = conn.private.as_mut() else {
-        return Ok(());
+    payload: Payload<'_>,
+) {
+    let (payload, in_ring) = match payload {
+        Payload::Copied(bytes) => (bytes, None),
+        Payload::InRing(view) => (&[][..], Some(view)),
     };
-    let mut responder = Responder::new(&shared, header.id);
+    shared
+        .counters
+        .request(in_ring.as_ref().map_or(payload.len(), RequestPayload::len));
+    let Some(private) = private.as_mut() else {
+        return;
+    };
+    let mut responder = Responder::new(shared, header.id);
     let result = if service.admit(private, header.command) {
         let request = Request {
             id: header.id,
             command: header.command,
-            payload: scratch,
+            payload,
+            in_ring,
         };
         service.handle(private, request, &mut responder)
     } else {
@@ -210,8 +237,6 @@ fn handle_one(
         Ok(())
     };
     responder.finish(result);
-    // The handler may have moved the dispatch ring into flow control.
-    report_flow(conn, service)
 }
 
 /// Announces sleep on the response and dispatch rings where the server waits for

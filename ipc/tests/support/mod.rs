@@ -53,6 +53,11 @@ pub mod cmd {
     /// with `dispatch_send_batch`, 16 at a time, until one is refused; answer with how
     /// many were accepted.
     pub const DISPATCH_BATCH: u16 = 17;
+    /// Taken in place (`Service::in_place`): echoed ring to ring with `respond_from`.
+    pub const ECHO_IN_PLACE: u16 = 18;
+    /// Taken in place: answered with the payload rotated left by one byte, built with
+    /// two `ResponseGrant::copy_from` at offsets (empty payload: empty answer).
+    pub const ROTATE_IN_PLACE: u16 = 19;
     /// Answer with the command id itself (for command 65535).
     pub const MAX: u16 = 65535;
 }
@@ -104,6 +109,10 @@ impl Service for TestService {
 
     fn overflow_policy(&self) -> OverflowPolicy {
         OverflowPolicy::TryAgain
+    }
+
+    fn in_place(&self, command: u16, _len: usize) -> bool {
+        matches!(command, cmd::ECHO_IN_PLACE | cmd::ROTATE_IN_PLACE)
     }
 
     fn handle(
@@ -236,6 +245,21 @@ impl Service for TestService {
                     }
                 }
                 let _ = resp.respond(0, &(ok as u32).to_le_bytes());
+            }
+            cmd::ECHO_IN_PLACE | cmd::ROTATE_IN_PLACE => {
+                // Taken in place: nothing was copied into `payload`.
+                assert!(req.payload.is_empty());
+                let view = req.in_ring.expect("in place");
+                let len = view.len();
+                assert_eq!(req.len(), len);
+                if req.command == cmd::ECHO_IN_PLACE || len == 0 {
+                    resp.respond_from(0, &view).unwrap();
+                } else {
+                    let mut g = resp.reserve(0, len).unwrap();
+                    g.copy_from(0, &view, 1, len - 1);
+                    g.copy_from(len - 1, &view, 0, 1);
+                    g.commit();
+                }
             }
             cmd::INVALID => return Err(HandlerError::InvalidRequest),
             cmd::MAX => {
