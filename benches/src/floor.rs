@@ -4,6 +4,10 @@
 //! * **cache line** (`impl` `floor`, `op` `rtt`, `mode` `spin`): one 64-byte line
 //!   bounced between two threads pinned to different CPUs — the least any spinning
 //!   round trip can cost (a request index and a response index must each cross once);
+//! * **ring** (`mode` `ring`): a 64-byte message ping-ponged through two rtrb rings
+//!   between the same two threads — the least a round trip through shared rings costs
+//!   (an index line and a data line cross each way), beside the same ping-pong through
+//!   coroipc-ring (`impl` `coroipc-ring`), the ring's share without the IPC layer;
 //! * **futex** (`mode` `block`): a round trip between two processes that each sleep in
 //!   `FUTEX_WAIT` on a shared word and wake the other with `FUTEX_WAKE` — the least a
 //!   round trip that sleeps on both sides can cost;
@@ -274,10 +278,99 @@ pub fn cross_core(size: usize, n: u64) -> IpcResult {
     }
 }
 
+/// A 64-byte message ping-ponged through two rtrb rings between CPU 0 and CPU 1: the
+/// least a round trip through shared rings costs before any IPC layer (each message
+/// moves its index line and its data line across; `impl` `floor`, `mode` `ring`).
+pub fn ring_pingpong(samples: usize) -> IpcResult {
+    let (mut ping_tx, mut ping_rx) = rtrb::RingBuffer::<[u8; 64]>::new(1024);
+    let (mut pong_tx, mut pong_rx) = rtrb::RingBuffer::<[u8; 64]>::new(1024);
+    let total = samples * PER_SAMPLE;
+    let peer = std::thread::spawn(move || {
+        pin_to(1);
+        for _ in 0..total {
+            let msg = loop {
+                match ping_rx.pop() {
+                    Ok(m) => break m,
+                    Err(_) => std::hint::spin_loop(),
+                }
+            };
+            while pong_tx.push(msg).is_err() {
+                std::hint::spin_loop();
+            }
+        }
+    });
+    pin_to(0);
+    let mut out = Vec::with_capacity(samples);
+    let mut msg = [1u8; 64];
+    for _ in 0..samples {
+        let t = Instant::now();
+        for _ in 0..PER_SAMPLE {
+            while ping_tx.push(msg).is_err() {
+                std::hint::spin_loop();
+            }
+            msg = loop {
+                match pong_rx.pop() {
+                    Ok(m) => break std::hint::black_box(m),
+                    Err(_) => std::hint::spin_loop(),
+                }
+            };
+        }
+        out.push(t.elapsed().as_nanos() as f64 / PER_SAMPLE as f64);
+    }
+    let _ = peer.join();
+    rtt("ring", out)
+}
+
+/// The same ping-pong through two coroipc-ring SPSC rings (`impl` `coroipc-ring`,
+/// `mode` `spin`): the ring's share of an IPC round trip, without the IPC layer
+/// (request ids, response lookup, doorbells, locks).
+pub fn coroipc_ring_pingpong(samples: usize) -> Option<IpcResult> {
+    let config = coroipc_ring::Config::new(1 << 16);
+    let rings = coroipc_ring::heap::channel(&config)
+        .and_then(|a| coroipc_ring::heap::channel(&config).map(|b| (a, b)));
+    let Ok(((mut ping_tx, mut ping_rx), (mut pong_tx, mut pong_rx))) = rings else {
+        eprintln!("coroipc-ring ping-pong skipped: no ring");
+        return None;
+    };
+    let total = samples * PER_SAMPLE;
+    let peer = std::thread::spawn(move || {
+        pin_to(1);
+        let mut buf = [0u8; 64];
+        for _ in 0..total {
+            while !matches!(ping_rx.try_recv(&mut buf), Ok(Some(_))) {
+                std::hint::spin_loop();
+            }
+            while pong_tx.try_send(&buf).is_err() {
+                std::hint::spin_loop();
+            }
+        }
+    });
+    pin_to(0);
+    let mut out = Vec::with_capacity(samples);
+    let mut buf = [1u8; 64];
+    for _ in 0..samples {
+        let t = Instant::now();
+        for _ in 0..PER_SAMPLE {
+            while ping_tx.try_send(&buf).is_err() {
+                std::hint::spin_loop();
+            }
+            while !matches!(pong_rx.try_recv(&mut buf), Ok(Some(_))) {
+                std::hint::spin_loop();
+            }
+        }
+        out.push(t.elapsed().as_nanos() as f64 / PER_SAMPLE as f64);
+    }
+    let _ = peer.join();
+    let mut r = rtt("spin", out);
+    r.imp = "coroipc-ring";
+    Some(r)
+}
+
 /// Every floor, for a quick or a full run.
 pub fn run(quick: bool) -> Vec<IpcResult> {
     let samples = if quick { 2_000 } else { 20_000 };
-    let mut out = vec![cache_line(samples)];
+    let mut out = vec![cache_line(samples), ring_pingpong(samples)];
+    out.extend(coroipc_ring_pingpong(samples));
     match futex(samples / 10) {
         Some(r) => out.push(r),
         None => eprintln!("futex floor skipped: no shared mapping or fork"),

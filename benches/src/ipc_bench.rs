@@ -895,6 +895,18 @@ fn floors_table(results: &[IpcResult]) -> String {
             ours: (spin(64), "spin-both"),
         },
         FloorRow {
+            name: "RTT 64 B, ring floor (ns)",
+            floor: (ns("rtt", "floor", "ring", 64), "rtrb ping-pong"),
+            iceoryx2: ns("rtt", "iceoryx2", "*", 64),
+            ours: (spin(64), "spin-both"),
+        },
+        FloorRow {
+            name: "RTT 64 B, ring only (ns)",
+            floor: (ns("rtt", "floor", "ring", 64), "rtrb ping-pong"),
+            iceoryx2: None,
+            ours: (ns("rtt", "coroipc-ring", "spin", 64), "coroipc-ring"),
+        },
+        FloorRow {
             name: "RTT 1 KiB spinning (ns)",
             floor: (line, "cache line"),
             iceoryx2: ns("rtt", "iceoryx2", "*", 1024),

@@ -28,6 +28,24 @@ fn main() {
         }
         return;
     }
+    if args.first().map(String::as_str) == Some("__pingpong") {
+        // Profiling aid: the spinning ping-pong floors only (cache line, rtrb ring,
+        // coroipc-ring), median ns per round trip.
+        let rows = [
+            Some(coroipc_bench::floor::cache_line(5_000)),
+            Some(coroipc_bench::floor::ring_pingpong(5_000)),
+            coroipc_bench::floor::coroipc_ring_pingpong(5_000),
+        ];
+        for r in rows.into_iter().flatten() {
+            println!(
+                "{} {}: {:.0} ns",
+                r.imp,
+                r.mode,
+                r.median_ns.unwrap_or(f64::NAN)
+            );
+        }
+        return;
+    }
     if args.first().map(String::as_str) == Some("__stream") {
         let size = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(64);
         match ipc_bench::stream_only(size, 20_000_000) {

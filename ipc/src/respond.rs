@@ -32,7 +32,9 @@ pub struct Request<'a> {
 impl Request<'_> {
     /// The payload length, wherever the payload is.
     pub fn len(&self) -> usize {
-        self.in_ring.as_ref().map_or(self.payload.len(), RequestPayload::len)
+        self.in_ring
+            .as_ref()
+            .map_or(self.payload.len(), RequestPayload::len)
     }
 
     /// True for an empty payload.
@@ -262,7 +264,11 @@ impl<'a> Responder<'a> {
     /// # Errors
     ///
     /// As [`respond_vectored`](Responder::respond_vectored).
-    pub fn respond_from(&mut self, status: i32, payload: &RequestPayload<'_>) -> Result<(), SendError> {
+    pub fn respond_from(
+        &mut self,
+        status: i32,
+        payload: &RequestPayload<'_>,
+    ) -> Result<(), SendError> {
         match self.reserve(status, payload.len()) {
             Ok(mut grant) => {
                 grant.copy_from(0, payload, 0, payload.len());

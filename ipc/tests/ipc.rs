@@ -359,7 +359,10 @@ fn requests_taken_in_place() {
     let mut want = HashMap::new();
     for i in 0..12u8 {
         let payload = vec![i; big];
-        want.insert(c.send_request(cmd::ECHO_IN_PLACE, &payload).unwrap(), payload);
+        want.insert(
+            c.send_request(cmd::ECHO_IN_PLACE, &payload).unwrap(),
+            payload,
+        );
     }
     while !want.is_empty() {
         let (id, r) = c.receive_response(Some(Duration::from_secs(5))).unwrap();
