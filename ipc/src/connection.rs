@@ -190,15 +190,21 @@ impl ConnShared {
     ) -> Result<(), SendError> {
         self.check_open()?;
         let header = ResponseHeader { id, status }.encode();
-        let mut all: Vec<&[u8]> = Vec::with_capacity(parts.len() + 1);
-        all.push(&header);
-        all.extend_from_slice(parts);
+        // The header and the parts, on the stack for the usual one or two parts.
+        let sent = match *parts {
+            [] => self.response.send(&[&header]),
+            [a] => self.response.send(&[&header, a]),
+            [a, b] => self.response.send(&[&header, a, b]),
+            _ => {
+                let mut all: Vec<&[u8]> = Vec::with_capacity(parts.len() + 1);
+                all.push(&header);
+                all.extend_from_slice(parts);
+                self.response.send(&all)
+            }
+        };
         // Responses are never refused for space: a client that pipelines past the
         // response ring and the queue is disconnected.
-        let sent = self
-            .response
-            .send(&all)
-            .map_err(|e| self.overflow(RingKind::Response, e))?;
+        let sent = sent.map_err(|e| self.overflow(RingKind::Response, e))?;
         self.counters.response(payload_len(parts), placed(sent));
         self.after_send(sent);
         Ok(())

@@ -100,14 +100,15 @@ mod stats;
 pub mod tokio;
 
 pub use client::{
-    Client, ConnectOptions, Connecting, DispatchMsg, Finish, Reply, Response, ResponseRef, WaitMode,
+    Client, ConnectOptions, Connecting, DispatchMsg, Finish, Reply, RequestGrant, Response,
+    ResponseRef, WaitMode,
 };
 pub use connection::{Connection, DisconnectReason, DispatchGrant, OverflowPolicy};
 pub use error::{
     ClientError, ConnectError, ConnectStep, ProtocolError, RingKind, SendError, Violation,
 };
 pub use os::{PeerCred, SocketName};
-pub use respond::{DeferredResponse, Request, Responder, ResponseGrant};
+pub use respond::{DeferredResponse, Request, RequestPayload, Responder, ResponseGrant};
 pub use server::{Limits, PollHooks, Server, ServerBuilder, StopHandle, Token};
 pub use service::{HandlerError, Service};
 pub use stats::{ClientStats, ConnStats, Refusals, ServerStats, ServerStatsHandle};

@@ -372,6 +372,61 @@ fn requests_taken_in_place() {
     assert_eq!(c.request(cmd::ECHO, b"copied").unwrap().data, b"copied");
 }
 
+/// A request written in place in the request ring (`reserve_request`): committed it is
+/// answered like a copied one; dropped it sends nothing; too large is refused.
+#[test]
+fn requests_written_in_place() {
+    let server = ServerProcess::start("request-grant", &[]);
+    let opts = ConnectOptions {
+        request_ring: 1 << 16,
+        response_ring: 1 << 16,
+        ..Default::default()
+    };
+    let mut c = Client::connect(&server.socket(), 1, &opts).unwrap();
+    let max = c.max_request_len().min(c.max_response_len());
+    for size in [0usize, 3, 300, max] {
+        let payload: Vec<u8> = (0..size).map(|i| (i * 5 + size) as u8).collect();
+        let mut g = c.reserve_request(cmd::ECHO_IN_PLACE, size).unwrap();
+        assert_eq!(g.len(), size);
+        g.write_at(0, &payload);
+        let id = g.commit().unwrap();
+        assert_eq!(
+            c.wait_response(id, None).unwrap().data,
+            payload,
+            "size {size}"
+        );
+    }
+    // Dropped: nothing sent, nothing outstanding.
+    {
+        let mut g = c.reserve_request(cmd::ECHO, 10).unwrap();
+        g.fill(9);
+    }
+    assert_eq!(c.outstanding(), 0);
+    // Filled and truncated.
+    let mut g = c.reserve_request(cmd::ECHO, 100).unwrap();
+    g.fill(4);
+    g.truncate(7);
+    let id = g.commit().unwrap();
+    assert_eq!(c.wait_response(id, None).unwrap().data, [4; 7]);
+    assert!(matches!(
+        c.reserve_request(cmd::ECHO, c.max_request_len() + 1),
+        Err(ClientError::TooLarge { .. })
+    ));
+    // More than the ring holds, one after another: each waits for room (responses
+    // that arrive meanwhile are stashed, so they come back in any order).
+    let mut want = HashMap::new();
+    for i in 0..40u8 {
+        let mut g = c.reserve_request(cmd::ECHO, max / 4).unwrap();
+        g.fill(i);
+        want.insert(g.commit().unwrap(), i);
+    }
+    while !want.is_empty() {
+        let (id, r) = c.receive_response(Some(Duration::from_secs(5))).unwrap();
+        let i = want.remove(&id).unwrap();
+        assert!(r.unwrap().data == vec![i; max / 4], "request {i}");
+    }
+}
+
 #[test]
 fn deferred_and_pipelined_responses() {
     let server = ServerProcess::start("pipeline", &[]);

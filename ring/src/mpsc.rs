@@ -323,7 +323,7 @@ impl MpscProducer {
         };
         let (mut end, mut sent, mut stopped) = (start, 0, None);
         for msg in msgs {
-            match self.place_in_batch(end, msg, &mut room) {
+            match self.place_in_batch(end, core::slice::from_ref(msg), &mut room) {
                 Ok(next) => end = next,
                 Err(e) => {
                     stopped = Some(e);
@@ -347,17 +347,50 @@ impl MpscProducer {
         }
     }
 
-    /// Writes `msg` as a frame at `pos` (after a padding frame if it wraps) when it
-    /// fits before the head; returns the end of its frame.
-    fn place_in_batch(&self, pos: u64, msg: &[u8], room: &mut Room) -> Result<u64, PushError> {
+    /// [`try_send_vectored`](Self::try_send_vectored) for a producer that is alone:
+    /// the frame is claimed with one store, no compare-and-swap and no wait for an
+    /// earlier claim's turn (the batch path with one message of `parts`).
+    ///
+    /// # Errors
+    ///
+    /// As [`try_send_vectored`](Self::try_send_vectored).
+    ///
+    /// # Safety
+    ///
+    /// As [`try_send_batch`](Self::try_send_batch): no other thread claims space in
+    /// this ring until this returns, and no grant of this ring is held.
+    pub unsafe fn try_send_vectored_exclusive(
+        &self,
+        parts: &[&[u8]],
+    ) -> Result<Published, PushError> {
+        if self.is_corrupt() {
+            return Err(PushError::Corrupt(Corruption::Earlier));
+        }
+        let start = self.claim.load(Ordering::Relaxed);
+        let mut room = Room {
+            head: self.cached_head.load(Ordering::Acquire),
+            refreshed: false,
+        };
+        let end = self.place_in_batch(start, parts, &mut room)?;
+        self.claim.store(end, Ordering::Relaxed);
+        Ok(self.publish(start, end, true))
+    }
+
+    /// Writes the concatenation of `parts` as a frame at `pos` (after a padding frame
+    /// if it wraps) when it fits before the head; returns the end of its frame.
+    fn place_in_batch(&self, pos: u64, parts: &[&[u8]], room: &mut Room) -> Result<u64, PushError> {
         let geo = self.ring.geometry;
-        if msg.len() > geo.max_payload {
+        let len = parts
+            .iter()
+            .map(|p| p.len())
+            .fold(0usize, usize::saturating_add);
+        if len > geo.max_payload {
             return Err(PushError::TooLarge {
-                len: msg.len(),
+                len,
                 max: geo.max_payload,
             });
         }
-        let (frame_pos, end) = geo.place(pos, msg.len());
+        let (frame_pos, end) = geo.place(pos, len);
         if end.wrapping_sub(room.head) > geo.capacity {
             if room.refreshed {
                 return Err(PushError::Full);
@@ -378,12 +411,14 @@ impl MpscProducer {
                     .data
                     .store_word(geo.offset(pos), encode(TAG_PAD, pad as u32));
             }
+            let mut at = geo.offset(frame_pos) + FRAME_HEADER;
+            for part in parts {
+                self.ring.data.write(at, part);
+                at += part.len();
+            }
             self.ring
                 .data
-                .write(geo.offset(frame_pos) + FRAME_HEADER, msg);
-            self.ring
-                .data
-                .store_word(geo.offset(frame_pos), encode(TAG_MSG, msg.len() as u32));
+                .store_word(geo.offset(frame_pos), encode(TAG_MSG, len as u32));
         }
         Ok(end)
     }

@@ -16,6 +16,7 @@ mod guards;
 mod options;
 mod pending;
 mod request;
+mod request_grant;
 mod wait;
 
 use coroipc_ring::{Consumer, Producer};
@@ -30,6 +31,7 @@ pub use guards::{DispatchMsg, ResponseRef};
 use options::WaitState;
 pub use options::{ConnectOptions, Reply, Response, WaitMode};
 use pending::Pending;
+pub use request_grant::RequestGrant;
 use wait::{Waiter, Woke};
 
 /// What a wait is for: the ring the client announces sleep on.
