@@ -85,8 +85,8 @@ impl Service for BenchService {
         Ok(())
     }
 
-    fn in_place(&self, command: u16, _len: usize) -> bool {
-        command == CMD_ECHO
+    fn in_place(&self, command: u16, len: usize) -> bool {
+        command == CMD_ECHO && len >= 4096
     }
 
     fn handle(
