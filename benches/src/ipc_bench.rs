@@ -691,12 +691,18 @@ fn large(
     Ok(rate("large", "coroipc", mode, size, n as f64, secs))
 }
 
-/// Profiling aid: only the coroipc round trip at `size` bytes in `spin-both`, for
-/// `secs` seconds; returns the mean round trip in ns.
-pub fn rtt_only(size: usize, secs: f64) -> std::io::Result<f64> {
+/// Profiling aid: only the coroipc round trip at `size` bytes in configuration `mode`
+/// (one of [`MODES`]' names; `spin-both` if unknown), for `secs` seconds; returns the
+/// mean round trip in ns.
+pub fn rtt_only(size: usize, mode: &str, secs: f64) -> std::io::Result<f64> {
     pin_to(0);
-    let server = ServerChild::start("coroipc", 50)?;
-    let mut c = coroipc_client(&server, MODES[1].1)?;
+    let (_, wait, spin) = MODES
+        .iter()
+        .find(|m| m.0 == mode)
+        .copied()
+        .unwrap_or(MODES[1]);
+    let server = ServerChild::start("coroipc", spin)?;
+    let mut c = coroipc_client(&server, wait)?;
     let payload = vec![1u8; size];
     let t = Instant::now();
     let mut n = 0u64;

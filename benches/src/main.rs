@@ -22,8 +22,9 @@ fn main() {
     }
     if args.first().map(String::as_str) == Some("__rtt") {
         let size = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(64);
-        match ipc_bench::rtt_only(size, 5.0) {
-            Ok(ns) => println!("rtt {size} B spin-both: {ns:.0} ns mean"),
+        let mode = args.get(2).map_or("spin-both", String::as_str);
+        match ipc_bench::rtt_only(size, mode, 5.0) {
+            Ok(ns) => println!("rtt {size} B {mode}: {ns:.0} ns mean"),
             Err(e) => eprintln!("{e}"),
         }
         return;

@@ -215,6 +215,14 @@ impl Consumer {
                 if self.pos == self.cached_tail {
                     return Ok(None);
                 }
+                // A lone small frame that spans two lines (a request or a response
+                // waited for): fetch the second line together with the header's, so
+                // its miss overlaps the first (ping-pong 64 B: 279 -> 218 ns). Not
+                // for more: a reader streaming behind the writer gains nothing and
+                // would pull lines it may never read (1 KiB frames lost a third).
+                if (65..=192).contains(&self.cached_tail.wrapping_sub(self.pos)) {
+                    self.ring.data.prefetch(geo.offset(self.pos) + 64);
+                }
             }
             // SAFETY: `pos` is 8-aligned and below the validated tail, so its offset
             // is a whole word inside the data area, published to us.

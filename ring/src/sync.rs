@@ -414,6 +414,27 @@ mod data {
             dst.copy_from_slice(&bytes[first..first + dst.len()]);
         }
 
+        /// Hints the CPU to fetch the cache line holding byte `offset` (nothing if it is
+        /// outside the area). A hint, not an access: it reads nothing the program sees,
+        /// so it cannot race. Used by the consumer on a frame's second line so its miss
+        /// overlaps the header's instead of following it.
+        #[inline(always)]
+        pub(crate) fn prefetch(&self, offset: usize) {
+            #[cfg(all(target_arch = "x86_64", not(miri)))]
+            if offset < self.len {
+                // SAFETY: `offset < len`: the pointer is inside the area (type
+                // invariant); a prefetch never faults and accesses nothing.
+                unsafe {
+                    core::arch::x86_64::_mm_prefetch(
+                        self.base.as_ptr().add(offset).cast::<i8>().cast_const(),
+                        core::arch::x86_64::_MM_HINT_T0,
+                    );
+                }
+            }
+            #[cfg(not(all(target_arch = "x86_64", not(miri))))]
+            let _ = offset;
+        }
+
         /// A raw pointer to `offset`, for the `*_trusted` slices of the grants.
         ///
         /// # Safety
@@ -508,6 +529,9 @@ mod data {
                     .with_mut(|p| unsafe { *p.cast::<u8>().add(at % 8) = *byte });
             }
         }
+
+        /// No hint under loom.
+        pub(crate) fn prefetch(&self, _offset: usize) {}
 
         /// Never copies directly (loom tracks the bounce copy's accesses instead).
         ///
