@@ -154,22 +154,22 @@ impl Service for BenchService {
     }
 }
 
-/// Child entry: `__server coroipc|uds NAME SPIN_US`.
+/// Child entry: `__server coroipc|uds NAME WAIT` (WAIT: `default`, `sleep`, or a
+/// fixed spin in microseconds; see [`ServerWait`]).
 pub fn server_main(args: &[String]) {
     pin_to(1);
-    let (kind, name, spin_us) = match args {
-        [k, n, s, ..] => (k.as_str(), n.clone(), s.parse::<u64>().unwrap_or(0)),
+    let (kind, name, wait) = match args {
+        [k, n, w, ..] => (k.as_str(), n.clone(), w.as_str()),
         _ => return,
     };
     match kind {
         "coroipc" => {
             let limits = Limits {
-                spin: Duration::from_micros(spin_us),
                 max_ring_size: 8 << 20,
                 // Streaming threads retry on "try again": measure the ring, not a queue.
                 max_queued_dispatch_bytes: 0,
                 max_connections: 4096,
-                ..Limits::default()
+                ..ServerWait::limits(wait)
             };
             let server = ServerBuilder::new(SocketName::abstract_name(name))
                 .limits(limits)
@@ -261,16 +261,52 @@ fn read_frame(r: &mut impl Read, buf: &mut Vec<u8>) -> std::io::Result<u16> {
 
 // ---------------------------------------------------------------- client side
 
+/// How the bench's server waits for a connection's next request.
+#[derive(Clone, Copy, Debug)]
+pub enum ServerWait {
+    /// As shipped (`Limits::default()`: the adaptive poll).
+    Default,
+    /// Polls this many microseconds on every wake-up (`Limits::spin`).
+    Spin(u64),
+    /// Never polls (`adaptive_spin` 0): sleeps at once.
+    Sleep,
+}
+
+impl ServerWait {
+    fn arg(self) -> String {
+        match self {
+            ServerWait::Default => "default".to_string(),
+            ServerWait::Spin(us) => us.to_string(),
+            ServerWait::Sleep => "sleep".to_string(),
+        }
+    }
+
+    fn limits(arg: &str) -> Limits {
+        match arg {
+            "default" => Limits::default(),
+            "sleep" => Limits {
+                adaptive_spin: Duration::ZERO,
+                ..Limits::default()
+            },
+            us => Limits {
+                spin: Duration::from_micros(us.parse().unwrap_or(0)),
+                ..Limits::default()
+            },
+        }
+    }
+}
+
 pub(crate) struct ServerChild {
     pub(crate) child: Child,
     name: String,
 }
 
 impl ServerChild {
-    pub(crate) fn start(kind: &str, spin_us: u64) -> std::io::Result<ServerChild> {
-        let name = format!("coroipc-bench-{}-{kind}-{spin_us}", std::process::id());
+    pub(crate) fn start(kind: &str, wait: ServerWait) -> std::io::Result<ServerChild> {
+        let wait = wait.arg();
+        let name = format!("coroipc-bench-{}-{kind}-{wait}", std::process::id());
         let mut child = Command::new(std::env::current_exe()?)
-            .args(["__server", kind, &name, &spin_us.to_string()])
+            .args(["__server", kind, &name, &wait])
             .stdout(Stdio::piped())
             .spawn()?;
         let stdout = child
@@ -407,26 +443,26 @@ fn coroipc_client(server: &ServerChild, mode: WaitMode) -> std::io::Result<Clien
 }
 
 /// The configurations measured: name, client wait mode, server spin in µs.
-pub const MODES: [(&str, WaitMode, u64); 3] = [
+pub const MODES: [(&str, WaitMode, ServerWait); 3] = [
     (
         "default",
         WaitMode::Adaptive {
             max_spin: Duration::from_micros(50),
         },
-        0,
+        ServerWait::Default,
     ),
     (
         "spin-both",
         WaitMode::SpinThenBlock {
             spin: Duration::from_micros(50),
         },
-        50,
+        ServerWait::Spin(50),
     ),
-    ("block", WaitMode::Block, 0),
+    ("block", WaitMode::Block, ServerWait::Sleep),
 ];
 
 fn coroipc_suite(
-    (mode_name, mode, spin): (&'static str, WaitMode, u64),
+    (mode_name, mode, spin): (&'static str, WaitMode, ServerWait),
     b: Budget,
     out: &mut Vec<IpcResult>,
 ) -> std::io::Result<()> {
@@ -541,7 +577,7 @@ fn coroipc_suite(
 }
 
 fn uds_suite(b: Budget, out: &mut Vec<IpcResult>) -> std::io::Result<()> {
-    let server = ServerChild::start("uds", 0)?;
+    let server = ServerChild::start("uds", ServerWait::Default)?;
     let connect =
         || -> std::io::Result<UnixStream> { coroipc::os::connect(&server.socket(), None) };
     let stream = connect()?;
@@ -721,7 +757,7 @@ pub fn rtt_only(size: usize, mode: &str, secs: f64) -> std::io::Result<f64> {
 /// `default` mode, `n` messages; returns messages per second.
 pub fn stream_only(size: usize, n: u64) -> std::io::Result<f64> {
     pin_to(0);
-    let server = ServerChild::start("coroipc", 0)?;
+    let server = ServerChild::start("coroipc", ServerWait::Default)?;
     let mut c = coroipc_client(&server, MODES[0].1)?;
     let t = Instant::now();
     let id = c
@@ -748,7 +784,7 @@ pub fn stream_only(size: usize, n: u64) -> std::io::Result<f64> {
 /// Profiling aid: only the coroipc connect+disconnect loop, for `secs` seconds.
 pub fn connect_only(secs: f64) -> std::io::Result<f64> {
     pin_to(0);
-    let server = ServerChild::start("coroipc", 0)?;
+    let server = ServerChild::start("coroipc", ServerWait::Default)?;
     let opts = ConnectOptions {
         request_ring: 4096,
         response_ring: 4096,
@@ -768,7 +804,7 @@ pub fn connect_only(secs: f64) -> std::io::Result<f64> {
 /// answer (`op` `idle_cpu`, `median_ns` = CPU ns per request): the adaptive default
 /// against a fixed 50 µs spin. Wall time per request is ~1 ms in both.
 fn idle_cpu(b: Budget, out: &mut Vec<IpcResult>) -> std::io::Result<()> {
-    let server = ServerChild::start("coroipc", 0)?;
+    let server = ServerChild::start("coroipc", ServerWait::Default)?;
     let modes = [
         ("default", WaitMode::default()),
         (
@@ -800,6 +836,49 @@ fn idle_cpu(b: Budget, out: &mut Vec<IpcResult>) -> std::io::Result<()> {
     Ok(())
 }
 
+/// CPU time the server process spends per request when a client sends one every
+/// millisecond (`op` `server_cpu`, `median_ns` = server CPU ns per request): the
+/// shipped adaptive poll against a fixed 50 µs spin on every wake-up and no poll.
+fn server_cpu(b: Budget, out: &mut Vec<IpcResult>) -> std::io::Result<()> {
+    let waits = [
+        ("default", ServerWait::Default),
+        ("spin-50us", ServerWait::Spin(50)),
+        ("sleep", ServerWait::Sleep),
+    ];
+    for (name, wait) in waits {
+        let server = ServerChild::start("coroipc", wait)?;
+        let mut c = coroipc_client(&server, WaitMode::default())?;
+        let n = (b.rtt_iters / 100).max(100);
+        let pid = server.child.id();
+        let cpu = process_cpu_ns(pid)?;
+        for _ in 0..n {
+            c.request(CMD_ECHO, b"tick").map_err(io_err)?;
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let per = (process_cpu_ns(pid)? - cpu) / n as f64;
+        out.push(IpcResult {
+            op: "server_cpu",
+            imp: "coroipc",
+            mode: name,
+            size: 0,
+            median_ns: Some(per),
+            p99_ns: None,
+            msgs_per_s: None,
+            mb_per_s: None,
+        });
+    }
+    Ok(())
+}
+
+/// CPU time of process `pid` so far, in ns (`/proc/PID/schedstat`, first field).
+fn process_cpu_ns(pid: u32) -> std::io::Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/schedstat"))?;
+    stat.split_whitespace()
+        .next()
+        .and_then(|v| v.parse::<f64>().ok())
+        .ok_or_else(|| io_err("unreadable schedstat"))
+}
+
 /// CPU time of the calling thread, in ns.
 fn thread_cpu_ns() -> f64 {
     let mut ts = libc::timespec {
@@ -816,7 +895,7 @@ fn thread_cpu_ns() -> f64 {
 /// blocking client's rows (`impl` `coroipc-tokio`, `mode` `default`: no spin;
 /// `spin-20us`: `set_spin(20 µs)`).
 fn tokio_rtt(b: Budget, mode: &'static str, spin: Duration) -> std::io::Result<IpcResult> {
-    let server = ServerChild::start("coroipc", 0)?;
+    let server = ServerChild::start("coroipc", ServerWait::Default)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -853,6 +932,7 @@ pub fn run(quick: bool) -> std::io::Result<Vec<IpcResult>> {
     out.push(tokio_rtt(b, "default", Duration::ZERO)?);
     out.push(tokio_rtt(b, "spin-20us", Duration::from_micros(20))?);
     idle_cpu(b, &mut out)?;
+    server_cpu(b, &mut out)?;
     uds_suite(b, &mut out)?;
     Ok(out)
 }
@@ -1017,9 +1097,9 @@ pub fn table(results: &[IpcResult]) -> String {
     };
     let mut s = String::new();
     s.push_str(
-        "Configurations: default = client adaptive (spins up to 50 us while replies come quickly), server does not spin (as shipped);\n",
+        "Configurations: default = as shipped: client and server poll adaptively (up to 50 us while replies / requests come quickly);\n",
     );
-    s.push_str("  spin-both = client and server spin 50 us on every wait; block = client sleeps at once, server does not spin.\n\n");
+    s.push_str("  spin-both = client and server spin 50 us on every wait; block = client sleeps at once, server never polls.\n\n");
     s.push_str("Round trip (request/response), median / p99 in ns — lower is better; ratio = uds median / coroipc median\n");
     s.push_str("  size      default             spin-both           block               uds                 uds/default  uds/spin-both  uds/block\n");
     for size in [64usize, 1024, 65536] {
@@ -1097,13 +1177,14 @@ pub fn table(results: &[IpcResult]) -> String {
     ) {
         let m = |r: &IpcResult| r.median_ns.unwrap_or(f64::NAN);
         s.push_str(&format!(
-            "\n  Async client (tokio, current thread), 64 B round trip: {:.0} ns median = {:.2}x blocking block ({:.0} ns); with set_spin(20 us) {:.0} ns = {:.2}x blocking default ({:.0} ns)\n",
+            "\n  Async client (tokio, current thread, server as shipped), 64 B round trip: {:.0} ns median = {:.2}x the blocking default ({:.0} ns), {:.2}x blocking block ({:.0} ns); with set_spin(20 us) {:.0} ns = {:.2}x the blocking default\n",
             m(a),
+            m(a) / m(d),
+            m(d),
             m(a) / m(bl),
             m(bl),
             m(sp),
             m(sp) / m(d),
-            m(d)
         ));
     }
     if let (Some(a), Some(f)) = (
@@ -1114,6 +1195,18 @@ pub fn table(results: &[IpcResult]) -> String {
             "\n  Client CPU per request when the server answers after 1 ms: default (adaptive) {:.1} us, fixed 50 us spin {:.1} us\n",
             a.median_ns.unwrap_or(f64::NAN) / 1e3,
             f.median_ns.unwrap_or(f64::NAN) / 1e3,
+        ));
+    }
+    if let (Some(a), Some(f), Some(z)) = (
+        find("server_cpu", "coroipc", "default", 0),
+        find("server_cpu", "coroipc", "spin-50us", 0),
+        find("server_cpu", "coroipc", "sleep", 0),
+    ) {
+        s.push_str(&format!(
+            "  Server CPU per request when a client sends one every 1 ms: default (adaptive poll) {:.1} us, fixed 50 us spin {:.1} us, no poll {:.1} us\n",
+            a.median_ns.unwrap_or(f64::NAN) / 1e3,
+            f.median_ns.unwrap_or(f64::NAN) / 1e3,
+            z.median_ns.unwrap_or(f64::NAN) / 1e3,
         ));
     }
     s.push_str(&floors_table(results));

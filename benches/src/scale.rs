@@ -74,7 +74,7 @@ pub fn run(iters: usize) -> std::io::Result<Vec<ScaleRow>> {
     pin_to(0);
     // 1,000 connections need ~3,000 descriptors here too.
     let _ = coroipc::os::raise_nofile(8192);
-    let server = ServerChild::start("coroipc", 0)?;
+    let server = ServerChild::start("coroipc", crate::ipc_bench::ServerWait::Default)?;
     let spid = server.child.id();
     let me = std::process::id();
     let mut active =

@@ -28,6 +28,7 @@ use crate::protocol::{REQUEST_HEADER_LEN, RESPONSE_HEADER_LEN};
 use crate::stats::ClientStats;
 pub use connect::{Connecting, Finish};
 pub use guards::{DispatchMsg, ResponseRef};
+pub(crate) use options::Adaptive;
 use options::WaitState;
 pub use options::{ConnectOptions, Reply, Response, WaitMode};
 use pending::Pending;

@@ -211,6 +211,7 @@ impl Server {
             requests,
             private: Some(private),
             handle,
+            adapt: crate::client::Adaptive::new(),
         };
         self.conns.insert(id, conn);
         // Connected (on_connect accepted): counted before a failed reply closes it, so

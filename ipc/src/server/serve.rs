@@ -116,14 +116,23 @@ fn handle_requests(
     // hold the server thread past its turn.
     let mut busy_rounds = 0usize;
     let mut release_wake = Wake::NotNeeded;
-    let mut spin = ServerSpin::new(limits);
+    let mode = limits.request_wait();
+    // The poll of an empty ring after a request, begun when the ring is first found
+    // empty (its budget from the connection's adaptive score).
+    let mut spin: Option<ServerSpin> = None;
     let more = loop {
         let grant = match conn.requests.try_peek() {
             Ok(Some(grant)) => grant,
             Ok(None) => {
                 release_wake = release_wake.or(conn.requests.release());
-                if handled > 0 && spin.keep_polling() {
-                    continue;
+                if handled > 0 {
+                    let adapt = &mut conn.adapt;
+                    let s = spin.get_or_insert_with(|| ServerSpin::new(adapt.begin(mode)));
+                    match s.poll() {
+                        SpinStep::Again => continue,
+                        SpinStep::RanOut => adapt.spun_out(),
+                        SpinStep::Over => {}
+                    }
                 }
                 let check = conn.requests.prepare_sleep().map_err(request_fault)?;
                 release_wake = release_wake.or(check.wake_peer);
@@ -154,7 +163,7 @@ fn handle_requests(
         // The handler may have moved the dispatch ring into flow control.
         report_flow(conn, service)?;
         handled += 1;
-        spin = ServerSpin::new(limits);
+        spin = None;
         if shared.closing.load(Ordering::Acquire)
             || handled >= limits.batch
             || shared.response.has_backlog()
@@ -272,43 +281,139 @@ fn arm(shared: &ConnShared) -> Result<More, DisconnectReason> {
     Ok(more)
 }
 
-/// The server's optional spin on an idle request ring (`Limits::spin`, capped at
-/// `Limits::MAX_SPIN`): the clock is read every 64 polls (the budget counts from the
-/// first read).
+/// The server's poll of an idle request ring (SPEC §2.7; its budget from
+/// [`Limits::request_wait`], capped at `Limits::MAX_SPIN`): the clock is read every 64
+/// polls (the budget counts from the first read), and once the budget is spent the
+/// poll stays over.
 struct ServerSpin {
     until: Option<Deadline>,
     budget: std::time::Duration,
     polls: u32,
+    over: bool,
+}
+
+/// What a [`ServerSpin`] says to do.
+enum SpinStep {
+    /// Poll the ring again.
+    Again,
+    /// The budget just ran out, or there was none (once per spin: the adaptive score
+    /// counts it).
+    RanOut,
+    /// Do not poll (it ran out before).
+    Over,
 }
 
 impl ServerSpin {
-    fn new(limits: &Limits) -> ServerSpin {
+    fn new(budget: std::time::Duration) -> ServerSpin {
         ServerSpin {
             until: None,
-            budget: limits.spin.min(Limits::MAX_SPIN),
+            budget,
             polls: 0,
+            over: false,
         }
     }
 
-    /// True to poll the ring again.
-    fn keep_polling(&mut self) -> bool {
+    fn poll(&mut self) -> SpinStep {
+        if self.over {
+            return SpinStep::Over;
+        }
         if self.budget.is_zero() {
-            return false;
+            // No poll at all counts as one that ran out (as the client's zero spin):
+            // else a sleeping connection would score itself back into polling.
+            self.over = true;
+            return SpinStep::RanOut;
         }
         self.polls += 1;
         if self.polls % 64 != 0 {
             std::hint::spin_loop();
-            return true;
+            return SpinStep::Again;
         }
         // First clock read after 64 polls: a request arriving within them costs none.
         let budget = self.budget;
         let until = *self
             .until
             .get_or_insert_with(|| Deadline::after(Some(budget)));
-        if !until.passed() {
-            std::hint::spin_loop();
-            return true;
+        if until.passed() {
+            self.over = true;
+            return SpinStep::RanOut;
         }
-        false
+        std::hint::spin_loop();
+        SpinStep::Again
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{ServerSpin, SpinStep};
+    use crate::client::Adaptive;
+    use crate::{Limits, WaitMode};
+    use std::time::Duration;
+
+    #[test]
+    fn limits_choose_the_request_wait() {
+        let d = Limits::default();
+        assert_eq!(
+            d.request_wait(),
+            WaitMode::Adaptive {
+                max_spin: Duration::from_micros(50)
+            }
+        );
+        let fixed = Limits {
+            spin: Duration::from_secs(1),
+            ..Limits::default()
+        };
+        assert_eq!(
+            fixed.request_wait(),
+            WaitMode::SpinThenBlock {
+                spin: Limits::MAX_SPIN
+            }
+        );
+        let none = Limits {
+            adaptive_spin: Duration::ZERO,
+            ..Limits::default()
+        };
+        assert_eq!(none.request_wait(), WaitMode::Block);
+    }
+
+    #[test]
+    fn a_spin_runs_out_once_and_a_zero_spin_counts_as_run_out() {
+        let mut zero = ServerSpin::new(Duration::ZERO);
+        assert!(matches!(zero.poll(), SpinStep::RanOut));
+        assert!(matches!(zero.poll(), SpinStep::Over));
+        let mut short = ServerSpin::new(Duration::from_micros(1));
+        let mut again = 0;
+        let ran_out = loop {
+            match short.poll() {
+                SpinStep::Again => again += 1,
+                other => break other,
+            }
+        };
+        assert!(matches!(ran_out, SpinStep::RanOut));
+        assert!(again >= 63, "the first clock read comes after 64 polls");
+        assert!(matches!(short.poll(), SpinStep::Over));
+    }
+
+    /// The server's use of the adaptive rule: polls that run out stop the polling,
+    /// and a connection that sleeps does not score itself back into polling.
+    #[test]
+    fn a_slow_client_stops_the_server_polling() {
+        let mode = WaitMode::Adaptive {
+            max_spin: Duration::from_micros(50),
+        };
+        let mut adapt = Adaptive::new();
+        let mut budgets = Vec::new();
+        for _ in 0..40 {
+            let budget = adapt.begin(mode);
+            budgets.push(budget);
+            // Nothing arrives within the poll (or there was none).
+            let mut spin = ServerSpin::new(budget);
+            if budget.is_zero() {
+                assert!(matches!(spin.poll(), SpinStep::RanOut));
+            }
+            adapt.spun_out();
+        }
+        let polling = budgets.iter().filter(|b| !b.is_zero()).count();
+        assert!(polling <= 8 + 2, "polled {polling} of 40 wake-ups");
+        assert!(budgets[30..].iter().filter(|b| !b.is_zero()).count() <= 1);
     }
 }

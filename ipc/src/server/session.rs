@@ -11,6 +11,7 @@ use coroipc_ring::Consumer;
 use super::poll::{token, KIND_BELL, KIND_SOCKET};
 use super::serve::{serve, More};
 use super::Server;
+use crate::client::Adaptive;
 use crate::connection::Connection;
 use crate::connection::DisconnectReason;
 use crate::error::Violation;
@@ -26,6 +27,9 @@ pub(crate) struct Session {
     pub(crate) handle: Connection,
     /// Entered around everything the server does (and logs) for this connection.
     pub(crate) span: tracing::Span,
+    /// Whether this client's requests have recently come back to back: the server's
+    /// adaptive poll of its request ring (`Limits::adaptive_spin`).
+    pub(crate) adapt: Adaptive,
 }
 
 /// The tracing span of a connection: its id, the client's pid and uid, the service.
