@@ -47,6 +47,9 @@ pub struct Consumer {
     /// The last tail read from shared memory that passed [`check_tail`].
     /// Invariant: `cached_tail - head <= capacity`.
     cached_tail: u64,
+    /// True when the last look at the tail found nothing new: the reader is waiting
+    /// for a message (a round trip), not streaming behind the writer.
+    waiting: bool,
     /// Set by the first corruption seen; every later call reports it.
     poisoned: Option<Corruption>,
     _keep: Keepalive,
@@ -117,6 +120,7 @@ impl Consumer {
             pos: head,
             head,
             cached_tail: tail,
+            waiting: false,
             poisoned: None,
             _keep: Keepalive::default(),
         }
@@ -213,14 +217,18 @@ impl Consumer {
             if self.pos == self.cached_tail {
                 self.refresh_tail()?;
                 if self.pos == self.cached_tail {
+                    self.waiting = true;
                     return Ok(None);
                 }
-                // A lone small frame that spans two lines (a request or a response
-                // waited for): fetch the second line together with the header's, so
-                // its miss overlaps the first (ping-pong 64 B: 279 -> 218 ns). Not
-                // for more: a reader streaming behind the writer gains nothing and
-                // would pull lines it may never read (1 KiB frames lost a third).
-                if (65..=192).contains(&self.cached_tail.wrapping_sub(self.pos)) {
+                // A lone small frame that spans two lines, after waiting for it (a
+                // request or a response): fetch the second line together with the
+                // header's, so its miss overlaps the first (ping-pong 64 B: 279 -> 218
+                // ns). Not for a reader streaming behind the writer: it gains nothing
+                // and would pull lines the writer is still filling (1 KiB frames lost
+                // a third, 8 B frames an eighth).
+                if core::mem::replace(&mut self.waiting, false)
+                    && (65..=192).contains(&self.cached_tail.wrapping_sub(self.pos))
+                {
                     self.ring.data.prefetch(geo.offset(self.pos) + 64);
                 }
             }
