@@ -254,3 +254,32 @@ fn dispatch_batches_arrive_in_order_and_a_full_ring_stops_a_batch() {
         next += 1;
     }
 }
+
+/// A blocking connect to a listener whose backlog is full (the socket is non-blocking
+/// throughout, so it retries) says `Timeout` once its timeout passes: no hang, no
+/// early give-up.
+#[test]
+fn blocking_connect_times_out_on_a_full_backlog() {
+    let name =
+        coroipc::SocketName::abstract_name(format!("coroipc-test-backlog-{}", std::process::id()));
+    let _listener = coroipc::os::listen(&name, 1).unwrap();
+    let mut held = Vec::new();
+    loop {
+        let s = coroipc::os::unconnected().unwrap();
+        if !coroipc::os::try_connect(&name, &s).unwrap() {
+            break;
+        }
+        held.push(s);
+        assert!(held.len() < 10_000, "backlog never filled");
+    }
+    let opts = ConnectOptions {
+        connect_timeout: Duration::from_millis(200),
+        ..Default::default()
+    };
+    let started = std::time::Instant::now();
+    let e = Client::connect(&name, 1, &opts).unwrap_err();
+    assert!(matches!(e, coroipc::ConnectError::Timeout), "{e}");
+    let waited = started.elapsed();
+    assert!(waited >= Duration::from_millis(200), "{waited:?}");
+    assert!(waited < Duration::from_secs(5), "{waited:?}");
+}

@@ -20,6 +20,10 @@ use crate::protocol::{
 };
 use crate::region::{self, ClientRings};
 
+/// How long a blocking connect sleeps between attempts while the server's backlog is
+/// full.
+const BACKLOG_RETRY: std::time::Duration = std::time::Duration::from_millis(1);
+
 /// A connection the server accepted: its id, rings and waiter.
 pub(crate) struct Accepted {
     pub(crate) connection_id: u64,
@@ -97,26 +101,6 @@ impl Connecting {
         Ok(c)
     }
 
-    /// A handshake over a socket already connected (the blocking path).
-    fn connected(
-        stream: UnixStream,
-        name: &SocketName,
-        service: u16,
-        options: &ConnectOptions,
-        deadline: Deadline,
-    ) -> Result<Connecting, ConnectError> {
-        let mut c = Connecting {
-            name: name.clone(),
-            service,
-            options: options.clone(),
-            deadline,
-            stream,
-            stage: Stage::Backlog,
-        };
-        c.send_request()?;
-        Ok(c)
-    }
-
     /// The server's name.
     pub fn name(&self) -> &SocketName {
         &self.name
@@ -160,9 +144,7 @@ impl Connecting {
                 return Err(self.os_error(ConnectStep::Handshake, e));
             }
         }
-        self.stream
-            .set_nonblocking(true)
-            .map_err(|e| self.os_error(ConnectStep::Handshake, e))?;
+        // (The socket is non-blocking from its creation.)
         self.stage = Stage::Reply {
             buf: [0; CONNECT_REPLY_LEN],
             got: 0,
@@ -306,23 +288,23 @@ pub(crate) fn blocking(
     service: u16,
     options: &ConnectOptions,
 ) -> Result<Client, ConnectError> {
-    let deadline = Deadline::after(Some(options.connect_timeout));
-    let stream =
-        os::connect(name, Some(options.connect_timeout)).map_err(|source| match source.kind() {
-            io::ErrorKind::TimedOut => ConnectError::Timeout,
-            _ => ConnectError::Os {
-                name: name.clone(),
-                step: ConnectStep::Connect,
-                source,
-            },
-        })?;
-    let mut connecting = Connecting::connected(stream, name, service, options, deadline)?;
+    // The non-blocking state machine throughout: a socket non-blocking from its
+    // creation (no timeout to set and clear around `connect`, no switch to
+    // non-blocking after it: three system calls fewer than a blocking connect).
+    let mut connecting = Connecting::start(name, service, options)?;
+    let deadline = connecting.deadline;
     let mut spin = Spin::new(options.wait.spin(), deadline);
     loop {
         connecting = match connecting.finish()? {
             Finish::Connected(client) => return Ok(client),
             Finish::Pending(c) => c,
         };
+        if connecting.backlog_full() {
+            // No readiness announces room in the backlog: retry after a short sleep
+            // (`finish` reports the deadline).
+            std::thread::sleep(BACKLOG_RETRY.min(deadline.remaining().unwrap_or(BACKLOG_RETRY)));
+            continue;
+        }
         // (A dead server shows as end of stream in `finish`: no liveness check.)
         // (`finish` reports the deadline: an expired spin just polls once more.)
         if spin.step() != SpinStep::Done {

@@ -41,6 +41,7 @@ pub use doorbell::Doorbell;
 pub use fdlimit::{is_exhaustion, is_fd_exhaustion, raise_nofile, FdReserve};
 pub use fdpass::{recv_with_fds, send_with_fds};
 pub use shm::{SharedMemory, ShmError};
+pub(crate) use socket::accept_nonblocking;
 pub use socket::{connect, listen, try_connect, unconnected, SocketName};
 pub use wait::{wait_readable, Epoll, Event, FdReadiness, Interest, Readiness};
 

@@ -243,6 +243,25 @@ pub fn connect(name: &SocketName, timeout: Option<Duration>) -> io::Result<UnixS
     Ok(UnixStream::from(sock))
 }
 
+/// The next client queued on `listener` (itself non-blocking), as a non-blocking,
+/// close-on-exec stream: `accept4` with both flags, one system call where `accept`
+/// and `set_nonblocking` make two.
+///
+/// # Errors
+///
+/// The OS error of `accept4` (`WouldBlock` when no client waits).
+pub(crate) fn accept_nonblocking(listener: &UnixListener) -> io::Result<UnixStream> {
+    let fd = nix::sys::socket::accept4(
+        listener.as_raw_fd(),
+        SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
+    )?;
+    // SAFETY: `accept4` just returned this descriptor: it is open and nothing else
+    // owns it.
+    Ok(UnixStream::from(unsafe {
+        <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd)
+    }))
+}
+
 /// A new non-blocking, close-on-exec Unix stream socket, not connected yet (for
 /// [`try_connect`]).
 ///

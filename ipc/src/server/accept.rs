@@ -76,8 +76,8 @@ impl Acceptor {
     /// The next client on the listener, or why there is none.
     pub(crate) fn next(&mut self) -> Accepted {
         loop {
-            match self.listener.accept() {
-                Ok((stream, _)) => return Accepted::Client(stream),
+            match crate::os::accept_nonblocking(&self.listener) {
+                Ok(stream) => return Accepted::Client(stream),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Accepted::Drained,
                 // Interrupted, or a client that gave up before we accepted it.
                 Err(e)

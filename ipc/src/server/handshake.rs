@@ -63,10 +63,8 @@ fn read_handshake(p: &mut Pending) -> HandshakeRead {
 }
 
 impl Server {
+    /// A client just accepted (non-blocking already: `os::accept_nonblocking`).
     pub(super) fn admit_client(&mut self, stream: UnixStream) {
-        if stream.set_nonblocking(true).is_err() {
-            return;
-        }
         if self.conns.len() + self.pending.len() >= self.limits.max_connections {
             tracing::info!(
                 max_connections = self.limits.max_connections,
