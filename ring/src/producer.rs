@@ -278,11 +278,13 @@ impl Producer {
         // SAFETY: `frame_pos..end` lies inside the data area, contiguous
         // (`place_frame`), and holds the header word and `msg`; it is free space this
         // producer owns, so a correct consumer does not read it yet.
+        // The header first (nothing is visible before the publish): a header store
+        // queued behind a bulk copy waits for all of it.
         unsafe {
-            self.ring.data.write(offset + FRAME_HEADER, msg);
             self.ring
                 .data
                 .store_word(offset, encode(TAG_MSG, msg.len() as u32));
+            self.ring.data.write(offset + FRAME_HEADER, msg);
         }
         self.tail = end;
         Ok(())
