@@ -102,12 +102,19 @@ mod data {
     /// is not: the inline assembly is opaque to the compiler, which must assume it reads
     /// and writes the bytes once, as the hardware does, so it cannot fetch twice or
     /// assume the values stable (the double-fetch that makes a racing plain copy UB).
-    /// What the block does is expressible in Rust without UB: on x86-64 every byte
-    /// access is single-copy atomic, so `rep movsb` behaves as a loop of `Relaxed`
-    /// `AtomicU8` loads and stores (which compile to plain `mov`s). A concurrent write
-    /// by the peer changes the bytes copied, nothing else; callers never decide
-    /// anything from payload bytes. Miri (which cannot run assembly and checks the
-    /// word model) and other targets use the word loop.
+    /// What the block does is expressible in Rust without UB, and in the same kind of
+    /// access as the rest of this module: every byte it touches lies in an aligned
+    /// 8-byte word of the area (8-aligned base, length a multiple of 8), a byte it
+    /// reads behaves as a `Relaxed` load of that `AtomicU64` (keeping one byte), and a
+    /// byte it writes as a compare-and-swap loop on that word replacing only that
+    /// byte. So no access of another size races with the peer's 8-byte atomics (Rust
+    /// forbids mixed-size atomic races), and x86-64, whose byte accesses are
+    /// single-copy atomic, shows no outcome those word operations could not give: a
+    /// concurrent write by the peer changes which bytes are copied, nothing else;
+    /// callers never decide anything from payload bytes. String stores are ordered
+    /// before later stores (x86 TSO), so the `Release` publish after a copy still
+    /// publishes it. Miri (which cannot run assembly and checks the word model) and
+    /// other targets use the word loop.
     pub(super) mod fast_copy {
         /// Whether [`copy`] exists on this target.
         pub(crate) const USE: bool = cfg!(all(target_arch = "x86_64", not(miri)));
@@ -207,7 +214,8 @@ mod data {
             // SAFETY: `offset + 8 <= len` (caller contract) keeps the pointer inside
             // the area, valid while `self` lives (type invariant); `base` and `offset`
             // are 8-aligned. `from_ptr` also requires that no non-atomic access races
-            // with the atomic ones: this module only makes 8-byte atomic accesses, and
+            // with the atomic ones: this module only makes 8-byte atomic accesses (the
+            // bulk copy's assembly included, modelled as such: `fast_copy`), and
             // the `*_trusted` slices exist only under their callers' promise that
             // nothing else touches those bytes meanwhile. (The peer's writes come from
             // another process or an untrusted thread: they only choose the values.)

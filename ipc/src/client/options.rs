@@ -88,6 +88,17 @@ impl Adaptive {
         }
     }
 
+    /// A memory that starts at zero: no spin until a probe finds the peer quick (the
+    /// server's, so that a connection that sends one request and leaves costs no
+    /// poll).
+    pub(crate) fn idle() -> Adaptive {
+        Adaptive {
+            score: 0,
+            idle_waits: 0,
+            current: Outcome::None,
+        }
+    }
+
     /// A new wait begins under `mode`: scores the last one, returns the spin budget.
     pub(crate) fn begin(&mut self, mode: WaitMode) -> Duration {
         match std::mem::replace(&mut self.current, Outcome::Quick) {

@@ -6,7 +6,10 @@
 //!
 //! A request's payload is copied out of shared memory into the server's scratch
 //! buffer before the handler sees it: the client may rewrite the ring at any time, and
-//! the handler gets bytes that cannot change under it (one `memcpy` per request).
+//! the handler gets bytes that cannot change under it (one `memcpy` per request) —
+//! unless the service takes it in place (`Service::in_place`), when the handler reads
+//! it from the ring through copies ([`RequestPayload`]). After requests, [`Poll`]
+//! decides whether to poll the idle ring before announcing sleep.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -15,6 +18,7 @@ use coroipc_ring::{Corruption, ReadGrant, SleepCheck, Wake};
 
 use super::config::Limits;
 use super::session::Session;
+use crate::client::Adaptive;
 use crate::connection::{ConnShared, DisconnectReason};
 use crate::deadline::Deadline;
 use crate::error::{RingKind, Violation};
@@ -116,22 +120,21 @@ fn handle_requests(
     // hold the server thread past its turn.
     let mut busy_rounds = 0usize;
     let mut release_wake = Wake::NotNeeded;
-    let mode = limits.request_wait();
-    // The poll of an empty ring after a request, begun when the ring is first found
-    // empty (its budget from the connection's adaptive score).
-    let mut spin: Option<ServerSpin> = None;
+    let mut poll = Poll::new(limits);
     let more = loop {
         let grant = match conn.requests.try_peek() {
             Ok(Some(grant)) => grant,
             Ok(None) => {
                 release_wake = release_wake.or(conn.requests.release());
                 if handled > 0 {
-                    let adapt = &mut conn.adapt;
-                    let s = spin.get_or_insert_with(|| ServerSpin::new(adapt.begin(mode)));
-                    match s.poll() {
-                        SpinStep::Again => continue,
-                        SpinStep::RanOut => adapt.spun_out(),
-                        SpinStep::Over => {}
+                    // A client asleep for room is woken before the poll, not after.
+                    if release_wake.is_needed() {
+                        let _ = shared.client_bell.ring();
+                        release_wake = Wake::NotNeeded;
+                    }
+                    let closing = shared.closing.load(Ordering::Acquire);
+                    if !closing && poll.again(&mut conn.adapt) {
+                        continue;
                     }
                 }
                 let check = conn.requests.prepare_sleep().map_err(request_fault)?;
@@ -163,7 +166,7 @@ fn handle_requests(
         // The handler may have moved the dispatch ring into flow control.
         report_flow(conn, service)?;
         handled += 1;
-        spin = None;
+        poll.request_handled();
         if shared.closing.load(Ordering::Acquire)
             || handled >= limits.batch
             || shared.response.has_backlog()
@@ -281,10 +284,55 @@ fn arm(shared: &ConnShared) -> Result<More, DisconnectReason> {
     Ok(more)
 }
 
-/// The server's poll of an idle request ring (SPEC §2.7; its budget from
-/// [`Limits::request_wait`], capped at `Limits::MAX_SPIN`): the clock is read every 64
-/// polls (the budget counts from the first read), and once the budget is spent the
-/// poll stays over.
+/// The server's poll of an idle request ring during one pass over a connection
+/// (SPEC §2.7): each wait for the next request gets a budget from the connection's
+/// adaptive score ([`Limits::request_wait`]), and all the waits of the pass together
+/// poll at most one budget (so one connection holds the server thread no longer than
+/// that, at most `Limits::MAX_SPIN`, beyond the requests it sends).
+struct Poll {
+    mode: crate::WaitMode,
+    /// The wait in progress, begun when the ring was first found empty after a request.
+    spin: Option<ServerSpin>,
+    /// When the pass's polling ends (set by its first clock read).
+    until: Option<Deadline>,
+}
+
+impl Poll {
+    fn new(limits: &Limits) -> Poll {
+        Poll {
+            mode: limits.request_wait(),
+            spin: None,
+            until: None,
+        }
+    }
+
+    /// A request was handled: the next empty ring begins a new wait.
+    fn request_handled(&mut self) {
+        self.spin = None;
+    }
+
+    /// True to look at the ring again; scores a wait that runs out.
+    fn again(&mut self, adapt: &mut Adaptive) -> bool {
+        let (mode, until) = (self.mode, self.until);
+        let spin = self
+            .spin
+            .get_or_insert_with(|| ServerSpin::new(adapt.begin(mode), until));
+        let step = spin.poll();
+        self.until = self.until.or(spin.until);
+        match step {
+            SpinStep::Again => true,
+            SpinStep::RanOut => {
+                adapt.spun_out();
+                false
+            }
+            SpinStep::Over => false,
+        }
+    }
+}
+
+/// One wait's poll: the clock is read every 64 polls (the budget counts from the
+/// first read, unless the pass's deadline is already set), and once the budget is
+/// spent the poll stays over.
 struct ServerSpin {
     until: Option<Deadline>,
     budget: std::time::Duration,
@@ -304,9 +352,9 @@ enum SpinStep {
 }
 
 impl ServerSpin {
-    fn new(budget: std::time::Duration) -> ServerSpin {
+    fn new(budget: std::time::Duration, until: Option<Deadline>) -> ServerSpin {
         ServerSpin {
-            until: None,
+            until,
             budget,
             polls: 0,
             over: false,
@@ -377,10 +425,10 @@ mod tests {
 
     #[test]
     fn a_spin_runs_out_once_and_a_zero_spin_counts_as_run_out() {
-        let mut zero = ServerSpin::new(Duration::ZERO);
+        let mut zero = ServerSpin::new(Duration::ZERO, None);
         assert!(matches!(zero.poll(), SpinStep::RanOut));
         assert!(matches!(zero.poll(), SpinStep::Over));
-        let mut short = ServerSpin::new(Duration::from_micros(1));
+        let mut short = ServerSpin::new(Duration::from_micros(1), None);
         let mut again = 0;
         let ran_out = loop {
             match short.poll() {
@@ -391,6 +439,27 @@ mod tests {
         assert!(matches!(ran_out, SpinStep::RanOut));
         assert!(again >= 63, "the first clock read comes after 64 polls");
         assert!(matches!(short.poll(), SpinStep::Over));
+    }
+
+    /// All the waits of one pass poll one budget in all: after the first ran it out,
+    /// the next wait of the same pass stops at its first clock read.
+    #[test]
+    fn a_pass_polls_one_budget_in_all() {
+        let limits = Limits {
+            spin: Duration::from_micros(200),
+            ..Limits::default()
+        };
+        let mut poll = super::Poll::new(&limits);
+        let mut adapt = Adaptive::new();
+        let started = std::time::Instant::now();
+        while poll.again(&mut adapt) {}
+        assert!(started.elapsed() >= Duration::from_micros(200));
+        poll.request_handled();
+        let mut second = 0;
+        while poll.again(&mut adapt) {
+            second += 1;
+        }
+        assert!(second < 64, "the second wait polled {second} times");
     }
 
     /// The server's use of the adaptive rule: polls that run out stop the polling,
@@ -406,7 +475,7 @@ mod tests {
             let budget = adapt.begin(mode);
             budgets.push(budget);
             // Nothing arrives within the poll (or there was none).
-            let mut spin = ServerSpin::new(budget);
+            let mut spin = ServerSpin::new(budget, None);
             if budget.is_zero() {
                 assert!(matches!(spin.poll(), SpinStep::RanOut));
             }
