@@ -36,9 +36,10 @@ pub struct Limits {
     pub batch: usize,
     /// How long the server polls a connection's request ring after handling its
     /// requests, before arming its doorbell, on every wake-up (0, the default: see
-    /// [`adaptive_spin`](Limits::adaptive_spin)); the polls of one pass over a
-    /// connection share it. Values above [`Limits::MAX_SPIN`] count as that: the one
-    /// server thread serves every connection, and a long spin on one delays the others.
+    /// [`adaptive_spin`](Limits::adaptive_spin)). Values above [`Limits::MAX_SPIN`]
+    /// count as that, and the polls of one pass over a connection last at most that
+    /// in all: the one server thread serves every connection, and a long spin on one
+    /// delays the others.
     pub spin: Duration,
     /// With `spin` 0: poll up to this long, but only while this connection's recent
     /// requests arrived within the poll (the rule of the client's
@@ -54,7 +55,8 @@ pub struct Limits {
 }
 
 impl Limits {
-    /// The longest server spin per connection wake-up (1 ms).
+    /// The longest a server polls one connection's request ring in one pass over it,
+    /// all its waits together (1 ms).
     pub const MAX_SPIN: Duration = Duration::from_millis(1);
 }
 

@@ -287,14 +287,14 @@ fn arm(shared: &ConnShared) -> Result<More, DisconnectReason> {
 /// The server's poll of an idle request ring during one pass over a connection
 /// (SPEC §2.7): each wait for the next request gets a budget from the connection's
 /// adaptive score ([`Limits::request_wait`]), and all the waits of the pass together
-/// poll at most one budget (so one connection holds the server thread no longer than
-/// that, at most `Limits::MAX_SPIN`, beyond the requests it sends).
+/// poll at most `Limits::MAX_SPIN` (so one connection holds the server thread no
+/// longer than that beyond the requests it sends).
 struct Poll {
     mode: crate::WaitMode,
     /// The wait in progress, begun when the ring was first found empty after a request.
     spin: Option<ServerSpin>,
-    /// When the pass's polling ends (set by its first clock read).
-    until: Option<Deadline>,
+    /// When the pass's polling ends (`MAX_SPIN` after its first clock read).
+    pass_until: Option<Deadline>,
 }
 
 impl Poll {
@@ -302,7 +302,7 @@ impl Poll {
         Poll {
             mode: limits.request_wait(),
             spin: None,
-            until: None,
+            pass_until: None,
         }
     }
 
@@ -313,12 +313,11 @@ impl Poll {
 
     /// True to look at the ring again; scores a wait that runs out.
     fn again(&mut self, adapt: &mut Adaptive) -> bool {
-        let (mode, until) = (self.mode, self.until);
+        let mode = self.mode;
         let spin = self
             .spin
-            .get_or_insert_with(|| ServerSpin::new(adapt.begin(mode), until));
-        let step = spin.poll();
-        self.until = self.until.or(spin.until);
+            .get_or_insert_with(|| ServerSpin::new(adapt.begin(mode)));
+        let step = spin.poll(&mut self.pass_until);
         match step {
             SpinStep::Again => true,
             SpinStep::RanOut => {
@@ -331,8 +330,8 @@ impl Poll {
 }
 
 /// One wait's poll: the clock is read every 64 polls (the budget counts from the
-/// first read, unless the pass's deadline is already set), and once the budget is
-/// spent the poll stays over.
+/// first read; the pass's deadline is set then too, if it is not yet), and once the
+/// budget or the pass's time is spent the poll stays over.
 struct ServerSpin {
     until: Option<Deadline>,
     budget: std::time::Duration,
@@ -352,16 +351,16 @@ enum SpinStep {
 }
 
 impl ServerSpin {
-    fn new(budget: std::time::Duration, until: Option<Deadline>) -> ServerSpin {
+    fn new(budget: std::time::Duration) -> ServerSpin {
         ServerSpin {
-            until,
+            until: None,
             budget,
             polls: 0,
             over: false,
         }
     }
 
-    fn poll(&mut self) -> SpinStep {
+    fn poll(&mut self, pass_until: &mut Option<Deadline>) -> SpinStep {
         if self.over {
             return SpinStep::Over;
         }
@@ -381,7 +380,8 @@ impl ServerSpin {
         let until = *self
             .until
             .get_or_insert_with(|| Deadline::after(Some(budget)));
-        if until.passed() {
+        let pass = *pass_until.get_or_insert_with(|| Deadline::after(Some(Limits::MAX_SPIN)));
+        if until.passed() || pass.passed() {
             self.over = true;
             return SpinStep::RanOut;
         }
@@ -425,35 +425,36 @@ mod tests {
 
     #[test]
     fn a_spin_runs_out_once_and_a_zero_spin_counts_as_run_out() {
-        let mut zero = ServerSpin::new(Duration::ZERO, None);
-        assert!(matches!(zero.poll(), SpinStep::RanOut));
-        assert!(matches!(zero.poll(), SpinStep::Over));
-        let mut short = ServerSpin::new(Duration::from_micros(1), None);
+        let mut pass = None;
+        let mut zero = ServerSpin::new(Duration::ZERO);
+        assert!(matches!(zero.poll(&mut pass), SpinStep::RanOut));
+        assert!(matches!(zero.poll(&mut pass), SpinStep::Over));
+        let mut short = ServerSpin::new(Duration::from_micros(1));
         let mut again = 0;
         let ran_out = loop {
-            match short.poll() {
+            match short.poll(&mut pass) {
                 SpinStep::Again => again += 1,
                 other => break other,
             }
         };
         assert!(matches!(ran_out, SpinStep::RanOut));
         assert!(again >= 63, "the first clock read comes after 64 polls");
-        assert!(matches!(short.poll(), SpinStep::Over));
+        assert!(matches!(short.poll(&mut pass), SpinStep::Over));
     }
 
-    /// All the waits of one pass poll one budget in all: after the first ran it out,
-    /// the next wait of the same pass stops at its first clock read.
+    /// All the waits of one pass poll at most `MAX_SPIN` in all: once the pass's time
+    /// is spent, a new wait of the same pass stops at its first clock read.
     #[test]
-    fn a_pass_polls_one_budget_in_all() {
+    fn a_pass_polls_at_most_max_spin() {
         let limits = Limits {
-            spin: Duration::from_micros(200),
+            spin: Limits::MAX_SPIN,
             ..Limits::default()
         };
         let mut poll = super::Poll::new(&limits);
         let mut adapt = Adaptive::new();
         let started = std::time::Instant::now();
         while poll.again(&mut adapt) {}
-        assert!(started.elapsed() >= Duration::from_micros(200));
+        assert!(started.elapsed() >= Limits::MAX_SPIN);
         poll.request_handled();
         let mut second = 0;
         while poll.again(&mut adapt) {
@@ -475,9 +476,9 @@ mod tests {
             let budget = adapt.begin(mode);
             budgets.push(budget);
             // Nothing arrives within the poll (or there was none).
-            let mut spin = ServerSpin::new(budget, None);
+            let mut spin = ServerSpin::new(budget);
             if budget.is_zero() {
-                assert!(matches!(spin.poll(), SpinStep::RanOut));
+                assert!(matches!(spin.poll(&mut None), SpinStep::RanOut));
             }
             adapt.spun_out();
         }
