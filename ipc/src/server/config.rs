@@ -50,7 +50,7 @@ pub struct Limits {
     /// server; an occasional one costs little CPU (a probe in 16 wake-ups). 0 never
     /// polls. Default 50 us; measured on 2 CPUs (default client, medians of five runs):
     /// 64 B round trips 3.8 -> 0.34 us, 64 KiB 19 -> 4.0 us; a client sending every
-    /// 1 ms costs the server 14-22 us of CPU per request against 8-9 us without it.
+    /// 1 ms costs the server 11-22 us of CPU per request against 8-9 us without it.
     pub adaptive_spin: Duration,
 }
 
