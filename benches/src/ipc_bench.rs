@@ -822,16 +822,7 @@ fn idle_cpu(b: Budget, out: &mut Vec<IpcResult>) -> std::io::Result<()> {
             c.request(CMD_SLOW, b"").map_err(io_err)?;
         }
         let per = (thread_cpu_ns() - cpu) / n as f64;
-        out.push(IpcResult {
-            op: "idle_cpu",
-            imp: "coroipc",
-            mode: name,
-            size: 0,
-            median_ns: Some(per),
-            p99_ns: None,
-            msgs_per_s: None,
-            mb_per_s: None,
-        });
+        out.push(cpu_row("idle_cpu", name, per));
     }
     Ok(())
 }
@@ -856,18 +847,23 @@ fn server_cpu(b: Budget, out: &mut Vec<IpcResult>) -> std::io::Result<()> {
             std::thread::sleep(Duration::from_millis(1));
         }
         let per = (process_cpu_ns(pid)? - cpu) / n as f64;
-        out.push(IpcResult {
-            op: "server_cpu",
-            imp: "coroipc",
-            mode: name,
-            size: 0,
-            median_ns: Some(per),
-            p99_ns: None,
-            msgs_per_s: None,
-            mb_per_s: None,
-        });
+        out.push(cpu_row("server_cpu", name, per));
     }
     Ok(())
+}
+
+/// A CPU-per-request row (`median_ns` = CPU ns per request).
+fn cpu_row(op: &'static str, mode: &'static str, per_request_ns: f64) -> IpcResult {
+    IpcResult {
+        op,
+        imp: "coroipc",
+        mode,
+        size: 0,
+        median_ns: Some(per_request_ns),
+        p99_ns: None,
+        msgs_per_s: None,
+        mb_per_s: None,
+    }
 }
 
 /// CPU time of process `pid` so far, in ns (`/proc/PID/schedstat`, first field).

@@ -412,6 +412,11 @@ fn requests_written_in_place() {
         c.reserve_request(cmd::ECHO, c.max_request_len() + 1),
         Err(ClientError::TooLarge { .. })
     ));
+    assert!(matches!(
+        c.reserve_request(cmd::ECHO, usize::MAX),
+        Err(ClientError::TooLarge { .. })
+    ));
+    assert_eq!(c.outstanding(), 0);
     // More than the ring holds, one after another: each waits for room (responses
     // that arrive meanwhile are stashed, so they come back in any order).
     let mut want = HashMap::new();

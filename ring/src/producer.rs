@@ -275,11 +275,11 @@ impl Producer {
     pub fn try_stage(&mut self, msg: &[u8]) -> Result<(), PushError> {
         let (frame_pos, end) = self.place_frame(msg.len())?;
         let offset = self.ring.geometry.offset(frame_pos);
+        // The header first (nothing is visible before the publish): a header store
+        // queued behind a bulk copy waits for all of it.
         // SAFETY: `frame_pos..end` lies inside the data area, contiguous
         // (`place_frame`), and holds the header word and `msg`; it is free space this
         // producer owns, so a correct consumer does not read it yet.
-        // The header first (nothing is visible before the publish): a header store
-        // queued behind a bulk copy waits for all of it.
         unsafe {
             self.ring
                 .data

@@ -96,7 +96,7 @@ mod data {
     ///
     /// The word loop below makes one `Relaxed` 8-byte atomic access per word, which the
     /// compiler may not merge or vectorise: it copies at about 0.6x `memcpy` (measured
-    /// in `coroipc-bench`'s floors). On x86-64 a copy of at least [`MIN_LEN`] bytes is
+    /// in `coroipc-bench`'s floors). On x86-64 a copy of at least 256 bytes is
     /// one `rep movsb` instead (fast with ERMS/FSRM; glibc's `memcpy` uses the same
     /// instruction from a few KiB). Why that is sound where a plain `copy_nonoverlapping`
     /// is not: the inline assembly is opaque to the compiler, which must assume it reads
@@ -116,12 +116,14 @@ mod data {
     /// publishes it. Miri (which cannot run assembly and checks the word model) and
     /// other targets use the word loop.
     pub(super) mod fast_copy {
-        /// Whether [`copy`] exists on this target.
-        pub(crate) const USE: bool = cfg!(all(target_arch = "x86_64", not(miri)));
         /// Below this the word loop is as fast (no `rep` start-up cost).
-        pub(crate) const MIN_LEN: usize = 256;
+        #[cfg(all(target_arch = "x86_64", not(miri)))]
+        const MIN_LEN: usize = 256;
 
-        /// Copies `len` bytes from `src` to `dst` with `rep movsb`.
+        /// Copies `len` bytes from `src` to `dst` with `rep movsb` and returns true
+        /// when the bulk copy applies here (x86-64 outside Miri, `len >= MIN_LEN`);
+        /// otherwise copies nothing and returns false (the caller uses the word loop).
+        /// The one place that decides.
         ///
         /// # Safety
         /// `src` is valid for reads and `dst` for writes of `len` bytes, and every
@@ -129,14 +131,28 @@ mod data {
         /// area's rule) or ordered with this copy. The ranges may overlap (a corrupt
         /// ring could make them): `rep movsb` then copies byte by byte forward, which
         /// is defined, if useless.
+        #[inline(always)]
+        pub(crate) unsafe fn copy_if_bulk(src: *const u8, dst: *mut u8, len: usize) -> bool {
+            #[cfg(all(target_arch = "x86_64", not(miri)))]
+            if len >= MIN_LEN {
+                // SAFETY: forwarded contract.
+                unsafe { rep_movsb(src, dst, len) };
+                return true;
+            }
+            let _ = (src, dst, len);
+            false
+        }
+
+        /// # Safety
+        /// As [`copy_if_bulk`].
         #[cfg(all(target_arch = "x86_64", not(miri)))]
         // Out of line: inlined, it made the callers' small-message paths slower (64 B
         // batched ring messages 34 -> 27 M/s from code layout alone).
         #[inline(never)]
-        pub(crate) unsafe fn copy(src: *const u8, dst: *mut u8, len: usize) {
-            // SAFETY: the ranges are valid (caller contract); `rep movsb`
-            // copies forward with the direction flag clear (the ABI guarantees it at
-            // every call boundary and nothing here sets it), and touches nothing but
+        unsafe fn rep_movsb(src: *const u8, dst: *mut u8, len: usize) {
+            // SAFETY: the ranges are valid (caller contract); `rep movsb` copies
+            // forward with the direction flag clear (the ABI guarantees it at every
+            // call boundary and nothing here sets it), and touches nothing but
             // `rsi`/`rdi`/`rcx` (declared clobbered) and the two ranges.
             unsafe {
                 core::arch::asm!(
@@ -147,16 +163,6 @@ mod data {
                     options(nostack, preserves_flags),
                 );
             }
-        }
-
-        /// Never called where [`USE`] is false.
-        ///
-        /// # Safety
-        /// None needed; it does nothing.
-        #[cfg(not(all(target_arch = "x86_64", not(miri))))]
-        #[inline]
-        pub(crate) unsafe fn copy(_src: *const u8, _dst: *mut u8, _len: usize) {
-            unreachable!("fast_copy::copy without fast_copy::USE")
         }
     }
 
@@ -287,10 +293,11 @@ mod data {
         /// this side owns (protocol correctness, not memory safety).
         #[inline(always)]
         pub(crate) unsafe fn write(&self, offset: usize, src: &[u8]) {
-            if fast_copy::USE && src.len() >= fast_copy::MIN_LEN {
-                // SAFETY: `offset + src.len() <= len` (caller contract): the
-                // destination lies inside the area; `src` is a live slice.
-                unsafe { fast_copy::copy(src.as_ptr(), self.base.as_ptr().add(offset), src.len()) };
+            // SAFETY: `offset + src.len() <= len` (caller contract): the destination
+            // lies inside the area; `src` is a live slice.
+            if unsafe {
+                fast_copy::copy_if_bulk(src.as_ptr(), self.base.as_ptr().add(offset), src.len())
+            } {
                 return;
             }
             let (head, whole) = Self::split(offset, src.len());
@@ -354,12 +361,11 @@ mod data {
         /// `offset + dst.len() <= len`.
         #[inline(always)]
         pub(crate) unsafe fn read(&self, offset: usize, dst: &mut [u8]) {
-            if fast_copy::USE && dst.len() >= fast_copy::MIN_LEN {
-                // SAFETY: `offset + dst.len() <= len` (caller contract): the source
-                // lies inside the area; `dst` is a live exclusive slice.
-                unsafe {
-                    fast_copy::copy(self.base.as_ptr().add(offset), dst.as_mut_ptr(), dst.len())
-                };
+            // SAFETY: `offset + dst.len() <= len` (caller contract): the source lies
+            // inside the area; `dst` is a live exclusive slice.
+            if unsafe {
+                fast_copy::copy_if_bulk(self.base.as_ptr().add(offset), dst.as_mut_ptr(), dst.len())
+            } {
                 return;
             }
             let (head, whole) = Self::split(offset, dst.len());
@@ -390,19 +396,15 @@ mod data {
             dst_offset: usize,
             len: usize,
         ) -> bool {
-            if !(fast_copy::USE && len >= fast_copy::MIN_LEN) {
-                return false;
-            }
             debug_assert!(offset + len <= self.len && dst_offset + len <= dst.len);
             // SAFETY: both ranges inside their areas (caller contract).
             unsafe {
-                fast_copy::copy(
+                fast_copy::copy_if_bulk(
                     self.base.as_ptr().add(offset),
                     dst.base.as_ptr().add(dst_offset),
                     len,
                 )
-            };
-            true
+            }
         }
 
         /// Copies out `dst.len()` bytes (not crossing a word) at `offset`.

@@ -60,14 +60,8 @@ impl RequestGrant<'_> {
 
     /// Sets every payload byte to `byte`.
     pub fn fill(&mut self, byte: u8) {
-        let chunk = [byte; 256];
-        let len = self.len();
-        let mut at = 0;
-        while at < len {
-            let n = (len - at).min(chunk.len());
-            self.write_at(at, &chunk[..n]);
-            at += n;
-        }
+        // The whole frame: `commit` writes the header over its first bytes.
+        self.grant.fill(byte);
     }
 
     /// The payload as a slice of shared memory.

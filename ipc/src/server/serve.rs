@@ -151,17 +151,21 @@ fn handle_requests(
             Err(e) => return Err(request_fault(e)),
         };
         let header = request_header(&grant)?;
-        let len = grant.len() - REQUEST_HEADER_LEN;
-        let in_place = service.in_place(header.command, len);
+        let request = |payload, in_ring| Request {
+            id: header.id,
+            command: header.command,
+            payload,
+            in_ring,
+        };
         let private = &mut conn.private;
-        if in_place {
-            let payload = Payload::InRing(RequestPayload::new(&grant));
-            handle_one(private, &shared, service, header, payload);
+        if service.in_place(header.command, grant.len() - REQUEST_HEADER_LEN) {
+            let in_ring = Some(RequestPayload::new(&grant));
+            handle_one(private, &shared, service, request(&[], in_ring));
             grant.consume();
         } else {
             copy_payload(&grant, scratch);
             grant.consume();
-            handle_one(private, &shared, service, header, Payload::Copied(scratch));
+            handle_one(private, &shared, service, request(scratch, None));
         }
         // The handler may have moved the dispatch ring into flow control.
         report_flow(conn, service)?;
@@ -208,40 +212,19 @@ fn copy_payload(grant: &ReadGrant<'_>, scratch: &mut Vec<u8>) {
     grant.read_at(REQUEST_HEADER_LEN, scratch);
 }
 
-/// Where the handler finds a request's payload.
-enum Payload<'a> {
-    /// The server's private copy.
-    Copied(&'a [u8]),
-    /// In the request ring (the service asked for it in place).
-    InRing(RequestPayload<'a>),
-}
-
 /// Runs admission and the handler for one request, and answers it exactly once.
 fn handle_one(
     private: &mut Option<ErasedPrivate>,
     shared: &Arc<ConnShared>,
     service: &mut dyn ErasedService,
-    header: RequestHeader,
-    payload: Payload<'_>,
+    request: Request<'_>,
 ) {
-    let (payload, in_ring) = match payload {
-        Payload::Copied(bytes) => (bytes, None),
-        Payload::InRing(view) => (&[][..], Some(view)),
-    };
-    shared
-        .counters
-        .request(in_ring.as_ref().map_or(payload.len(), RequestPayload::len));
+    shared.counters.request(request.len());
     let Some(private) = private.as_mut() else {
         return;
     };
-    let mut responder = Responder::new(shared, header.id);
-    let result = if service.admit(private, header.command) {
-        let request = Request {
-            id: header.id,
-            command: header.command,
-            payload,
-            in_ring,
-        };
+    let mut responder = Responder::new(shared, request.id);
+    let result = if service.admit(private, request.command) {
         service.handle(private, request, &mut responder)
     } else {
         // A failure here is a closed or misbehaving connection, handled by the caller.
