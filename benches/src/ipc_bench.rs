@@ -886,34 +886,134 @@ fn thread_cpu_ns() -> f64 {
     ts.tv_sec as f64 * 1e9 + ts.tv_nsec as f64
 }
 
-/// Round trip of 64 B through the tokio client (`coroipc::tokio::AsyncClient`) on a
-/// current-thread runtime, server not spinning: what an async caller pays against the
-/// blocking client's rows (`impl` `coroipc-tokio`, `mode` `default`: no spin;
-/// `spin-20us`: `set_spin(20 µs)`).
-fn tokio_rtt(b: Budget, mode: &'static str, spin: Duration) -> std::io::Result<IpcResult> {
+/// Which tokio runtime a [`tokio_rtt`] row runs on.
+#[derive(Clone, Copy, Debug)]
+pub enum Runtime {
+    /// `new_current_thread`: the caller's thread polls everything.
+    CurrentThread,
+    /// `new_multi_thread` with this many workers; the request loop is a spawned task,
+    /// so any worker may poll it (and the reactor may run on another).
+    MultiThread(usize),
+    /// As `MultiThread`, with the server served on the same runtime
+    /// (`coroipc::tokio::serve`) instead of in its own process.
+    MultiThreadServed(usize),
+}
+
+impl Runtime {
+    fn build(self) -> std::io::Result<tokio::runtime::Runtime> {
+        match self {
+            Runtime::CurrentThread => tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build(),
+            Runtime::MultiThread(workers) | Runtime::MultiThreadServed(workers) => {
+                tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(workers)
+                    .enable_all()
+                    .build()
+            }
+        }
+    }
+}
+
+/// Round trip of 64 B through the tokio client (`coroipc::tokio::AsyncClient`), server
+/// not spinning: what an async caller pays against the blocking client's rows (`impl`
+/// `coroipc-tokio` on a current-thread runtime, `coroipc-tokio-mt` on a multi-thread
+/// one; `mode` `default`: no spin; `spin-20us`: `set_spin(20 µs)`).
+pub fn tokio_rtt(
+    b: Budget,
+    runtime: Runtime,
+    mode: &'static str,
+    spin: Duration,
+) -> std::io::Result<IpcResult> {
     let server = ServerChild::start("coroipc", ServerWait::Default)?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
+    let imp = match runtime {
+        Runtime::CurrentThread => "coroipc-tokio",
+        Runtime::MultiThread(_) => "coroipc-tokio-mt",
+        Runtime::MultiThreadServed(_) => "coroipc-tokio-mt-served",
+    };
+    let rt = runtime.build()?;
+    let mut wall = None;
+    let samples = match runtime {
+        Runtime::CurrentThread => {
+            rt.block_on(tokio_rtt_loop(server.socket(), spin, b.rtt_iters))?
+        }
+        Runtime::MultiThread(_) | Runtime::MultiThreadServed(_) => {
+            let mut socket = server.socket();
+            let mut stop = None;
+            if let Runtime::MultiThreadServed(_) = runtime {
+                let name = format!("coroipc-bench-served-{}", std::process::id());
+                socket = SocketName::abstract_name(name);
+                let mut served = ServerBuilder::new(socket.clone())
+                    .service(1, BenchService)
+                    .build()
+                    .map_err(io_err)?;
+                stop = Some(served.stop_handle());
+                rt.spawn(async move { coroipc::tokio::serve(&mut served).await });
+            }
+            // One sequential caller per connection, each its own task.
+            let per_task = b.rtt_iters / TOKIO_MT_CONNECTIONS;
+            let tasks: Vec<_> = (0..TOKIO_MT_CONNECTIONS)
+                .map(|_| rt.spawn(tokio_rtt_loop(socket.clone(), spin, per_task)))
+                .collect();
+            let _stop = StopOnDrop(stop);
+            let t0 = Instant::now();
+            let all = rt.block_on(async {
+                let mut all = Vec::with_capacity(b.rtt_iters);
+                for t in tasks {
+                    all.extend(t.await.map_err(io_err)??);
+                }
+                Ok::<_, std::io::Error>(all)
+            })?;
+            wall = Some(t0.elapsed());
+            all
+        }
+    };
+    let mut result = rtt_result(imp, mode, 64, samples);
+    if let Some(wall) = wall {
+        // Requests per second per connection, all running at once.
+        let per_task = (b.rtt_iters / TOKIO_MT_CONNECTIONS) as f64;
+        result.msgs_per_s = Some(per_task / wall.as_secs_f64());
+    }
+    Ok(result)
+}
+
+/// Stops an in-runtime server when the row ends, however it ends.
+struct StopOnDrop(Option<coroipc::StopHandle>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        if let Some(s) = &self.0 {
+            s.stop();
+        }
+    }
+}
+
+/// Connections (one task each) in a multi-thread [`tokio_rtt`] row.
+const TOKIO_MT_CONNECTIONS: usize = 4;
+
+/// One task's sequential round trips on its own connection: ns per request.
+async fn tokio_rtt_loop(
+    socket: SocketName,
+    spin: Duration,
+    iters: usize,
+) -> std::io::Result<Vec<f64>> {
     let opts = ConnectOptions::default();
-    runtime.block_on(async {
-        let c = coroipc::tokio::AsyncClient::connect(&server.socket(), 1, &opts)
-            .await
-            .map_err(io_err)?;
-        c.set_spin(spin);
-        let payload = [1u8; 64];
-        for _ in 0..b.rtt_iters / 10 {
-            c.request(CMD_ECHO, &payload).await.map_err(io_err)?;
-        }
-        let mut samples = Vec::with_capacity(b.rtt_iters);
-        for _ in 0..b.rtt_iters {
-            let t = Instant::now();
-            let r = c.request(CMD_ECHO, &payload).await.map_err(io_err)?;
-            std::hint::black_box(r.data.len());
-            samples.push(t.elapsed().as_nanos() as f64);
-        }
-        Ok(rtt_result("coroipc-tokio", mode, 64, samples))
-    })
+    let c = coroipc::tokio::AsyncClient::connect(&socket, 1, &opts)
+        .await
+        .map_err(io_err)?;
+    c.set_spin(spin);
+    let payload = [1u8; 64];
+    for _ in 0..iters / 10 {
+        c.request(CMD_ECHO, &payload).await.map_err(io_err)?;
+    }
+    let mut samples = Vec::with_capacity(iters);
+    for _ in 0..iters {
+        let t = Instant::now();
+        let r = c.request(CMD_ECHO, &payload).await.map_err(io_err)?;
+        std::hint::black_box(r.data.len());
+        samples.push(t.elapsed().as_nanos() as f64);
+    }
+    Ok(samples)
 }
 
 /// Runs the whole comparison.
@@ -925,8 +1025,30 @@ pub fn run(quick: bool) -> std::io::Result<Vec<IpcResult>> {
     for mode in MODES {
         coroipc_suite(mode, b, &mut out)?;
     }
-    out.push(tokio_rtt(b, "default", Duration::ZERO)?);
-    out.push(tokio_rtt(b, "spin-20us", Duration::from_micros(20))?);
+    out.push(tokio_rtt(
+        b,
+        Runtime::CurrentThread,
+        "default",
+        Duration::ZERO,
+    )?);
+    out.push(tokio_rtt(
+        b,
+        Runtime::CurrentThread,
+        "spin-20us",
+        Duration::from_micros(20),
+    )?);
+    out.push(tokio_rtt(
+        b,
+        Runtime::MultiThread(4),
+        "default",
+        Duration::ZERO,
+    )?);
+    out.push(tokio_rtt(
+        b,
+        Runtime::MultiThreadServed(4),
+        "default",
+        Duration::ZERO,
+    )?);
     idle_cpu(b, &mut out)?;
     server_cpu(b, &mut out)?;
     uds_suite(b, &mut out)?;
@@ -1181,6 +1303,21 @@ pub fn table(results: &[IpcResult]) -> String {
             m(bl),
             m(sp),
             m(sp) / m(d),
+        ));
+    }
+    if let (Some(ct), Some(mt), Some(sv)) = (
+        find("rtt", "coroipc-tokio", "default", 64),
+        find("rtt", "coroipc-tokio-mt", "default", 64),
+        find("rtt", "coroipc-tokio-mt-served", "default", 64),
+    ) {
+        let m = |r: &IpcResult| r.median_ns.unwrap_or(f64::NAN);
+        s.push_str(&format!(
+            "  Multi-thread runtime (4 workers, 4 connections each one request at a time): {:.0} ns median = {:.2}x the current-thread figure, {:.0} req/s per connection; with the server served on the same runtime {:.0} ns = {:.2}x\n",
+            m(mt),
+            m(mt) / m(ct),
+            mt.msgs_per_s.unwrap_or(f64::NAN),
+            m(sv),
+            m(sv) / m(ct),
         ));
     }
     if let (Some(a), Some(f)) = (

@@ -47,6 +47,29 @@ fn main() {
         }
         return;
     }
+    if args.first().map(String::as_str) == Some("__tokio") {
+        // Profiling aid: the async client's 64 B round trip on both runtimes.
+        let b = ipc_bench::Budget::new(false);
+        let runtimes = [
+            ipc_bench::Runtime::CurrentThread,
+            ipc_bench::Runtime::MultiThread(2),
+            ipc_bench::Runtime::MultiThread(4),
+            ipc_bench::Runtime::MultiThreadServed(4),
+        ];
+        for rt in runtimes {
+            match ipc_bench::tokio_rtt(b, rt, "default", std::time::Duration::ZERO) {
+                Ok(r) => println!(
+                    "{} {rt:?}: {:.0} ns median, p99 {:.0} ns, {:.0} req/s",
+                    r.imp,
+                    r.median_ns.unwrap_or(f64::NAN),
+                    r.p99_ns.unwrap_or(f64::NAN),
+                    r.msgs_per_s.unwrap_or(f64::NAN)
+                ),
+                Err(e) => eprintln!("{e}"),
+            }
+        }
+        return;
+    }
     if args.first().map(String::as_str) == Some("__stream") {
         let size = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(64);
         match ipc_bench::stream_only(size, 20_000_000) {

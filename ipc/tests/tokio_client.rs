@@ -337,3 +337,99 @@ fn a_spinning_async_client_gets_every_answer_and_sees_a_dead_server() {
         assert!(matches!(r, Ok(Ok(Err(ClientError::Disconnected)))), "{r:?}");
     }));
 }
+
+/// The longest a 1 ms ticker on the serving runtime may wait, ever: two orders of
+/// magnitude over its period, for a noisy 2-core VM running other tests. A `serve` that
+/// never yields under load stalls it for the whole load (287-391 ms at a time were
+/// seen, and never less than the load's length without a yield).
+const TICKER_GAP_LIMIT: Duration = Duration::from_millis(150);
+
+/// Echoes after `work` of busy computation: a server that always has work waiting,
+/// whatever the build (a fast client keeps a deep pipeline full).
+struct SlowEcho {
+    work: Duration,
+}
+
+impl coroipc::Service for SlowEcho {
+    type Private = ();
+
+    fn on_connect(&mut self, _conn: &coroipc::Connection) -> Result<(), i32> {
+        Ok(())
+    }
+
+    fn on_disconnect(&mut self, _: (), _: &coroipc::Connection, _: &coroipc::DisconnectReason) {}
+
+    fn handle(
+        &mut self,
+        _private: &mut (),
+        req: coroipc::Request<'_>,
+        resp: &mut coroipc::Responder<'_>,
+    ) -> Result<(), coroipc::HandlerError> {
+        let until = Instant::now() + self.work;
+        while Instant::now() < until {
+            std::hint::spin_loop();
+        }
+        let _ = resp.respond(0, req.payload);
+        Ok(())
+    }
+}
+
+#[test]
+fn a_loaded_server_served_on_tokio_lets_a_ticker_run() {
+    let name =
+        coroipc::SocketName::abstract_name(format!("coroipc-tokio-budget-{}", std::process::id()));
+    let work = Duration::from_micros(20);
+    let mut server = coroipc::ServerBuilder::new(name.clone())
+        .service(1, SlowEcho { work })
+        .build()
+        .unwrap();
+    let stop = server.stop_handle();
+    // A blocking client in its own thread keeps 64 requests in flight for 1 s: the
+    // server never runs dry (64 x 20 us of work against a refill of microseconds).
+    let load = std::thread::spawn(move || {
+        let mut client = coroipc::Client::connect(&name, 1, &ConnectOptions::default()).unwrap();
+        let until = Instant::now() + Duration::from_secs(1);
+        let mut in_flight = std::collections::VecDeque::new();
+        let mut answered = 0u64;
+        while Instant::now() < until {
+            while in_flight.len() < 64 {
+                in_flight.push_back(client.send_request(cmd::ECHO, b"tick").unwrap());
+            }
+            if let Some(id) = in_flight.pop_front() {
+                let r = client.wait_response(id, None).unwrap();
+                assert_eq!(r.data, b"tick");
+                answered += 1;
+            }
+        }
+        for id in in_flight {
+            client.wait_response(id, None).unwrap();
+        }
+        answered
+    });
+    let local = tokio::task::LocalSet::new();
+    let (answered, worst) = runtime().block_on(local.run_until(async move {
+        let served =
+            tokio::task::spawn_local(async move { coroipc::tokio::serve(&mut server).await });
+        let mut interval = tokio::time::interval(Duration::from_millis(1));
+        let mut last = Instant::now();
+        let mut worst = Duration::ZERO;
+        while !load.is_finished() {
+            interval.tick().await;
+            worst = worst.max(last.elapsed());
+            last = Instant::now();
+        }
+        stop.stop();
+        served.await.unwrap().unwrap();
+        (load.join().unwrap(), worst)
+    }));
+    // At least a fifth of the 1 s went to serving: the load was real.
+    let served_for = work * answered as u32;
+    assert!(
+        served_for > Duration::from_millis(200),
+        "the load ran ({answered} requests)"
+    );
+    assert!(
+        worst < TICKER_GAP_LIMIT,
+        "the ticker waited {worst:?} while {answered} requests were served"
+    );
+}
