@@ -3,7 +3,7 @@
 #define COROIPC_EXAMPLE_PROTOCOL_H
 
 #include <stdint.h>
-#include "corotypes.h"
+#include <corosync/coroipc_types.h>
 
 /* Service 1, "echo". */
 #define SVC_ECHO 1

@@ -5,21 +5,27 @@
 //!
 //! | error | `cs_error_t` |
 //! |---|---|
-//! | `ConnectError::NoSuchService`, `Os { Connect, NotFound / ConnectionRefused }` | `CS_ERR_NOT_EXIST` |
+//! | `ConnectError::NoSuchService` | `CS_ERR_NOT_EXIST` |
+//! | `ConnectError::Os { Connect, NotFound / ConnectionRefused }` (nobody listens) | `CS_ERR_TRY_AGAIN` (corosync's coroipcc) |
 //! | `ConnectError::AccessDenied` | `CS_ERR_ACCESS` |
 //! | `ConnectError::Refused(code)` | `code` when it is a `cs_error_t` value, else `CS_ERR_ACCESS` |
 //! | `ConnectError::NoResources`, `ConnectionLimit`, `OutOfFds` | `CS_ERR_NO_RESOURCES` |
 //! | `ConnectError::Timeout`, `ClientError::Timeout` | `CS_ERR_TIMEOUT` |
 //! | `ConnectError::Disconnected`, `Os` (other), `ClientError::Disconnected`, `Io`, `SendError::Disconnected`, `std::io::Error` | `CS_ERR_LIBRARY` |
 //! | `ConnectError::Protocol`, `ClientError::Corrupt` | `CS_ERR_SECURITY` |
-//! | `ClientError::TooLarge`, `BufferTooSmall`, `ResponseTooLarge`, `SendError::TooLarge` | `CS_ERR_TOO_BIG` |
+//! | `ClientError::TooLarge` (a request above the ring's limit) | `CS_ERR_INVALID_PARAM` (corosync's coroipcc) |
+//! | `ClientError::BufferTooSmall`, `ResponseTooLarge`, `SendError::TooLarge` | `CS_ERR_TOO_BIG` |
 //! | `ClientError::TryAgain`, `SendError::TryAgain` | `CS_ERR_TRY_AGAIN` |
 //! | `ClientError::UnknownCommand`, `BadRequest` | `CS_ERR_INVALID_PARAM` |
 //! | `ClientError::Abandoned`, `UnknownRequest`, `SendError::AlreadyResponded` | `CS_ERR_LIBRARY` |
 //! | boundary: NULL / invalid argument, lying `size`, id out of range | `CS_ERR_INVALID_PARAM` |
 //! | boundary: stale, freed or foreign handle | `CS_ERR_BAD_HANDLE` |
 //! | boundary: the peer's message has no valid seed header | `CS_ERR_MESSAGE_ERROR` |
-//! | boundary: nothing to answer, no server under the name | `CS_ERR_NOT_EXIST` |
+//! | boundary: a request above the `request_size` given at connect | `CS_ERR_INVALID_PARAM` |
+//! | boundary: nothing to answer | `CS_ERR_NOT_EXIST` |
+//! | boundary: a zero-copy buffer cannot be allocated | `CS_ERR_NO_MEMORY` |
+//! | boundary: a required callback missing from the init state | `CS_ERR_INVALID_PARAM` |
+//! | boundary: a status passed on (`Status`) | that status |
 //! | boundary: a server already initialised; `std::io::Error` `AddrInUse` (another server has the name) | `CS_ERR_EXIST` |
 //! | boundary: re-entering the server from its own callback | `CS_ERR_BUSY` |
 //! | boundary: a panic caught | `CS_ERR_LIBRARY` |
@@ -50,9 +56,6 @@ pub(crate) enum CapiError {
     /// The peer's message does not start with a valid seed header.
     #[error("malformed message from the peer: {0}")]
     Message(&'static str),
-    /// The response does not fit the caller's buffer.
-    #[error("response of {len} bytes does not fit the buffer of {max}")]
-    BufferTooSmall { len: usize, max: usize },
     /// Nothing to act on (no request awaiting a response).
     #[error("{0}")]
     NotExist(&'static str),
@@ -65,6 +68,15 @@ pub(crate) enum CapiError {
     /// A panic was caught at the boundary.
     #[error("internal error (panic caught): {0}")]
     Panic(String),
+    /// A required callback is NULL in the daemon's init state.
+    #[error("the init state has no {0}")]
+    Missing(&'static str),
+    /// Out of memory for a buffer the caller asked for.
+    #[error("out of memory")]
+    NoMemory,
+    /// A status already decided (an entry point's result passed on to a log).
+    #[error("{0:?}")]
+    Status(cs_error_t),
 }
 
 impl CapiError {
@@ -84,10 +96,12 @@ impl CapiError {
             CapiError::InvalidParam(_) => CS_ERR_INVALID_PARAM,
             CapiError::BadHandle => CS_ERR_BAD_HANDLE,
             CapiError::Message(_) => CS_ERR_MESSAGE_ERROR,
-            CapiError::BufferTooSmall { .. } => CS_ERR_TOO_BIG,
             CapiError::NotExist(_) => CS_ERR_NOT_EXIST,
             CapiError::Exists => CS_ERR_EXIST,
             CapiError::Reentered => CS_ERR_BUSY,
+            CapiError::Missing(_) => CS_ERR_INVALID_PARAM,
+            CapiError::NoMemory => CS_ERR_NO_MEMORY,
+            CapiError::Status(code) => *code,
         }
     }
 }
@@ -112,7 +126,7 @@ fn connect_code(e: &ConnectError) -> cs_error_t {
             io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused
         ) =>
         {
-            CS_ERR_NOT_EXIST
+            CS_ERR_TRY_AGAIN
         }
         _ => CS_ERR_LIBRARY,
     }
@@ -122,9 +136,8 @@ fn client_code(e: &ClientError) -> cs_error_t {
     use cs_error_t::*;
     match e {
         ClientError::Timeout => CS_ERR_TIMEOUT,
-        ClientError::TooLarge { .. }
-        | ClientError::BufferTooSmall { .. }
-        | ClientError::ResponseTooLarge => CS_ERR_TOO_BIG,
+        ClientError::TooLarge { .. } => CS_ERR_INVALID_PARAM,
+        ClientError::BufferTooSmall { .. } | ClientError::ResponseTooLarge => CS_ERR_TOO_BIG,
         ClientError::TryAgain => CS_ERR_TRY_AGAIN,
         ClientError::UnknownCommand { .. } | ClientError::BadRequest => CS_ERR_INVALID_PARAM,
         ClientError::Corrupt(_) => CS_ERR_SECURITY,
@@ -212,12 +225,16 @@ mod tests {
     }
 
     #[test]
-    fn no_server_is_not_exist() {
+    fn no_server_is_try_again_as_in_corosync() {
         let e = ConnectError::Os {
             name: ipc::SocketName::abstract_name("x"),
             step: ConnectStep::Connect,
             source: io::Error::from(io::ErrorKind::ConnectionRefused),
         };
-        assert_eq!(CapiError::from(e).code(), CS_ERR_NOT_EXIST);
+        assert_eq!(CapiError::from(e).code(), CS_ERR_TRY_AGAIN);
+        assert_eq!(
+            CapiError::from(ConnectError::NoSuchService(3)).code(),
+            CS_ERR_NOT_EXIST
+        );
     }
 }

@@ -93,6 +93,13 @@ impl<T> Registry<T> {
         t.slots[index].value.clone()
     }
 
+    /// Whether any live object satisfies `pred` (called under the table's lock: it
+    /// must not use the table).
+    pub(crate) fn any(&self, pred: impl Fn(&T) -> bool) -> bool {
+        let t = self.lock();
+        t.slots.iter().filter_map(|s| s.value.as_deref()).any(pred)
+    }
+
     /// Removes the object behind `handle`; the handle is dead from now on.
     pub(crate) fn remove(&self, handle: u64) -> Option<Arc<T>> {
         let mut t = self.lock();

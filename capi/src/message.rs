@@ -4,7 +4,7 @@
 use std::ffi::{c_uint, c_void};
 
 use crate::error::CapiError;
-use crate::types::{REQUEST_HEADER_SIZE, RESPONSE_HEADER_SIZE};
+use crate::types::{ID_AT, REQUEST_HEADER_SIZE, RESPONSE_HEADER_SIZE, SIZE_AT};
 
 /// The most `iovec`s one call takes (Linux's `IOV_MAX`).
 pub(crate) const MAX_IOV: c_uint = 1024;
@@ -106,18 +106,34 @@ fn int_at(b: &[u8], at: usize) -> i32 {
     i32::from_ne_bytes(word)
 }
 
-/// Checks a request about to be sent: its header's `size` is `parts.total` and its
-/// `id` a command id; returns the id.
-pub(crate) fn request_command(parts: &Parts<'_>) -> Result<u16, CapiError> {
+/// A request about to be sent, as its header describes it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Outgoing {
+    /// The header's `id`: the command.
+    pub(crate) command: u16,
+    /// The header's `size`: at least the bytes given; more when the caller's header
+    /// claims a longer message than it handed over (corosync 1.4's
+    /// `cpg_membership_get` sends a bare header whose `size` is its whole request
+    /// structure); the message is then padded with zeros to `size`, which is what
+    /// the handler reads.
+    pub(crate) size: usize,
+}
+
+/// Checks a request about to be sent: its header's `size` is at least
+/// `parts.total` and its `id` a command id.
+pub(crate) fn request_command(parts: &Parts<'_>) -> Result<Outgoing, CapiError> {
     let head: [u8; REQUEST_HEADER_SIZE] = parts.prefix().ok_or(CapiError::InvalidParam(
         "shorter than coroipc_request_header_t",
     ))?;
-    if usize::try_from(int_at(&head, 0)).ok() != Some(parts.total) {
-        return Err(CapiError::InvalidParam(
-            "header size is not the message length",
-        ));
-    }
-    u16::try_from(int_at(&head, 4)).map_err(|_| CapiError::InvalidParam("id outside 0..=65535"))
+    let size = usize::try_from(int_at(&head, SIZE_AT))
+        .ok()
+        .filter(|&n| n >= parts.total)
+        .ok_or(CapiError::InvalidParam(
+            "header size is negative or less than the message length",
+        ))?;
+    let command = u16::try_from(int_at(&head, ID_AT))
+        .map_err(|_| CapiError::InvalidParam("id outside 0..=65535"))?;
+    Ok(Outgoing { command, size })
 }
 
 /// Checks a request received by the server for `command`: `Err` with why when the
@@ -126,10 +142,10 @@ pub(crate) fn check_received_request(payload: &[u8], command: u16) -> Result<(),
     if payload.len() < REQUEST_HEADER_SIZE {
         return Err("shorter than coroipc_request_header_t");
     }
-    if usize::try_from(int_at(payload, 0)).ok() != Some(payload.len()) {
+    if usize::try_from(int_at(payload, SIZE_AT)).ok() != Some(payload.len()) {
         return Err("header size is not the message length");
     }
-    if int_at(payload, 4) != i32::from(command) {
+    if int_at(payload, ID_AT) != i32::from(command) {
         return Err("header id is not the command id");
     }
     Ok(())
@@ -141,7 +157,7 @@ pub(crate) fn check_outgoing_response(parts: &Parts<'_>) -> Result<(), CapiError
     let head: [u8; RESPONSE_HEADER_SIZE] = parts.prefix().ok_or(CapiError::InvalidParam(
         "shorter than coroipc_response_header_t",
     ))?;
-    if usize::try_from(int_at(&head, 0)).ok() != Some(parts.total) {
+    if usize::try_from(int_at(&head, SIZE_AT)).ok() != Some(parts.total) {
         return Err(CapiError::InvalidParam(
             "header size is not the message length",
         ));
@@ -155,7 +171,7 @@ pub(crate) fn check_incoming_response(head: &[u8], len: usize) -> Result<(), Cap
     if len < RESPONSE_HEADER_SIZE || head.len() < RESPONSE_HEADER_SIZE {
         return Err(CapiError::Message("shorter than coroipc_response_header_t"));
     }
-    if usize::try_from(int_at(head, 0)).ok() != Some(len) {
+    if usize::try_from(int_at(head, SIZE_AT)).ok() != Some(len) {
         return Err(CapiError::Message("header size is not the message length"));
     }
     Ok(())
@@ -203,32 +219,55 @@ pub(crate) unsafe fn out<'a, T>(ptr: *mut T, what: &'static str) -> Result<&'a m
 mod tests {
     use super::*;
 
-    fn req(size: i32, id: i32, extra: usize) -> Vec<u8> {
-        let mut v = size.to_ne_bytes().to_vec();
-        v.extend_from_slice(&id.to_ne_bytes());
-        v.resize(8 + extra, 0);
+    /// A header (`size` at 0, `id` at 8, 8-aligned fields) and `extra` bytes: a
+    /// request header is 16 bytes, a response header 24.
+    fn msg(size: i32, id: i32, header: usize, extra: usize) -> Vec<u8> {
+        let mut v = vec![0u8; header + extra];
+        v[0..4].copy_from_slice(&size.to_ne_bytes());
+        v[8..12].copy_from_slice(&id.to_ne_bytes());
         v
+    }
+
+    fn req(size: i32, id: i32, extra: usize) -> Vec<u8> {
+        msg(size, id, REQUEST_HEADER_SIZE, extra)
     }
 
     #[test]
     fn request_headers_are_checked() {
-        let m = req(12, 3, 4);
+        let m = req(20, 3, 4);
         let (a, b) = m.split_at(3);
         let parts = Parts {
             parts: vec![a, b],
-            total: 12,
+            total: 20,
         };
-        assert_eq!(request_command(&parts).ok(), Some(3));
-        let lying = req(100, 3, 4);
+        assert_eq!(
+            request_command(&parts).ok(),
+            Some(Outgoing {
+                command: 3,
+                size: 20
+            })
+        );
+        // A header claiming more than was given: padded to its size (corosync's
+        // cpg_membership_get does this).
+        let long = req(100, 3, 4);
         let parts = Parts {
-            parts: vec![&lying],
-            total: 12,
+            parts: vec![&long],
+            total: 20,
         };
-        assert!(request_command(&parts).is_err());
-        let big_id = req(8, 70000, 0);
+        assert_eq!(request_command(&parts).ok().map(|o| o.size), Some(100));
+        let short = req(8, 3, 4);
+        let parts = Parts {
+            parts: vec![&short],
+            total: 20,
+        };
+        assert!(
+            request_command(&parts).is_err(),
+            "less than the bytes given"
+        );
+        let big_id = req(16, 70000, 0);
         let parts = Parts {
             parts: vec![&big_id],
-            total: 8,
+            total: 16,
         };
         assert!(request_command(&parts).is_err());
         let short = [1u8, 2, 3];
@@ -237,17 +276,17 @@ mod tests {
             total: 3,
         };
         assert!(request_command(&parts).is_err());
-        assert!(check_received_request(&req(12, 3, 4), 3).is_ok());
-        assert!(check_received_request(&req(12, 4, 4), 3).is_err());
+        assert!(check_received_request(&req(20, 3, 4), 3).is_ok());
+        assert!(check_received_request(&req(20, 4, 4), 3).is_err());
         assert!(check_received_request(&req(-1, 3, 4), 3).is_err());
         assert!(check_received_request(&[0, 0], 3).is_err());
     }
 
     #[test]
     fn response_headers_are_checked() {
-        let m = req(12, 0, 4);
-        assert!(check_incoming_response(&m, 12).is_ok());
-        assert!(check_incoming_response(&m, 13).is_err());
-        assert!(check_incoming_response(&m[..8], 8).is_err());
+        let m = msg(28, 0, RESPONSE_HEADER_SIZE, 4);
+        assert!(check_incoming_response(&m, 28).is_ok());
+        assert!(check_incoming_response(&m, 29).is_err());
+        assert!(check_incoming_response(&m[..16], 16).is_err());
     }
 }

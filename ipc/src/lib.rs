@@ -100,7 +100,7 @@ mod stats;
 pub mod tokio;
 
 pub use client::{
-    Client, ConnectOptions, Connecting, DispatchMsg, Finish, Reply, RequestGrant, Response,
+    Client, Closer, ConnectOptions, Connecting, DispatchMsg, Finish, Reply, RequestGrant, Response,
     ResponseRef, WaitMode,
 };
 pub use connection::{Connection, DisconnectReason, DispatchGrant, OverflowPolicy};

@@ -708,3 +708,27 @@ fn readiness_first_never_loses_an_event() {
         "no spurious readiness once everything is drained"
     );
 }
+
+#[test]
+fn a_closer_ends_a_request_blocked_on_another_thread() {
+    let server = ServerProcess::start("closer", &[]);
+    let mut c = connect(&server, 1);
+    let closer = c.closer().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let r = c.request(cmd::HANG, b"x");
+        let _ = tx.send((r.map(|_| ()), c));
+    });
+    // Give the request time to block (a close before it blocks ends it just the same).
+    std::thread::sleep(Duration::from_millis(50));
+    closer.close();
+    let (r, mut c) = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the blocked request ended after close");
+    assert!(matches!(r, Err(ClientError::Disconnected)), "{r:?}");
+    assert!(
+        matches!(c.request(cmd::ECHO, b"y"), Err(ClientError::Disconnected)),
+        "every later call fails"
+    );
+    closer.close();
+}

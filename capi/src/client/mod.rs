@@ -1,9 +1,10 @@
-//! `coroipcc.h`: the client functions. Contexts are `hdb_handle_t` numbers from a
-//! handle table (module `handle`). Each context is used under its own mutex, so calls
-//! from several threads take turns; a buffer held by one thread (zero-copy response or
-//! dispatch message) makes the other threads' calls wait until it is released, and a
-//! blocking `coroipcc_dispatch_get` waits on the context's fd without holding it, so a
-//! dispatch thread and a request thread can share one context (as in the seed).
+//! `coroipcc.h`: corosync 1.4's client functions. Contexts are `hdb_handle_t`
+//! numbers from a handle table (module `handle`). Each context is used under its own
+//! mutex, so calls from several threads take turns; a message held by one thread (a
+//! dispatch message, an `_in_buf_get` response) makes other threads' calls for the
+//! same kind wait until it is released, and a blocking `coroipcc_dispatch_get` waits
+//! on the context's fd without holding it, so a dispatch thread and a request thread
+//! can share one context (as in corosync).
 
 mod ctx;
 
@@ -11,7 +12,7 @@ use std::ffi::{c_char, c_int, c_uint, c_void};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use ipc::{Client, ConnectOptions};
+use ipc::{Client, ClientError, ConnectOptions};
 
 use crate::error::CapiError;
 use crate::handle::{Registry, Tag};
@@ -24,16 +25,19 @@ use ctx::{ClientCtx, Kind};
 struct Slot {
     ctx: Mutex<ClientCtx>,
     released: Condvar,
+    /// Ends the connection without the context's lock, so a disconnect wakes a thread
+    /// blocked in a request on it (as corosync's `shutdown` of the socket did).
+    closer: ipc::Closer,
 }
 
 static CLIENTS: Registry<Slot> = Registry::new(Tag::Client);
 
 impl Slot {
-    /// The context, once no other thread holds a buffer of it.
-    fn enter(&self) -> Result<MutexGuard<'_, ClientCtx>, CapiError> {
+    /// The context, once no other thread holds its buffer of `kind` (if given).
+    fn enter(&self, kind: Option<Kind>) -> Result<MutexGuard<'_, ClientCtx>, CapiError> {
         let me = std::thread::current().id();
         let mut ctx = self.ctx.lock().unwrap_or_else(PoisonError::into_inner);
-        while !ctx.closed && ctx.held_by_other(me) {
+        while !ctx.closed && kind.is_some_and(|k| ctx.held_by_other(k, me)) {
             ctx = self
                 .released
                 .wait(ctx)
@@ -45,43 +49,60 @@ impl Slot {
         Ok(ctx)
     }
 
-    /// Runs `f` on the context; wakes the threads waiting for a release.
+    /// Runs `f` on the context (once `kind` is free); wakes the threads waiting for a
+    /// release.
     fn with<R>(
         &self,
+        kind: Option<Kind>,
         f: impl FnOnce(&mut ClientCtx) -> Result<R, CapiError>,
     ) -> Result<R, CapiError> {
-        let r = f(&mut *self.enter()?);
+        let r = f(&mut *self.enter(kind)?);
         self.released.notify_all();
         r
     }
 }
 
-/// Runs `f` on the context behind `handle`.
+/// Runs `f` on the context behind `handle` (once its buffer of `kind` is free).
 fn with_ctx<R>(
     handle: hdb_handle_t,
+    kind: Option<Kind>,
     f: impl FnOnce(&mut ClientCtx) -> Result<R, CapiError>,
 ) -> Result<R, CapiError> {
-    CLIENTS.get(handle).ok_or(CapiError::BadHandle)?.with(f)
+    CLIENTS
+        .get(handle)
+        .ok_or(CapiError::BadHandle)?
+        .with(kind, f)
 }
 
-/// Connects to `service` of the server listening under `socket_name` and stores the
-/// new context in `*handle`.
-///
-/// `socket_name`: a string starting with `/` is a socket file; anything else a Linux
-/// abstract name. It is only read during the call.
+/// The ring capacity to ask for so that a message of `size` bytes fits: twice the
+/// size, a power of two (the server caps it at its `Limits::max_ring_size`).
+fn ring_for(size: usize) -> Result<u32, CapiError> {
+    if size == 0 {
+        return Err(CapiError::InvalidParam("a ring size of 0"));
+    }
+    size.checked_mul(2)
+        .and_then(usize::checked_next_power_of_two)
+        .and_then(|n| u32::try_from(n).ok())
+        .ok_or(CapiError::InvalidParam("a ring size above 2 GiB"))
+}
+
+/// corosync 1.4's `coroipcc_service_connect`: connects to `service` of the server
+/// listening under `socket_name` (a string starting with `/` is a socket file,
+/// anything else a Linux abstract name) and stores the new context in `*handle`. The
+/// sizes bound the largest request and response and size the dispatch ring (the
+/// server may cap them).
 ///
 /// Threads: a context may be used from any thread. Calls on one context take turns;
-/// while a thread holds a buffer of the context (`coroipcc_msg_send_reply_receive_in_buf`,
-/// `coroipcc_dispatch_get`), calls from other threads wait until it releases it (its
-/// next call, `coroipcc_msg_reply_release` / `coroipcc_dispatch_put`); a waiting
-/// `coroipcc_dispatch_get` does not hold the context. So one thread may dispatch while
-/// another sends requests, as in the seed.
+/// while a thread holds a message of the context (`_in_buf_get`, `coroipcc_dispatch_get`),
+/// calls of other threads for the same kind wait until it releases it; a waiting
+/// `coroipcc_dispatch_get` does not hold the context.
 ///
-/// Returns `CS_OK`; `CS_ERR_NOT_EXIST` (no server under the name, or no such
-/// service), `CS_ERR_ACCESS` (refused by the server's security callback or the
-/// service), `CS_ERR_NO_RESOURCES`, `CS_ERR_TIMEOUT`, `CS_ERR_SECURITY` (the server's
-/// answer or memory is malformed), `CS_ERR_INVALID_PARAM` (NULL argument, service above
-/// 65535), `CS_ERR_LIBRARY`.
+/// Returns `CS_OK`; `CS_ERR_TRY_AGAIN` (nobody listens under the name, as
+/// corosync's); `CS_ERR_NOT_EXIST` (no such service); `CS_ERR_ACCESS` (refused by
+/// the server's security callback or the service); `CS_ERR_NO_RESOURCES`;
+/// `CS_ERR_TIMEOUT`; `CS_ERR_SECURITY` (the server's answer or memory is malformed);
+/// `CS_ERR_INVALID_PARAM` (NULL argument, service above 65535, a size of 0);
+/// `CS_ERR_LIBRARY`.
 ///
 /// # Safety
 ///
@@ -90,6 +111,9 @@ fn with_ctx<R>(
 pub unsafe extern "C" fn coroipcc_service_connect(
     socket_name: *const c_char,
     service: c_uint,
+    request_size: usize,
+    response_size: usize,
+    dispatch_size: usize,
     handle: *mut hdb_handle_t,
 ) -> cs_error_t {
     boundary(|| {
@@ -99,10 +123,18 @@ pub unsafe extern "C" fn coroipcc_service_connect(
         let name = unsafe { self::socket_name(socket_name) }?;
         let service =
             u16::try_from(service).map_err(|_| CapiError::InvalidParam("service above 65535"))?;
-        let client = Client::connect(&name, service, &ConnectOptions::default())?;
+        let options = ConnectOptions {
+            request_ring: ring_for(request_size)?,
+            response_ring: ring_for(response_size)?,
+            dispatch_ring: ring_for(dispatch_size)?,
+            ..ConnectOptions::default()
+        };
+        let client = Client::connect(&name, service, &options)?;
+        let closer = client.closer()?;
         *handle = CLIENTS.insert(Arc::new(Slot {
-            ctx: Mutex::new(ClientCtx::new(client)),
+            ctx: Mutex::new(ClientCtx::new(client, request_size)),
             released: Condvar::new(),
+            closer,
         }));
         Ok(())
     })
@@ -110,18 +142,22 @@ pub unsafe extern "C" fn coroipcc_service_connect(
 
 /// Disconnects and frees the context. From now on `handle` is invalid
 /// (`CS_ERR_BAD_HANDLE` everywhere, a second disconnect included), and every pointer
-/// obtained through it (`res_msg` of `coroipcc_msg_send_reply_receive_in_buf`, `buf`
-/// of `coroipcc_dispatch_get`, the fd of `coroipcc_fd_get`) is dangling. A call
-/// running on another thread finishes first (one waiting in `coroipcc_dispatch_get`
-/// returns `CS_ERR_BAD_HANDLE` when its wait ends: a message, the server's death, or
-/// its timeout).
+/// obtained through it (`res_msg` of `_in_buf_get`, `buf` of `coroipcc_dispatch_get`,
+/// zcb buffers, the fd of `coroipcc_fd_get`) is dangling. The connection is shut down
+/// first, so a call blocked on another thread ends at once: a request with
+/// `CS_ERR_LIBRARY`, a `coroipcc_dispatch_get` with `CS_ERR_BAD_HANDLE` (as corosync's
+/// `shutdown` of the socket ended them).
 #[no_mangle]
 pub extern "C" fn coroipcc_service_disconnect(handle: hdb_handle_t) -> cs_error_t {
     boundary(|| {
         let slot = CLIENTS.remove(handle).ok_or(CapiError::BadHandle)?;
+        // First, without the lock: a thread blocked in a request on this context
+        // returns (`CS_ERR_LIBRARY`) and lets go of it.
+        slot.closer.close();
         {
             let mut ctx = slot.ctx.lock().unwrap_or_else(PoisonError::into_inner);
-            ctx.release();
+            ctx.release(Kind::Response);
+            ctx.release(Kind::Dispatch);
             ctx.closed = true;
         }
         slot.released.notify_all();
@@ -134,9 +170,9 @@ pub extern "C" fn coroipcc_service_disconnect(handle: hdb_handle_t) -> cs_error_
 
 /// Stores in `*fd` a descriptor to `poll(2)` for readability: readable when a
 /// dispatch message (or a response) waits or the server is gone. It becomes readable
-/// for a new message after a non-blocking `coroipcc_dispatch_get(handle, &buf, 0)` found
-/// none (before the first such call it may poll readable once, to say "call it"). The
-/// fd belongs to the context: do not close it; it is valid until
+/// for a new message after a `coroipcc_dispatch_get(handle, &buf, 0)` found none
+/// (before the first such call it may poll readable once, to say "call it"). The fd
+/// belongs to the context: do not close it; it is valid until
 /// `coroipcc_service_disconnect`.
 ///
 /// # Safety
@@ -147,23 +183,23 @@ pub unsafe extern "C" fn coroipcc_fd_get(handle: hdb_handle_t, fd: *mut c_int) -
     boundary(|| {
         // SAFETY: `fd` is NULL or writable (this function's contract).
         let fd = unsafe { out(fd, "fd is NULL") }?;
-        *fd = with_ctx(handle, |c| Ok(c.fd()))?;
+        *fd = with_ctx(handle, None, |c| Ok(c.fd()))?;
         Ok(())
     })
 }
 
-/// Sends the request gathered from `iov` (it must start with a
-/// `coroipc_request_header_t` whose `size` is the total length and whose `id`, in
-/// `0..=65535`, is the command) and copies the response (which starts with a
-/// `coroipc_response_header_t`) into `res_msg`. Releases any buffer this thread holds
-/// on `handle`.
+/// corosync 1.4's `coroipcc_msg_send_reply_receive`: sends the request gathered from
+/// `iov` (it must start with a `coroipc_request_header_t` whose `size` is the total
+/// length and whose `id`, in `0..=65535`, is the command) and copies its response
+/// (which starts with a `coroipc_response_header_t`) into `res_msg`: cut at `res_len`,
+/// the rest of `res_msg` zeroed when shorter.
 ///
 /// Returns `CS_OK` when a response arrived (the service's status is in its header's
-/// `error`); `CS_ERR_TOO_BIG` when the response is longer than `res_len` (it is
-/// discarded) or the request longer than the ring; `CS_ERR_TRY_AGAIN` (refused by
-/// `sending_allowed`); `CS_ERR_INVALID_PARAM` (NULL, lying `size`, bad id, a command
-/// the service does not have); `CS_ERR_MESSAGE_ERROR` (a response without a valid
-/// header); `CS_ERR_LIBRARY` (the server is gone); `CS_ERR_BAD_HANDLE`.
+/// `error`); `CS_ERR_TRY_AGAIN` when the server's admission control refused it (the
+/// response header says so, as corosync's coroipcc reported); `CS_ERR_INVALID_PARAM`
+/// (NULL, lying `size`, bad id, a request above `request_size`, a command the service
+/// does not have); `CS_ERR_MESSAGE_ERROR` (a response without a valid header);
+/// `CS_ERR_LIBRARY` (the server is gone); `CS_ERR_BAD_HANDLE`.
 ///
 /// # Safety
 ///
@@ -181,32 +217,37 @@ pub unsafe extern "C" fn coroipcc_msg_send_reply_receive(
     boundary(|| {
         // SAFETY: forwarded contract.
         let parts = unsafe { Parts::gather(iov, iov_len) }?;
-        if res_msg.is_null() || res_len == 0 || res_len > isize::MAX as usize {
-            return Err(CapiError::InvalidParam("res_msg is NULL or res_len is 0"));
-        }
-        with_ctx(handle, |c| {
+        let res_msg = result_buffer(res_msg, res_len)?;
+        with_ctx(handle, None, |c| {
             // SAFETY: non-NULL, `res_len` writable bytes (caller contract), bounded.
-            unsafe { c.request_copy(&parts, res_msg.cast(), res_len) }.map(|_| ())
+            unsafe { c.request_copy(&parts, res_msg, res_len) }
         })
     })
 }
 
-/// As `coroipcc_msg_send_reply_receive`, without copying the response: stores in
-/// `*res_msg` a pointer to it in shared memory (it starts with a
-/// `coroipc_response_header_t`; its `size` is its length).
+/// `res_msg` checked: non-NULL, a non-zero length up to `isize::MAX`.
+fn result_buffer(res_msg: *mut c_void, res_len: usize) -> Result<*mut u8, CapiError> {
+    if res_msg.is_null() || res_len == 0 || res_len > isize::MAX as usize {
+        return Err(CapiError::InvalidParam("res_msg is NULL or res_len is 0"));
+    }
+    Ok(res_msg.cast())
+}
+
+/// corosync 1.4's `coroipcc_msg_send_reply_receive_in_buf_get`: as
+/// `coroipcc_msg_send_reply_receive`, keeping the response in the context: stores in
+/// `*res_msg` a pointer to it (8-aligned; it starts with a
+/// `coroipc_response_header_t` whose `size` is its length; a refusal by admission
+/// control is a response whose `error` is `CS_ERR_TRY_AGAIN`).
 ///
-/// Lifetime of `*res_msg`: valid until `coroipcc_msg_reply_release(handle)`, this
-/// thread's next `coroipcc_msg_send_reply_receive*` or `coroipcc_dispatch_get` on
-/// `handle`, or `coroipcc_service_disconnect(handle)`, whichever comes first. Read it
-/// only: the memory is shared with the server (trusted, as in the seed, not to change
-/// it while it is yours). While it is held the server cannot reuse its space, and
-/// other threads' calls on `handle` wait.
+/// Lifetime of `*res_msg`: until `coroipcc_msg_send_reply_receive_in_buf_put(handle)`
+/// or `coroipcc_service_disconnect(handle)`; meanwhile other threads' `_in_buf_get`
+/// on `handle` wait. Read it only.
 ///
 /// # Safety
 ///
 /// As `coroipcc_msg_send_reply_receive` for `iov`; `res_msg` is NULL or writable.
 #[no_mangle]
-pub unsafe extern "C" fn coroipcc_msg_send_reply_receive_in_buf(
+pub unsafe extern "C" fn coroipcc_msg_send_reply_receive_in_buf_get(
     handle: hdb_handle_t,
     iov: *const libc::iovec,
     iov_len: c_uint,
@@ -218,39 +259,39 @@ pub unsafe extern "C" fn coroipcc_msg_send_reply_receive_in_buf(
         *res_msg = std::ptr::null_mut();
         // SAFETY: forwarded contract.
         let parts = unsafe { Parts::gather(iov, iov_len) }?;
-        let ptr = with_ctx(handle, |c| c.request_in_place(&parts))?;
+        let ptr = with_ctx(handle, Some(Kind::Response), |c| c.request_in_buf(&parts))?;
         *res_msg = ptr.cast_mut().cast();
         Ok(())
     })
 }
 
-/// Releases the response held since `coroipcc_msg_send_reply_receive_in_buf` (its
-/// pointer becomes invalid). Releasing when no response is held is not an error (a
-/// held dispatch message stays held).
+/// corosync 1.4's `coroipcc_msg_send_reply_receive_in_buf_put`: releases the response
+/// of the last `_in_buf_get` (its pointer becomes invalid). None held: `CS_OK`.
 #[no_mangle]
-pub extern "C" fn coroipcc_msg_reply_release(handle: hdb_handle_t) -> cs_error_t {
+pub extern "C" fn coroipcc_msg_send_reply_receive_in_buf_put(handle: hdb_handle_t) -> cs_error_t {
     boundary(|| {
-        with_ctx(handle, |c| {
-            c.release_kind(Kind::Response);
+        with_ctx(handle, None, |c| {
+            c.release(Kind::Response);
             Ok(())
         })
     })
 }
 
-/// Receives the next dispatch message: stores in `*buf` a pointer to it in shared
-/// memory (it starts with a `coroipc_response_header_t`), or NULL when none arrived
-/// within `timeout` milliseconds (0: just look, and arm the fd of `coroipcc_fd_get`;
-/// negative: wait as long as the server lives). Releases any buffer this thread holds
-/// on `handle`. While it waits, the context is free for other threads.
+/// corosync 1.4's `coroipcc_dispatch_get`: the next dispatch message. Stores in
+/// `*buf` a pointer to it (8-aligned; it starts with a `coroipc_response_header_t`
+/// whose `size` is its length), waiting up to `timeout` milliseconds (0: just look,
+/// which also arms the fd of `coroipcc_fd_get`; negative: as long as the server
+/// lives). While it waits, the context is free for other threads.
 ///
-/// Lifetime of `*buf`: until `coroipcc_dispatch_put(handle)`, this thread's next
-/// `coroipcc_dispatch_get` or `coroipcc_msg_send_reply_receive*` on `handle`, or
-/// `coroipcc_service_disconnect(handle)`. Read it only (shared with the server).
-/// While it is held, other threads' calls on `handle` wait.
+/// Lifetime of `*buf`: until `coroipcc_dispatch_put(handle)`, the next
+/// `coroipcc_dispatch_get` or `coroipcc_service_disconnect(handle)`; meanwhile other
+/// threads' `coroipcc_dispatch_get` on `handle` wait. Read it only.
 ///
-/// Returns `CS_OK` (message or NULL); `CS_ERR_LIBRARY` once the server is gone;
-/// `CS_ERR_MESSAGE_ERROR` for a message without a valid header (it is dropped);
-/// `CS_ERR_SECURITY`; `CS_ERR_BAD_HANDLE`; `CS_ERR_INVALID_PARAM`.
+/// Returns `CS_OK` with `*buf` set; `CS_ERR_TRY_AGAIN` with `*buf` NULL when none
+/// came in time or the wait was interrupted (corosync's libraries take this as "no
+/// message"); `CS_ERR_LIBRARY` once the server is gone; `CS_ERR_MESSAGE_ERROR` for a
+/// message without a valid header (it is dropped); `CS_ERR_SECURITY`;
+/// `CS_ERR_BAD_HANDLE`; `CS_ERR_INVALID_PARAM`.
 ///
 /// # Safety
 ///
@@ -272,7 +313,9 @@ pub unsafe extern "C" fn coroipcc_dispatch_get(
         loop {
             // Look without waiting (this arms the fd), then wait on the fd without
             // holding the context.
-            let (ptr, fd) = slot.with(|c| Ok((c.dispatch_get(Some(Duration::ZERO))?, c.fd())))?;
+            let (ptr, fd) = slot.with(Some(Kind::Dispatch), |c| {
+                Ok((c.dispatch_get(Some(Duration::ZERO))?, c.fd()))
+            })?;
             if !ptr.is_null() {
                 *buf = ptr.cast_mut().cast();
                 return Ok(());
@@ -281,31 +324,32 @@ pub unsafe extern "C" fn coroipcc_dispatch_get(
                 None | Some(None) => -1,
                 Some(Some(at)) => match at.checked_duration_since(Instant::now()) {
                     Some(left) if !left.is_zero() => poll_ms(left),
-                    _ => return Ok(()),
+                    _ => return Err(ClientError::TryAgain.into()),
                 },
             };
-            wait_readable(fd, wait)?;
+            if !wait_readable(fd, wait)? {
+                return Err(ClientError::TryAgain.into());
+            }
         }
     })
 }
 
-/// Releases the dispatch message of the last `coroipcc_dispatch_get` (its pointer
-/// becomes invalid; its space goes back to the server). Releasing when no dispatch
-/// message is held is not an error (a held response stays held).
+/// corosync 1.4's `coroipcc_dispatch_put`: releases the message of the last
+/// `coroipcc_dispatch_get` (its pointer becomes invalid). None held: `CS_OK`.
 #[no_mangle]
 pub extern "C" fn coroipcc_dispatch_put(handle: hdb_handle_t) -> cs_error_t {
     boundary(|| {
-        with_ctx(handle, |c| {
-            c.release_kind(Kind::Dispatch);
+        with_ctx(handle, None, |c| {
+            c.release(Kind::Dispatch);
             Ok(())
         })
     })
 }
 
-/// Stores in `*flow_control_state` 1 while the server reports this connection's
-/// dispatch ring in flow control (above its high watermark, until it drains below
-/// the low one), else 0. While a buffer is held on `handle` the state is the one
-/// seen when it was taken.
+/// corosync 1.4's `coroipcc_dispatch_flow_control_get`: stores in
+/// `*flow_control_state` 1 while the server reports this connection's dispatch ring
+/// in flow control (above its high watermark, until it drains below the low one),
+/// else 0.
 ///
 /// # Safety
 ///
@@ -318,8 +362,72 @@ pub unsafe extern "C" fn coroipcc_dispatch_flow_control_get(
     boundary(|| {
         // SAFETY: `flow_control_state` is NULL or writable (this function's contract).
         let state = unsafe { out(flow_control_state, "flow_control_state is NULL") }?;
-        *state = c_uint::from(with_ctx(handle, |c| Ok(c.flow_control()))?);
+        *state = c_uint::from(with_ctx(handle, None, |c| Ok(c.flow_control()))?);
         Ok(())
+    })
+}
+
+/// corosync 1.4's `coroipcc_zcb_alloc`: stores in `*buffer` a pointer to
+/// `header_size + size` zeroed, 8-aligned bytes owned by `handle` (until
+/// `coroipcc_zcb_free` or the disconnect), to write a whole request into and send
+/// with `coroipcc_zcb_msg_send_reply_receive`. The library's own memory, not shared
+/// with the server: the request is copied into the ring when sent.
+///
+/// Returns `CS_OK`; `CS_ERR_INVALID_PARAM` (NULL, a total of 0 or above the
+/// `request_size` of the connect); `CS_ERR_NO_MEMORY`; `CS_ERR_BAD_HANDLE`.
+///
+/// # Safety
+///
+/// `buffer` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn coroipcc_zcb_alloc(
+    handle: hdb_handle_t,
+    buffer: *mut *mut c_void,
+    size: usize,
+    header_size: usize,
+) -> cs_error_t {
+    boundary(|| {
+        // SAFETY: `buffer` is NULL or writable (this function's contract).
+        let buffer = unsafe { out(buffer, "buffer is NULL") }?;
+        *buffer = std::ptr::null_mut();
+        let total = size
+            .checked_add(header_size)
+            .ok_or(CapiError::InvalidParam("size + header_size overflows"))?;
+        *buffer = with_ctx(handle, None, |c| c.zcb_alloc(total))?.cast();
+        Ok(())
+    })
+}
+
+/// corosync 1.4's `coroipcc_zcb_free`: frees a buffer of `coroipcc_zcb_alloc` on the
+/// same handle. Any other pointer: `CS_ERR_INVALID_PARAM`, nothing freed.
+#[no_mangle]
+pub extern "C" fn coroipcc_zcb_free(handle: hdb_handle_t, buffer: *mut c_void) -> cs_error_t {
+    boundary(|| with_ctx(handle, None, |c| c.zcb_free(buffer.cast_const().cast())))
+}
+
+/// corosync 1.4's `coroipcc_zcb_msg_send_reply_receive`: sends the request written in
+/// the zcb buffer `msg` (its header's `size` bytes) and copies the response into
+/// `res_msg` as `coroipcc_msg_send_reply_receive`. A pointer that is not a zcb buffer
+/// of `handle`, or a header `size` larger than the buffer: `CS_ERR_INVALID_PARAM`.
+///
+/// # Safety
+///
+/// `res_msg` is NULL or points to `res_len` writable bytes; the zcb buffer is not
+/// written during the call.
+#[no_mangle]
+pub unsafe extern "C" fn coroipcc_zcb_msg_send_reply_receive(
+    handle: hdb_handle_t,
+    msg: *mut c_void,
+    res_msg: *mut c_void,
+    res_len: usize,
+) -> cs_error_t {
+    boundary(|| {
+        let res_msg = result_buffer(res_msg, res_len)?;
+        with_ctx(handle, None, |c| {
+            // SAFETY: `res_len` writable bytes (contract, checked non-NULL); the zcb
+            // buffer is left alone by C during the call (contract).
+            unsafe { c.zcb_send(msg.cast_const().cast(), res_msg, res_len) }
+        })
     })
 }
 
@@ -329,9 +437,9 @@ fn poll_ms(left: Duration) -> c_int {
     c_int::try_from(ms).unwrap_or(c_int::MAX)
 }
 
-/// Waits until `fd` polls readable or `ms` milliseconds pass (-1: no limit). `EINTR`
-/// counts as a wake-up (the caller looks again).
-fn wait_readable(fd: c_int, ms: c_int) -> Result<(), CapiError> {
+/// Waits until `fd` polls readable or `ms` milliseconds pass (-1: no limit); false
+/// when interrupted (`EINTR`: corosync's coroipcc reported `CS_ERR_TRY_AGAIN`).
+fn wait_readable(fd: c_int, ms: c_int) -> Result<bool, CapiError> {
     let mut p = libc::pollfd {
         fd,
         events: libc::POLLIN,
@@ -345,6 +453,7 @@ fn wait_readable(fd: c_int, ms: c_int) -> Result<(), CapiError> {
         if e.kind() != std::io::ErrorKind::Interrupted {
             return Err(e.into());
         }
+        return Ok(false);
     }
-    Ok(())
+    Ok(true)
 }

@@ -3,7 +3,7 @@
 //! last `coroipcs_refcount_dec`; its private data is freed when the entry goes.
 
 use std::collections::VecDeque;
-use std::ffi::c_void;
+use std::ffi::{c_void, CStr};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use ipc::{Connection, DeferredResponse};
@@ -49,6 +49,8 @@ pub(crate) struct ConnEntry {
     pub(crate) conn: Connection,
     private: PrivateData,
     state: Mutex<ConnState>,
+    /// The daemon's statistics handle (`stats_create_connection`; 0 without one).
+    stats: u64,
 }
 
 impl ConnEntry {
@@ -58,6 +60,16 @@ impl ConnEntry {
 
     pub(crate) fn private_data(&self) -> *mut c_void {
         self.private.ptr
+    }
+
+    /// Counts one `name` event in the daemon's statistics for this connection.
+    pub(crate) fn count(&self, name: &CStr) {
+        self.private.callbacks.stats_increment(self.stats, name);
+    }
+
+    /// Sets the statistic `name` of this connection.
+    pub(crate) fn set_stat(&self, name: &CStr, value: u32) {
+        self.private.callbacks.stats_update(self.stats, name, value);
     }
 
     /// A handler starts on request `d`: a response sent meanwhile answers it.
@@ -104,6 +116,16 @@ pub(crate) fn open(
     if size != 0 && ptr.is_null() {
         return Err(CapiError::Io(std::io::ErrorKind::OutOfMemory.into()));
     }
+    let pid = conn.credentials().pid;
+    let name = format!(
+        "{}:{}:{}:{}",
+        process_name(pid).unwrap_or_else(|| "proc".to_owned()),
+        conn.service(),
+        pid,
+        conn.id()
+    );
+    let fd = i32::try_from(conn.id()).unwrap_or(-1);
+    let stats = callbacks.stats_create(&name, pid, fd);
     let entry = ConnEntry {
         conn: conn.clone(),
         private: PrivateData {
@@ -111,8 +133,23 @@ pub(crate) fn open(
             callbacks: callbacks.clone(),
         },
         state: Mutex::default(),
+        stats,
     };
+    entry.set_stat(c"service_id", u32::from(conn.service()));
     Ok(CONNS.insert(Arc::new(entry)))
+}
+
+/// The command name of process `pid` (`/proc/<pid>/comm`), for the statistics.
+fn process_name(pid: i32) -> Option<String> {
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+    let name = comm.trim_end();
+    (!name.is_empty()).then(|| name.to_owned())
+}
+
+/// Whether a connection of `service` is still registered (connected, or gone and
+/// still referenced).
+pub(crate) fn service_has_connections(service: u16) -> bool {
+    CONNS.any(|e| e.conn.service() == service)
 }
 
 /// The connection ended: unanswered requests are dropped, and the entry goes unless
@@ -130,6 +167,7 @@ pub(crate) fn close(handle: u64) {
         (s.current.take(), std::mem::take(&mut s.deferred))
     };
     drop(unanswered);
+    entry.private.callbacks.stats_destroy(entry.stats);
 }
 
 /// `coroipcs_refcount_inc`.

@@ -28,10 +28,14 @@ use crate::error::CapiError;
 use crate::message::{check_outgoing_response, socket_name, Parts};
 use crate::panic::{boundary, boundary_or, describe};
 use crate::types::cs_error_t;
-use callbacks::{coroipcs_init_state, Callbacks};
+use callbacks::{coroipcs_init_state, coroipcs_init_state_v2, Callbacks};
 use hooks::CHooks;
 use service::CService;
 use timer::{Timer, TIMER_TOKEN};
+
+/// The largest service id a client may ask for (`COROIPCS_SERVICE_MAX` in
+/// `coroipcs.h`; corosync's `SERVICE_HANDLER_MAXIMUM_COUNT` is 64).
+pub const COROIPCS_SERVICE_MAX: u16 = 63;
 
 /// The one server of the process.
 struct ServerState {
@@ -94,29 +98,74 @@ fn build(name: ipc::SocketName, callbacks: &Arc<Callbacks>, hooks: CHooks) -> io
     let security = callbacks.clone();
     let mut builder =
         ServerBuilder::new(name).security(move |cred| security.security_valid(cred.uid, cred.gid));
-    for id in 0..=u16::MAX {
-        if callbacks.service_available(id) {
-            builder = builder.service(
+    // Every id a client may ask for: whether the service exists is asked at each
+    // connect (corosync loads and unloads engines at run time), and ids above the
+    // bound never reach the daemon's `service_available` (corosync's indexes a
+    // 64-entry table with it).
+    for id in 0..=COROIPCS_SERVICE_MAX {
+        builder = builder.service(
+            id,
+            CService {
                 id,
-                CService {
-                    id,
-                    callbacks: callbacks.clone(),
-                    scratch: Vec::new(),
-                },
-            );
-        }
+                callbacks: callbacks.clone(),
+                scratch: Vec::new(),
+            },
+        );
     }
     builder.build_with_hooks(hooks)
 }
 
-/// Starts the server: listens under `init_state->socket_name` and hands the listening
-/// fd to `poll_accept_add`, and its other fds (internal doorbells, a timer for
-/// handshake timeouts) to `poll_dispatch_add`. `init_state` is copied; its callbacks must stay callable
-/// until `coroipcs_ipc_exit` returns (see `struct coroipcs_init_state`).
-///
-/// Returns `CS_OK`; `CS_ERR_INVALID_PARAM` (NULL, no socket name, a required poll
-/// callback missing); `CS_ERR_EXIST` (already initialised, or the name is in use);
-/// `CS_ERR_LIBRARY` (cannot listen, or the daemon's poll callback refused).
+/// Starts the server from the daemon's v2 state (the shared body of both inits).
+fn init(state: &coroipcs_init_state_v2) -> Result<(), (Option<Arc<Callbacks>>, CapiError)> {
+    let callbacks = Arc::new(Callbacks::new(state));
+    let fail = |e| (Some(callbacks.clone()), e);
+    // SAFETY: NULL or NUL-terminated (the init contract).
+    let name = unsafe { socket_name(state.socket_name) }.map_err(fail)?;
+    if let Some(missing) = callbacks.missing() {
+        return Err(fail(CapiError::Missing(missing)));
+    }
+    let _inside = Inside::enter().map_err(fail)?;
+    let mut guard = SERVER.lock().unwrap_or_else(PoisonError::into_inner);
+    if guard.is_some() {
+        return Err(fail(CapiError::Exists));
+    }
+    let hooks = CHooks {
+        callbacks: callbacks.clone(),
+        watched: Arc::default(),
+    };
+    let started = build(name, &callbacks, hooks.clone()).and_then(|server| {
+        let timer = Timer::new()?;
+        hooks.clone().add(timer.fd(), Token(TIMER_TOKEN))?;
+        Ok((server, timer))
+    });
+    let (server, timer) = started
+        .inspect_err(|_| hooks.shutdown())
+        .map_err(|e| fail(e.into()))?;
+    *guard = Some(ServerState {
+        server,
+        hooks,
+        callbacks,
+        timer,
+    });
+    Ok(())
+}
+
+/// Reports a failed init through the daemon's `fatal_error` (as corosync's coroipcs
+/// did; corosync's exits), or standard error when there are no callbacks.
+fn init_failed(callbacks: Option<Arc<Callbacks>>, e: &CapiError) {
+    let msg = format!("coroipcs_ipc_init: {e}");
+    match callbacks {
+        Some(c) => c.fatal(&msg),
+        None => eprintln!("{msg}"),
+    }
+}
+
+/// corosync 1.4's `coroipcs_ipc_init` (v1 state): starts the server, listening under
+/// `init_state->socket_name` and handing the listening fd to `poll_accept_add`, its
+/// other fds (internal doorbells, a timer for handshake timeouts) to
+/// `poll_dispatch_add`. The state is copied; its callbacks must stay callable until
+/// `coroipcs_ipc_exit` returns. A failure (NULL, a required callback missing,
+/// already started, the name in use) goes to `fatal_error`.
 ///
 /// # Safety
 ///
@@ -124,99 +173,133 @@ fn build(name: ipc::SocketName, callbacks: &Arc<Callbacks>, hooks: CHooks) -> io
 /// `socket_name` is NULL or NUL-terminated and whose callbacks are NULL or valid
 /// functions of the declared types.
 #[no_mangle]
-pub unsafe extern "C" fn coroipcs_ipc_init(init_state: *const coroipcs_init_state) -> cs_error_t {
-    boundary(|| {
+pub unsafe extern "C" fn coroipcs_ipc_init(init_state: *mut coroipcs_init_state) {
+    boundary_or((), || {
         // SAFETY: NULL or a valid struct (contract).
-        let state =
-            unsafe { init_state.as_ref() }.ok_or(CapiError::InvalidParam("init_state is NULL"))?;
-        // SAFETY: NULL or NUL-terminated (contract).
-        let name = unsafe { socket_name(state.socket_name) }?;
-        let callbacks = Arc::new(Callbacks::new(state));
-        if !callbacks.has_poll() {
-            return Err(CapiError::InvalidParam(
-                "poll_accept_add, poll_dispatch_add and poll_dispatch_destroy are required",
-            ));
-        }
-        let _inside = Inside::enter()?;
-        let mut guard = SERVER.lock().unwrap_or_else(PoisonError::into_inner);
-        if guard.is_some() {
-            return Err(CapiError::Exists);
-        }
-        let hooks = CHooks {
-            callbacks: callbacks.clone(),
-            watched: Arc::default(),
+        let Some(v1) = (unsafe { init_state.as_ref() }) else {
+            return init_failed(None, &CapiError::InvalidParam("init_state is NULL"));
         };
-        let started = build(name, &callbacks, hooks.clone()).and_then(|server| {
-            let timer = Timer::new()?;
-            hooks.clone().add(timer.fd(), Token(TIMER_TOKEN))?;
-            Ok((server, timer))
-        });
-        let (server, timer) = started.inspect_err(|_| hooks.shutdown())?;
-        *guard = Some(ServerState {
-            server,
-            hooks,
-            callbacks,
-            timer,
-        });
-        Ok(())
+        if let Err((callbacks, e)) = init(&coroipcs_init_state_v2::from(v1)) {
+            init_failed(callbacks, &e);
+        }
     })
 }
 
-/// Stops the server: hands every watched fd back through `poll_dispatch_destroy`,
-/// disconnects every client (each accepted connection's `exit_fn` runs), and stops
-/// listening. Connections the daemon still holds references on stay valid (private
-/// data included) until their last `coroipcs_refcount_dec`.
+/// corosync 1.4's `coroipcs_ipc_init_v2`: as [`coroipcs_ipc_init`], with per-connection
+/// statistics and logsys-style logging when those callbacks are set.
 ///
-/// Returns `CS_OK`; `CS_ERR_BAD_HANDLE` when not initialised; `CS_ERR_BUSY` from a
-/// callback.
+/// # Safety
+///
+/// As [`coroipcs_ipc_init`], for a `struct coroipcs_init_state_v2`.
 #[no_mangle]
-pub extern "C" fn coroipcs_ipc_exit() -> cs_error_t {
-    boundary(|| {
+pub unsafe extern "C" fn coroipcs_ipc_init_v2(init_state_v2: *mut coroipcs_init_state_v2) {
+    boundary_or((), || {
+        // SAFETY: NULL or a valid struct (contract).
+        let Some(v2) = (unsafe { init_state_v2.as_ref() }) else {
+            return init_failed(None, &CapiError::InvalidParam("init_state_v2 is NULL"));
+        };
+        if let Err((callbacks, e)) = init(v2) {
+            init_failed(callbacks, &e);
+        }
+    })
+}
+
+/// Logs a failed entry point through the server's callbacks (standard error when
+/// there is no server).
+fn report(what: &str, e: &CapiError) {
+    let callbacks = SERVER
+        .try_lock()
+        .ok()
+        .and_then(|g| g.as_ref().map(|s| s.callbacks.clone()));
+    match callbacks {
+        Some(c) => c.log(&format!("{what}: {e}")),
+        None => eprintln!("coroipcs: {what}: {e}"),
+    }
+}
+
+/// Stops the server: hands every watched fd back through `poll_dispatch_destroy`,
+/// disconnects every client (each connection's `exit_fn` runs), and stops listening.
+/// Connections the daemon still holds references on stay valid (private data
+/// included) until their last `coroipcs_refcount_dec`. Not initialised, or called
+/// from a callback: nothing happens (logged).
+#[no_mangle]
+pub extern "C" fn coroipcs_ipc_exit() {
+    let stopped = boundary(|| {
         let _inside = Inside::enter()?;
         let mut guard = SERVER.lock().unwrap_or_else(PoisonError::into_inner);
         let state = guard.take().ok_or(CapiError::BadHandle)?;
         state.hooks.shutdown();
         drop(state);
         Ok(())
-    })
+    });
+    if stopped != cs_error_t::CS_OK {
+        eprintln!("coroipcs_ipc_exit: not running ({stopped:?})");
+    }
+}
+
+/// corosync 1.4's `coroipcs_ipc_service_exit`: disconnects every client of `service`
+/// (their `exit_fn`s run). Returns 0 when no connection of the service is left, -1
+/// while some are still held by references (call again later, as corosync's
+/// service unloading does), or when the server is not running or this is called
+/// from one of its callbacks.
+#[no_mangle]
+pub extern "C" fn coroipcs_ipc_service_exit(service: c_uint) -> c_int {
+    let Ok(service) = u16::try_from(service) else {
+        return 0;
+    };
+    let mut left = true;
+    let done = boundary(|| {
+        drive(|s| {
+            for c in s.server.connections().filter(|c| c.service() == service) {
+                c.disconnect();
+            }
+            left = conn::service_has_connections(service);
+            Ok(())
+        })
+    });
+    if done != cs_error_t::CS_OK || left {
+        -1
+    } else {
+        0
+    }
 }
 
 /// To be called by the daemon's loop when the fd given to `poll_accept_add` is
-/// readable: accepts every waiting client. `fd`, `revents` and `context` are not used.
+/// readable: accepts every waiting client. `fd`, `revent` and `context` are not
+/// used. Returns 0.
 #[no_mangle]
-pub extern "C" fn coroipcs_handler_accept(
-    fd: c_int,
-    revents: c_int,
-    context: *mut c_void,
-) -> cs_error_t {
-    let _ = (fd, revents, context);
-    boundary(|| {
+pub extern "C" fn coroipcs_handler_accept(fd: c_int, revent: c_int, context: *mut c_void) -> c_int {
+    let _ = (fd, revent, context);
+    let r = boundary(|| {
         drive(|s| {
             s.server.handle_accept();
             s.server.handle_timeouts();
             Ok(())
         })
-    })
+    });
+    if r != cs_error_t::CS_OK {
+        report("coroipcs_handler_accept", &CapiError::Status(r));
+    }
+    0
 }
 
 /// To be called by the daemon's loop when an fd given to `poll_dispatch_add` is
 /// readable (or in error), with the `context` given there: serves that connection
-/// (requests, a disconnect, a handshake step). `fd` and `revents` are not used: the
-/// context says which fd it is (NULL names the listening fd, as for
-/// `coroipcs_handler_accept`; one of the contexts is the library's timer, which drops
-/// clients that do not finish their handshake in time). It may call
+/// (requests, a disconnect, a handshake step). `fd` and `revent` are not used: the
+/// context says which fd it is (one of the contexts is the library's timer, which
+/// drops clients that do not finish their handshake in time). It may call
 /// `poll_dispatch_destroy` for fds of the connection before returning.
 ///
-/// Returns `CS_OK`; `CS_ERR_BAD_HANDLE` for a context the library did not give (or
-/// already took back) or when not initialised; `CS_ERR_BUSY` from a callback.
+/// Returns 0; -1 for a context the library did not give (or already took back),
+/// which tells corosync's loop to stop watching that fd.
 #[no_mangle]
 pub extern "C" fn coroipcs_handler_dispatch(
     fd: c_int,
-    revents: c_int,
+    revent: c_int,
     context: *mut c_void,
-) -> cs_error_t {
-    let _ = (fd, revents);
-    boundary(|| {
+) -> c_int {
+    let _ = (fd, revent);
+    let r = boundary(|| {
         drive(|s| {
             let token = context as u64;
             if !s.hooks.knows(token) {
@@ -230,7 +313,15 @@ pub extern "C" fn coroipcs_handler_dispatch(
             s.server.handle_timeouts();
             Ok(())
         })
-    })
+    });
+    match r {
+        cs_error_t::CS_OK => 0,
+        cs_error_t::CS_ERR_BAD_HANDLE => -1,
+        other => {
+            report("coroipcs_handler_dispatch", &CapiError::Status(other));
+            0
+        }
+    }
 }
 
 /// The private data of `conn` (`private_data_size_get` bytes, zeroed at connect), or
@@ -248,10 +339,9 @@ pub extern "C" fn coroipcs_private_data_get(conn: *mut c_void) -> *mut c_void {
 /// request being handled; otherwise the oldest one whose handler returned without
 /// answering. From any thread. `msg` is copied before the call returns.
 ///
-/// Returns `CS_OK`; `CS_ERR_INVALID_PARAM` (NULL, too short, lying `size`);
-/// `CS_ERR_NOT_EXIST` (no request awaits an answer); `CS_ERR_TOO_BIG` (larger than
-/// the client's response ring: the client gets an error instead); `CS_ERR_LIBRARY`
-/// (the client is gone); `CS_ERR_BAD_HANDLE`.
+/// Returns 0; -1 for NULL, a short or lying header, no request awaiting an answer, a
+/// response larger than the client's response ring (the client gets an error
+/// instead), a client that is gone, or an unknown `conn`.
 ///
 /// # Safety
 ///
@@ -261,9 +351,12 @@ pub unsafe extern "C" fn coroipcs_response_send(
     conn: *mut c_void,
     msg: *const c_void,
     mlen: usize,
-) -> cs_error_t {
-    // SAFETY: forwarded contract.
-    boundary(|| respond(conn, unsafe { Parts::one(msg, mlen) }?))
+) -> c_int {
+    status(boundary(|| {
+        // SAFETY: forwarded contract.
+        let parts = unsafe { Parts::one(msg, mlen) }?;
+        respond(conn, parts)
+    }))
 }
 
 /// As `coroipcs_response_send`, with the message gathered from `iov_len` iovecs.
@@ -276,9 +369,21 @@ pub unsafe extern "C" fn coroipcs_response_iov_send(
     conn: *mut c_void,
     iov: *const libc::iovec,
     iov_len: c_uint,
-) -> cs_error_t {
-    // SAFETY: forwarded contract.
-    boundary(|| respond(conn, unsafe { Parts::gather(iov, iov_len) }?))
+) -> c_int {
+    status(boundary(|| {
+        // SAFETY: forwarded contract.
+        let parts = unsafe { Parts::gather(iov, iov_len) }?;
+        respond(conn, parts)
+    }))
+}
+
+/// corosync's int results: 0 for success, -1 for any failure.
+fn status(code: cs_error_t) -> c_int {
+    if code == cs_error_t::CS_OK {
+        0
+    } else {
+        -1
+    }
 }
 
 fn respond(conn: *mut c_void, parts: Parts<'_>) -> Result<(), CapiError> {
@@ -286,6 +391,7 @@ fn respond(conn: *mut c_void, parts: Parts<'_>) -> Result<(), CapiError> {
     check_outgoing_response(&parts)?;
     let deferred = entry.pop_deferred()?;
     deferred.respond_vectored(0, &parts.parts)?;
+    entry.count(c"responses");
     Ok(())
 }
 
@@ -293,9 +399,9 @@ fn respond(conn: *mut c_void, parts: Parts<'_>) -> Result<(), CapiError> {
 /// whose `size` is `mlen`) to `conn`'s dispatch channel. From any thread. `msg` is
 /// copied before the call returns.
 ///
-/// Returns `CS_OK`; `CS_ERR_TRY_AGAIN` when the client's dispatch ring and the queue
-/// behind it are full; `CS_ERR_TOO_BIG`; `CS_ERR_INVALID_PARAM`; `CS_ERR_LIBRARY`
-/// (the client is gone); `CS_ERR_BAD_HANDLE`.
+/// Returns 0; -1 when the client's dispatch ring and the queue behind it are full,
+/// for a message larger than the ring, a short or lying header, a client that is
+/// gone, or an unknown `conn`.
 ///
 /// # Safety
 ///
@@ -305,9 +411,12 @@ pub unsafe extern "C" fn coroipcs_dispatch_send(
     conn: *mut c_void,
     msg: *const c_void,
     mlen: usize,
-) -> cs_error_t {
-    // SAFETY: forwarded contract.
-    boundary(|| dispatch(conn, unsafe { Parts::one(msg, mlen) }?))
+) -> c_int {
+    status(boundary(|| {
+        // SAFETY: forwarded contract.
+        let parts = unsafe { Parts::one(msg, mlen) }?;
+        dispatch(conn, parts)
+    }))
 }
 
 /// As `coroipcs_dispatch_send`, with the message gathered from `iov_len` iovecs.
@@ -320,30 +429,34 @@ pub unsafe extern "C" fn coroipcs_dispatch_iov_send(
     conn: *mut c_void,
     iov: *const libc::iovec,
     iov_len: c_uint,
-) -> cs_error_t {
-    // SAFETY: forwarded contract.
-    boundary(|| dispatch(conn, unsafe { Parts::gather(iov, iov_len) }?))
+) -> c_int {
+    status(boundary(|| {
+        // SAFETY: forwarded contract.
+        let parts = unsafe { Parts::gather(iov, iov_len) }?;
+        dispatch(conn, parts)
+    }))
 }
 
 fn dispatch(conn: *mut c_void, parts: Parts<'_>) -> Result<(), CapiError> {
     let entry = conn::lookup(conn)?;
     check_outgoing_response(&parts)?;
     entry.conn.dispatch_send_vectored(&parts.parts)?;
+    entry.count(c"dispatched");
     Ok(())
 }
 
 /// Keeps `conn` (its token and private data) valid past its disconnect, until the
-/// matching `coroipcs_refcount_dec`. Sends on a disconnected `conn` return
-/// `CS_ERR_LIBRARY`.
+/// matching `coroipcs_refcount_dec`. Sends on a disconnected `conn` fail (-1). An
+/// unknown `conn` is ignored.
 #[no_mangle]
-pub extern "C" fn coroipcs_refcount_inc(conn: *mut c_void) -> cs_error_t {
-    boundary(|| conn::refcount_inc(conn as u64))
+pub extern "C" fn coroipcs_refcount_inc(conn: *mut c_void) {
+    let _ = boundary(|| conn::refcount_inc(conn as u64));
 }
 
 /// Drops a reference taken with `coroipcs_refcount_inc`; the last one of a
-/// disconnected connection frees it (`conn` is invalid from then on).
-/// `CS_ERR_INVALID_PARAM` when no reference is held.
+/// disconnected connection frees it (`conn` is invalid from then on). With no
+/// reference held, or an unknown `conn`, nothing happens.
 #[no_mangle]
-pub extern "C" fn coroipcs_refcount_dec(conn: *mut c_void) -> cs_error_t {
-    boundary(|| conn::refcount_dec(conn as u64))
+pub extern "C" fn coroipcs_refcount_dec(conn: *mut c_void) {
+    let _ = boundary(|| conn::refcount_dec(conn as u64));
 }

@@ -2,17 +2,23 @@
 //! `init_fn` / `exit_fn`, each request goes through `sending_allowed` to the handler
 //! the daemon's selector (`handler_fn_get`) names, and the answer comes later through
 //! `coroipcs_response_send` (every request is deferred).
+//!
+//! Locking, as corosync's coroipcs: the handler, `sending_allowed` and its release,
+//! and `exit_fn` run between the daemon's `serialize_lock` and `serialize_unlock`;
+//! `init_fn` runs outside it. A request the daemon refuses (`sending_allowed` 0, or
+//! -1 for an invalid one) is answered by the library with a bare
+//! `coroipc_response_header_t` carrying `CS_ERR_TRY_AGAIN` (or
+//! `CS_ERR_INVALID_PARAM`), as corosync's did.
 
 use std::ffi::c_void;
 use std::sync::Arc;
 
-use ipc::protocol::status;
 use ipc::{Connection, DisconnectReason, HandlerError, Request, Responder, Service};
 
-use super::callbacks::{AllowedScratch, Callbacks};
+use super::callbacks::{Allowed, AllowedScratch, Callbacks};
 use super::conn;
 use crate::message::check_received_request;
-use crate::types::cs_error_t;
+use crate::types::{cs_error_t, response_header};
 
 /// One service id of the daemon.
 pub(crate) struct CService {
@@ -51,12 +57,10 @@ impl CService {
         dst.cast_const().cast()
     }
 
-    fn refuse_code(code: i32) -> i32 {
-        if code > 0 {
-            code
-        } else {
-            cs_error_t::CS_ERR_ACCESS as i32
-        }
+    /// Answers with a bare header carrying `error` (what corosync's coroipcs did for
+    /// refused requests).
+    fn answer_status(resp: &mut Responder<'_>, error: cs_error_t) {
+        let _ = resp.respond(0, &response_header(error));
     }
 }
 
@@ -75,13 +79,12 @@ impl Service for CService {
                 return Err(cs_error_t::CS_ERR_NO_RESOURCES as i32);
             }
         };
-        if let Some(init) = self.callbacks.init_fn(self.id) {
-            // SAFETY: the daemon's connect function; `conn` is a live token.
-            let refused = unsafe { init(key.token()) };
-            if refused != 0 {
-                // `key` drops: the entry and its private data go.
-                return Err(Self::refuse_code(refused));
-            }
+        match self.callbacks.init_fn(self.id) {
+            // SAFETY: the daemon's connect function; `conn` is a live token. Its
+            // result is ignored, as corosync's coroipcs did.
+            Some(init) => drop(unsafe { init(key.token()) }),
+            // corosync refuses a service without a connect function.
+            None => return Err(cs_error_t::CS_ERR_NOT_EXIST as i32),
         }
         Ok(key)
     }
@@ -93,9 +96,18 @@ impl Service for CService {
         if let Some(exit) = self.callbacks.exit_fn(self.id) {
             // SAFETY: the daemon's disconnect function; the token is still live
             // (closed when `key` drops below).
-            unsafe { exit(key.token()) };
+            self.callbacks.serialized(|| unsafe { exit(key.token()) });
         }
         drop(key);
+    }
+
+    fn on_flow_control(&mut self, key: &mut ConnKey, _conn: &Connection, on: bool) {
+        if let Ok(entry) = conn::lookup(key.token()) {
+            entry.set_stat(c"flow_control", u32::from(on));
+            if on {
+                entry.count(c"flow_control_count");
+            }
+        }
     }
 
     fn handle(
@@ -110,23 +122,37 @@ impl Service for CService {
         }
         let entry = conn::lookup(key.token()).map_err(|_| HandlerError::InvalidRequest)?;
         let Some(handler) = self.callbacks.handler_fn(self.id, req.command) else {
-            return Err(HandlerError::UnknownCommand);
+            entry.count(c"invalid_request");
+            Self::answer_status(resp, cs_error_t::CS_ERR_INVALID_PARAM);
+            return Ok(());
         };
         let msg = self.aligned(req.payload);
         let mut scratch = AllowedScratch::default();
         let callbacks = self.callbacks.clone();
-        if !callbacks.sending_allowed(self.id, req.command, msg, &mut scratch) {
-            let _ = resp.respond(status::TRY_AGAIN, &[]);
-            return Ok(());
-        }
-        // A fresh responder cannot have answered already.
-        let deferred = resp.defer().map_err(|_| HandlerError::InvalidRequest)?;
-        entry.handler_starts(deferred);
-        // SAFETY: the daemon's handler; `msg` is valid and 8-aligned until it
-        // returns, the token live.
-        unsafe { handler(key.token(), msg) };
-        entry.handler_returned();
-        callbacks.sending_allowed_release(&mut scratch);
+        callbacks.serialized(|| {
+            match callbacks.sending_allowed(self.id, req.command, msg, &mut scratch) {
+                Allowed::Yes => {
+                    entry.count(c"requests");
+                    // A fresh responder cannot have answered already.
+                    if let Ok(deferred) = resp.defer() {
+                        entry.handler_starts(deferred);
+                        // SAFETY: the daemon's handler; `msg` is valid and 8-aligned
+                        // until it returns, the token live.
+                        unsafe { handler(key.token(), msg) };
+                        entry.handler_returned();
+                    }
+                }
+                Allowed::No => {
+                    entry.count(c"overload");
+                    Self::answer_status(resp, cs_error_t::CS_ERR_TRY_AGAIN);
+                }
+                Allowed::Invalid => {
+                    entry.count(c"invalid_request");
+                    Self::answer_status(resp, cs_error_t::CS_ERR_INVALID_PARAM);
+                }
+            }
+            callbacks.sending_allowed_release(&mut scratch);
+        });
         Ok(())
     }
 }

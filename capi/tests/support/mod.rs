@@ -151,6 +151,12 @@ pub fn toolchain() -> Option<&'static Toolchain> {
 impl Toolchain {
     /// Compiles `source` (relative to the crate) against the static library, once.
     pub fn build(&self, source: &str) -> PathBuf {
+        self.build_with(source, &[])
+    }
+
+    /// As [`build`](Self::build), with `extra` compiler flags (the first build of
+    /// `source` decides them).
+    pub fn build_with(&self, source: &str, extra: &[&str]) -> PathBuf {
         let mut built = self
             .built
             .lock()
@@ -174,9 +180,15 @@ impl Toolchain {
                 "-Werror",
                 "-g",
             ])
+            .args(extra)
             .args(&self.sanitize)
+            // As a program built against corosync's headers: <corosync/coroipcc.h>
+            // from include/, <corosync/corotypes.h> and <corosync/hdb.h> from
+            // include/base/ (corosync's own in a corosync tree).
             .arg("-I")
             .arg(dir.join("include"))
+            .arg("-I")
+            .arg(dir.join("include/base"))
             .arg("-I")
             .arg(dir.join("examples"))
             .arg(dir.join(source))

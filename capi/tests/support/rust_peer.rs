@@ -1,6 +1,13 @@
 //! The Rust side of the mixed tests: a Rust server speaking the example protocol
-//! (`examples/protocol.h`) with the seed's headers, and the helpers a Rust client uses
-//! to build and read such messages.
+//! (`examples/protocol.h`) with corosync 1.4's headers (`coroipc_types.h`: every field
+//! 8-aligned, so a request header is 16 bytes, `{ size, id }` at 0 and 8, and a
+//! response header 24, `{ size, id, error }` at 0, 8 and 16), and the helpers a Rust
+//! client uses to build and read such messages.
+//!
+//! The Rust server answers as the Rust library does (an unknown command is
+//! `HandlerError::UnknownCommand`, admission control is `Service::admit`), not as
+//! libcoroipc's coroipcs does (a bare response header carrying the error): the C client
+//! sees both.
 
 use ipc::protocol::status;
 use ipc::{
@@ -21,36 +28,84 @@ pub const COUNTER_BUSY: u16 = 1;
 
 /// `CS_OK`.
 pub const CS_OK: i32 = 1;
+/// `CS_ERR_TRY_AGAIN`.
+pub const CS_ERR_TRY_AGAIN: i32 = 6;
+/// `CS_ERR_INVALID_PARAM`.
+pub const CS_ERR_INVALID_PARAM: i32 = 7;
+/// `CS_ERR_NOT_EXIST`.
+pub const CS_ERR_NOT_EXIST: i32 = 12;
 
-/// A request: `{ size, id }` then `payload`.
+/// `sizeof(coroipc_request_header_t)`.
+pub const REQUEST_HEADER: usize = 16;
+/// `sizeof(coroipc_response_header_t)`.
+pub const RESPONSE_HEADER: usize = 24;
+const SIZE_AT: usize = 0;
+const ID_AT: usize = 8;
+const ERROR_AT: usize = 16;
+
+fn put_int(m: &mut [u8], at: usize, v: i32) {
+    m[at..at + 4].copy_from_slice(&v.to_ne_bytes());
+}
+
+/// A request: a `coroipc_request_header_t` `{ size, id }` then `payload`.
 pub fn c_request(id: u16, payload: &[u8]) -> Vec<u8> {
-    let size = i32::try_from(8 + payload.len()).unwrap();
-    let mut m = size.to_ne_bytes().to_vec();
-    m.extend_from_slice(&i32::from(id).to_ne_bytes());
+    let mut m = vec![0u8; REQUEST_HEADER];
+    put_int(
+        &mut m,
+        SIZE_AT,
+        i32::try_from(REQUEST_HEADER + payload.len()).unwrap(),
+    );
+    put_int(&mut m, ID_AT, i32::from(id));
     m.extend_from_slice(payload);
     m
 }
 
-/// A response or dispatch message: `{ size, id, error }` then `payload`.
+/// A response or dispatch message: a `coroipc_response_header_t` `{ size, id, error }`
+/// then `payload`.
 pub fn c_response(id: i32, error: i32, payload: &[u8]) -> Vec<u8> {
-    let size = i32::try_from(12 + payload.len()).unwrap();
-    let mut m = size.to_ne_bytes().to_vec();
-    m.extend_from_slice(&id.to_ne_bytes());
-    m.extend_from_slice(&error.to_ne_bytes());
+    let mut m = vec![0u8; RESPONSE_HEADER];
+    put_int(
+        &mut m,
+        SIZE_AT,
+        i32::try_from(RESPONSE_HEADER + payload.len()).unwrap(),
+    );
+    put_int(&mut m, ID_AT, id);
+    put_int(&mut m, ERROR_AT, error);
     m.extend_from_slice(payload);
     m
+}
+
+/// The payload of `struct req_value` / `struct res_value` (protocol.h): a `uint32_t`
+/// and the struct's tail padding (the structs are 8-aligned: 24 and 32 bytes).
+pub fn value_payload(v: u32) -> [u8; 8] {
+    let mut p = [0u8; 8];
+    p[..4].copy_from_slice(&v.to_ne_bytes());
+    p
+}
+
+/// A `struct req_value` (protocol.h): the header for `id`, then `v`.
+pub fn c_value_request(id: u16, v: u32) -> Vec<u8> {
+    c_request(id, &value_payload(v))
 }
 
 fn int_at(b: &[u8], at: usize) -> i32 {
     i32::from_ne_bytes(b[at..at + 4].try_into().unwrap())
 }
 
+/// A response's header, checked (`size` is its length): `(id, error)`.
+pub fn c_header(m: &[u8]) -> (i32, i32) {
+    assert!(
+        m.len() >= RESPONSE_HEADER,
+        "response shorter than its header: {m:?}"
+    );
+    assert_eq!(int_at(m, SIZE_AT) as usize, m.len(), "header size");
+    (int_at(m, ID_AT), int_at(m, ERROR_AT))
+}
+
 /// Checks a response's header (`size` is its length, `error` CS_OK); its payload.
 pub fn c_payload(m: &[u8]) -> &[u8] {
-    assert!(m.len() >= 12, "response shorter than its header: {m:?}");
-    assert_eq!(int_at(m, 0) as usize, m.len(), "header size");
-    assert_eq!(int_at(m, 8), CS_OK, "header error");
-    &m[12..]
+    assert_eq!(c_header(m).1, CS_OK, "header error");
+    &m[RESPONSE_HEADER..]
 }
 
 /// The `uint32_t value` after a header.
@@ -63,14 +118,18 @@ struct Echo;
 /// The checked request payload after its header.
 fn body<'a>(req: &Request<'a>) -> Result<&'a [u8], HandlerError> {
     let p = req.payload;
-    if p.len() < 8 || int_at(p, 0) as usize != p.len() || int_at(p, 4) != i32::from(req.command) {
+    if p.len() < REQUEST_HEADER
+        || int_at(p, SIZE_AT) as usize != p.len()
+        || int_at(p, ID_AT) != i32::from(req.command)
+    {
         return Err(HandlerError::InvalidRequest);
     }
-    Ok(&p[8..])
+    Ok(&p[REQUEST_HEADER..])
 }
 
+/// Answers a `struct res_value` (32 bytes, as C's `sizeof`).
 fn answer(resp: &mut Responder<'_>, id: u16, v: u32) {
-    let _ = resp.respond(0, &c_response(i32::from(id), CS_OK, &v.to_ne_bytes()));
+    let _ = resp.respond(0, &c_response(i32::from(id), CS_OK, &value_payload(v)));
 }
 
 impl Service for Echo {
@@ -97,11 +156,14 @@ impl Service for Echo {
                 let _ = resp.respond(0, &c_response(0, CS_OK, body));
             }
             ECHO_DISPATCH => {
+                if body.len() < 4 {
+                    return Err(HandlerError::InvalidRequest);
+                }
                 let count = value(body);
                 let conn = resp.connection();
                 let mut sent = 0;
                 while sent < count {
-                    let ev = c_response(i32::from(ECHO_DISPATCH), CS_OK, &sent.to_ne_bytes());
+                    let ev = c_response(i32::from(ECHO_DISPATCH), CS_OK, &value_payload(sent));
                     if conn.dispatch_send(&ev).is_err() {
                         break;
                     }
@@ -110,12 +172,12 @@ impl Service for Echo {
                 answer(resp, ECHO_DISPATCH, sent);
             }
             ECHO_LATER => {
-                let ev = c_response(i32::from(ECHO_LATER), CS_OK, &7u32.to_ne_bytes());
+                let ev = c_response(i32::from(ECHO_LATER), CS_OK, &value_payload(7));
                 let _ = resp.connection().dispatch_send(&ev);
                 let later = resp.defer().map_err(|_| HandlerError::InvalidRequest)?;
                 std::thread::spawn(move || {
                     std::thread::sleep(std::time::Duration::from_millis(20));
-                    let m = c_response(i32::from(ECHO_LATER), CS_OK, &42u32.to_ne_bytes());
+                    let m = c_response(i32::from(ECHO_LATER), CS_OK, &value_payload(42));
                     let _ = later.respond(0, &m);
                 });
             }

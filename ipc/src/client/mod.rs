@@ -126,6 +126,23 @@ pub struct Client {
     adapt: options::Adaptive,
 }
 
+/// Ends a client's connection from any thread ([`Client::closer`]): the socket is shut
+/// down, so a call blocked on the client returns `Disconnected` at once (its wait
+/// watches the socket), every later call fails the same way, and the server sees the
+/// client leave. Dropping a `Closer` does nothing.
+#[derive(Debug)]
+pub struct Closer {
+    socket: std::os::unix::net::UnixStream,
+}
+
+impl Closer {
+    /// Shuts the connection down (idempotent).
+    pub fn close(&self) {
+        // ENOTCONN once the peer is gone already: nothing left to do.
+        let _ = self.socket.shutdown(std::net::Shutdown::Both);
+    }
+}
+
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Client")
@@ -189,6 +206,18 @@ impl Client {
         };
         client.arm_poll_fd()?;
         Ok(client)
+    }
+
+    /// A handle that ends this connection from another thread, even while a call is
+    /// blocked on it (see [`Closer`]).
+    ///
+    /// # Errors
+    ///
+    /// The OS error of duplicating the socket (`EMFILE` at the fd limit).
+    pub fn closer(&self) -> std::io::Result<Closer> {
+        Ok(Closer {
+            socket: self.waiter.socket_clone()?,
+        })
     }
 
     /// The server's id for this connection.
