@@ -258,19 +258,22 @@ bench() {
             say "run $i $kind: $(grep -ac 'TP/s' "$logs/cpgbench.out") rounds"
         done
     done
-    say "cpgbench medians of $runs runs (messages/s):"
-    echo "| bytes per message | corosync's coroipc | libcoroipc | ratio |"
+    say "cpgbench medians of $runs runs (messages/s, min-max):"
+    echo "| bytes per message | corosync's coroipc | libcoroipc | ratio of medians |"
     echo "|---|---|---|---|"
     local per
+    # "size median min max" per message size of build $1.
     per() {
         local k=$1
         for i in $(seq 1 "$runs"); do
             awk '/TP\/s/ { for (f = 1; f <= NF; f++) { if ($f == "bytes") s = $(f - 1); if ($f == "TP/s") t = $(f - 1) } print s, t }' \
                 "$work/bench-$k-$i/cpgbench.out"
-        done | sort -k1,1n -k2,2g | awk '{ v[$1] = v[$1] " " $2 } END { for (s in v) { n = split(v[s], a, " "); print s, (n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2) } }' | sort -k1,1
+        done | sort -k1,1n -k2,2g | awk '{ v[$1] = v[$1] " " $2 } END {
+            for (s in v) { n = split(v[s], a, " ");
+                print s, (n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2), a[1], a[n] } }' | sort -k1,1
     }
     join <(per pristine) <(per ours) | sort -n |
-        awk '{ printf "| %d | %.0f | %.0f | %.2f |\n", $1, $2, $3, ($2 > 0 ? $3 / $2 : 0) }'
+        awk '{ printf "| %d | %.0f (%.0f-%.0f) | %.0f (%.0f-%.0f) | %.2f |\n", $1, $2, $3, $4, $5, $6, $7, ($2 > 0 ? $5 / $2 : 0) }'
 }
 
 # The rounds of both builds side by side (cpgbench grows the message by 1000 bytes a

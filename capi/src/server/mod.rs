@@ -96,8 +96,9 @@ fn drive(f: impl FnOnce(&mut ServerState) -> Result<(), CapiError>) -> Result<()
 /// callback, the daemon's poll hooks.
 fn build(name: ipc::SocketName, callbacks: &Arc<Callbacks>, hooks: CHooks) -> io::Result<Server> {
     let security = callbacks.clone();
-    let mut builder =
-        ServerBuilder::new(name).security(move |cred| security.security_valid(cred.uid, cred.gid));
+    let mut builder = ServerBuilder::new(name)
+        .limits(c_limits())
+        .security(move |cred| security.security_valid(cred.uid, cred.gid));
     // Every id a client may ask for: whether the service exists is asked at each
     // connect (corosync loads and unloads engines at run time), and ids above the
     // bound never reach the daemon's `service_available` (corosync's indexes a
@@ -113,6 +114,16 @@ fn build(name: ipc::SocketName, callbacks: &Arc<Callbacks>, hooks: CHooks) -> io
         );
     }
     builder.build_with_hooks(hooks)
+}
+
+/// The limits of a C server: the defaults, without the adaptive poll of busy request
+/// rings. The daemon's loop runs everything else too (corosync's totem): a poll
+/// inside `coroipcs_handler_dispatch` would take that time from it.
+fn c_limits() -> ipc::Limits {
+    ipc::Limits {
+        adaptive_spin: std::time::Duration::ZERO,
+        ..ipc::Limits::default()
+    }
 }
 
 /// Starts the server from the daemon's v2 state (the shared body of both inits).
