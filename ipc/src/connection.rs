@@ -13,7 +13,6 @@ use crate::error::{RingKind, SendError, Violation};
 use crate::os::{Doorbell, PeerCred};
 use crate::outbox::{Outbox, OutboxError, OutboxGrant, Sent};
 use crate::protocol::{ResponseHeader, RESPONSE_HEADER_LEN};
-use crate::server::Limits;
 use crate::stats::{self, ConnCounters, ConnStats};
 
 /// What to do when a client's dispatch ring and the queue behind it are full.
@@ -70,6 +69,14 @@ pub(crate) struct ConnShared {
     pub(crate) counters: ConnCounters,
 }
 
+/// How many bytes of each kind may wait behind a full ring of one connection (the
+/// server's `Limits::max_queued_response_bytes` / `max_queued_dispatch_bytes`).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct QueueBounds {
+    pub(crate) responses: usize,
+    pub(crate) dispatch: usize,
+}
+
 impl ConnShared {
     /// The shared state of a new connection: its two outboxes over the given rings,
     /// and its two doorbells.
@@ -78,21 +85,13 @@ impl ConnShared {
         service: u16,
         cred: PeerCred,
         (responses, dispatch): (MpscProducer, MpscProducer),
-        limits: &Limits,
+        queued: QueueBounds,
         overflow: OverflowPolicy,
         work: Arc<WorkQueue>,
     ) -> io::Result<Arc<ConnShared>> {
         let client_bell = Arc::new(Doorbell::new()?);
-        let response = Outbox::new(
-            responses,
-            client_bell.clone(),
-            limits.max_queued_response_bytes,
-        );
-        let dispatch = Outbox::new(
-            dispatch,
-            client_bell.clone(),
-            limits.max_queued_dispatch_bytes,
-        );
+        let response = Outbox::new(responses, client_bell.clone(), queued.responses);
+        let dispatch = Outbox::new(dispatch, client_bell.clone(), queued.dispatch);
         Ok(Arc::new(ConnShared {
             id,
             service,

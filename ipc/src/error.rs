@@ -278,3 +278,18 @@ pub enum SendError {
     #[error("a response was already sent for this request")]
     AlreadyResponded,
 }
+
+/// The handler returned an error instead of answering.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum HandlerError {
+    /// This service does not handle the command: the client gets an
+    /// "unknown command" error and the connection stays up.
+    #[error("unknown command")]
+    UnknownCommand,
+    /// The payload is malformed for this command: the client gets
+    /// [`ClientError::BadRequest`](crate::ClientError::BadRequest) and the connection
+    /// stays up.
+    #[error("invalid request")]
+    InvalidRequest,
+}

@@ -105,12 +105,13 @@ pub use client::{
 };
 pub use connection::{Connection, DisconnectReason, DispatchGrant, OverflowPolicy};
 pub use error::{
-    ClientError, ConnectError, ConnectStep, ProtocolError, RingKind, SendError, Violation,
+    ClientError, ConnectError, ConnectStep, HandlerError, ProtocolError, RingKind, SendError,
+    Violation,
 };
 pub use os::{PeerCred, SocketName};
 pub use respond::{DeferredResponse, Request, RequestPayload, Responder, ResponseGrant};
 pub use server::{Limits, PollHooks, Server, ServerBuilder, StopHandle, Token};
-pub use service::{HandlerError, Service};
+pub use service::Service;
 pub use stats::{ClientStats, ConnStats, Refusals, ServerStats, ServerStatsHandle};
 
 /// The README's examples, compiled (and the in-process one run) as doctests so they

@@ -8,10 +8,10 @@ use std::sync::Arc;
 use coroipc_ring::ReadGrant;
 
 use crate::connection::{ConnShared, Connection};
+use crate::error::HandlerError;
 use crate::error::{RingKind, SendError};
 use crate::outbox::{OutboxGrant, Sent};
 use crate::protocol::{status, ResponseHeader, REQUEST_HEADER_LEN, RESPONSE_HEADER_LEN};
-use crate::service::HandlerError;
 
 /// A request being handled on the server thread.
 #[derive(Debug)]

@@ -5,22 +5,8 @@
 use std::any::Any;
 
 use crate::connection::{Connection, DisconnectReason, OverflowPolicy};
+use crate::error::HandlerError;
 use crate::respond::{Request, Responder};
-
-/// The handler returned an error instead of answering.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum HandlerError {
-    /// This service does not handle the command: the client gets an
-    /// "unknown command" error and the connection stays up.
-    #[error("unknown command")]
-    UnknownCommand,
-    /// The payload is malformed for this command: the client gets
-    /// [`ClientError::BadRequest`](crate::ClientError::BadRequest) and the connection
-    /// stays up.
-    #[error("invalid request")]
-    InvalidRequest,
-}
 
 /// A service: registered under a `u16` id, it owns typed per-connection private data
 /// ([`Service::Private`]) and selects the handler for each command id itself (the

@@ -21,7 +21,11 @@
 //! must not move backwards, and must stay inside the window the protocol allows.
 
 use crate::error::Corruption;
-use crate::layout::{MISALIGN_BITS, SLEEP_BIT};
+
+/// Bit 0 of an index word: "the side that reads this index sleeps; wake it".
+pub(crate) const SLEEP_BIT: u64 = 1;
+/// Bits of an index word that must be zero (frames are 8-aligned).
+pub(crate) const MISALIGN_BITS: u64 = 0b110;
 
 /// Forward distance from `from` to `to`, or 0 if `to` is behind `from` (modulo 2^64,
 /// "behind" meaning less than 2^63 bytes behind).

@@ -31,11 +31,6 @@ pub const MAX_CAPACITY: usize = 1 << 31;
 /// Alignment the region base must have.
 pub const REGION_ALIGN: usize = 128;
 
-/// Bit 0 of an index word: "the side that reads this index sleeps; wake it".
-pub(crate) const SLEEP_BIT: u64 = 1;
-/// Bits of an index word that must be zero (frames are 8-aligned).
-pub(crate) const MISALIGN_BITS: u64 = 0b110;
-
 /// One 128-byte line.
 #[repr(C, align(128))]
 pub(crate) struct Line<T>(pub(crate) T);

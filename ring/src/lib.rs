@@ -66,7 +66,6 @@
 #![cfg_attr(not(any(feature = "std", test)), no_std)]
 #![deny(unsafe_op_in_unsafe_fn)]
 #![deny(missing_docs)]
-#![warn(clippy::undocumented_unsafe_blocks)]
 #![warn(clippy::missing_errors_doc)]
 
 #[cfg(feature = "alloc")]

@@ -16,8 +16,9 @@
 
 use crate::error::{AttachError, Corruption, PushError};
 use crate::frame::{encode, TAG_MSG, TAG_PAD, TAG_SKIP};
+use crate::index::SLEEP_BIT;
 use crate::index::{ahead, check_head, is_before};
-use crate::layout::{Config, RawRegion, RingPtrs, FRAME_HEADER, SLEEP_BIT};
+use crate::layout::{Config, RawRegion, RingPtrs, FRAME_HEADER};
 use crate::payload::Payload;
 use crate::signal::{self, FlowChange, Published, SleepCheck, Wake};
 use crate::sync::{AtomicU32, AtomicU64, Ordering, TurnWait};

@@ -22,7 +22,7 @@
 //! to `Relaxed` fails it (SPEC.md §1.6).
 
 use crate::error::Corruption;
-use crate::layout::SLEEP_BIT;
+use crate::index::SLEEP_BIT;
 use crate::sync::{AtomicU64, Ordering};
 
 /// How many times an announce CAS is retried before answering "not ready, retry".
@@ -83,7 +83,7 @@ impl Wake {
 
     #[inline]
     pub(crate) fn from_old_index(old: u64) -> Self {
-        if old & crate::layout::SLEEP_BIT != 0 {
+        if old & crate::index::SLEEP_BIT != 0 {
             Wake::Needed
         } else {
             Wake::NotNeeded

@@ -9,7 +9,7 @@ use std::os::fd::BorrowedFd;
 
 use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
 
-use super::retry_eintr;
+use super::eintr::retry_eintr;
 
 /// Process id, effective user id and effective group id of a socket's peer, as they
 /// were when it connected.

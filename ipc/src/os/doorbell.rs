@@ -17,7 +17,7 @@ use nix::errno::Errno;
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use nix::sys::eventfd::{EfdFlags, EventFd};
 
-use super::retry_eintr;
+use super::eintr::retry_eintr;
 
 /// An eventfd used as a doorbell (close-on-exec, non-blocking).
 #[derive(Debug)]

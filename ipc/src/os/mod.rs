@@ -30,6 +30,7 @@
 
 mod cred;
 mod doorbell;
+mod eintr;
 mod fdlimit;
 mod fdpass;
 mod shm;
@@ -44,23 +45,6 @@ pub use shm::{SharedMemory, ShmError};
 pub(crate) use socket::accept_nonblocking;
 pub use socket::{connect, listen, try_connect, unconnected, SocketName};
 pub use wait::{wait_readable, Epoll, Event, FdReadiness, Interest, Readiness};
-
-use std::io;
-
-use nix::errno::Errno;
-
-/// Runs `f` until it returns something other than `EINTR`, converting the error.
-///
-/// Only for calls without a deadline: a timed wait must recompute its remaining
-/// time before it restarts.
-fn retry_eintr<T>(mut f: impl FnMut() -> nix::Result<T>) -> io::Result<T> {
-    loop {
-        match f() {
-            Err(Errno::EINTR) => continue,
-            other => return other.map_err(io::Error::from),
-        }
-    }
-}
 
 /// Shared test helpers (signals that interrupt blocking calls).
 #[cfg(test)]

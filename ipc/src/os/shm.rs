@@ -22,7 +22,7 @@ use nix::sys::memfd::{memfd_create, MemFdCreateFlag};
 use nix::sys::stat::fstat;
 use nix::sys::statfs::{fstatfs, TMPFS_MAGIC};
 
-use super::retry_eintr;
+use super::eintr::retry_eintr;
 
 /// The seals that freeze a region's size (and the set of seals itself).
 const REQUIRED_SEALS: SealFlag = SealFlag::F_SEAL_SHRINK

@@ -29,7 +29,7 @@ use nix::sys::socket::{
 };
 use nix::sys::time::{TimeVal, TimeValLike};
 
-use super::retry_eintr;
+use super::eintr::retry_eintr;
 use crate::deadline::Deadline;
 
 /// The longest single `SO_SNDTIMEO` wait in [`connect`]; longer timeouts loop.

@@ -18,7 +18,7 @@ use nix::errno::Errno;
 use nix::sys::epoll::{Epoll as NixEpoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
 use nix::sys::time::TimeSpec;
 
-use super::retry_eintr;
+use super::eintr::retry_eintr;
 use crate::deadline::Deadline;
 
 /// The longest a single system call waits; longer waits loop (the deadline decides).

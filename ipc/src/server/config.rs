@@ -58,6 +58,14 @@ impl Limits {
     /// The longest a server polls one connection's request ring in one pass over it,
     /// all its waits together (1 ms).
     pub const MAX_SPIN: Duration = Duration::from_millis(1);
+
+    /// The per-connection queue bounds a connection is built with.
+    pub(crate) fn queue_bounds(&self) -> crate::connection::QueueBounds {
+        crate::connection::QueueBounds {
+            responses: self.max_queued_response_bytes,
+            dispatch: self.max_queued_dispatch_bytes,
+        }
+    }
 }
 
 impl Default for Limits {

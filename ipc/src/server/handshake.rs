@@ -254,7 +254,7 @@ impl Server {
                 request.service,
                 p.cred,
                 (rings.responses, rings.dispatch),
-                l,
+                l.queue_bounds(),
                 service.overflow_policy(),
                 self.work.clone(),
             )?;

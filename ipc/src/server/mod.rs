@@ -13,6 +13,7 @@
 
 mod accept;
 mod config;
+mod events;
 mod handshake;
 mod poll;
 mod serve;

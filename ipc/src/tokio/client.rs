@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use ::tokio::io::unix::AsyncFd;
 
+use super::reactor::{finish_connect, register, Borrowed};
 use super::wakers::FanOut;
-use super::{register, Borrowed};
 use crate::client::{Client, ConnectOptions, Response};
 use crate::error::{ClientError, ConnectError, ConnectStep};
 use crate::os::SocketName;
@@ -166,7 +166,7 @@ impl AsyncClient {
         options: &ConnectOptions,
     ) -> Result<AsyncClient, ConnectError> {
         let connecting = Client::connect_start(name, service, options)?;
-        let handshake = super::finish_connect(connecting);
+        let handshake = finish_connect(connecting);
         // `Duration::MAX` (no deadline) must not overflow the clock.
         let client = match ::tokio::time::Instant::now().checked_add(options.connect_timeout) {
             Some(deadline) => ::tokio::time::timeout_at(deadline, handshake)
