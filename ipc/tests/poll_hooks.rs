@@ -194,3 +194,96 @@ fn one_fd_and_run_once_drive_the_whole_server() {
         "accept and doorbell events went through run_once"
     );
 }
+
+/// Hooks that refuse the `n`-th `add` (0: none), recording what is watched.
+#[derive(Clone, Default)]
+struct Refusing {
+    watched: Registry,
+    refuse_at: usize,
+    adds: Arc<Mutex<usize>>,
+}
+
+impl PollHooks for Refusing {
+    fn add(&mut self, fd: BorrowedFd<'_>, token: Token) -> std::io::Result<()> {
+        let mut adds = self.adds.lock().unwrap();
+        *adds += 1;
+        if *adds == self.refuse_at {
+            return Err(std::io::Error::other("refused"));
+        }
+        self.watched.add(fd, token)
+    }
+    fn remove(&mut self, fd: BorrowedFd<'_>, token: Token) {
+        self.watched.remove(fd, token);
+    }
+}
+
+#[test]
+fn the_server_hands_back_every_fd_it_added() {
+    let name = SocketName::abstract_name(format!("coroipc-hooks-back-{}", std::process::id()));
+    // A build that fails on its third fd hands back the first two.
+    let failing = Refusing {
+        refuse_at: 3,
+        ..Refusing::default()
+    };
+    let built = ServerBuilder::new(name.clone())
+        .service(3, Svc(mpsc::channel().0))
+        .build_with_hooks(failing.clone());
+    assert!(built.is_err());
+    assert_eq!(*failing.adds.lock().unwrap(), 3);
+    assert!(
+        failing.watched.0.lock().unwrap().is_empty(),
+        "nothing stays watched"
+    );
+
+    // A server with a connected client and a half-done handshake: dropping it hands
+    // back the listener, its doorbells and every connection's fds.
+    let hooks = Refusing::default();
+    let (tx, rx) = mpsc::channel();
+    let mut server = ServerBuilder::new(name.clone())
+        .service(3, Svc(tx))
+        .build_with_hooks(hooks.clone())
+        .unwrap();
+    let connecting = std::thread::spawn({
+        let name = name.clone();
+        move || Client::connect(&name, 3, &ConnectOptions::default())
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let mut conn = None;
+    while conn.is_none() && std::time::Instant::now() < deadline {
+        let watched: Vec<Token> = hooks
+            .watched
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(_, t)| *t)
+            .collect();
+        for t in watched {
+            assert!(server.watches(t), "a watched fd's token is known: {t:?}");
+            server.handle_ready(t);
+        }
+        conn = rx.try_recv().ok();
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let conn = conn.expect("the client connected");
+    let client = connecting.join().unwrap().unwrap();
+    let half = coroipc::os::connect(&name, None).unwrap();
+    server.handle_accept();
+    let before = hooks.watched.0.lock().unwrap().len();
+    assert!(
+        before >= 5,
+        "listener, two doorbells, a connection, a handshake: {before}"
+    );
+    assert!(
+        !server.watches(Token::foreign(7)),
+        "foreign tokens are never the server's"
+    );
+    assert!(Token::foreign(7).is_foreign() && !coroipc::Server::LISTENER_TOKEN.is_foreign());
+    drop(server);
+    assert!(
+        hooks.watched.0.lock().unwrap().is_empty(),
+        "every fd handed back"
+    );
+    assert!(!conn.is_connected());
+    drop((client, half));
+}

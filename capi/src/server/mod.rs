@@ -22,7 +22,7 @@ use std::io;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use ipc::{PollHooks, Server, ServerBuilder, Token};
+use ipc::{Server, ServerBuilder, Token};
 
 use crate::error::CapiError;
 use crate::message::{check_outgoing_response, socket_name, Parts};
@@ -40,7 +40,6 @@ pub const COROIPCS_SERVICE_MAX: u16 = 63;
 /// The one server of the process.
 struct ServerState {
     server: Server,
-    hooks: CHooks,
     callbacks: Arc<Callbacks>,
     timer: Timer,
 }
@@ -142,19 +141,17 @@ fn init(state: &coroipcs_init_state_v2) -> Result<(), (Option<Arc<Callbacks>>, C
     }
     let hooks = CHooks {
         callbacks: callbacks.clone(),
-        watched: Arc::default(),
     };
-    let started = build(name, &callbacks, hooks.clone()).and_then(|server| {
+    // A failed build hands back what it added; a failure after it drops the server,
+    // which hands back everything.
+    let started = build(name, &callbacks, hooks).and_then(|server| {
         let timer = Timer::new()?;
-        hooks.clone().add(timer.fd(), Token(TIMER_TOKEN))?;
+        timer.watch(&callbacks)?;
         Ok((server, timer))
     });
-    let (server, timer) = started
-        .inspect_err(|_| hooks.shutdown())
-        .map_err(|e| fail(e.into()))?;
+    let (server, timer) = started.map_err(|e| fail(e.into()))?;
     *guard = Some(ServerState {
         server,
-        hooks,
         callbacks,
         timer,
     });
@@ -238,9 +235,14 @@ pub extern "C" fn coroipcs_ipc_exit() {
     let stopped = boundary(|| {
         let _inside = Inside::enter()?;
         let mut guard = SERVER.lock().unwrap_or_else(PoisonError::into_inner);
-        let state = guard.take().ok_or(CapiError::BadHandle)?;
-        state.hooks.shutdown();
-        drop(state);
+        let ServerState {
+            server,
+            callbacks,
+            timer,
+        } = guard.take().ok_or(CapiError::BadHandle)?;
+        // The server disconnects every client and hands back every fd it watches.
+        drop(server);
+        timer.unwatch(&callbacks);
         Ok(())
     });
     if stopped != cs_error_t::CS_OK {
@@ -312,14 +314,13 @@ pub extern "C" fn coroipcs_handler_dispatch(
     let _ = (fd, revent);
     let r = boundary(|| {
         drive(|s| {
-            let token = context as u64;
-            if !s.hooks.knows(token) {
-                return Err(CapiError::BadHandle);
-            }
+            let token = Token(context as u64);
             if token == TIMER_TOKEN {
                 s.timer.drain();
+            } else if s.server.watches(token) {
+                s.server.handle_ready(token);
             } else {
-                s.server.handle_ready(Token(token));
+                return Err(CapiError::BadHandle);
             }
             s.server.handle_timeouts();
             Ok(())

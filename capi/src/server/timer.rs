@@ -6,16 +6,18 @@
 //! retries).
 
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::{AsFd, AsRawFd};
 use std::time::{Duration, Instant};
 
 use nix::sys::time::TimeSpec;
+
+use super::callbacks::Callbacks;
 use nix::sys::timer::Expiration;
 use nix::sys::timerfd::{ClockId, TimerFd, TimerFlags, TimerSetTimeFlags};
 
-/// The timer's context in `poll_dispatch_add` (never a server token: those are
-/// `id << 2 | kind` with small ids).
-pub(crate) const TIMER_TOKEN: u64 = u64::MAX;
+/// The timer's token, and its context in `poll_dispatch_add`: the first of the
+/// range the server never uses for its own fds.
+pub(crate) const TIMER_TOKEN: ipc::Token = ipc::Token::foreign(0);
 
 pub(crate) struct Timer {
     fd: TimerFd,
@@ -29,8 +31,20 @@ impl Timer {
         })
     }
 
-    pub(crate) fn fd(&self) -> BorrowedFd<'_> {
-        self.fd.as_fd()
+    /// Watched by the daemon's loop (context [`TIMER_TOKEN`]).
+    pub(crate) fn watch(&self, callbacks: &Callbacks) -> io::Result<()> {
+        if callbacks.poll_add(self.fd.as_fd().as_raw_fd(), Some(TIMER_TOKEN.0)) {
+            Ok(())
+        } else {
+            Err(io::Error::other(
+                "the daemon's poll_dispatch_add callback is missing",
+            ))
+        }
+    }
+
+    /// No longer watched (before it closes).
+    pub(crate) fn unwatch(&self, callbacks: &Callbacks) {
+        callbacks.poll_destroy(self.fd.as_fd().as_raw_fd(), Some(TIMER_TOKEN.0));
     }
 
     /// Consumes an expiration, if any (the fd is level-triggered for the daemon).

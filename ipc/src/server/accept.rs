@@ -138,6 +138,11 @@ impl Acceptor {
         newly
     }
 
+    /// Whether the listener is watched (not stalled).
+    pub(crate) fn watched(&self) -> bool {
+        self.paused_until.is_none()
+    }
+
     /// When a stalled listener is due to be watched again.
     pub(crate) fn retry_at(&self) -> Option<Instant> {
         self.paused_until

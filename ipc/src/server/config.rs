@@ -209,10 +209,21 @@ impl ServerBuilder {
             flag: AtomicBool::new(false),
             bell: Doorbell::new()?,
         });
-        poller.add(listener.as_fd(), LISTENER)?;
-        poller.add(stop.bell.as_fd(), STOP)?;
         let work = Arc::new(WorkQueue::new()?);
-        poller.add(work.bell.as_fd(), WORK)?;
+        let fds = [
+            (listener.as_fd(), LISTENER),
+            (stop.bell.as_fd(), STOP),
+            (work.bell.as_fd(), WORK),
+        ];
+        for (i, (fd, token)) in fds.iter().enumerate() {
+            if let Err(e) = poller.add(*fd, *token) {
+                // Hand back what was added: nothing of a failed build stays watched.
+                for (fd, token) in &fds[..i] {
+                    poller.remove(*fd, *token);
+                }
+                return Err(e);
+            }
+        }
         Ok(Server {
             acceptor: Acceptor::new(listener),
             name: self.name,

@@ -221,6 +221,22 @@ impl Server {
         self.after_event();
     }
 
+    /// Whether the fd registered with `token` is watched now: the listener (unless
+    /// stalled), the server's doorbells, a handshake or a connection that is still
+    /// there. False for a token whose fd was removed, or that the server never gave.
+    pub fn watches(&self, token: Token) -> bool {
+        match token {
+            LISTENER => self.acceptor.watched(),
+            STOP | WORK => true,
+            t if t.is_foreign() => false,
+            Token(t) => match t & 3 {
+                KIND_PENDING => self.pending.contains_key(&(t >> 2)),
+                KIND_BELL | KIND_SOCKET => self.conns.contains_key(&(t >> 2)),
+                _ => false,
+            },
+        }
+    }
+
     /// Handles readiness of the fd registered with `token`.
     pub fn handle_ready(&mut self, token: Token) {
         match token {
@@ -284,11 +300,22 @@ impl Server {
 }
 
 impl Drop for Server {
+    /// Every client is disconnected (`on_disconnect` runs for each) and every fd the
+    /// server watches is handed back to the loop before it closes.
     fn drop(&mut self) {
         let ids: Vec<u64> = self.conns.keys().copied().collect();
         for id in ids {
             self.disconnect(id, DisconnectReason::ServerShutdown);
         }
+        let pending: Vec<u64> = self.pending.keys().copied().collect();
+        for id in pending {
+            self.drop_pending(id);
+        }
+        if self.acceptor.watched() {
+            self.poller.remove(self.acceptor.listener_fd(), LISTENER);
+        }
+        self.poller.remove(self.stop.bell.as_fd(), STOP);
+        self.poller.remove(self.work.bell.as_fd(), WORK);
         if let SocketName::Path { path, .. } = &self.name {
             let _ = std::fs::remove_file(path);
         }

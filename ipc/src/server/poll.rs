@@ -11,8 +11,27 @@ use crate::os::{Doorbell, Epoll, Interest};
 
 /// Identifies an fd registered through [`PollHooks`]; hand it back to
 /// [`Server::handle_ready`](crate::Server::handle_ready).
+///
+/// The server's tokens never have the top bit set; tokens that do
+/// ([`Token::foreign`]) are free for the event loop's own fds beside the server's.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Token(pub u64);
+
+/// The bit no server token has (its connection ids stay below 2^61: a new id each
+/// connection, from 1).
+const FOREIGN_BIT: u64 = 1 << 63;
+
+impl Token {
+    /// Token `n` of the range the server never uses (`n` below 2^63).
+    pub const fn foreign(n: u64) -> Token {
+        Token(FOREIGN_BIT | (n & !FOREIGN_BIT))
+    }
+
+    /// Whether this token is in the range the server never uses.
+    pub const fn is_foreign(self) -> bool {
+        self.0 & FOREIGN_BIT != 0
+    }
+}
 
 pub(crate) const LISTENER: Token = Token(0);
 pub(crate) const STOP: Token = Token(1);
@@ -36,7 +55,9 @@ pub trait PollHooks: Send {
     /// Whatever the loop cannot register; the server drops the fd's client (or, for
     /// the listener, fails to build).
     fn add(&mut self, fd: BorrowedFd<'_>, token: Token) -> io::Result<()>;
-    /// Stop watching `fd` (called before the fd is closed).
+    /// Stop watching `fd` (called before the fd is closed). The server removes every
+    /// fd it added, by the time it is dropped at the latest, and when building it
+    /// fails after adding some.
     fn remove(&mut self, fd: BorrowedFd<'_>, token: Token);
 }
 

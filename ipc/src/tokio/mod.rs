@@ -2,10 +2,12 @@
 //! on a runtime.
 //!
 //! Both are thin: the blocking types already expose one fd each that reads ready when
-//! there is something to do ([`Client`]'s notification fd, [`Server::poll_fd`]), and
-//! non-blocking calls that do it ([`Client::try_response`],
-//! [`Client::try_send_request`], `dispatch_recv(Some(ZERO))`, [`Server::run_once`]).
-//! This module registers those fds with tokio's reactor ([`AsyncFd`]) and retries the
+//! there is something to do ([`Client`](crate::Client)'s notification fd,
+//! [`Server::poll_fd`]), and non-blocking calls that do it
+//! ([`Client::try_response`](crate::Client::try_response),
+//! [`Client::try_send_request`](crate::Client::try_send_request),
+//! `dispatch_recv(Some(ZERO))`, [`Server::run_once`]). This module registers those fds
+//! with tokio's reactor ([`AsyncFd`](::tokio::io::unix::AsyncFd)) and retries the
 //! calls on readiness. No call blocks a runtime thread, except a service's own
 //! handler when the server is served here (keep handlers short, or defer).
 //!
@@ -45,7 +47,7 @@ const TURN: Duration = Duration::from_millis(1);
 /// run on the runtime thread that polls this future.
 ///
 /// Cooperative: under steady load a pass always finds work (a connection that had
-/// more than a batch is rung again), so after [`TURN`] of work the future yields
+/// more than a batch is rung again), so after 1 ms of work the future yields
 /// (`tokio::task::yield_now`), letting the runtime's timers, I/O and other tasks run
 /// before it serves on. (A pass is bounded by `Limits::batch` requests per ready
 /// connection, so a turn overruns by one pass at most.)
