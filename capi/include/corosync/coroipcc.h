@@ -23,9 +23,8 @@
  * - Calls on one handle from several threads take turns (as the original's
  *   per-instance mutex); a dispatch_get waiting on its fd does not block them.
  *
- * Threads: any. Memory returned in *buf / *res_msg is shared with the server and
- * valid until the matching _put (or the handle's next use that releases it);
- * read it only.
+ * Threads: any. Memory returned in *buf / *res_msg is the library's copy, valid
+ * until the matching _put (or the next _get of the same kind); read it only.
  */
 #ifndef COROIPCC_H_DEFINED
 #define COROIPCC_H_DEFINED
@@ -128,9 +127,11 @@ coroipcc_msg_send_reply_receive (
 	size_t res_len);
 
 /*
- * As coroipcc_msg_send_reply_receive, without the copy: *res_msg points to the
- * response in shared memory (8-aligned; its header's size is its length) until
- * coroipcc_msg_send_reply_receive_in_buf_put.
+ * As coroipcc_msg_send_reply_receive, keeping the response: *res_msg points to
+ * it (8-aligned; its header's size is its length) until this thread's
+ * coroipcc_msg_send_reply_receive_in_buf_put or next _in_buf_get on the handle.
+ * Each thread has its own (the original's was the shared response buffer, reused
+ * by the next request of any thread).
  */
 extern cs_error_t
 coroipcc_msg_send_reply_receive_in_buf_get (
@@ -139,7 +140,7 @@ coroipcc_msg_send_reply_receive_in_buf_get (
 	unsigned int iov_len,
 	void **res_msg);
 
-/* Releases the response of the last _in_buf_get (none held: CS_OK). */
+/* Releases this thread's response of _in_buf_get (none held: CS_OK). */
 extern cs_error_t
 coroipcc_msg_send_reply_receive_in_buf_put (
 	hdb_handle_t handle);

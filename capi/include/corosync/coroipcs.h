@@ -65,6 +65,10 @@ typedef void (*coroipcs_handler_fn_lvalue) (void *conn, const void *msg);
  * service_available to "yes", private_data_size_get to 0, serialize_lock/unlock
  * and sending_allowed/_release to nothing (allowed). The structure is copied;
  * the functions must stay callable until coroipcs_ipc_exit returns.
+ * An exit_fn that returns -1 ("busy") is called again, after every entry point and
+ * every 10 ms, until it returns something else, as the original did; the
+ * connection (its conn, its private data) stays valid until then.
+ * sending_allowed_private_data is 512 zeroed bytes, as the original's.
  */
 struct coroipcs_init_state {
 	const char *socket_name;

@@ -10,6 +10,7 @@
 //! typically a few hundred bytes buys that.
 
 use std::alloc::{alloc_zeroed, dealloc, Layout};
+use std::collections::HashMap;
 use std::os::fd::{AsRawFd, RawFd};
 use std::ptr::NonNull;
 use std::thread::ThreadId;
@@ -83,7 +84,10 @@ pub(crate) struct ClientCtx {
     /// The pollable fd, fixed at connect.
     fd: RawFd,
     dispatch: Held,
-    response: Held,
+    /// `_in_buf_get` responses, one per thread that holds one: a thread that never
+    /// calls `_in_buf_put` (corosync's confdb skips it on an allocation failure)
+    /// blocks nobody.
+    responses: HashMap<ThreadId, Held>,
     zcbs: Vec<Zcb>,
 }
 
@@ -101,26 +105,34 @@ impl ClientCtx {
             request_limit,
             fd,
             dispatch: Held::default(),
-            response: Held::default(),
+            responses: HashMap::new(),
             zcbs: Vec::new(),
         }
     }
 
-    /// Whether a thread other than `me` holds the buffer of `kind`.
+    /// Whether a thread other than `me` holds the buffer of `kind` (responses are
+    /// per thread: never).
     pub(crate) fn held_by_other(&self, kind: Kind, me: ThreadId) -> bool {
-        let held = match kind {
-            Kind::Response => &self.response,
-            Kind::Dispatch => &self.dispatch,
-        };
-        held.holder.is_some_and(|h| h != me)
+        match kind {
+            Kind::Response => false,
+            Kind::Dispatch => self.dispatch.holder.is_some_and(|h| h != me),
+        }
     }
 
-    /// Releases the buffer of `kind` (none held: nothing happens).
+    /// Releases the calling thread's buffer of `kind` (none held: nothing happens).
     pub(crate) fn release(&mut self, kind: Kind) {
         match kind {
-            Kind::Response => self.response.holder = None,
+            Kind::Response => {
+                self.responses.remove(&std::thread::current().id());
+            }
             Kind::Dispatch => self.dispatch.holder = None,
         }
+    }
+
+    /// Releases every thread's buffers (the context is closing).
+    pub(crate) fn release_all(&mut self) {
+        self.responses.clear();
+        self.dispatch.holder = None;
     }
 
     pub(crate) fn fd(&self) -> RawFd {
@@ -195,19 +207,18 @@ impl ClientCtx {
         Ok(())
     }
 
-    /// Sends a request; keeps a copy of its response in the context and returns a
-    /// pointer to it, valid until `release(Kind::Response)` or the next
-    /// `request_in_buf`.
+    /// Sends a request; keeps a copy of its response in the calling thread's buffer
+    /// of the context and returns a pointer to it, valid until that thread's
+    /// `release(Kind::Response)` or next `request_in_buf`.
     pub(crate) fn request_in_buf(&mut self, parts: &Parts<'_>) -> Result<*const u8, CapiError> {
-        let mut held = std::mem::take(&mut self.response);
-        held.holder = None;
-        let copied = self.request(parts, |r, len| {
+        let me = std::thread::current().id();
+        let mut held = self.responses.remove(&me).unwrap_or_default();
+        self.request(parts, |r, len| {
             r.read_into(held.fill(len));
-        });
-        let ptr = copied.is_ok().then(|| held.take());
-        self.response = held;
-        copied?;
-        Ok(ptr.unwrap_or(std::ptr::null()))
+        })?;
+        let ptr = held.take();
+        self.responses.insert(me, held);
+        Ok(ptr)
     }
 
     /// Receives the next dispatch message (waiting up to `timeout`, `None`: as long

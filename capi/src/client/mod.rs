@@ -1,10 +1,10 @@
 //! `coroipcc.h`: corosync 1.4's client functions. Contexts are `hdb_handle_t`
 //! numbers from a handle table (module `handle`). Each context is used under its own
-//! mutex, so calls from several threads take turns; a message held by one thread (a
-//! dispatch message, an `_in_buf_get` response) makes other threads' calls for the
-//! same kind wait until it is released, and a blocking `coroipcc_dispatch_get` waits
-//! on the context's fd without holding it, so a dispatch thread and a request thread
-//! can share one context (as in corosync).
+//! mutex, so calls from several threads take turns; a dispatch message held by one
+//! thread makes other threads' `coroipcc_dispatch_get` wait until it is released
+//! (`_in_buf_get` responses are per thread), and a blocking `coroipcc_dispatch_get`
+//! waits on the context's fd without holding it, so a dispatch thread and a request
+//! thread can share one context (as in corosync).
 
 mod ctx;
 
@@ -93,9 +93,9 @@ fn ring_for(size: usize) -> Result<u32, CapiError> {
 /// server may cap them).
 ///
 /// Threads: a context may be used from any thread. Calls on one context take turns;
-/// while a thread holds a message of the context (`_in_buf_get`, `coroipcc_dispatch_get`),
-/// calls of other threads for the same kind wait until it releases it; a waiting
-/// `coroipcc_dispatch_get` does not hold the context.
+/// while a thread holds a dispatch message of the context, other threads'
+/// `coroipcc_dispatch_get` wait until it releases it (`_in_buf_get` responses are per
+/// thread); a waiting `coroipcc_dispatch_get` does not hold the context.
 ///
 /// Returns `CS_OK`; `CS_ERR_TRY_AGAIN` (nobody listens under the name, as
 /// corosync's); `CS_ERR_NOT_EXIST` (no such service); `CS_ERR_ACCESS` (refused by
@@ -156,8 +156,7 @@ pub extern "C" fn coroipcc_service_disconnect(handle: hdb_handle_t) -> cs_error_
         slot.closer.close();
         {
             let mut ctx = slot.ctx.lock().unwrap_or_else(PoisonError::into_inner);
-            ctx.release(Kind::Response);
-            ctx.release(Kind::Dispatch);
+            ctx.release_all();
             ctx.closed = true;
         }
         slot.released.notify_all();
@@ -239,9 +238,10 @@ fn result_buffer(res_msg: *mut c_void, res_len: usize) -> Result<*mut u8, CapiEr
 /// `coroipc_response_header_t` whose `size` is its length; a refusal by admission
 /// control is a response whose `error` is `CS_ERR_TRY_AGAIN`).
 ///
-/// Lifetime of `*res_msg`: until `coroipcc_msg_send_reply_receive_in_buf_put(handle)`
-/// or `coroipcc_service_disconnect(handle)`; meanwhile other threads' `_in_buf_get`
-/// on `handle` wait. Read it only.
+/// Lifetime of `*res_msg`: until this thread's
+/// `coroipcc_msg_send_reply_receive_in_buf_put(handle)` or next `_in_buf_get` on
+/// `handle`, or `coroipcc_service_disconnect(handle)`. Each thread has its own (one
+/// that never puts blocks nobody). Read it only.
 ///
 /// # Safety
 ///
@@ -259,14 +259,15 @@ pub unsafe extern "C" fn coroipcc_msg_send_reply_receive_in_buf_get(
         *res_msg = std::ptr::null_mut();
         // SAFETY: forwarded contract.
         let parts = unsafe { Parts::gather(iov, iov_len) }?;
-        let ptr = with_ctx(handle, Some(Kind::Response), |c| c.request_in_buf(&parts))?;
+        let ptr = with_ctx(handle, None, |c| c.request_in_buf(&parts))?;
         *res_msg = ptr.cast_mut().cast();
         Ok(())
     })
 }
 
 /// corosync 1.4's `coroipcc_msg_send_reply_receive_in_buf_put`: releases the response
-/// of the last `_in_buf_get` (its pointer becomes invalid). None held: `CS_OK`.
+/// of this thread's last `_in_buf_get` (its pointer becomes invalid). None held:
+/// `CS_OK`.
 #[no_mangle]
 pub extern "C" fn coroipcc_msg_send_reply_receive_in_buf_put(handle: hdb_handle_t) -> cs_error_t {
     boundary(|| {

@@ -17,9 +17,11 @@ use std::os::fd::RawFd;
 /// function given it fails (`coroipcs_private_data_get`: NULL).
 pub type coroipcs_init_fn_lvalue = Option<unsafe extern "C" fn(conn: *mut c_void) -> c_int>;
 
-/// A service's disconnect function (`exit_fn`): called once per connection, whatever
+/// A service's disconnect function (`exit_fn`): called for each connection, whatever
 /// ended it, while `conn` and its private data are still valid, between
-/// `serialize_lock` and `serialize_unlock`. Its return value is ignored.
+/// `serialize_lock` and `serialize_unlock`. -1 means "busy, call me again" (corosync's
+/// cpg returns it while totem's queue is full): it is called again after every entry
+/// point and every 10 ms until it returns something else.
 pub type coroipcs_exit_fn_lvalue = Option<unsafe extern "C" fn(conn: *mut c_void) -> c_int>;
 
 /// A command handler: `msg` starts with a `coroipc_request_header_t` whose `size`
@@ -194,8 +196,9 @@ pub(crate) enum Allowed {
     Invalid,
 }
 
-/// Scratch given to `sending_allowed`: 64 bytes, 8-aligned, zeroed.
-pub(crate) type AllowedScratch = [u64; 8];
+/// Scratch given to `sending_allowed`: 512 bytes (corosync's coroipcs gave
+/// `char *[64]`), 8-aligned, zeroed.
+pub(crate) type AllowedScratch = [u64; 64];
 
 impl Callbacks {
     /// Keeps the callbacks of `state`.

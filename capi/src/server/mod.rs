@@ -1,17 +1,25 @@
-//! `coroipcs.h`: the server functions. One server per process (as in the seed), kept
-//! behind a mutex; its entry points (`coroipcs_ipc_init`, `coroipcs_handler_accept`,
-//! `coroipcs_handler_dispatch`, `coroipcs_ipc_exit`) run the daemon's callbacks on the
-//! calling thread and refuse to be re-entered from them (`CS_ERR_BUSY`). The functions
-//! on a connection (`coroipcs_response_send`, `coroipcs_dispatch_send`, private data,
-//! reference counts) take no server lock: call them from callbacks or any thread.
+//! `coroipcs.h`: corosync 1.4's server functions. One server per process (as in
+//! corosync), kept behind a mutex; its entry points (`coroipcs_ipc_init(_v2)`,
+//! `coroipcs_handler_accept`, `coroipcs_handler_dispatch`, `coroipcs_ipc_service_exit`,
+//! `coroipcs_ipc_exit`) run the daemon's callbacks on the calling thread and refuse to
+//! be re-entered from them (logged; -1 or nothing). The functions on a connection
+//! (`coroipcs_response_send`, `coroipcs_dispatch_send`, private data, reference
+//! counts) take no server lock: call them from callbacks or any thread, holding the
+//! daemon's `serialize_lock` or not.
+//!
+//! Lock order: the server lock, then `serialize_lock` (taken around handlers and
+//! `exit_fn` inside an entry point). A daemon thread that holds `serialize_lock` only
+//! ever needs the connection functions, which take neither.
 //!
 //! Poll mapping: the C hooks are the Rust [`ipc::PollHooks`] (module `hooks`); the
 //! daemon's loop calls `coroipcs_handler_accept` for the listening fd and
-//! `coroipcs_handler_dispatch(fd, revents, context)` for every other fd, which is
-//! `Server::handle_ready(Token(context))` followed by `Server::handle_timeouts`.
+//! `coroipcs_handler_dispatch(fd, revent, context)` for every other fd, which is
+//! `Server::handle_ready(Token(context))` followed by `Server::handle_timeouts` (or the
+//! library's timer, whose context is a token the server never uses).
 
 pub mod callbacks;
 mod conn;
+mod exits;
 mod hooks;
 mod service;
 mod timer;
@@ -78,7 +86,12 @@ fn drive(f: impl FnOnce(&mut ServerState) -> Result<(), CapiError>) -> Result<()
     // told through `fatal_error` and decides.
     match catch_unwind(AssertUnwindSafe(|| f(state))) {
         Ok(r) => {
-            if let Err(e) = state.timer.arm(state.server.next_deadline()) {
+            let mut next = state.server.next_deadline();
+            if exits::retry() {
+                let retry = std::time::Instant::now().checked_add(exits::RETRY_EVERY);
+                next = next.into_iter().chain(retry).min();
+            }
+            if let Err(e) = state.timer.arm(next) {
                 state.callbacks.log(&format!("cannot arm the timer: {e}"));
             }
             r
@@ -243,6 +256,13 @@ pub extern "C" fn coroipcs_ipc_exit() {
         // The server disconnects every client and hands back every fd it watches.
         drop(server);
         timer.unwatch(&callbacks);
+        // One more call for a busy `exit_fn`, then the library stops waiting for it.
+        if exits::retry() {
+            let n = exits::abandon();
+            callbacks.log(&format!(
+                "{n} exit_fn still busy at coroipcs_ipc_exit: closed"
+            ));
+        }
         Ok(())
     });
     if stopped != cs_error_t::CS_OK {

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use ipc::{Connection, DisconnectReason, HandlerError, Request, Responder, Service};
 
 use super::callbacks::{Allowed, AllowedScratch, Callbacks};
-use super::conn;
+use super::{conn, exits};
 use crate::message::check_received_request;
 use crate::types::{cs_error_t, response_header};
 
@@ -32,7 +32,7 @@ pub(crate) struct CService {
 pub(crate) struct ConnKey(u64);
 
 impl ConnKey {
-    fn token(&self) -> *mut c_void {
+    pub(crate) fn token(&self) -> *mut c_void {
         self.0 as *mut c_void
     }
 }
@@ -93,12 +93,8 @@ impl Service for CService {
         if let DisconnectReason::ProtocolViolation(why) = reason {
             self.callbacks.log(&format!("client disconnected: {why}"));
         }
-        if let Some(exit) = self.callbacks.exit_fn(self.id) {
-            // SAFETY: the daemon's disconnect function; the token is still live
-            // (closed when `key` drops below).
-            self.callbacks.serialized(|| unsafe { exit(key.token()) });
-        }
-        drop(key);
+        // Closed (the key dropped) once `exit_fn` is done, which may take retries.
+        exits::exit(&self.callbacks, self.id, key);
     }
 
     fn on_flow_control(&mut self, key: &mut ConnKey, _conn: &Connection, on: bool) {
@@ -127,7 +123,7 @@ impl Service for CService {
             return Ok(());
         };
         let msg = self.aligned(req.payload);
-        let mut scratch = AllowedScratch::default();
+        let mut scratch: AllowedScratch = [0; 64];
         let callbacks = self.callbacks.clone();
         callbacks.serialized(|| {
             match callbacks.sending_allowed(self.id, req.command, msg, &mut scratch) {

@@ -818,6 +818,46 @@ static void zcb_misuse(const char *name, hdb_handle_t h)
 	EXPECT(request(h, 16, CMD_PLAIN, 16, &error), CS_OK);
 }
 
+/* A thread's _in_buf_get response is its own: another thread's _in_buf_get on the
+ * same handle neither waits for it nor overwrites it (corosync's confdb skips
+ * _in_buf_put when an allocation fails). */
+struct in_buf_other {
+	hdb_handle_t h;
+	struct iovec iov;
+	cs_error_t got;
+	int size;
+};
+
+static void *in_buf_other_thread(void *arg)
+{
+	struct in_buf_other *o = arg;
+	void *buf = NULL;
+	o->got = coroipcc_msg_send_reply_receive_in_buf_get(o->h, &o->iov, 1, &buf);
+	if (o->got == CS_OK)
+		o->size = ((const coroipc_response_header_t *)buf)->size;
+	EXPECT(coroipcc_msg_send_reply_receive_in_buf_put(o->h), CS_OK);
+	return NULL;
+}
+
+static void client_in_buf_per_thread(hdb_handle_t h)
+{
+	coroipc_request_header_t head = { .size = sizeof(head), .id = CMD_PLAIN };
+	struct iovec iov = { &head, sizeof(head) };
+	void *mine = NULL;
+	EXPECT(coroipcc_msg_send_reply_receive_in_buf_get(h, &iov, 1, &mine), CS_OK);
+	coroipc_response_header_t copy;
+	memcpy(&copy, mine, sizeof(copy));
+	/* Held, never put by this thread yet: the other thread gets its own. */
+	struct in_buf_other o = { .h = h, .iov = iov, .got = CS_ERR_LIBRARY };
+	pthread_t t;
+	CHECK(pthread_create(&t, NULL, in_buf_other_thread, &o) == 0, "pthread_create");
+	CHECK(pthread_join(t, NULL) == 0, "pthread_join");
+	EXPECT(o.got, CS_OK);
+	CHECK(o.size == copy.size, "the other thread's response: %d", o.size);
+	CHECK(memcmp(mine, &copy, sizeof(copy)) == 0, "this thread's response unchanged");
+	EXPECT(coroipcc_msg_send_reply_receive_in_buf_put(h), CS_OK);
+}
+
 static void client_misuse_in_handler(hdb_handle_t h)
 {
 	coroipc_request_header_t head;
@@ -1045,6 +1085,7 @@ static int everything(const char *name)
 	h = connect_to(name, 1);
 	h_conn = atomic_load(&last_conn);
 	client_arguments(h);
+	client_in_buf_per_thread(h);
 	zcb_misuse(name, h);
 	client_misuse_in_handler(h);
 	expect_fatals(7, "after the handler's misuse");

@@ -123,13 +123,13 @@ impl Waiter {
         })
     }
 
-    /// The notification fd: readable after the doorbell rang or when the server is
-    /// gone.
     /// A second handle on the socket, for [`Closer`](super::Closer).
     pub(crate) fn socket_clone(&self) -> io::Result<UnixStream> {
         self.stream.try_clone()
     }
 
+    /// The notification fd: readable after the doorbell rang or when the server is
+    /// gone.
     pub(crate) fn poll_fd(&self) -> BorrowedFd<'_> {
         self.poll.as_fd()
     }
