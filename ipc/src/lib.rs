@@ -95,13 +95,14 @@ mod region;
 mod respond;
 mod server;
 mod service;
+mod spin;
 mod stats;
 #[cfg(feature = "tokio")]
 pub mod tokio;
 
 pub use client::{
     Client, Closer, ConnectOptions, Connecting, DispatchMsg, Finish, Reply, RequestGrant, Response,
-    ResponseRef, WaitMode,
+    ResponseRef,
 };
 pub use connection::{Connection, DisconnectReason, DispatchGrant, OverflowPolicy};
 pub use error::{
@@ -112,6 +113,7 @@ pub use os::{PeerCred, SocketName};
 pub use respond::{DeferredResponse, Request, RequestPayload, Responder, ResponseGrant};
 pub use server::{Limits, PollHooks, Server, ServerBuilder, StopHandle, Token};
 pub use service::Service;
+pub use spin::WaitMode;
 pub use stats::{ClientStats, ConnStats, Refusals, ServerStats, ServerStatsHandle};
 
 /// The README's examples, compiled (and the in-process one run) as doctests so they

@@ -12,13 +12,14 @@ use std::os::unix::net::UnixStream;
 use super::options::ConnectOptions;
 use super::wait::Waiter;
 use super::Client;
-use crate::deadline::{Deadline, Spin, SpinStep};
+use crate::deadline::Deadline;
 use crate::error::{ClientError, ConnectError, ConnectStep, ProtocolError};
 use crate::os::{self, Doorbell, Readiness, ShmError, SocketName};
 use crate::protocol::{
     status, ConnectReply, ConnectRequest, RegionLayout, CONNECT_FDS, CONNECT_REPLY_LEN,
 };
 use crate::region::{self, ClientRings};
+use crate::spin::{Spin, SpinStep};
 
 /// How long a blocking connect sleeps between attempts while the server's backlog is
 /// full.

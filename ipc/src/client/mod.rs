@@ -21,16 +21,15 @@ mod wait;
 
 use coroipc_ring::{Consumer, Producer};
 
-use crate::deadline::{Deadline, Spin, SpinStep};
+use crate::deadline::Deadline;
 use crate::error::{ClientError, ConnectError, RingKind, Violation};
 use crate::os::SocketName;
 use crate::protocol::{REQUEST_HEADER_LEN, RESPONSE_HEADER_LEN};
+use crate::spin::{Adaptive, Spin, SpinStep, WaitState};
 use crate::stats::ClientStats;
 pub use connect::{Connecting, Finish};
 pub use guards::{DispatchMsg, ResponseRef};
-pub(crate) use options::Adaptive;
-use options::WaitState;
-pub use options::{ConnectOptions, Reply, Response, WaitMode};
+pub use options::{ConnectOptions, Reply, Response};
 use pending::Pending;
 pub use request_grant::RequestGrant;
 use wait::{Waiter, Woke};
@@ -123,7 +122,7 @@ pub struct Client {
     /// unread must not be woken over and over for it).
     dispatch_reported: bool,
     /// The adaptive wait's memory of recent waits ([`WaitMode::Adaptive`]).
-    adapt: options::Adaptive,
+    adapt: Adaptive,
 }
 
 /// Ends a client's connection from any thread ([`Client::closer`]): the socket is shut
@@ -202,7 +201,7 @@ impl Client {
             armed: false,
             want_space: None,
             dispatch_reported: false,
-            adapt: options::Adaptive::new(),
+            adapt: Adaptive::new(),
         };
         client.arm_poll_fd()?;
         Ok(client)

@@ -57,7 +57,7 @@ pub struct Limits {
 impl Limits {
     /// The longest a server polls one connection's request ring in one pass over it,
     /// all its waits together (1 ms).
-    pub const MAX_SPIN: Duration = Duration::from_millis(1);
+    pub const MAX_SPIN: Duration = crate::spin::pass::PASS_LIMIT;
 
     /// The per-connection queue bounds a connection is built with.
     pub(crate) fn queue_bounds(&self) -> crate::connection::QueueBounds {

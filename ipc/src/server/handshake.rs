@@ -209,7 +209,7 @@ impl Server {
             requests,
             private: Some(private),
             handle,
-            adapt: crate::client::Adaptive::idle(),
+            adapt: crate::spin::Adaptive::idle(),
         };
         self.conns.insert(id, conn);
         // Connected (on_connect accepted): counted before a failed reply closes it, so

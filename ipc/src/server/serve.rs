@@ -18,13 +18,13 @@ use coroipc_ring::{Corruption, ReadGrant, SleepCheck, Wake};
 
 use super::config::Limits;
 use super::session::Session;
-use crate::client::Adaptive;
 use crate::connection::{ConnShared, DisconnectReason};
 use crate::deadline::Deadline;
 use crate::error::{RingKind, Violation};
 use crate::protocol::{status, RequestHeader, REQUEST_HEADER_LEN};
 use crate::respond::{Request, RequestPayload, Responder};
 use crate::service::{ErasedPrivate, ErasedService};
+use crate::spin::{Adaptive, PassSpin, PassStep};
 
 /// Whether the connection needs another pass (the server re-rings its doorbell).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -275,7 +275,7 @@ fn arm(shared: &ConnShared) -> Result<More, DisconnectReason> {
 struct Poll {
     mode: crate::WaitMode,
     /// The wait in progress, begun when the ring was first found empty after a request.
-    spin: Option<ServerSpin>,
+    spin: Option<PassSpin>,
     /// When the pass's polling ends (`MAX_SPIN` after its first clock read).
     pass_until: Option<Deadline>,
 }
@@ -299,84 +299,22 @@ impl Poll {
         let mode = self.mode;
         let spin = self
             .spin
-            .get_or_insert_with(|| ServerSpin::new(adapt.begin(mode)));
+            .get_or_insert_with(|| PassSpin::new(adapt.begin(mode)));
         let step = spin.poll(&mut self.pass_until);
         match step {
-            SpinStep::Again => true,
-            SpinStep::RanOut => {
+            PassStep::Again => true,
+            PassStep::RanOut => {
                 adapt.spun_out();
                 false
             }
-            SpinStep::Over => false,
+            PassStep::Over => false,
         }
-    }
-}
-
-/// One wait's poll: the clock is read every 64 polls (the budget counts from the
-/// first read; the pass's deadline is set then too, if it is not yet), and once the
-/// budget or the pass's time is spent the poll stays over.
-struct ServerSpin {
-    until: Option<Deadline>,
-    budget: std::time::Duration,
-    polls: u32,
-    over: bool,
-}
-
-/// What a [`ServerSpin`] says to do.
-enum SpinStep {
-    /// Poll the ring again.
-    Again,
-    /// The budget just ran out, or there was none (once per spin: the adaptive score
-    /// counts it).
-    RanOut,
-    /// Do not poll (it ran out before).
-    Over,
-}
-
-impl ServerSpin {
-    fn new(budget: std::time::Duration) -> ServerSpin {
-        ServerSpin {
-            until: None,
-            budget,
-            polls: 0,
-            over: false,
-        }
-    }
-
-    fn poll(&mut self, pass_until: &mut Option<Deadline>) -> SpinStep {
-        if self.over {
-            return SpinStep::Over;
-        }
-        if self.budget.is_zero() {
-            // No poll at all counts as one that ran out (as the client's zero spin):
-            // else a sleeping connection would score itself back into polling.
-            self.over = true;
-            return SpinStep::RanOut;
-        }
-        self.polls += 1;
-        if self.polls % 64 != 0 {
-            std::hint::spin_loop();
-            return SpinStep::Again;
-        }
-        // First clock read after 64 polls: a request arriving within them costs none.
-        let budget = self.budget;
-        let until = *self
-            .until
-            .get_or_insert_with(|| Deadline::after(Some(budget)));
-        let pass = *pass_until.get_or_insert_with(|| Deadline::after(Some(Limits::MAX_SPIN)));
-        if until.passed() || pass.passed() {
-            self.over = true;
-            return SpinStep::RanOut;
-        }
-        std::hint::spin_loop();
-        SpinStep::Again
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{ServerSpin, SpinStep};
-    use crate::client::Adaptive;
+    use crate::spin::{Adaptive, PassSpin, PassStep};
     use crate::{Limits, WaitMode};
     use std::time::Duration;
 
@@ -409,20 +347,20 @@ mod tests {
     #[test]
     fn a_spin_runs_out_once_and_a_zero_spin_counts_as_run_out() {
         let mut pass = None;
-        let mut zero = ServerSpin::new(Duration::ZERO);
-        assert!(matches!(zero.poll(&mut pass), SpinStep::RanOut));
-        assert!(matches!(zero.poll(&mut pass), SpinStep::Over));
-        let mut short = ServerSpin::new(Duration::from_micros(1));
+        let mut zero = PassSpin::new(Duration::ZERO);
+        assert!(matches!(zero.poll(&mut pass), PassStep::RanOut));
+        assert!(matches!(zero.poll(&mut pass), PassStep::Over));
+        let mut short = PassSpin::new(Duration::from_micros(1));
         let mut again = 0;
         let ran_out = loop {
             match short.poll(&mut pass) {
-                SpinStep::Again => again += 1,
+                PassStep::Again => again += 1,
                 other => break other,
             }
         };
-        assert!(matches!(ran_out, SpinStep::RanOut));
+        assert!(matches!(ran_out, PassStep::RanOut));
         assert!(again >= 63, "the first clock read comes after 64 polls");
-        assert!(matches!(short.poll(&mut pass), SpinStep::Over));
+        assert!(matches!(short.poll(&mut pass), PassStep::Over));
     }
 
     /// All the waits of one pass poll at most `MAX_SPIN` in all: once the pass's time
@@ -459,9 +397,9 @@ mod tests {
             let budget = adapt.begin(mode);
             budgets.push(budget);
             // Nothing arrives within the poll (or there was none).
-            let mut spin = ServerSpin::new(budget);
+            let mut spin = PassSpin::new(budget);
             if budget.is_zero() {
-                assert!(matches!(spin.poll(&mut None), SpinStep::RanOut));
+                assert!(matches!(spin.poll(&mut None), PassStep::RanOut));
             }
             adapt.spun_out();
         }

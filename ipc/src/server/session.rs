@@ -5,9 +5,9 @@ use std::os::unix::net::UnixStream;
 
 use coroipc_ring::Consumer;
 
-use crate::client::Adaptive;
 use crate::connection::Connection;
 use crate::service::ErasedPrivate;
+use crate::spin::Adaptive;
 
 /// A connected client, as the server thread holds it.
 pub(crate) struct Session {
