@@ -209,7 +209,10 @@ extern void coroipcs_ipc_exit (void);
 
 /*
  * Disconnects every client of `service` (each exit_fn runs). 0 when none is
- * left, -1 when connections of it are still held (by references): call again.
+ * left, -1 when connections of it are still held (by references, or an exit_fn
+ * still busy): call again. It may call a busy exit_fn again, between
+ * serialize_lock and serialize_unlock: call it without holding serialize_lock, as
+ * corosync does (its unlink work is scheduled with schedwrk_create_nolock).
  */
 extern int coroipcs_ipc_service_exit (unsigned int service);
 
