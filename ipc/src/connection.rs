@@ -11,9 +11,9 @@ use coroipc_ring::MpscProducer;
 
 use crate::error::{RingKind, SendError, Violation};
 use crate::os::{Doorbell, PeerCred};
-use crate::outbox::{Outbox, OutboxError, OutboxGrant, Sent};
+use crate::outbox::{Bells, Outbox, OutboxError, OutboxGrant};
 use crate::protocol::{ResponseHeader, RESPONSE_HEADER_LEN};
-use crate::stats::{self, ConnCounters, ConnStats};
+use crate::stats::{ConnCounters, ConnStats, Sent};
 
 /// What to do when a client's dispatch ring and the queue behind it are full.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -50,8 +50,8 @@ pub(crate) struct ConnShared {
     pub(crate) cred: PeerCred,
     pub(crate) response: Outbox,
     pub(crate) dispatch: Outbox,
-    /// Wakes the server thread for this connection.
-    pub(crate) server_bell: Doorbell,
+    /// Wakes the server thread for this connection (the outboxes hold it too).
+    pub(crate) server_bell: Arc<Doorbell>,
     /// Wakes the client: a response, request space or a dispatch message (the two
     /// outboxes hold it too).
     pub(crate) client_bell: Arc<Doorbell>,
@@ -89,17 +89,21 @@ impl ConnShared {
         overflow: OverflowPolicy,
         work: Arc<WorkQueue>,
     ) -> io::Result<Arc<ConnShared>> {
-        let client_bell = Arc::new(Doorbell::new()?);
-        let response = Outbox::new(responses, client_bell.clone(), queued.responses);
-        let dispatch = Outbox::new(dispatch, client_bell.clone(), queued.dispatch);
+        let bells = Bells {
+            client: Arc::new(Doorbell::new()?),
+            server: Arc::new(Doorbell::new()?),
+        };
+        // Only dispatch flow control is reported to the service.
+        let response = Outbox::new(responses, bells.clone(), queued.responses, false);
+        let dispatch = Outbox::new(dispatch, bells.clone(), queued.dispatch, true);
         Ok(Arc::new(ConnShared {
             id,
             service,
             cred,
             response,
             dispatch,
-            server_bell: Doorbell::new()?,
-            client_bell,
+            server_bell: bells.server,
+            client_bell: bells.client,
             closing: AtomicBool::new(false),
             closed: AtomicBool::new(false),
             slow: AtomicBool::new(false),
@@ -108,12 +112,6 @@ impl ConnShared {
             work,
             counters: ConnCounters::default(),
         }))
-    }
-
-    pub(crate) fn wake_server(&self) {
-        if let Err(e) = self.server_bell.ring() {
-            tracing::debug!(error = %e, conn = self.id, "ringing the server doorbell failed");
-        }
     }
 
     /// The largest response payload the response ring carries.
@@ -173,14 +171,6 @@ impl ConnShared {
         }
     }
 
-    pub(crate) fn after_send(&self, sent: Sent) {
-        match sent {
-            // The server thread must flush later, and tell the service of flow changes.
-            Sent::Queued | Sent::Ring(Some(_)) => self.wake_server(),
-            Sent::Ring(None) => {}
-        }
-    }
-
     pub(crate) fn send_response(
         &self,
         id: u64,
@@ -204,8 +194,7 @@ impl ConnShared {
         // Responses are never refused for space: a client that pipelines past the
         // response ring and the queue is disconnected.
         let sent = sent.map_err(|e| self.overflow(RingKind::Response, e))?;
-        self.counters.response(payload_len(parts), placed(sent));
-        self.after_send(sent);
+        self.counters.response(payload_len(parts), sent);
         Ok(())
     }
 
@@ -218,8 +207,7 @@ impl ConnShared {
             }
             e
         })?;
-        self.counters.dispatch(payload_len(parts), placed(sent));
-        self.after_send(sent);
+        self.counters.dispatch(payload_len(parts), sent);
         Ok(())
     }
 }
@@ -237,11 +225,7 @@ impl ConnShared {
         self.counters
             .dispatch_many(out.ring, in_ring.iter().map(|m| m.len()).sum());
         for msg in &msgs[out.ring..out.ring + out.queued] {
-            self.counters.dispatch(msg.len(), stats::Sent::Queued);
-        }
-        if out.queued > 0 || out.flow.is_some() {
-            // The server thread flushes the queue and reports the flow change.
-            self.wake_server();
+            self.counters.dispatch(msg.len(), Sent::Queued);
         }
         let accepted = out.ring + out.queued;
         let Some(e) = out.error else {
@@ -302,14 +286,6 @@ impl WorkQueue {
 /// Total length of a vectored message.
 pub(crate) fn payload_len(parts: &[&[u8]]) -> usize {
     parts.iter().map(|p| p.len()).fold(0, usize::saturating_add)
-}
-
-/// Where an outbox put a message, for the counters.
-fn placed(sent: Sent) -> stats::Sent {
-    match sent {
-        Sent::Queued => stats::Sent::Queued,
-        Sent::Ring(_) => stats::Sent::Ring,
-    }
 }
 
 /// A connection as the service sees it: given to every callback, and usable from any
@@ -407,7 +383,7 @@ impl Connection {
 
     /// Whether the client's dispatch ring is in flow control.
     pub fn flow_control(&self) -> bool {
-        self.shared.dispatch.ring.flow_control()
+        self.shared.dispatch.flow_control()
     }
 
     /// Current counters (relaxed reads: cheap, never blocks the server thread
@@ -480,8 +456,7 @@ impl DispatchGrant<'_> {
     /// Publishes the message.
     pub fn commit(self) {
         let len = self.grant.len();
-        let flow = self.grant.commit();
-        self.shared.counters.dispatch(len, stats::Sent::Ring);
-        self.shared.after_send(Sent::Ring(flow));
+        self.grant.commit();
+        self.shared.counters.dispatch(len, Sent::Ring);
     }
 }

@@ -86,6 +86,7 @@ mod client;
 mod connection;
 mod deadline;
 mod error;
+mod flow;
 #[cfg(feature = "mio")]
 mod mio_source;
 pub mod os;

@@ -1,6 +1,5 @@
-//! A server-to-client channel: an MPSC ring, the client's doorbell (shared by the
-//! connection's two outboxes), a bounded queue behind the ring, and the
-//! flow-control state last reported to the service.
+//! A server-to-client channel: an MPSC ring, the two doorbells of its connection, a
+//! bounded queue behind the ring, and (for dispatch) the flow-control report.
 //!
 //! Any thread may send. While the queue is empty a message goes straight into the ring;
 //! when the ring is full it is queued (up to `max_queued_bytes`), and everything after
@@ -11,17 +10,22 @@
 //! Each message's length is checked once: by the ring on the direct path, here on the
 //! queueing path (a queued message must fit the ring when it is flushed).
 //!
-//! Flow control has one owner: the ring knows the state (its watermarks); the outbox
-//! remembers what the service was last told ([`Outbox::flow_transition`]), and the
-//! server thread is the only caller of that.
+//! Whether the server thread must look is decided here, once, for every way of
+//! sending (a copy, a batch, a committed grant): when a message was queued (it must
+//! be flushed) or, on an outbox with a [`FlowReport`], when a publication crossed a
+//! watermark (the service must be told). The outbox rings the server's doorbell
+//! itself; callers only count. Everyone asks the outbox about flow control, never its
+//! ring (see [`crate::flow`]).
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
 
-use coroipc_ring::{Corruption, FlowChange, MpscGrant, MpscProducer, PushError, ReadGrant, Wake};
+use coroipc_ring::{Corruption, MpscGrant, MpscProducer, Published, PushError, ReadGrant, Wake};
 
+use crate::flow::FlowReport;
 use crate::os::Doorbell;
+use crate::stats::Sent;
 
 /// Messages waiting behind a full ring. Invariant: `bytes` is the sum of the lengths.
 #[derive(Debug, Default)]
@@ -56,44 +60,49 @@ impl From<PushError> for OutboxError {
 pub(crate) struct BatchOutcome {
     pub(crate) ring: usize,
     pub(crate) queued: usize,
-    pub(crate) flow: Option<FlowChange>,
     pub(crate) error: Option<OutboxError>,
 }
 
-/// Where a sent message went.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Sent {
-    /// Into the ring; a flow-control transition it caused, if any.
-    Ring(Option<FlowChange>),
-    /// Into the backlog.
-    Queued,
+/// The two doorbells of a connection, which both its outboxes ring.
+#[derive(Debug, Clone)]
+pub(crate) struct Bells {
+    /// Wakes the client: a message was published.
+    pub(crate) client: Arc<Doorbell>,
+    /// Wakes the server thread: a message was queued, or flow control changed.
+    pub(crate) server: Arc<Doorbell>,
 }
 
 #[derive(Debug)]
 pub(crate) struct Outbox {
-    pub(crate) ring: MpscProducer,
-    /// The client's doorbell (one per connection, for both outboxes).
-    bell: Arc<Doorbell>,
+    ring: MpscProducer,
+    bells: Bells,
     backlog: Mutex<Backlog>,
     /// `backlog.items.len()` and `backlog.bytes`, readable without the lock (written
     /// under it): statistics and the server's "anything queued?" never wait.
     queued: AtomicUsize,
     queued_bytes: AtomicUsize,
     max_queued_bytes: usize,
-    /// The flow-control state last reported to the service (server thread only).
-    flow_told: AtomicBool,
+    /// What the service was last told of this ring's flow control; `None` for a ring
+    /// nobody is told about (responses).
+    flow: Option<FlowReport>,
 }
 
 impl Outbox {
-    pub(crate) fn new(ring: MpscProducer, bell: Arc<Doorbell>, max_queued_bytes: usize) -> Self {
+    /// An outbox over `ring`; `reports_flow` gives it a [`FlowReport`].
+    pub(crate) fn new(
+        ring: MpscProducer,
+        bells: Bells,
+        max_queued_bytes: usize,
+        reports_flow: bool,
+    ) -> Self {
         Outbox {
             ring,
-            bell,
+            bells,
             backlog: Mutex::new(Backlog::default()),
             queued: AtomicUsize::new(0),
             queued_bytes: AtomicUsize::new(0),
             max_queued_bytes,
-            flow_told: AtomicBool::new(false),
+            flow: reports_flow.then(FlowReport::default),
         }
     }
 
@@ -123,9 +132,24 @@ impl Outbox {
 
     fn ring_bell(&self, wake: Wake) {
         if wake.is_needed() {
-            if let Err(e) = self.bell.ring() {
+            if let Err(e) = self.bells.client.ring() {
                 tracing::debug!(error = %e, "ringing a client doorbell failed");
             }
+        }
+    }
+
+    fn wake_server(&self) {
+        if let Err(e) = self.bells.server.ring() {
+            tracing::debug!(error = %e, "ringing the server doorbell failed");
+        }
+    }
+
+    /// After a publication (the backlog lock released): wakes the client if it
+    /// sleeps, and the server thread if the service is to hear of a flow change.
+    fn published(&self, published: Published) {
+        self.ring_bell(published.wake);
+        if published.flow.is_some() && self.flow.is_some() {
+            self.wake_server();
         }
     }
 
@@ -149,8 +173,8 @@ impl Outbox {
             match self.ring.try_send_vectored(parts) {
                 Ok(published) => {
                     drop(backlog);
-                    self.ring_bell(published.wake);
-                    return Ok(Sent::Ring(published.flow));
+                    self.published(published);
+                    return Ok(Sent::Ring);
                 }
                 Err(PushError::Full) => {}
                 Err(e) => return Err(e.into()),
@@ -158,6 +182,8 @@ impl Outbox {
         }
         self.enqueue(&mut backlog, parts)?;
         self.publish_size(&backlog);
+        drop(backlog);
+        self.wake_server();
         Ok(Sent::Queued)
     }
 
@@ -188,15 +214,17 @@ impl Outbox {
     pub(crate) fn send_batch(&self, msgs: &[&[u8]]) -> BatchOutcome {
         let mut backlog = self.lock();
         let mut out = BatchOutcome::default();
-        let mut wake = Wake::NotNeeded;
+        let mut published = Published {
+            wake: Wake::NotNeeded,
+            flow: None,
+        };
         let stopped = if backlog.items.is_empty() {
             // SAFETY: every claim in this ring is made under the backlog lock (`send`,
             // `reserve` — whose grant holds the lock until committed — and `flush`),
             // and we hold it: no other claim and no grant exists until we return.
             let batch = unsafe { self.ring.try_send_batch(msgs) };
             out.ring = batch.sent;
-            out.flow = batch.published.flow;
-            wake = batch.published.wake;
+            published = batch.published;
             batch.stopped
         } else {
             Some(PushError::Full)
@@ -207,7 +235,10 @@ impl Outbox {
             Some(e) => out.error = Some(e.into()),
         }
         drop(backlog);
-        self.ring_bell(wake);
+        self.published(published);
+        if out.queued > 0 {
+            self.wake_server();
+        }
         out
     }
 
@@ -285,23 +316,37 @@ impl Outbox {
         Ok(front)
     }
 
-    /// The flow-control transition to report to the service, if the ring's state
-    /// differs from what it was last told (`Some(true)`: entered flow control).
+    /// Whether the ring is in flow control now (the ring's own word).
+    pub(crate) fn flow_control(&self) -> bool {
+        self.ring.flow_control()
+    }
+
+    /// The flow-control transition to report to the service, if any (server thread
+    /// only; always `None` on an outbox without a report).
     pub(crate) fn flow_transition(&self) -> Result<Option<bool>, Corruption> {
-        if self.ring.flow_control() {
-            // Re-reads the consumer's progress: flow control may have ended.
-            self.ring.poll_flow().map_err(|e| match e {
-                PushError::Corrupt(c) => c,
-                _ => Corruption::Earlier,
-            })?;
+        match &self.flow {
+            Some(report) => report.transition(&self.ring),
+            None => Ok(None),
         }
-        let on = self.ring.flow_control();
-        // Only the server thread reads or writes `flow_told`: no read-modify-write needed.
-        if self.flow_told.load(Ordering::Relaxed) == on {
-            return Ok(None);
+    }
+
+    /// Before the server thread sleeps: asks the client to ring when what the server
+    /// waits for here arrives, which is space for the first queued message or, with
+    /// nothing queued and a report to make, the end of flow control. `Ok(false)` when
+    /// it has already arrived (serve again instead of sleeping).
+    pub(crate) fn arm(&self) -> Result<bool, Corruption> {
+        let check = if let Some(len) = self.backlog_front() {
+            self.ring.prepare_sleep_for_space(len)
+        } else if self.flow.is_some() && self.ring.flow_control() {
+            self.ring.prepare_sleep_for_flow_off()
+        } else {
+            return Ok(true);
+        };
+        match check {
+            Ok(c) => Ok(c.sleep),
+            Err(PushError::Corrupt(c)) => Err(c),
+            Err(_) => Err(Corruption::Earlier),
         }
-        self.flow_told.store(on, Ordering::Relaxed);
-        Ok(Some(on))
     }
 
     /// Messages and bytes queued (lock-free: a snapshot).
@@ -366,7 +411,7 @@ impl OutboxGrant<'_> {
         self.grant.truncate(len);
     }
 
-    pub(crate) fn commit(self) -> Option<FlowChange> {
+    pub(crate) fn commit(self) {
         let OutboxGrant {
             grant,
             _backlog,
@@ -374,7 +419,6 @@ impl OutboxGrant<'_> {
         } = self;
         let published = grant.commit();
         drop(_backlog);
-        outbox.ring_bell(published.wake);
-        published.flow
+        outbox.published(published);
     }
 }

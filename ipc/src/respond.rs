@@ -10,8 +10,9 @@ use coroipc_ring::ReadGrant;
 use crate::connection::{ConnShared, Connection};
 use crate::error::HandlerError;
 use crate::error::{RingKind, SendError};
-use crate::outbox::{OutboxGrant, Sent};
+use crate::outbox::OutboxGrant;
 use crate::protocol::{status, ResponseHeader, REQUEST_HEADER_LEN, RESPONSE_HEADER_LEN};
+use crate::stats::Sent;
 
 /// A request being handled on the server thread.
 #[derive(Debug)]
@@ -377,10 +378,9 @@ impl ResponseGrant<'_> {
     /// Publishes the response.
     pub fn commit(self) {
         let len = self.len();
-        let flow = self.grant.commit();
+        self.grant.commit();
         *self.answered = true;
-        self.shared.counters.response(len, crate::stats::Sent::Ring);
-        self.shared.after_send(Sent::Ring(flow));
+        self.shared.counters.response(len, Sent::Ring);
     }
 }
 

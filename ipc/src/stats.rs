@@ -48,10 +48,12 @@ pub struct ConnStats {
     pub response_queue_len: usize,
 }
 
-/// Where a sent message went, for the counters.
+/// Where a sent message went (an outbox's answer, which the counters keep).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Sent {
+    /// Into the ring.
     Ring,
+    /// Into the queue behind the ring.
     Queued,
 }
 

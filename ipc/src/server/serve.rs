@@ -14,7 +14,7 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use coroipc_ring::{Corruption, ReadGrant, SleepCheck, Wake};
+use coroipc_ring::{Corruption, ReadGrant, Wake};
 
 use super::config::Limits;
 use super::session::Session;
@@ -234,35 +234,18 @@ fn handle_one(
     responder.finish(result);
 }
 
-/// Announces sleep on the response and dispatch rings where the server waits for
-/// space (queued output) or for flow control to end; `More::Yes` if it need not wait.
+/// Arms the client's wake-ups for what the server waits for on the two outboxes
+/// (space for queued output, the end of dispatch flow control); `More::Yes` if one
+/// of them has already arrived.
 fn arm(shared: &ConnShared) -> Result<More, DisconnectReason> {
     let mut more = More::No;
-    let mut check = |ring: RingKind, checked: Result<SleepCheck, coroipc_ring::PushError>| {
-        match checked {
-            Ok(c) if !c.sleep => more = More::Yes,
-            Ok(_) => {}
-            Err(coroipc_ring::PushError::Corrupt(c)) => return Err(ring_fault(ring)(c)),
-            Err(_) => return Err(ring_fault(ring)(Corruption::Earlier)),
+    for (ring, outbox) in [
+        (RingKind::Response, &shared.response),
+        (RingKind::Dispatch, &shared.dispatch),
+    ] {
+        if !outbox.arm().map_err(ring_fault(ring))? {
+            more = More::Yes;
         }
-        Ok(())
-    };
-    if let Some(len) = shared.response.backlog_front() {
-        check(
-            RingKind::Response,
-            shared.response.ring.prepare_sleep_for_space(len),
-        )?;
-    }
-    if let Some(len) = shared.dispatch.backlog_front() {
-        check(
-            RingKind::Dispatch,
-            shared.dispatch.ring.prepare_sleep_for_space(len),
-        )?;
-    } else if shared.dispatch.ring.flow_control() {
-        check(
-            RingKind::Dispatch,
-            shared.dispatch.ring.prepare_sleep_for_flow_off(),
-        )?;
     }
     Ok(more)
 }
