@@ -7,8 +7,10 @@
 //! client frees space (it announces sleep on the ring, and the client's release rings
 //! the server's doorbell).
 //!
-//! Each message's length is checked once: by the ring on the direct path, here on the
-//! queueing path (a queued message must fit the ring when it is flushed).
+//! Each message's length is checked once: by the ring on the direct path, by
+//! [`Outbox::check_len`] on every other (a queued message must fit the ring when it is
+//! flushed; a reservation refused because messages are queued must still say when it
+//! could never fit).
 //!
 //! Whether the server thread must look is decided here, once, for every way of
 //! sending (a copy, a batch, a committed grant): when a message was queued (it must
@@ -157,6 +159,16 @@ impl Outbox {
         self.ring.max_message_len()
     }
 
+    /// Whether a message of `len` bytes can ever go into the ring: the check for the
+    /// paths that do not hand the message to the ring now.
+    fn check_len(&self, len: usize) -> Result<(), OutboxError> {
+        let max = self.ring.max_message_len();
+        if len > max {
+            return Err(OutboxError::TooLarge { len, max });
+        }
+        Ok(())
+    }
+
     /// Whether messages wait behind the ring (a lock-free look).
     pub(crate) fn has_backlog(&self) -> bool {
         self.queued.load(Ordering::Acquire) > 0
@@ -195,10 +207,7 @@ impl Outbox {
             .iter()
             .map(|p| p.len())
             .fold(0usize, usize::saturating_add);
-        let max = self.ring.max_message_len();
-        if len > max {
-            return Err(OutboxError::TooLarge { len, max });
-        }
+        self.check_len(len)?;
         if backlog.bytes.saturating_add(len) > self.max_queued_bytes {
             return Err(OutboxError::QueueFull);
         }
@@ -268,10 +277,7 @@ impl Outbox {
     pub(crate) fn reserve(&self, len: usize) -> Result<Option<OutboxGrant<'_>>, OutboxError> {
         let backlog = self.lock();
         if !backlog.items.is_empty() {
-            let max = self.ring.max_message_len();
-            if len > max {
-                return Err(OutboxError::TooLarge { len, max });
-            }
+            self.check_len(len)?;
             return Ok(None);
         }
         match self.ring.try_reserve(len) {

@@ -326,13 +326,16 @@ impl RequestHeader {
 
     /// Decodes the header of an untrusted request frame; `None` if it is too short.
     pub fn decode(frame: &[u8]) -> Option<Self> {
-        if frame.len() < REQUEST_HEADER_LEN {
-            return None;
+        frame.first_chunk().map(Self::from_bytes)
+    }
+
+    /// Decodes a header already cut to length (every bit pattern is a header: the
+    /// flags and reserved bytes are ignored).
+    pub fn from_bytes(b: &[u8; REQUEST_HEADER_LEN]) -> Self {
+        RequestHeader {
+            id: u64_at(b, 0),
+            command: u16_at(b, 8),
         }
-        Some(RequestHeader {
-            id: u64_at(frame, 0),
-            command: u16_at(frame, 8),
-        })
     }
 }
 
@@ -356,13 +359,15 @@ impl ResponseHeader {
 
     /// Decodes the header of an untrusted response frame; `None` if too short.
     pub fn decode(frame: &[u8]) -> Option<Self> {
-        if frame.len() < RESPONSE_HEADER_LEN {
-            return None;
+        frame.first_chunk().map(Self::from_bytes)
+    }
+
+    /// Decodes a header already cut to length (every bit pattern is a header).
+    pub fn from_bytes(b: &[u8; RESPONSE_HEADER_LEN]) -> Self {
+        ResponseHeader {
+            id: u64_at(b, 0),
+            status: u32_at(b, 8) as i32,
         }
-        Some(ResponseHeader {
-            id: u64_at(frame, 0),
-            status: u32_at(frame, 8) as i32,
-        })
     }
 }
 

@@ -5,7 +5,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::time::Duration;
 
 use super::guards::DispatchMsg;
-use super::{Client, WaitFor, WaitState};
+use super::{fail, Client, WaitFor, WaitState};
 use crate::deadline::Deadline;
 use crate::error::{ClientError, RingKind, Violation};
 
@@ -25,12 +25,17 @@ impl Client {
         if !self.await_dispatch(timeout)? {
             return Ok(None);
         }
-        let Ok(Some(grant)) = self.dispatch.try_peek() else {
-            // Seen a moment ago and only we release it: the ring is now poisoned, and
-            // the next call reports (and records) the corruption.
-            return Err(ClientError::Corrupt(Violation::ShortFrame(
-                RingKind::Dispatch,
-            )));
+        // `await_dispatch` decided a message is there; only this client takes it, so
+        // the look cannot come back empty. The grant cannot come out of that wait's
+        // loop (it borrows the ring the loop goes on using): this second look hands it
+        // out, and a fault here is recorded like any other.
+        let grant = match self.dispatch.try_peek() {
+            Ok(Some(grant)) => grant,
+            Ok(None) => return Ok(None),
+            Err(e) => {
+                let why = Violation::popping(RingKind::Dispatch, e);
+                return Err(fail(&mut self.closed, self.connection_id, why));
+            }
         };
         self.stats.dispatch_received += 1;
         self.dispatch_reported = false;

@@ -10,8 +10,8 @@
 
 use coroipc_ring::ReadGrant;
 
+use super::frame::ResponseFrame;
 use crate::os::Doorbell;
-use crate::protocol::RESPONSE_HEADER_LEN;
 
 /// Releases `grant` into its ring, ringing the server if it waits for space.
 fn release(grant: ReadGrant<'_>, server_bell: &Doorbell) {
@@ -26,7 +26,7 @@ fn release(grant: ReadGrant<'_>, server_bell: &Doorbell) {
 pub(crate) enum Body<'a> {
     /// Still in the response ring, after the response header.
     Ring {
-        grant: Option<ReadGrant<'a>>,
+        frame: Option<ResponseFrame<'a>>,
         server_bell: &'a Doorbell,
     },
     /// Copied out earlier (a response stashed while waiting for another).
@@ -60,8 +60,8 @@ impl ResponseRef<'_> {
     /// Payload length.
     pub fn len(&self) -> usize {
         match &self.body {
-            Body::Ring { grant: Some(g), .. } => g.len().saturating_sub(RESPONSE_HEADER_LEN),
-            Body::Ring { grant: None, .. } => 0,
+            Body::Ring { frame: Some(f), .. } => f.payload_len(),
+            Body::Ring { frame: None, .. } => 0,
             Body::Owned(v) => v.len(),
         }
     }
@@ -80,11 +80,8 @@ impl ResponseRef<'_> {
             return;
         }
         match &self.body {
-            // Saturating: an absurd `at` reaches the ring's range check, not an overflow.
-            Body::Ring { grant: Some(g), .. } => {
-                g.read_at(RESPONSE_HEADER_LEN.saturating_add(at), dst)
-            }
-            Body::Ring { grant: None, .. } => panic!("read past the payload"),
+            Body::Ring { frame: Some(f), .. } => f.read_payload_at(at, dst),
+            Body::Ring { frame: None, .. } => panic!("read past the payload"),
             Body::Owned(v) => {
                 let range = at.checked_add(dst.len()).and_then(|end| v.get(at..end));
                 dst.copy_from_slice(range.expect("read past the payload"));
@@ -116,12 +113,9 @@ impl ResponseRef<'_> {
     /// A hostile server writing them makes this a data race.
     pub unsafe fn as_slice_trusted(&self) -> &[u8] {
         match &self.body {
-            Body::Ring { grant: Some(g), .. } => {
-                // SAFETY: the caller trusts the server (this function's contract).
-                let all = unsafe { g.as_slice_trusted() };
-                all.get(RESPONSE_HEADER_LEN..).unwrap_or_default()
-            }
-            Body::Ring { grant: None, .. } => &[],
+            // SAFETY: the caller trusts the server (this function's contract).
+            Body::Ring { frame: Some(f), .. } => unsafe { f.payload_trusted() },
+            Body::Ring { frame: None, .. } => &[],
             Body::Owned(v) => v,
         }
     }
@@ -139,9 +133,9 @@ impl std::fmt::Debug for ResponseRef<'_> {
 
 impl Drop for ResponseRef<'_> {
     fn drop(&mut self) {
-        if let Body::Ring { grant, server_bell } = &mut self.body {
-            if let Some(g) = grant.take() {
-                release(g, server_bell);
+        if let Body::Ring { frame, server_bell } = &mut self.body {
+            if let Some(f) = frame.take() {
+                release(f.into_grant(), server_bell);
             }
         }
     }

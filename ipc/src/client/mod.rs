@@ -12,6 +12,7 @@
 
 mod connect;
 mod dispatch;
+mod frame;
 mod guards;
 mod options;
 mod pending;
@@ -123,6 +124,14 @@ pub struct Client {
     dispatch_reported: bool,
     /// The adaptive wait's memory of recent waits ([`WaitMode::Adaptive`]).
     adapt: Adaptive,
+}
+
+/// Closes a connection for a protocol violation by the server: [`Client::fail`] for
+/// callers that hold a borrow of one of the client's rings (so cannot borrow all of it).
+fn fail(closed: &mut Option<Closed>, connection: u64, why: Violation) -> ClientError {
+    tracing::warn!(connection, %why, "connection failed");
+    *closed = Some(Closed::Violation(why));
+    ClientError::Corrupt(why)
 }
 
 /// Ends a client's connection from any thread ([`Client::closer`]): the socket is shut
@@ -286,9 +295,7 @@ impl Client {
 
     /// Closes the connection for a protocol violation by the server.
     fn fail(&mut self, why: Violation) -> ClientError {
-        tracing::warn!(connection = self.connection_id, %why, "connection failed");
-        self.closed = Some(Closed::Violation(why));
-        ClientError::Corrupt(why)
+        fail(&mut self.closed, self.connection_id, why)
     }
 
     fn gone(&mut self) -> ClientError {

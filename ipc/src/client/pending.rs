@@ -6,8 +6,9 @@ use std::hash::{BuildHasherDefault, Hasher};
 
 use coroipc_ring::{Consumer, Wake};
 
-use crate::error::{RingKind, Violation};
-use crate::protocol::{ResponseHeader, RESPONSE_HEADER_LEN};
+use super::frame::ResponseFrame;
+use crate::error::Violation;
+use crate::protocol::ResponseHeader;
 
 /// Hashes request ids with one multiplication and a fold (Fibonacci hashing) instead of
 /// SipHash:
@@ -69,23 +70,6 @@ pub(crate) struct Stashed {
     pub(crate) command: u16,
     pub(crate) status: i32,
     pub(crate) data: Vec<u8>,
-}
-
-/// Reads the response header of the frame at the head of `ring`, if any.
-fn peek_header(ring: &mut Consumer) -> Result<Option<ResponseHeader>, Violation> {
-    let grant = match ring.try_peek() {
-        Ok(None) => return Ok(None),
-        Ok(Some(g)) => g,
-        Err(e) => return Err(Violation::popping(RingKind::Response, e)),
-    };
-    if grant.len() < RESPONSE_HEADER_LEN {
-        return Err(Violation::ShortFrame(RingKind::Response));
-    }
-    let mut header = [0u8; RESPONSE_HEADER_LEN];
-    grant.read_into(&mut header);
-    ResponseHeader::decode(&header)
-        .map(Some)
-        .ok_or(Violation::ShortFrame(RingKind::Response))
 }
 
 impl Pending {
@@ -168,43 +152,36 @@ impl Pending {
     /// must be woken for the space freed.
     pub(crate) fn stash_available(&mut self, ring: &mut Consumer) -> Result<Wake, Violation> {
         let mut wake = Wake::NotNeeded;
-        while let Some(header) = peek_header(ring)? {
-            if !self.expects(header.id) {
-                return Err(Violation::UnknownResponse(header.id));
+        while let Some(frame) = ResponseFrame::peek(ring)? {
+            if !self.expects(frame.header.id) {
+                return Err(Violation::UnknownResponse(frame.header.id));
             }
-            wake = wake.or(self.stash_head(ring, header)?);
+            wake = wake.or(self.stash_frame(frame));
         }
         Ok(wake)
     }
 
-    /// Copies the response at the head of `ring` (whose header is `header`) into the
-    /// stash and releases it (an abandoned one is released unread).
-    fn stash_head(
-        &mut self,
-        ring: &mut Consumer,
-        header: ResponseHeader,
-    ) -> Result<Wake, Violation> {
-        let grant = match ring.try_peek() {
-            // Rewritten by the server since `peek_header` read it: too short now.
-            Ok(Some(grant)) if grant.len() >= RESPONSE_HEADER_LEN => grant,
-            Ok(_) => return Err(Violation::ShortFrame(RingKind::Response)),
-            Err(e) => return Err(Violation::popping(RingKind::Response, e)),
-        };
-        if self.abandoned.remove(&header.id) {
-            return Ok(grant.release());
+    /// Copies `frame` into the stash and releases it (an abandoned one is released
+    /// unread).
+    fn stash_frame(&mut self, frame: ResponseFrame<'_>) -> Wake {
+        let id = frame.header.id;
+        if self.abandoned.remove(&id) {
+            return frame.into_grant().release();
         }
-        let mut data = vec![0u8; grant.len() - RESPONSE_HEADER_LEN];
-        grant.read_at(RESPONSE_HEADER_LEN, &mut data);
-        let wake = grant.release();
-        let command = self.answered(header.id);
+        let status = frame.header.status;
+        let data = frame.payload_to_vec();
+        let wake = frame.into_grant().release();
+        let command = self.answered(id);
         self.received += 1;
-        let response = Stashed {
-            command,
-            status: header.status,
-            data,
-        };
-        self.stash(header.id, response);
-        Ok(wake)
+        self.stash(
+            id,
+            Stashed {
+                command,
+                status,
+                data,
+            },
+        );
+        wake
     }
 
     /// Finds the response to `want` (or to any request when `None`): in the stash, or
@@ -224,15 +201,18 @@ impl Pending {
             return Ok((Some(Found::Stashed(id)), Wake::NotNeeded));
         }
         let mut wake = Wake::NotNeeded;
-        while let Some(header) = peek_header(ring)? {
+        while let Some(frame) = ResponseFrame::peek(ring)? {
+            let header = frame.header;
             if !self.expects(header.id) {
                 return Err(Violation::UnknownResponse(header.id));
             }
             let abandoned = self.abandoned.contains(&header.id);
             if !abandoned && want.is_none_or(|w| w == header.id) {
+                // Left at the head: the caller takes it again (the frame borrows the
+                // ring, which the caller's wait goes on using).
                 return Ok((Some(Found::Ring(header)), wake));
             }
-            wake = wake.or(self.stash_head(ring, header)?);
+            wake = wake.or(self.stash_frame(frame));
         }
         Ok((None, wake))
     }

@@ -6,13 +6,14 @@ use std::time::Duration;
 
 use coroipc_ring::PushError;
 
+use super::frame::ResponseFrame;
 use super::guards::{Body, ResponseRef};
 use super::options::{status_error, Reply, Response};
 use super::pending::{Found, Stashed};
-use super::{Client, WaitFor, WaitState};
+use super::{fail, Client, WaitFor, WaitState};
 use crate::deadline::Deadline;
 use crate::error::{ClientError, RingKind, Violation};
-use crate::protocol::{RequestHeader, REQUEST_HEADER_LEN, RESPONSE_HEADER_LEN};
+use crate::protocol::{RequestHeader, REQUEST_HEADER_LEN};
 
 impl Client {
     /// Sends a request without waiting for its response; returns its id.
@@ -199,26 +200,26 @@ impl Client {
             Found::Ring(header) => {
                 let command = self.pending.answered(header.id);
                 self.stats.responses += 1;
-                // The server may have rewritten the frame since `locate` read its
-                // header: the guard trusts only the length read now. Too short is
-                // corruption (recorded by the next call, which finds the same frame).
-                let grant = match self.responses.try_peek() {
-                    Ok(Some(grant)) if grant.len() >= RESPONSE_HEADER_LEN => grant,
-                    _ => {
-                        return Err(ClientError::Corrupt(Violation::ShortFrame(
-                            RingKind::Response,
-                        )))
+                // Taken again (see `Pending::locate`): the server may have rewritten
+                // it since, so the guard keeps the frame as it is now, checked again,
+                // and the id and status `locate` matched. Gone or too short is the
+                // server's violation.
+                let why = match ResponseFrame::peek(&mut self.responses) {
+                    Ok(Some(frame)) => {
+                        return Ok(ResponseRef {
+                            id: header.id,
+                            command,
+                            status: header.status,
+                            body: Body::Ring {
+                                frame: Some(frame),
+                                server_bell: self.waiter.server_bell(),
+                            },
+                        })
                     }
+                    Ok(None) => Violation::ShortFrame(RingKind::Response),
+                    Err(v) => v,
                 };
-                Ok(ResponseRef {
-                    id: header.id,
-                    command,
-                    status: header.status,
-                    body: Body::Ring {
-                        grant: Some(grant),
-                        server_bell: self.waiter.server_bell(),
-                    },
-                })
+                Err(fail(&mut self.closed, self.connection_id, why))
             }
         }
     }

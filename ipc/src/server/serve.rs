@@ -190,14 +190,15 @@ fn short(ring: RingKind) -> DisconnectReason {
     DisconnectReason::ProtocolViolation(Violation::ShortFrame(ring))
 }
 
-/// The header of a request frame, decoded once.
+/// The header of a request frame: the one check of a request's length (the client
+/// is untrusted), then one copy of the header out of shared memory.
 fn request_header(grant: &ReadGrant<'_>) -> Result<RequestHeader, DisconnectReason> {
     if grant.len() < REQUEST_HEADER_LEN {
         return Err(short(RingKind::Request));
     }
     let mut raw = [0u8; REQUEST_HEADER_LEN];
     grant.read_into(&mut raw);
-    RequestHeader::decode(&raw).ok_or(short(RingKind::Request))
+    Ok(RequestHeader::from_bytes(&raw))
 }
 
 /// Copies a request's payload out of the ring into `scratch` (resized to fit).
