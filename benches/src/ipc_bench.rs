@@ -184,7 +184,7 @@ pub fn server_main(args: &[String]) {
             let _ = server.run();
         }
         "uds" => {
-            let Ok(listener) = coroipc::os::listen(&SocketName::abstract_name(name), 128) else {
+            let Ok(listener) = coroipc::raw::listen(&SocketName::abstract_name(name), 128) else {
                 return;
             };
             let _ = listener.set_nonblocking(false);
@@ -579,7 +579,7 @@ fn coroipc_suite(
 fn uds_suite(b: Budget, out: &mut Vec<IpcResult>) -> std::io::Result<()> {
     let server = ServerChild::start("uds", ServerWait::Default)?;
     let connect =
-        || -> std::io::Result<UnixStream> { coroipc::os::connect(&server.socket(), None) };
+        || -> std::io::Result<UnixStream> { coroipc::raw::connect(&server.socket(), None) };
     let stream = connect()?;
     let mut reader = BufReader::with_capacity(1 << 16, stream.try_clone()?);
     let mut writer = BufWriter::with_capacity(1 << 16, stream);

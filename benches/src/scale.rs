@@ -73,7 +73,7 @@ fn measure_rtt(c: &mut Client, iters: usize) -> std::io::Result<IpcResult> {
 pub fn run(iters: usize) -> std::io::Result<Vec<ScaleRow>> {
     pin_to(0);
     // 1,000 connections need ~3,000 descriptors here too.
-    let _ = coroipc::os::raise_nofile(8192);
+    let _ = coroipc::raw::raise_nofile(8192);
     let server = ServerChild::start("coroipc", crate::ipc_bench::ServerWait::Default)?;
     let spid = server.child.id();
     let me = std::process::id();

@@ -18,7 +18,7 @@ fuzz_target!(|data: &[u8]| {
     SERVER.with(|cell| {
         let mut cell = cell.borrow_mut();
         let (server, watched, name) = cell.get_or_insert_with(|| harness::server("handshake"));
-        let Ok(mut stream) = coroipc::os::connect(name, None) else { return };
+        let Ok(mut stream) = coroipc::raw::connect(name, None) else { return };
         let _ = stream.write_all(&data[..data.len().min(256)]);
         let _ = stream.shutdown(std::net::Shutdown::Write);
         harness::pump(server, watched);

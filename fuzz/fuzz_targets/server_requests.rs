@@ -7,7 +7,7 @@ use std::cell::RefCell;
 use std::io::Write;
 use std::os::fd::AsFd;
 
-use coroipc::os::{self, Doorbell, SharedMemory};
+use coroipc::raw::{self, Doorbell, SharedMemory};
 use coroipc::protocol::{ConnectReply, ConnectRequest, RegionLayout, CONNECT_FDS, CONNECT_REPLY_LEN};
 use libfuzzer_sys::fuzz_target;
 
@@ -22,14 +22,14 @@ fuzz_target!(|data: &[u8]| {
     SERVER.with(|cell| {
         let mut cell = cell.borrow_mut();
         let (server, watched, name) = cell.get_or_insert_with(|| harness::server("requests"));
-        let Ok(mut stream) = os::connect(name, None) else { return };
+        let Ok(mut stream) = raw::connect(name, None) else { return };
         let req = ConnectRequest { service: 1, request_ring: 4096, response_ring: 4096, dispatch_ring: 4096 };
         if stream.write_all(&req.encode()).is_err() {
             return;
         }
         harness::pump(server, watched);
         let mut buf = [0u8; CONNECT_REPLY_LEN];
-        let Ok((n, fds)) = os::recv_with_fds(stream.as_fd(), &mut buf, CONNECT_FDS) else { return };
+        let Ok((n, fds)) = raw::recv_with_fds(stream.as_fd(), &mut buf, CONNECT_FDS) else { return };
         assert_eq!(n, CONNECT_REPLY_LEN, "an honest handshake is answered");
         let reply = ConnectReply::decode(&buf).expect("valid reply");
         assert_eq!(reply.status, 0);

@@ -89,7 +89,7 @@ mod error;
 mod flow;
 #[cfg(feature = "mio")]
 mod mio_source;
-pub mod os;
+mod os;
 mod outbox;
 pub mod protocol;
 mod region;
@@ -111,6 +111,19 @@ pub use error::{
     Violation,
 };
 pub use os::{PeerCred, SocketName};
+
+/// The Linux plumbing under the crate, for a peer built by hand: the hostile-client
+/// tests, the fuzz targets and the benchmarks speak the handshake and map the region
+/// themselves with it. Not part of the supported API: it exists only with the
+/// `raw-peer` feature, which nothing but those needs.
+#[cfg(feature = "raw-peer")]
+#[doc(hidden)]
+pub mod raw {
+    pub use crate::os::{
+        connect, listen, raise_nofile, recv_with_fds, try_connect, unconnected, wait_readable,
+        Doorbell, FdReadiness, Readiness, SharedMemory,
+    };
+}
 pub use respond::{DeferredResponse, Request, RequestPayload, Responder, ResponseGrant};
 pub use server::{Limits, PollHooks, Server, ServerBuilder, StopHandle, Token};
 pub use service::Service;

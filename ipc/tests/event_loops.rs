@@ -262,11 +262,11 @@ fn dispatch_batches_arrive_in_order_and_a_full_ring_stops_a_batch() {
 fn blocking_connect_times_out_on_a_full_backlog() {
     let name =
         coroipc::SocketName::abstract_name(format!("coroipc-test-backlog-{}", std::process::id()));
-    let _listener = coroipc::os::listen(&name, 1).unwrap();
+    let _listener = coroipc::raw::listen(&name, 1).unwrap();
     let mut held = Vec::new();
     loop {
-        let s = coroipc::os::unconnected().unwrap();
-        if !coroipc::os::try_connect(&name, &s).unwrap() {
+        let s = coroipc::raw::unconnected().unwrap();
+        if !coroipc::raw::try_connect(&name, &s).unwrap() {
             break;
         }
         held.push(s);

@@ -8,8 +8,8 @@ use std::os::fd::AsFd;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use coroipc::os;
 use coroipc::protocol::{ConnectReply, ConnectRequest, CONNECT_FDS, CONNECT_REPLY_LEN};
+use coroipc::raw;
 use coroipc::{Connection, HandlerError, Request, Responder, ServerBuilder, Service, SocketName};
 
 struct Keep(mpsc::Sender<Connection>);
@@ -47,7 +47,7 @@ fn a_saturated_doorbell_does_not_stop_a_disconnect() {
     let stop = ready.recv().unwrap();
 
     // A raw client: handshake by hand, keep the descriptors.
-    let mut stream = os::connect(&name, Some(Duration::from_secs(5))).unwrap();
+    let mut stream = raw::connect(&name, Some(Duration::from_secs(5))).unwrap();
     let req = ConnectRequest {
         service: 1,
         request_ring: 4096,
@@ -56,7 +56,7 @@ fn a_saturated_doorbell_does_not_stop_a_disconnect() {
     };
     stream.write_all(&req.encode()).unwrap();
     let mut buf = [0u8; CONNECT_REPLY_LEN];
-    let (n, fds) = os::recv_with_fds(stream.as_fd(), &mut buf, CONNECT_FDS).unwrap();
+    let (n, fds) = raw::recv_with_fds(stream.as_fd(), &mut buf, CONNECT_FDS).unwrap();
     assert_eq!(n, CONNECT_REPLY_LEN);
     assert_eq!(ConnectReply::decode(&buf).unwrap().status, 0);
     let conn = conns.recv().unwrap();

@@ -7,10 +7,10 @@ use std::io::Write;
 use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
-use coroipc::os::{self, Doorbell, SharedMemory};
 use coroipc::protocol::{
     ConnectReply, ConnectRequest, RegionLayout, CONNECT_FDS, CONNECT_REPLY_LEN,
 };
+use coroipc::raw::{self, Doorbell, SharedMemory};
 use coroipc::{Client, ClientError, ConnectError, ConnectOptions};
 use support::{cmd, ServerProcess};
 
@@ -29,7 +29,7 @@ struct RawClient {
 }
 
 fn raw_connect(server: &ServerProcess) -> RawClient {
-    let mut stream = os::connect(&server.socket(), Some(Duration::from_secs(5))).unwrap();
+    let mut stream = raw::connect(&server.socket(), Some(Duration::from_secs(5))).unwrap();
     let req = ConnectRequest {
         service: 1,
         request_ring: 4096,
@@ -38,7 +38,7 @@ fn raw_connect(server: &ServerProcess) -> RawClient {
     };
     stream.write_all(&req.encode()).unwrap();
     let mut buf = [0u8; CONNECT_REPLY_LEN];
-    let (n, fds) = os::recv_with_fds(stream.as_fd(), &mut buf, CONNECT_FDS).unwrap();
+    let (n, fds) = raw::recv_with_fds(stream.as_fd(), &mut buf, CONNECT_FDS).unwrap();
     assert_eq!(n, CONNECT_REPLY_LEN);
     let reply = ConnectReply::decode(&buf).unwrap();
     assert_eq!(reply.status, 0);
@@ -171,21 +171,21 @@ fn handshake_abuse() {
     let server = ServerProcess::start("handshake", &[]);
     let mut observer = Client::connect(&server.socket(), 1, &ConnectOptions::default()).unwrap();
     // Silent: the server (300 ms handshake timeout in the test server) hangs up.
-    let silent = os::connect(&server.socket(), None).unwrap();
+    let silent = raw::connect(&server.socket(), None).unwrap();
     let start = Instant::now();
-    match os::wait_readable(&[silent.as_fd()], Some(Duration::from_secs(3))).unwrap() {
-        os::Readiness::Ready(r) => assert!(r[0].readable || r[0].hangup, "hung up"),
-        os::Readiness::Timeout => panic!("silent client not dropped"),
+    match raw::wait_readable(&[silent.as_fd()], Some(Duration::from_secs(3))).unwrap() {
+        raw::Readiness::Ready(r) => assert!(r[0].readable || r[0].hangup, "hung up"),
+        raw::Readiness::Timeout => panic!("silent client not dropped"),
     }
     assert!(
         start.elapsed() >= Duration::from_millis(250),
         "dropped only after the timeout"
     );
     // Garbage: refused with a reply, then closed.
-    let mut junk = os::connect(&server.socket(), Some(Duration::from_secs(3))).unwrap();
+    let mut junk = raw::connect(&server.socket(), Some(Duration::from_secs(3))).unwrap();
     junk.write_all(&[0xff; 24]).unwrap();
     let mut buf = [0u8; CONNECT_REPLY_LEN];
-    let (n, fds) = os::recv_with_fds(junk.as_fd(), &mut buf, CONNECT_FDS).unwrap();
+    let (n, fds) = raw::recv_with_fds(junk.as_fd(), &mut buf, CONNECT_FDS).unwrap();
     assert_eq!(n, CONNECT_REPLY_LEN);
     assert!(fds.is_empty());
     assert!(ConnectReply::decode(&buf).unwrap().status < 0);

@@ -26,7 +26,7 @@ fn child_client() {
         if state == "mid_handshake" {
             // Half a connect request, then nothing.
             use std::io::Write;
-            let mut s = coroipc::os::connect(&socket, None).unwrap();
+            let mut s = coroipc::raw::connect(&socket, None).unwrap();
             s.write_all(b"CIPC\x01\x00").unwrap();
             println!("CONNECTED");
             loop {

@@ -267,7 +267,7 @@ fn the_server_hands_back_every_fd_it_added() {
     }
     let conn = conn.expect("the client connected");
     let client = connecting.join().unwrap().unwrap();
-    let half = coroipc::os::connect(&name, None).unwrap();
+    let half = coroipc::raw::connect(&name, None).unwrap();
     server.handle_accept();
     let before = hooks.watched.0.lock().unwrap().len();
     assert!(

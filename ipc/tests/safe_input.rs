@@ -219,7 +219,7 @@ fn spinning_forever_still_sees_the_server_die() {
 fn server_limits_take_max() {
     let mut server = ServerProcess::start("forever", &[("COROIPC_LIMITS_FOREVER", "1")]);
     // A half-finished handshake is kept (no timeout), and does not stop others.
-    let mut half = coroipc::os::connect(&server.socket(), None).unwrap();
+    let mut half = coroipc::raw::connect(&server.socket(), None).unwrap();
     std::io::Write::write_all(&mut half, b"CIPC").unwrap();
     for wait in modes() {
         let opts = ConnectOptions {

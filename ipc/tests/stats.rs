@@ -122,9 +122,9 @@ fn every_counter_after_a_scripted_exchange() {
     deny.store(true, Ordering::SeqCst);
     assert!(matches!(connect(1), Err(ConnectError::AccessDenied)));
     deny.store(false, Ordering::SeqCst);
-    let mut junk = coroipc::os::connect(&name, None).unwrap();
+    let mut junk = coroipc::raw::connect(&name, None).unwrap();
     junk.write_all(&[0xff; 24]).unwrap();
-    let mut half = coroipc::os::connect(&name, None).unwrap();
+    let mut half = coroipc::raw::connect(&name, None).unwrap();
     half.write_all(b"CIPC").unwrap();
     wait_until("the handshake timeout", || {
         stats.get().handshake_timeouts == 1

@@ -11,8 +11,8 @@ use crate::frame::{decode, Frame};
 use crate::index::check_tail;
 use crate::layout::{RawRegion, RingPtrs, FRAME_HEADER};
 use crate::payload::Payload;
-use crate::signal::{self, SleepCheck, Wake};
 use crate::sync::Ordering;
+use crate::wake::{self, SleepCheck, Wake};
 use crate::{Config, Keepalive};
 
 /// The consuming side of a ring. `Send`, not `Sync`.
@@ -334,7 +334,7 @@ impl Consumer {
         let wake_peer = self.release();
         let (head, pos, capacity) = (self.head, self.pos, self.ring.geometry.capacity);
         let mut cached = self.cached_tail;
-        let sleep = signal::announce(
+        let sleep = wake::announce(
             &self.ring.header().tail.0.tail,
             || (),
             |raw, ()| {
@@ -353,7 +353,7 @@ impl Consumer {
 
     /// Withdraws a sleep announcement (after waking, or instead of sleeping).
     pub fn cancel_sleep(&self) {
-        signal::cancel(&self.ring.header().tail.0.tail);
+        wake::cancel(&self.ring.header().tail.0.tail);
     }
 }
 

@@ -16,7 +16,7 @@
 //!   error ([`Corruption`]), never a panic, an out-of-bounds access or UB.
 //! * **Sleep/wake**: [`Consumer::prepare_sleep`] / [`Producer::prepare_sleep_for_space`]
 //!   announce sleep; publishing and releasing return [`Wake`], which says when the
-//!   peer's doorbell must be rung (never while the peer is awake). See [`signal`].
+//!   peer's doorbell must be rung (never while the peer is awake). See [`wake`].
 //! * **Flow control**: high/low watermarks with hysteresis ([`FlowChange`]).
 //! * **MPSC**: [`MpscProducer`] lets several threads of one process produce.
 //!
@@ -81,8 +81,8 @@ mod layout;
 mod mpsc;
 mod payload;
 mod producer;
-pub mod signal;
 mod sync;
+pub mod wake;
 
 pub use consumer::{Consumer, ReadGrant, Received};
 pub use error::{AttachError, ConfigError, Corruption, PopError, PushError};
@@ -92,7 +92,7 @@ pub use layout::{
 };
 pub use mpsc::{BatchSent, MpscGrant, MpscProducer};
 pub use producer::{Producer, WriteGrant};
-pub use signal::{FlowChange, Published, SleepCheck, Wake};
+pub use wake::{FlowChange, Published, SleepCheck, Wake};
 
 /// What a handle keeps alive: the owner of the region it points into.
 #[cfg(feature = "alloc")]

@@ -20,8 +20,8 @@ use crate::index::SLEEP_BIT;
 use crate::index::{ahead, check_head, is_before};
 use crate::layout::{Config, RawRegion, RingPtrs, FRAME_HEADER};
 use crate::payload::Payload;
-use crate::signal::{self, FlowChange, Published, SleepCheck, Wake};
 use crate::sync::{AtomicU32, AtomicU64, Ordering, TurnWait};
+use crate::wake::{self, FlowChange, Published, SleepCheck, Wake};
 use crate::Keepalive;
 
 /// The producing side of a ring shared by several threads (`Sync`; share it with an
@@ -526,7 +526,7 @@ impl MpscProducer {
         if self.is_corrupt() {
             return Err(PushError::Corrupt(Corruption::Earlier));
         }
-        let sleep = signal::announce(
+        let sleep = wake::announce(
             &self.ring.header().head.0.head,
             // Read before the index: a head below it would look like going backwards.
             || self.cached_head.load(Ordering::Acquire),
@@ -551,7 +551,7 @@ impl MpscProducer {
     /// clear, and another thread may have set it again since); call it when giving up
     /// waiting for another reason (a timeout) and no other thread of the group sleeps.
     pub fn cancel_sleep(&self) {
-        signal::cancel(&self.ring.header().head.0.head);
+        wake::cancel(&self.ring.header().head.0.head);
     }
 }
 

@@ -6,15 +6,15 @@
 //! sides are busy each side touches the other's line only when it must. Frames are
 //! written with plain stores into space the producer owns and made visible by the
 //! Release `swap` of `tail`; the old value of that swap carries the consumer's sleep
-//! flag (see [`crate::signal`]).
+//! flag (see [`crate::wake`]).
 
 use crate::error::{AttachError, Corruption, PushError};
 use crate::frame::{encode, TAG_MSG, TAG_PAD};
 use crate::index::check_head;
 use crate::layout::{Config, RawRegion, RingPtrs, FRAME_HEADER};
 use crate::payload::Payload;
-use crate::signal::{self, FlowChange, Published, SleepCheck, Wake};
 use crate::sync::Ordering;
+use crate::wake::{self, FlowChange, Published, SleepCheck, Wake};
 use crate::Keepalive;
 
 /// The producing side of an SPSC ring.
@@ -398,7 +398,7 @@ impl Producer {
     ) -> Result<SleepCheck, PushError> {
         let bound = self.published;
         let mut cached = self.cached_head;
-        let sleep = signal::announce(
+        let sleep = wake::announce(
             &self.ring.header().head.0.head,
             || (),
             |raw, ()| {
@@ -417,7 +417,7 @@ impl Producer {
 
     /// Withdraws a sleep announcement (after waking, or instead of sleeping).
     pub fn cancel_sleep(&self) {
-        signal::cancel(&self.ring.header().head.0.head);
+        wake::cancel(&self.ring.header().head.0.head);
     }
 }
 

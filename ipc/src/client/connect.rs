@@ -10,7 +10,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 
 use super::options::ConnectOptions;
-use super::wait::Waiter;
+use super::waiter::Waiter;
 use super::Client;
 use crate::deadline::Deadline;
 use crate::error::{ClientError, ConnectError, ConnectStep, ProtocolError};

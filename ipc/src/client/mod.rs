@@ -18,7 +18,7 @@ mod options;
 mod pending;
 mod request;
 mod request_grant;
-mod wait;
+mod waiter;
 
 use coroipc_ring::{Consumer, Producer};
 
@@ -33,7 +33,7 @@ pub use guards::{DispatchMsg, ResponseRef};
 pub use options::{ConnectOptions, Reply, Response};
 use pending::Pending;
 pub use request_grant::RequestGrant;
-use wait::{Waiter, Woke};
+use waiter::{Waiter, Woke};
 
 /// What a wait is for: the ring the client announces sleep on.
 #[derive(Clone, Copy)]

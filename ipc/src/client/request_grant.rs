@@ -10,7 +10,7 @@
 use coroipc_ring::{PushError, WriteGrant};
 
 use super::pending::Pending;
-use super::wait::Waiter;
+use super::waiter::Waiter;
 use super::{Client, WaitFor, WaitState};
 use crate::deadline::Deadline;
 use crate::error::{ClientError, RingKind, Violation};

@@ -7,7 +7,7 @@
 //!   (`SCM_RIGHTS`), with nothing leaked on any error path;
 //! * [`cred`](peer_cred): the peer's pid, uid and gid (`SO_PEERCRED`);
 //! * [`doorbell`](Doorbell): eventfd wake-ups;
-//! * [`wait`](wait_readable): waiting on several fds with a deadline (`poll`), and a
+//! * [`readiness`](wait_readable): waiting on several fds with a deadline (`poll`), and a
 //!   small [`Epoll`] wrapper;
 //! * [`socket`](SocketName): where a server listens (abstract name or path) and how
 //!   a client connects;
@@ -28,23 +28,29 @@
 //! [`std::io::Error`]s, except where the caller needs to tell causes apart
 //! ([`ShmError`]).
 
+#[cfg(any(test, feature = "raw-peer"))]
+mod connect;
 mod cred;
 mod doorbell;
 mod eintr;
 mod fdlimit;
 mod fdpass;
+mod readiness;
 mod shm;
 mod socket;
-mod wait;
 
+#[cfg(any(test, feature = "raw-peer"))]
+pub use connect::connect;
 pub use cred::{peer_cred, PeerCred};
 pub use doorbell::Doorbell;
 pub use fdlimit::{is_exhaustion, is_fd_exhaustion, raise_nofile, FdReserve};
 pub use fdpass::{recv_with_fds, send_with_fds};
+#[cfg(any(test, feature = "raw-peer"))]
+pub use readiness::FdReadiness;
+pub use readiness::{wait_readable, Epoll, Event, Interest, Readiness};
 pub use shm::{SharedMemory, ShmError};
 pub(crate) use socket::accept_nonblocking;
-pub use socket::{connect, listen, try_connect, unconnected, SocketName};
-pub use wait::{wait_readable, Epoll, Event, FdReadiness, Interest, Readiness};
+pub use socket::{listen, try_connect, unconnected, SocketName};
 
 /// Shared test helpers (signals that interrupt blocking calls).
 #[cfg(test)]

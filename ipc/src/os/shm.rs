@@ -14,7 +14,7 @@
 
 use std::ffi::CString;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 
 use memmap2::{MmapOptions, MmapRaw};
 use nix::fcntl::{fcntl, FcntlArg, SealFlag};
@@ -160,19 +160,22 @@ impl SharedMemory {
     }
 
     /// Length of the mapping in bytes (never 0).
+    #[cfg(any(test, feature = "raw-peer"))]
     pub fn len(&self) -> usize {
         self.map.len()
     }
 
     /// Always false: a region is never empty. (Present because `len` is.)
+    #[cfg(any(test, feature = "raw-peer"))]
     pub fn is_empty(&self) -> bool {
         self.map.len() == 0
     }
 
     /// The memfd, for passing to the peer (`None` once taken, or for a mapping
     /// adopted from a peer).
-    pub fn fd(&self) -> Option<BorrowedFd<'_>> {
-        self.fd.as_ref().map(AsFd::as_fd)
+    #[cfg(any(test, feature = "raw-peer"))]
+    pub fn fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        self.fd.as_ref().map(std::os::fd::AsFd::as_fd)
     }
 
     /// Takes the memfd out, to send and then close; the mapping stays.

@@ -20,20 +20,14 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use nix::errno::Errno;
 use nix::sys::socket::{
-    bind, connect as nix_connect, listen as nix_listen, setsockopt, socket, sockopt, AddressFamily,
-    Backlog, SockFlag, SockType, UnixAddr,
+    bind, connect as nix_connect, listen as nix_listen, socket, AddressFamily, Backlog, SockFlag,
+    SockType, UnixAddr,
 };
-use nix::sys::time::{TimeVal, TimeValLike};
 
 use super::eintr::retry_eintr;
-use crate::deadline::Deadline;
-
-/// The longest single `SO_SNDTIMEO` wait in [`connect`]; longer timeouts loop.
-const MAX_SLICE: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// The name a server listens under.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -69,7 +63,7 @@ impl SocketName {
     }
 
     /// The socket address, after checking the name's length.
-    fn addr(&self) -> io::Result<UnixAddr> {
+    pub(super) fn addr(&self) -> io::Result<UnixAddr> {
         match self {
             SocketName::Abstract(name) => {
                 if name.is_empty() {
@@ -106,7 +100,7 @@ fn name_error(e: Errno, name: &SocketName) -> io::Error {
 }
 
 /// Creates a Unix stream socket (close-on-exec, optionally non-blocking).
-fn new_socket(nonblocking: bool) -> io::Result<OwnedFd> {
+pub(super) fn new_socket(nonblocking: bool) -> io::Result<OwnedFd> {
     let mut flags = SockFlag::SOCK_CLOEXEC;
     if nonblocking {
         flags |= SockFlag::SOCK_NONBLOCK;
@@ -195,54 +189,6 @@ fn in_use(path: &Path) -> io::Error {
     )
 }
 
-/// Connects to the server listening under `name`.
-///
-/// A Unix stream connect completes as soon as the server's backlog has room (before
-/// the server accepts); it only waits while the backlog is full. `timeout` bounds that
-/// wait (`TimedOut` when it passes; `None` waits as long as it takes). A name nobody
-/// listens on fails at once (`ConnectionRefused` or `NotFound`). `EINTR` is retried
-/// with the remaining time.
-///
-/// The returned stream is blocking and close-on-exec, with no read or write timeout
-/// set.
-///
-/// # Errors
-///
-/// `InvalidInput` for a bad name; `TimedOut` when the server's backlog stays full past
-/// `timeout`; the OS error of `connect` (`ConnectionRefused` or `NotFound` when no
-/// server listens).
-pub fn connect(name: &SocketName, timeout: Option<Duration>) -> io::Result<UnixStream> {
-    let addr = name.addr()?;
-    let sock = new_socket(false)?;
-    let deadline = Deadline::after(timeout);
-    let mut first = true;
-    loop {
-        if let Some(remaining) = deadline.remaining() {
-            if remaining.is_zero() && !first {
-                return Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    format!("connecting to {name} timed out (server backlog full)"),
-                ));
-            }
-            set_send_timeout(&sock, remaining.min(MAX_SLICE))?;
-        }
-        first = false;
-        match nix_connect(sock.as_raw_fd(), &addr) {
-            Ok(()) => break,
-            // Interrupted before the connection was made (the socket is still
-            // unconnected), or a timed wait ended: try again with the time left.
-            Err(Errno::EINTR) => continue,
-            Err(Errno::EAGAIN) if deadline != Deadline::NEVER => continue,
-            Err(e) => return Err(e.into()),
-        }
-    }
-    if deadline != Deadline::NEVER {
-        // Zero means "no timeout": leave a plain blocking stream behind.
-        retry_eintr(|| setsockopt(&sock, sockopt::SendTimeout, &TimeVal::zero()))?;
-    }
-    Ok(UnixStream::from(sock))
-}
-
 /// The next client queued on `listener` (itself non-blocking), as a non-blocking,
 /// close-on-exec stream: `accept4` with both flags, one system call where `accept`
 /// and `set_nonblocking` make two.
@@ -289,16 +235,6 @@ pub fn try_connect(name: &SocketName, sock: &UnixStream) -> io::Result<bool> {
             Err(e) => return Err(e.into()),
         }
     }
-}
-
-/// Sets `SO_SNDTIMEO`, which on a Unix stream socket also bounds `connect`'s wait for
-/// room in the server's backlog. Rounded up to whole microseconds, and at least one
-/// (zero would mean "forever").
-fn set_send_timeout(sock: &OwnedFd, d: Duration) -> io::Result<()> {
-    let micros = d.as_nanos().div_ceil(1000).max(1);
-    let micros = i64::try_from(micros).unwrap_or(i64::MAX);
-    let tv = TimeVal::microseconds(micros);
-    retry_eintr(|| setsockopt(sock, sockopt::SendTimeout, &tv))
 }
 
 #[cfg(test)]

@@ -1,9 +1,11 @@
 //! Unit tests of `socket.rs`.
 use super::*;
+use crate::os::connect::connect;
 use crate::os::test_util::{pester_current_thread, signals_handled};
 use std::io::{Read, Write};
 use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 use std::time::Instant;
 
 /// A name no other test (or test run) uses.

@@ -49,6 +49,7 @@ pub enum Readiness {
 
 impl Readiness {
     /// True for [`Readiness::Timeout`].
+    #[cfg(any(test, feature = "raw-peer"))]
     pub fn is_timeout(&self) -> bool {
         matches!(self, Readiness::Timeout)
     }
@@ -162,16 +163,6 @@ impl Interest {
         readable: true,
         writable: false,
     };
-    /// Writable only.
-    pub const WRITABLE: Interest = Interest {
-        readable: false,
-        writable: true,
-    };
-    /// Readable and writable.
-    pub const BOTH: Interest = Interest {
-        readable: true,
-        writable: true,
-    };
 
     fn flags(self, edge_triggered: bool) -> EpollFlags {
         let mut f = EpollFlags::EPOLLRDHUP;
@@ -261,31 +252,6 @@ impl Epoll {
         retry_eintr(|| self.epoll.add(fd, ev))
     }
 
-    /// Changes what a registered `fd` is watched for, and its token (level-triggered).
-    ///
-    /// # Errors
-    ///
-    /// The OS error of `epoll_ctl` (`NotFound` if `fd` is not registered).
-    pub fn modify(&self, fd: BorrowedFd<'_>, token: u64, interest: Interest) -> io::Result<()> {
-        let mut ev = EpollEvent::new(interest.flags(false), token);
-        retry_eintr(|| self.epoll.modify(fd, &mut ev))
-    }
-
-    /// Like [`modify`](Self::modify), edge-triggered.
-    ///
-    /// # Errors
-    ///
-    /// As [`modify`](Epoll::modify).
-    pub fn modify_edge_triggered(
-        &self,
-        fd: BorrowedFd<'_>,
-        token: u64,
-        interest: Interest,
-    ) -> io::Result<()> {
-        let mut ev = EpollEvent::new(interest.flags(true), token);
-        retry_eintr(|| self.epoll.modify(fd, &mut ev))
-    }
-
     /// Stops watching `fd`. (Closing an fd also removes it, once no duplicate of it
     /// remains open.)
     ///
@@ -354,5 +320,5 @@ impl AsRawFd for Epoll {
 }
 
 #[cfg(test)]
-#[path = "wait_tests.rs"]
+#[path = "readiness_tests.rs"]
 mod tests;

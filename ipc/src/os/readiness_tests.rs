@@ -182,27 +182,6 @@ fn epoll_reports_tokens_readiness_and_hangup() {
 }
 
 #[test]
-fn epoll_modify_and_writable() {
-    let ep = Epoll::new().expect("epoll");
-    let (sock, _peer) = UnixStream::pair().expect("pair");
-    ep.add(sock.as_fd(), 1, Interest::default())
-        .expect("add hangup-only");
-    let mut events = Vec::new();
-    assert_eq!(ep.wait(&mut events, Some(10 * MS)).expect("wait"), 0);
-    ep.modify(sock.as_fd(), 2, Interest::BOTH).expect("modify");
-    assert_eq!(ep.wait(&mut events, Some(Duration::ZERO)).expect("wait"), 1);
-    assert_eq!(
-        events[0],
-        Event {
-            token: 2,
-            readable: false,
-            writable: true,
-            hangup: false
-        }
-    );
-}
-
-#[test]
 fn epoll_edge_triggered_doorbell_needs_no_drain() {
     let ep = Epoll::new().expect("epoll");
     let bell = Doorbell::new().expect("bell");
