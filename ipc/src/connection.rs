@@ -7,7 +7,7 @@ use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
-use coroipc_ring::MpscProducer;
+use coroipc_ring::{BytesMut, MpscProducer};
 
 use crate::error::{RingKind, SendError, Violation};
 use crate::os::{Doorbell, PeerCred};
@@ -401,7 +401,9 @@ impl Connection {
     }
 }
 
-/// Zero-copy space in a client's dispatch ring.
+/// Zero-copy space in a client's dispatch ring: write it through the [`BytesMut`] it
+/// derefs to (`write_at`, `fill`, `copy_from`: atomic word stores, sound whatever the
+/// client does to the memory meanwhile; `unsafe as_mut_slice_trusted`), then commit.
 ///
 /// While it lives, other sends into this connection's dispatch ring wait for it (it
 /// keeps the ring's order): fill and commit it promptly, and do not send on the same
@@ -411,43 +413,21 @@ pub struct DispatchGrant<'a> {
     shared: &'a ConnShared,
 }
 
+impl<'a> std::ops::Deref for DispatchGrant<'a> {
+    type Target = BytesMut<'a>;
+
+    fn deref(&self) -> &BytesMut<'a> {
+        &self.grant
+    }
+}
+
+impl std::ops::DerefMut for DispatchGrant<'_> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.grant
+    }
+}
+
 impl DispatchGrant<'_> {
-    /// Message length.
-    pub fn len(&self) -> usize {
-        self.grant.len()
-    }
-
-    /// True for an empty message.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// Writes `src` at byte `at` of the message (atomic word stores: sound whatever
-    /// the client does to the memory meanwhile).
-    ///
-    /// # Panics
-    /// If `at + src.len()` exceeds the reserved length (a caller bug).
-    pub fn write_at(&mut self, at: usize, src: &[u8]) {
-        self.grant.write_at(at, src);
-    }
-
-    /// Sets every byte of the message to `byte`.
-    pub fn fill(&mut self, byte: u8) {
-        self.grant.fill(byte);
-    }
-
-    /// The message bytes as a slice of shared memory.
-    ///
-    /// # Safety
-    ///
-    /// The client must be trusted not to touch these bytes while the slice lives (a
-    /// well-behaved client never reads or writes unpublished space); a hostile client
-    /// doing so makes this a data race.
-    pub unsafe fn as_mut_slice_trusted(&mut self) -> &mut [u8] {
-        // SAFETY: forwarded contract.
-        unsafe { self.grant.as_mut_slice_trusted() }
-    }
-
     /// Shrinks the message.
     pub fn truncate(&mut self, len: usize) {
         self.grant.truncate(len);

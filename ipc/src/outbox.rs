@@ -23,7 +23,7 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
 
-use coroipc_ring::{Corruption, MpscGrant, MpscProducer, Published, PushError, ReadGrant, Wake};
+use coroipc_ring::{BytesMut, Corruption, MpscGrant, MpscProducer, Published, PushError, Wake};
 
 use crate::flow::FlowReport;
 use crate::os::Doorbell;
@@ -380,39 +380,35 @@ impl Outbox {
     }
 }
 
-/// Zero-copy space in an outbox's ring. Holds the backlog lock so nothing overtakes it.
+/// Zero-copy space in an outbox's ring, written through the [`BytesMut`] it derefs
+/// to. Holds the backlog lock so nothing overtakes it.
 pub(crate) struct OutboxGrant<'a> {
     grant: MpscGrant<'a>,
     _backlog: MutexGuard<'a, Backlog>,
     outbox: &'a Outbox,
 }
 
+impl<'a> std::ops::Deref for OutboxGrant<'a> {
+    type Target = BytesMut<'a>;
+
+    fn deref(&self) -> &BytesMut<'a> {
+        &self.grant
+    }
+}
+
+impl std::ops::DerefMut for OutboxGrant<'_> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.grant
+    }
+}
+
 impl OutboxGrant<'_> {
-    pub(crate) fn len(&self) -> usize {
-        self.grant.len()
+    /// As [`MpscGrant::skip_prefix`]: the view is the payload after a header.
+    pub(crate) fn skip_prefix(&mut self, n: usize) {
+        self.grant.skip_prefix(n);
     }
 
-    pub(crate) fn write_at(&mut self, at: usize, src: &[u8]) {
-        self.grant.write_at(at, src);
-    }
-
-    pub(crate) fn fill(&mut self, byte: u8) {
-        self.grant.fill(byte);
-    }
-
-    pub(crate) fn copy_from(&mut self, at: usize, src: &ReadGrant<'_>, src_at: usize, len: usize) {
-        self.grant.copy_from(at, src, src_at, len);
-    }
-
-    /// # Safety
-    ///
-    /// As [`MpscGrant::as_mut_slice_trusted`]: the client must be trusted not to
-    /// touch these bytes while the slice lives.
-    pub(crate) unsafe fn as_mut_slice_trusted(&mut self) -> &mut [u8] {
-        // SAFETY: forwarded contract.
-        unsafe { self.grant.as_mut_slice_trusted() }
-    }
-
+    /// As [`MpscGrant::truncate`] (after the skipped prefix).
     pub(crate) fn truncate(&mut self, len: usize) {
         self.grant.truncate(len);
     }

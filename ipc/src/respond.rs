@@ -5,13 +5,13 @@
 
 use std::sync::Arc;
 
-use coroipc_ring::ReadGrant;
+use coroipc_ring::{Bytes, BytesMut};
 
 use crate::connection::{ConnShared, Connection};
 use crate::error::HandlerError;
 use crate::error::{RingKind, SendError};
 use crate::outbox::OutboxGrant;
-use crate::protocol::{status, ResponseHeader, REQUEST_HEADER_LEN, RESPONSE_HEADER_LEN};
+use crate::protocol::{status, ResponseHeader, RESPONSE_HEADER_LEN};
 use crate::stats::Sent;
 
 /// A request being handled on the server thread.
@@ -35,7 +35,7 @@ impl Request<'_> {
     pub fn len(&self) -> usize {
         self.in_ring
             .as_ref()
-            .map_or(self.payload.len(), RequestPayload::len)
+            .map_or(self.payload.len(), |p| p.len())
     }
 
     /// True for an empty payload.
@@ -45,17 +45,20 @@ impl Request<'_> {
 }
 
 /// A request payload in place, in the request ring (no copy made), for a handler of a
-/// service that asked for it ([`Service::in_place`](crate::Service::in_place)).
+/// service that asked for it ([`Service::in_place`](crate::Service::in_place)); read it
+/// through the [`Bytes`] it derefs to.
 ///
-/// The client can rewrite these bytes at any time (it is untrusted), so there is no
-/// slice: read them with copies that cannot tear the server's memory
-/// ([`read_at`](RequestPayload::read_at)), or move them into a response without a copy
-/// in between ([`Responder::respond_from`], [`ResponseGrant::copy_from`]). What a
-/// hostile client can do is change the bytes you read, so parse a copy.
+/// The client can rewrite these bytes at any time (it is untrusted), so read them with
+/// copies that cannot tear the server's memory ([`read_at`](Bytes::read_at),
+/// [`read_into`](Bytes::read_into), [`to_vec`](Bytes::to_vec)), or move them into a
+/// response without a copy in between ([`Responder::respond_from`],
+/// [`copy_from`](coroipc_ring::BytesMut::copy_from) on a [`ResponseGrant`]). What a
+/// hostile client can do is change the bytes you read, so parse a copy. (The
+/// `unsafe` [`as_slice_trusted`](Bytes::as_slice_trusted) is for a client you trust.)
 #[derive(Clone, Copy)]
 pub struct RequestPayload<'a> {
-    /// The request's frame: [`REQUEST_HEADER_LEN`] header bytes, then the payload.
-    grant: &'a ReadGrant<'a>,
+    /// The payload of the request's frame (its header skipped).
+    bytes: &'a Bytes<'a>,
 }
 
 impl std::fmt::Debug for RequestPayload<'_> {
@@ -67,44 +70,17 @@ impl std::fmt::Debug for RequestPayload<'_> {
 }
 
 impl<'a> RequestPayload<'a> {
-    /// The payload of a request frame at least [`REQUEST_HEADER_LEN`] long.
-    pub(crate) fn new(grant: &'a ReadGrant<'a>) -> Self {
-        debug_assert!(grant.len() >= REQUEST_HEADER_LEN);
-        RequestPayload { grant }
+    /// The payload of a request frame whose header was skipped.
+    pub(crate) fn new(bytes: &'a Bytes<'a>) -> Self {
+        RequestPayload { bytes }
     }
+}
 
-    /// Payload length.
-    pub fn len(&self) -> usize {
-        self.grant.len() - REQUEST_HEADER_LEN
-    }
+impl<'a> std::ops::Deref for RequestPayload<'a> {
+    type Target = Bytes<'a>;
 
-    /// True for an empty payload.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// Copies payload bytes `at..at + dst.len()` into `dst`.
-    ///
-    /// # Panics
-    /// If the range exceeds the payload (a caller bug).
-    pub fn read_at(&self, at: usize, dst: &mut [u8]) {
-        self.grant
-            .read_at(REQUEST_HEADER_LEN.saturating_add(at), dst);
-    }
-
-    /// Copies the payload's first `dst.len()` bytes (at most all) into `dst`; returns
-    /// how many.
-    pub fn read_into(&self, dst: &mut [u8]) -> usize {
-        let n = dst.len().min(self.len());
-        self.read_at(0, &mut dst[..n]);
-        n
-    }
-
-    /// The payload, copied into a new `Vec`.
-    pub fn to_vec(&self) -> Vec<u8> {
-        let mut out = vec![0; self.len()];
-        self.read_at(0, &mut out);
-        out
+    fn deref(&self) -> &Bytes<'a> {
+        self.bytes
     }
 }
 
@@ -242,6 +218,7 @@ impl<'a> Responder<'a> {
         match reserved {
             Ok(Some(mut grant)) => {
                 grant.write_at(0, &ResponseHeader { id: *id, status }.encode());
+                grant.skip_prefix(RESPONSE_HEADER_LEN);
                 Ok(ResponseGrant {
                     grant,
                     shared,
@@ -299,7 +276,8 @@ impl<'a> Responder<'a> {
     }
 }
 
-/// A zero-copy response being filled in the response ring.
+/// A zero-copy response being filled in the response ring: write its payload through
+/// the [`BytesMut`] it derefs to (the response header is out of its view), then commit.
 ///
 /// While it lives, other responses of this connection wait for it (it keeps the
 /// ring's order): do not answer or drop another request's `DeferredResponse` of the
@@ -311,68 +289,24 @@ pub struct ResponseGrant<'a> {
     answered: &'a mut bool,
 }
 
+impl<'a> std::ops::Deref for ResponseGrant<'a> {
+    type Target = BytesMut<'a>;
+
+    fn deref(&self) -> &BytesMut<'a> {
+        &self.grant
+    }
+}
+
+impl std::ops::DerefMut for ResponseGrant<'_> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.grant
+    }
+}
+
 impl ResponseGrant<'_> {
-    /// Payload length.
-    pub fn len(&self) -> usize {
-        self.grant.len() - RESPONSE_HEADER_LEN
-    }
-
-    /// True for an empty payload.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// Writes `src` at byte `at` of the payload (as [`DispatchGrant::write_at`](crate::DispatchGrant::write_at)).
-    ///
-    /// # Panics
-    /// If `at + src.len()` exceeds the reserved length (a caller bug).
-    pub fn write_at(&mut self, at: usize, src: &[u8]) {
-        self.grant
-            .write_at(RESPONSE_HEADER_LEN.saturating_add(at), src);
-    }
-
-    /// Copies `len` bytes of an in-place request payload, from its byte `src_at`, into
-    /// this payload at byte `at` (ring to ring, no copy in between).
-    ///
-    /// # Panics
-    /// If either range exceeds its payload (a caller bug).
-    pub fn copy_from(&mut self, at: usize, src: &RequestPayload<'_>, src_at: usize, len: usize) {
-        self.grant.copy_from(
-            RESPONSE_HEADER_LEN.saturating_add(at),
-            src.grant,
-            REQUEST_HEADER_LEN.saturating_add(src_at),
-            len,
-        );
-    }
-
-    /// Sets every payload byte to `byte`.
-    pub fn fill(&mut self, byte: u8) {
-        let len = self.len();
-        // One pass of word stores over the payload, in chunks.
-        let chunk = [byte; 256];
-        let mut at = 0;
-        while at < len {
-            let n = (len - at).min(chunk.len());
-            self.write_at(at, &chunk[..n]);
-            at += n;
-        }
-    }
-
-    /// The payload as a slice of shared memory.
-    ///
-    /// # Safety
-    ///
-    /// As [`DispatchGrant::as_mut_slice_trusted`](crate::DispatchGrant::as_mut_slice_trusted): the client must be trusted not to
-    /// touch these bytes while the slice lives.
-    pub unsafe fn as_mut_slice_trusted(&mut self) -> &mut [u8] {
-        // SAFETY: forwarded contract.
-        let all = unsafe { self.grant.as_mut_slice_trusted() };
-        &mut all[RESPONSE_HEADER_LEN..]
-    }
-
-    /// Shrinks the payload.
+    /// Shrinks the payload to `len` bytes (no effect if larger).
     pub fn truncate(&mut self, len: usize) {
-        self.grant.truncate(len.saturating_add(RESPONSE_HEADER_LEN));
+        self.grant.truncate(len);
     }
 
     /// Publishes the response.

@@ -6,6 +6,7 @@
 //! geometry and the validated tail before any payload byte is touched. Releasing is a
 //! Release `swap` of `head` whose old value carries the producer's sleep flag.
 
+use crate::bytes::Bytes;
 use crate::error::{AttachError, Corruption, PopError};
 use crate::frame::{decode, Frame};
 use crate::index::check_tail;
@@ -252,11 +253,17 @@ impl Consumer {
     /// [`PopError::Corrupt`] once the producer corrupted the region (sticky).
     #[inline]
     pub fn try_peek(&mut self) -> Result<Option<ReadGrant<'_>>, PopError> {
-        Ok(self.next_frame()?.map(|(frame_pos, len, end)| ReadGrant {
-            consumer: self,
-            frame_pos,
-            len,
-            end,
+        Ok(self.next_frame()?.map(|(frame_pos, len, end)| {
+            let bytes = Bytes::new(Payload {
+                data: self.ring.data,
+                offset: self.ring.geometry.offset(frame_pos) + FRAME_HEADER,
+                len,
+            });
+            ReadGrant {
+                consumer: self,
+                bytes,
+                end,
+            }
         }))
     }
 
@@ -357,7 +364,8 @@ impl Consumer {
     }
 }
 
-/// One message, borrowed in place from the ring.
+/// One message, borrowed in place from the ring; read it through [`Bytes`], which it
+/// derefs to.
 ///
 /// [`release`](ReadGrant::release) consumes it and publishes; [`consume`](ReadGrant::consume)
 /// consumes it and defers publication to [`Consumer::release`]. Dropping it leaves the
@@ -365,73 +373,28 @@ impl Consumer {
 #[must_use = "a peeked message stays in the ring unless released or consumed"]
 pub struct ReadGrant<'c> {
     consumer: &'c mut Consumer,
-    /// Position of the frame header. Invariant: the frame was validated by `decode`
-    /// and lies inside the data area and below the validated tail.
-    frame_pos: u64,
-    len: usize,
+    /// The payload. Invariant: the frame was validated by `decode` and lies inside
+    /// the data area and below the validated tail; the view is that frame's payload,
+    /// less a prefix the caller skipped.
+    bytes: Bytes<'c>,
     end: u64,
 }
 
+impl<'c> core::ops::Deref for ReadGrant<'c> {
+    type Target = Bytes<'c>;
+
+    #[inline]
+    fn deref(&self) -> &Bytes<'c> {
+        &self.bytes
+    }
+}
+
 impl ReadGrant<'_> {
-    /// Payload length.
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    /// True for a zero-length message.
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    pub(crate) fn payload(&self) -> Payload {
-        Payload {
-            data: self.consumer.ring.data,
-            offset: self.consumer.ring.geometry.offset(self.frame_pos) + FRAME_HEADER,
-            len: self.len,
-        }
-    }
-
-    /// Copies the payload (or its first `dst.len()` bytes) into `dst`.
-    ///
-    /// The copy is made with atomic word loads: a hostile producer rewriting the bytes
-    /// meanwhile changes what is copied, never the soundness of this process. Parse
-    /// the copy, which cannot change under you.
-    pub fn read_into(&self, dst: &mut [u8]) {
-        let n = dst.len().min(self.len);
-        self.payload().read_at(0, &mut dst[..n]);
-    }
-
-    /// Copies the payload bytes `at..at + dst.len()` into `dst` (as
-    /// [`read_into`](ReadGrant::read_into)).
-    ///
-    /// # Panics
-    /// If the range exceeds the payload (a caller bug).
-    pub fn read_at(&self, at: usize, dst: &mut [u8]) {
-        self.payload().read_at(at, dst);
-    }
-
-    /// The payload, copied into a new `Vec`.
-    #[cfg(feature = "alloc")]
-    pub fn to_vec(&self) -> alloc::vec::Vec<u8> {
-        let mut out = alloc::vec![0; self.len];
-        self.read_into(&mut out);
-        out
-    }
-
-    /// The payload in place, in shared memory (zero copy).
-    ///
-    /// # Safety
-    /// The producer must be trusted not to write these bytes while the slice lives
-    /// (the protocol says it does not, until the message is released; a hostile or
-    /// buggy producer could, which would be a data race: undefined behaviour, and a
-    /// slice whose contents change after you checked them). With an untrusted
-    /// producer use [`read_into`](ReadGrant::read_into), [`read_at`](ReadGrant::read_at)
-    /// or [`to_vec`](ReadGrant::to_vec).
-    #[cfg(not(loom))]
-    pub unsafe fn as_slice_trusted(&self) -> &[u8] {
-        // SAFETY: the payload is a validated frame inside the data area, which lives
-        // as long as the consumer borrowed by `self`; not written meanwhile (contract).
-        unsafe { self.payload().slice() }
+    /// Hides the first `n` bytes of the message (a header the caller has read): the
+    /// view is the rest from then on. `n` past the end leaves nothing.
+    #[inline]
+    pub fn skip_prefix(&mut self, n: usize) {
+        self.bytes.skip(n);
     }
 
     /// Consumes the message and releases it (with everything consumed before it).

@@ -71,6 +71,7 @@
 #[cfg(feature = "alloc")]
 extern crate alloc;
 
+mod bytes;
 mod consumer;
 mod error;
 mod frame;
@@ -84,6 +85,7 @@ mod producer;
 mod sync;
 pub mod wake;
 
+pub use bytes::{Bytes, BytesMut};
 pub use consumer::{Consumer, ReadGrant, Received};
 pub use error::{AttachError, ConfigError, Corruption, PopError, PushError};
 pub use layout::{

@@ -14,6 +14,7 @@
 //! filling); keep grants short. A grant dropped without commit is published as a SKIP
 //! frame so the ring never stalls.
 
+use crate::bytes::BytesMut;
 use crate::error::{AttachError, Corruption, PushError};
 use crate::frame::{encode, TAG_MSG, TAG_PAD, TAG_SKIP};
 use crate::index::SLEEP_BIT;
@@ -240,11 +241,17 @@ impl MpscProducer {
                                 .store_word(geo.offset(claim), encode(TAG_PAD, pad as u32))
                         };
                     }
+                    let bytes = BytesMut::new(Payload {
+                        data: self.ring.data,
+                        offset: self.ring.geometry.offset(frame_pos) + FRAME_HEADER,
+                        len,
+                    });
                     return Ok(MpscGrant {
                         producer: self,
                         start: claim,
                         frame_pos,
-                        len,
+                        prefix: 0,
+                        bytes,
                         end,
                         done: false,
                     });
@@ -580,74 +587,49 @@ pub struct MpscGrant<'p> {
     producer: &'p MpscProducer,
     /// Start of the claim (a padding frame may precede the message frame).
     start: u64,
-    /// Invariant: `frame_pos..end` is exclusively ours (won CAS), free, contiguous.
+    /// Invariant: `frame_pos..end` is exclusively ours (won CAS), free, contiguous,
+    /// and holds a frame of `prefix + bytes.len()` payload bytes.
     frame_pos: u64,
-    len: usize,
+    /// Bytes at the start of the payload hidden from `bytes` ([`Self::skip_prefix`]).
+    prefix: usize,
+    /// The payload after `prefix`.
+    bytes: BytesMut<'p>,
     end: u64,
     done: bool,
 }
 
+impl<'p> core::ops::Deref for MpscGrant<'p> {
+    type Target = BytesMut<'p>;
+
+    #[inline]
+    fn deref(&self) -> &BytesMut<'p> {
+        &self.bytes
+    }
+}
+
+impl core::ops::DerefMut for MpscGrant<'_> {
+    #[inline]
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.bytes
+    }
+}
+
 impl MpscGrant<'_> {
-    /// Payload length reserved.
-    pub fn len(&self) -> usize {
-        self.len
+    /// Hides the first `n` bytes of the message (a header the caller has written):
+    /// the view is the rest from then on, and the message still carries them. `n`
+    /// past the end leaves nothing.
+    #[inline]
+    pub fn skip_prefix(&mut self, n: usize) {
+        let n = n.min(self.bytes.len());
+        self.prefix += n;
+        self.bytes.skip(n);
     }
 
-    /// True for a zero-length message.
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    fn payload(&self) -> Payload {
-        Payload {
-            data: self.producer.ring.data,
-            offset: self.producer.ring.geometry.offset(self.frame_pos) + FRAME_HEADER,
-            len: self.len,
-        }
-    }
-
-    /// Copies `src` into the payload at byte `at` (atomic word stores: sound even if a
-    /// hostile consumer writes the same bytes).
-    ///
-    /// # Panics
-    /// If `at + src.len()` exceeds the reserved length (a caller bug).
-    pub fn write_at(&mut self, at: usize, src: &[u8]) {
-        self.payload().write_at(at, src);
-    }
-
-    /// Copies `len` bytes of a received message, from its byte `src_at`, into this
-    /// payload at byte `at`: shared memory to shared memory with no copy in between
-    /// (forwarding, echoing). Sound against hostile peers on both rings, as
-    /// [`write_at`](Self::write_at) and [`ReadGrant::read_at`](crate::ReadGrant::read_at).
-    ///
-    /// # Panics
-    /// If either range exceeds its payload (a caller bug).
-    pub fn copy_from(&mut self, at: usize, src: &crate::ReadGrant<'_>, src_at: usize, len: usize) {
-        self.payload().copy_from(at, &src.payload(), src_at, len);
-    }
-
-    /// Sets every payload byte to `byte`.
-    pub fn fill(&mut self, byte: u8) {
-        self.payload().fill(byte);
-    }
-
-    /// The payload as a mutable slice of shared memory (zero copy).
-    ///
-    /// # Safety
-    /// As for [`WriteGrant::as_mut_slice_trusted`](crate::WriteGrant::as_mut_slice_trusted):
-    /// the consumer must be trusted not to touch these bytes while the slice lives.
-    #[cfg(not(loom))]
-    pub unsafe fn as_mut_slice_trusted(&mut self) -> &mut [u8] {
-        // SAFETY: the claim is exclusively ours until published (won CAS; grant
-        // invariant), inside a region that outlives the borrow of `self`; `&mut self`
-        // makes the slice unique; the consumer keeps off it (contract).
-        unsafe { self.payload().slice_mut() }
-    }
-
-    /// Shrinks the message to `len` bytes (the rest of the claim is still published,
-    /// as the same frame's padding).
+    /// Shrinks the message to `len` bytes after the skipped prefix (the rest of the
+    /// claim is still published, as the same frame's padding).
+    #[inline]
     pub fn truncate(&mut self, len: usize) {
-        self.len = self.len.min(len);
+        self.bytes.truncate(len);
     }
 
     fn finish(&mut self, tag: u32) -> Published {
@@ -663,13 +645,14 @@ impl MpscGrant<'_> {
         // A truncated message keeps its frame: the length says how much is payload and
         // the consumer skips to `end`, which must then match. So a truncated frame is
         // published as the message followed by a SKIP of the rest, if any.
-        let msg_end = geo.place(self.frame_pos, self.len).1;
+        let len = self.prefix + self.bytes.len();
+        let msg_end = geo.place(self.frame_pos, len).1;
         // SAFETY: header words of frames inside our exclusive claim.
         unsafe {
             self.producer
                 .ring
                 .data
-                .store_word(geo.offset(self.frame_pos), encode(tag, self.len as u32));
+                .store_word(geo.offset(self.frame_pos), encode(tag, len as u32));
             if msg_end != self.end {
                 let rest = self.end.wrapping_sub(msg_end) as usize - FRAME_HEADER;
                 self.producer
@@ -691,7 +674,8 @@ impl Drop for MpscGrant<'_> {
     fn drop(&mut self) {
         if !self.done {
             // The claimed space must still be published, or later claims wait forever.
-            self.len = 0;
+            self.prefix = 0;
+            self.bytes.truncate(0);
             // `publish` keeps a sleeping consumer's flag for the next publisher.
             let _ = self.finish(TAG_SKIP);
         }

@@ -22,6 +22,17 @@ pub(crate) struct Payload {
 }
 
 impl Payload {
+    /// The bytes from `n` on (none when `n` is past the end).
+    #[inline]
+    pub(crate) fn after(self, n: usize) -> Payload {
+        let n = n.min(self.len);
+        Payload {
+            data: self.data,
+            offset: self.offset + n,
+            len: self.len - n,
+        }
+    }
+
     /// Panics unless `at..at + n` lies inside the payload (a caller bug).
     #[inline]
     fn check(&self, at: usize, n: usize, what: &str) {

@@ -8,6 +8,7 @@
 //! Release `swap` of `tail`; the old value of that swap carries the consumer's sleep
 //! flag (see [`crate::wake`]).
 
+use crate::bytes::BytesMut;
 use crate::error::{AttachError, Corruption, PushError};
 use crate::frame::{encode, TAG_MSG, TAG_PAD};
 use crate::index::check_head;
@@ -219,10 +220,16 @@ impl Producer {
     #[inline]
     pub fn try_reserve(&mut self, len: usize) -> Result<WriteGrant<'_>, PushError> {
         let (frame_pos, _) = self.place_frame(len)?;
+        let bytes = BytesMut::new(Payload {
+            data: self.ring.data,
+            offset: self.ring.geometry.offset(frame_pos) + FRAME_HEADER,
+            len,
+        });
         Ok(WriteGrant {
             producer: self,
             frame_pos,
-            len,
+            prefix: 0,
+            bytes,
         })
     }
 
@@ -428,90 +435,64 @@ impl Producer {
 #[must_use = "a reservation is abandoned unless committed or staged"]
 pub struct WriteGrant<'p> {
     producer: &'p mut Producer,
-    /// Position of the frame header. Invariant: `frame_pos..frame_pos + 8 + padded(len)`
-    /// is free space owned by the producer, contiguous in the data area.
+    /// Position of the frame header. Invariant: `frame_pos..frame_pos + 8 +
+    /// padded(prefix + bytes.len())` is free space owned by the producer, contiguous in
+    /// the data area.
     frame_pos: u64,
-    len: usize,
+    /// Bytes at the start of the payload hidden from `bytes` ([`Self::skip_prefix`]).
+    prefix: usize,
+    /// The payload after `prefix`; the message is `prefix + bytes.len()` long.
+    bytes: BytesMut<'p>,
+}
+
+impl<'p> core::ops::Deref for WriteGrant<'p> {
+    type Target = BytesMut<'p>;
+
+    #[inline]
+    fn deref(&self) -> &BytesMut<'p> {
+        &self.bytes
+    }
+}
+
+impl core::ops::DerefMut for WriteGrant<'_> {
+    #[inline]
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.bytes
+    }
 }
 
 impl WriteGrant<'_> {
-    /// Payload length reserved.
-    pub fn len(&self) -> usize {
-        self.len
+    /// Hides the first `n` bytes of the message (a header the caller has written):
+    /// the view is the rest from then on, and the message still carries them. `n`
+    /// past the end leaves nothing.
+    #[inline]
+    pub fn skip_prefix(&mut self, n: usize) {
+        let n = n.min(self.bytes.len());
+        self.prefix += n;
+        self.bytes.skip(n);
     }
 
-    /// True for a zero-length message.
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    fn payload(&self) -> Payload {
-        Payload {
-            data: self.producer.ring.data,
-            offset: self.producer.ring.geometry.offset(self.frame_pos) + FRAME_HEADER,
-            len: self.len,
-        }
-    }
-
-    /// Copies `src` into the payload at byte `at` (atomic word stores: sound even if a
-    /// hostile consumer writes the same bytes).
-    ///
-    /// # Panics
-    /// If `at + src.len()` exceeds the reserved length (a caller bug).
-    pub fn write_at(&mut self, at: usize, src: &[u8]) {
-        self.payload().write_at(at, src);
-    }
-
-    /// Copies `len` bytes of a received message, from its byte `src_at`, into this
-    /// payload at byte `at`: shared memory to shared memory with no copy in between
-    /// (forwarding, echoing). Sound against hostile peers on both rings, as
-    /// [`write_at`](Self::write_at) and [`ReadGrant::read_at`](crate::ReadGrant::read_at).
-    ///
-    /// # Panics
-    /// If either range exceeds its payload (a caller bug).
-    pub fn copy_from(&mut self, at: usize, src: &crate::ReadGrant<'_>, src_at: usize, len: usize) {
-        self.payload().copy_from(at, &src.payload(), src_at, len);
-    }
-
-    /// Sets every payload byte to `byte`.
-    pub fn fill(&mut self, byte: u8) {
-        self.payload().fill(byte);
-    }
-
-    /// The payload as a mutable slice of shared memory (zero copy).
-    ///
-    /// # Safety
-    /// The consumer must be trusted not to read or write these bytes while the slice
-    /// lives (the protocol says it does not touch them before they are published; a
-    /// hostile or buggy consumer could, which would be a data race: undefined
-    /// behaviour). With an untrusted consumer use [`write_at`](WriteGrant::write_at)
-    /// or [`fill`](WriteGrant::fill).
-    #[cfg(not(loom))]
-    pub unsafe fn as_mut_slice_trusted(&mut self) -> &mut [u8] {
-        // SAFETY: the payload is free space this producer owns until it publishes
-        // (grant invariant), inside a region that outlives the borrow of `self`;
-        // `&mut self` makes the slice unique; the consumer keeps off it (contract).
-        unsafe { self.payload().slice_mut() }
-    }
-
-    /// Shrinks the message to `len` bytes (no-op if `len` is not smaller).
+    /// Shrinks the message to `len` bytes after the skipped prefix (no-op if `len`
+    /// is not smaller).
+    #[inline]
     pub fn truncate(&mut self, len: usize) {
-        self.len = self.len.min(len);
+        self.bytes.truncate(len);
     }
 
     /// Writes the frame header and moves the private tail past the frame.
     #[inline]
     fn finish(&mut self) {
         let geo = self.producer.ring.geometry;
+        let len = self.prefix + self.bytes.len();
         // SAFETY: the header word is the first word of the owned frame.
         unsafe {
             self.producer
                 .ring
                 .data
-                .store_word(geo.offset(self.frame_pos), encode(TAG_MSG, self.len as u32));
+                .store_word(geo.offset(self.frame_pos), encode(TAG_MSG, len as u32));
         }
         // The frame was placed at `frame_pos`, so it fits there: no padding again.
-        self.producer.tail = geo.place(self.frame_pos, self.len).1;
+        self.producer.tail = geo.place(self.frame_pos, len).1;
     }
 
     /// Commits the message without publishing it (see [`Producer::publish`]).

@@ -39,10 +39,7 @@ impl Client {
         };
         self.stats.dispatch_received += 1;
         self.dispatch_reported = false;
-        Ok(Some(DispatchMsg {
-            grant: Some(grant),
-            server_bell: self.waiter.server_bell(),
-        }))
+        Ok(Some(DispatchMsg::new(grant, self.waiter.server_bell())))
     }
 
     /// Receives up to `max` dispatch messages at once: waits for the first as
@@ -74,14 +71,7 @@ impl Client {
                 Ok(None) => break None,
                 Err(e) => break Some(Violation::popping(RingKind::Dispatch, e)),
             };
-            let mut msg = DispatchMsg {
-                grant: Some(grant),
-                server_bell: self.waiter.server_bell(),
-            };
-            f(&msg);
-            if let Some(grant) = msg.grant.take() {
-                grant.consume();
-            }
+            f(&DispatchMsg::in_batch(grant, self.waiter.server_bell()));
             seen += 1;
         };
         self.stats.dispatch_received += seen as u64;

@@ -6,7 +6,7 @@
 //! handing it out in place) works on that value. [`ResponseFrame::peek`] is the only
 //! place a response's length is checked.
 
-use coroipc_ring::{Consumer, ReadGrant};
+use coroipc_ring::{Bytes, Consumer, ReadGrant};
 
 use crate::error::{RingKind, Violation};
 use crate::protocol::{ResponseHeader, RESPONSE_HEADER_LEN};
@@ -14,7 +14,8 @@ use crate::protocol::{ResponseHeader, RESPONSE_HEADER_LEN};
 /// The response at the head of the ring, with its decoded header.
 pub(crate) struct ResponseFrame<'r> {
     pub(crate) header: ResponseHeader,
-    /// Invariant: at least [`RESPONSE_HEADER_LEN`] bytes long.
+    /// The frame, at least [`RESPONSE_HEADER_LEN`] bytes long, with its header
+    /// skipped: the grant's view is the payload.
     grant: ReadGrant<'r>,
 }
 
@@ -32,44 +33,17 @@ impl<'r> ResponseFrame<'r> {
         }
         let mut raw = [0u8; RESPONSE_HEADER_LEN];
         grant.read_into(&mut raw);
+        let mut grant = grant;
+        grant.skip_prefix(RESPONSE_HEADER_LEN);
         Ok(Some(ResponseFrame {
             header: ResponseHeader::from_bytes(&raw),
             grant,
         }))
     }
 
-    /// Payload length (the frame less its header).
-    pub(crate) fn payload_len(&self) -> usize {
-        self.grant.len() - RESPONSE_HEADER_LEN
-    }
-
-    /// Copies payload bytes `at..at + dst.len()` into `dst`.
-    ///
-    /// # Panics
-    /// If the range exceeds the payload (a caller bug).
-    pub(crate) fn read_payload_at(&self, at: usize, dst: &mut [u8]) {
-        // Saturating: an absurd `at` reaches the ring's range check, not an overflow.
-        self.grant
-            .read_at(RESPONSE_HEADER_LEN.saturating_add(at), dst);
-    }
-
-    /// The payload, copied into a new `Vec`.
-    pub(crate) fn payload_to_vec(&self) -> Vec<u8> {
-        let mut data = vec![0u8; self.payload_len()];
-        self.read_payload_at(0, &mut data);
-        data
-    }
-
-    /// The payload in place.
-    ///
-    /// # Safety
-    ///
-    /// As [`ReadGrant::as_slice_trusted`]: the server must be trusted not to write
-    /// these bytes while the slice lives.
-    pub(crate) unsafe fn payload_trusted(&self) -> &[u8] {
-        // SAFETY: forwarded contract.
-        let all = unsafe { self.grant.as_slice_trusted() };
-        &all[RESPONSE_HEADER_LEN..]
+    /// The payload (the frame after its header).
+    pub(crate) fn payload(&self) -> &Bytes<'r> {
+        &self.grant
     }
 
     /// The frame's grant, to release (or consume) it.

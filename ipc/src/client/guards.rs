@@ -8,7 +8,9 @@
 //! slice is only given by the `unsafe` [`ResponseRef::as_slice_trusted`], whose caller
 //! promises that the server does not write the bytes while the slice lives.
 
-use coroipc_ring::ReadGrant;
+use std::mem::ManuallyDrop;
+
+use coroipc_ring::{Bytes, ReadGrant};
 
 use super::frame::ResponseFrame;
 use crate::os::Doorbell;
@@ -60,7 +62,7 @@ impl ResponseRef<'_> {
     /// Payload length.
     pub fn len(&self) -> usize {
         match &self.body {
-            Body::Ring { frame: Some(f), .. } => f.payload_len(),
+            Body::Ring { frame: Some(f), .. } => f.payload().len(),
             Body::Ring { frame: None, .. } => 0,
             Body::Owned(v) => v.len(),
         }
@@ -80,7 +82,7 @@ impl ResponseRef<'_> {
             return;
         }
         match &self.body {
-            Body::Ring { frame: Some(f), .. } => f.read_payload_at(at, dst),
+            Body::Ring { frame: Some(f), .. } => f.payload().read_at(at, dst),
             Body::Ring { frame: None, .. } => panic!("read past the payload"),
             Body::Owned(v) => {
                 let range = at.checked_add(dst.len()).and_then(|end| v.get(at..end));
@@ -114,7 +116,7 @@ impl ResponseRef<'_> {
     pub unsafe fn as_slice_trusted(&self) -> &[u8] {
         match &self.body {
             // SAFETY: the caller trusts the server (this function's contract).
-            Body::Ring { frame: Some(f), .. } => unsafe { f.payload_trusted() },
+            Body::Ring { frame: Some(f), .. } => unsafe { f.payload().as_slice_trusted() },
             Body::Ring { frame: None, .. } => &[],
             Body::Owned(v) => v,
         }
@@ -141,60 +143,44 @@ impl Drop for ResponseRef<'_> {
     }
 }
 
-/// A dispatch message in shared memory; released when dropped. Read it as
-/// [`ResponseRef`] is read.
+/// A dispatch message in shared memory, read through the [`Bytes`] it derefs to
+/// (`len`, `read_at`, `read_into`, `to_vec`: copies with atomic word loads; `unsafe
+/// as_slice_trusted`); released when dropped.
 pub struct DispatchMsg<'a> {
-    pub(crate) grant: Option<ReadGrant<'a>>,
-    pub(crate) server_bell: &'a Doorbell,
+    /// Taken only by `drop`.
+    grant: ManuallyDrop<ReadGrant<'a>>,
+    server_bell: &'a Doorbell,
+    /// What `drop` does: release the message (and ring the server if it waits for
+    /// the space), or only consume it, for a batch released together.
+    release: bool,
 }
 
-impl DispatchMsg<'_> {
-    /// Message length.
-    pub fn len(&self) -> usize {
-        self.grant.as_ref().map_or(0, ReadGrant::len)
-    }
-
-    /// True for an empty message.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// Copies bytes `at..at + dst.len()` into `dst`.
-    ///
-    /// # Panics
-    /// If the range exceeds the message (a caller bug).
-    pub fn read_at(&self, at: usize, dst: &mut [u8]) {
-        match &self.grant {
-            Some(g) => g.read_at(at, dst),
-            None => assert!(at == 0 && dst.is_empty()),
+impl<'a> DispatchMsg<'a> {
+    /// A message the guard releases when dropped.
+    pub(crate) fn new(grant: ReadGrant<'a>, server_bell: &'a Doorbell) -> Self {
+        DispatchMsg {
+            grant: ManuallyDrop::new(grant),
+            server_bell,
+            release: true,
         }
     }
 
-    /// Copies the message (or its first `dst.len()` bytes) into `dst`; returns how
-    /// many bytes were copied.
-    pub fn read_into(&self, dst: &mut [u8]) -> usize {
-        let n = dst.len().min(self.len());
-        self.read_at(0, &mut dst[..n]);
-        n
-    }
-
-    /// The message, copied into a new `Vec`.
-    pub fn to_vec(&self) -> Vec<u8> {
-        self.grant.as_ref().map_or_else(Vec::new, ReadGrant::to_vec)
-    }
-
-    /// The message in place, without a copy.
-    ///
-    /// # Safety
-    ///
-    /// As [`ResponseRef::as_slice_trusted`]: the server must be trusted not to write
-    /// these bytes while the slice lives.
-    pub unsafe fn as_slice_trusted(&self) -> &[u8] {
-        match &self.grant {
-            // SAFETY: the caller trusts the server (this function's contract).
-            Some(g) => unsafe { g.as_slice_trusted() },
-            None => &[],
+    /// A message of a batch: dropping it only consumes it; the caller releases the
+    /// batch.
+    pub(crate) fn in_batch(grant: ReadGrant<'a>, server_bell: &'a Doorbell) -> Self {
+        DispatchMsg {
+            grant: ManuallyDrop::new(grant),
+            server_bell,
+            release: false,
         }
+    }
+}
+
+impl<'a> std::ops::Deref for DispatchMsg<'a> {
+    type Target = Bytes<'a>;
+
+    fn deref(&self) -> &Bytes<'a> {
+        &self.grant
     }
 }
 
@@ -208,8 +194,12 @@ impl std::fmt::Debug for DispatchMsg<'_> {
 
 impl Drop for DispatchMsg<'_> {
     fn drop(&mut self) {
-        if let Some(g) = self.grant.take() {
-            release(g, self.server_bell);
+        // SAFETY: taken once, here, and `self.grant` is not used after.
+        let grant = unsafe { ManuallyDrop::take(&mut self.grant) };
+        if self.release {
+            release(grant, self.server_bell);
+        } else {
+            grant.consume();
         }
     }
 }

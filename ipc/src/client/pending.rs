@@ -169,7 +169,7 @@ impl Pending {
             return frame.into_grant().release();
         }
         let status = frame.header.status;
-        let data = frame.payload_to_vec();
+        let data = frame.payload().to_vec();
         let wake = frame.into_grant().release();
         let command = self.answered(id);
         self.received += 1;

@@ -5,9 +5,9 @@
 //! no copy in between) and [`RequestGrant::commit`] publishes it and returns its id.
 //! Threat answered: the space is in memory the server maps too, so, as for the
 //! response guards, writes go through the ring's sound copies and a slice is only
-//! given by the `unsafe` [`RequestGrant::as_mut_slice_trusted`].
+//! given by the `unsafe` [`BytesMut::as_mut_slice_trusted`] it derefs to.
 
-use coroipc_ring::{PushError, WriteGrant};
+use coroipc_ring::{BytesMut, PushError, WriteGrant};
 
 use super::pending::Pending;
 use super::waiter::Waiter;
@@ -17,10 +17,12 @@ use crate::error::{ClientError, RingKind, Violation};
 use crate::protocol::{RequestHeader, REQUEST_HEADER_LEN};
 use crate::stats::ClientStats;
 
-/// A request being written in place in the request ring; nothing is sent until
+/// A request being written in place in the request ring, through the [`BytesMut`] it
+/// derefs to (the request header is out of its view); nothing is sent until
 /// [`commit`](RequestGrant::commit). Dropping it sends nothing.
 pub struct RequestGrant<'c> {
-    /// The frame: the request header, then the payload.
+    /// The frame: the request header (written, with the id the commit will record,
+    /// and skipped), then the payload, which is the grant's view.
     grant: WriteGrant<'c>,
     command: u16,
     pending: &'c mut Pending,
@@ -38,48 +40,24 @@ impl std::fmt::Debug for RequestGrant<'_> {
     }
 }
 
+impl<'c> std::ops::Deref for RequestGrant<'c> {
+    type Target = BytesMut<'c>;
+
+    fn deref(&self) -> &BytesMut<'c> {
+        &self.grant
+    }
+}
+
+impl std::ops::DerefMut for RequestGrant<'_> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.grant
+    }
+}
+
 impl RequestGrant<'_> {
-    /// Payload length.
-    pub fn len(&self) -> usize {
-        self.grant.len() - REQUEST_HEADER_LEN
-    }
-
-    /// True for an empty payload.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// Writes `src` at byte `at` of the payload.
-    ///
-    /// # Panics
-    /// If `at + src.len()` exceeds the reserved length (a caller bug).
-    pub fn write_at(&mut self, at: usize, src: &[u8]) {
-        self.grant
-            .write_at(REQUEST_HEADER_LEN.saturating_add(at), src);
-    }
-
-    /// Sets every payload byte to `byte`.
-    pub fn fill(&mut self, byte: u8) {
-        // The whole frame: `commit` writes the header over its first bytes.
-        self.grant.fill(byte);
-    }
-
-    /// The payload as a slice of shared memory.
-    ///
-    /// # Safety
-    ///
-    /// The server must be trusted not to touch these bytes while the slice lives (it
-    /// does not read them before the commit; a hostile one could write them, a data
-    /// race).
-    pub unsafe fn as_mut_slice_trusted(&mut self) -> &mut [u8] {
-        // SAFETY: forwarded contract.
-        let all = unsafe { self.grant.as_mut_slice_trusted() };
-        &mut all[REQUEST_HEADER_LEN..]
-    }
-
     /// Shrinks the payload to `len` bytes (no effect if larger).
     pub fn truncate(&mut self, len: usize) {
-        self.grant.truncate(len.saturating_add(REQUEST_HEADER_LEN));
+        self.grant.truncate(len);
     }
 
     /// Publishes the request; returns its id (for
@@ -91,16 +69,17 @@ impl RequestGrant<'_> {
     /// ring, and its id in flight).
     pub fn commit(self) -> Result<u64, ClientError> {
         let RequestGrant {
-            mut grant,
+            grant,
             command,
             pending,
             stats,
             waiter,
             want_space,
         } = self;
+        // The header went in at the reservation, with this id: nothing else could
+        // be sent meanwhile (the grant borrows the client).
         let id = pending.next_id();
-        let len = grant.len() - REQUEST_HEADER_LEN;
-        grant.write_at(0, &RequestHeader { id, command }.encode());
+        let len = grant.len();
         let published = grant.commit();
         *want_space = None;
         pending.sent(command);
@@ -152,6 +131,10 @@ impl Client {
         let grant = requests
             .try_reserve(frame)
             .map_err(|e| ClientError::Corrupt(Violation::pushing(RingKind::Request, e)))?;
+        let mut grant = grant;
+        let id = pending.next_id();
+        grant.write_at(0, &RequestHeader { id, command }.encode());
+        grant.skip_prefix(REQUEST_HEADER_LEN);
         Ok(RequestGrant {
             grant,
             command,

@@ -122,7 +122,7 @@ fn handle_requests(
     let mut release_wake = Wake::NotNeeded;
     let mut poll = Poll::new(limits);
     let more = loop {
-        let grant = match conn.requests.try_peek() {
+        let mut grant = match conn.requests.try_peek() {
             Ok(Some(grant)) => grant,
             Ok(None) => {
                 release_wake = release_wake.or(conn.requests.release());
@@ -151,6 +151,7 @@ fn handle_requests(
             Err(e) => return Err(request_fault(e)),
         };
         let header = request_header(&grant)?;
+        grant.skip_prefix(REQUEST_HEADER_LEN);
         let request = |payload, in_ring| Request {
             id: header.id,
             command: header.command,
@@ -158,7 +159,7 @@ fn handle_requests(
             in_ring,
         };
         let private = &mut conn.private;
-        if service.in_place(header.command, grant.len() - REQUEST_HEADER_LEN) {
+        if service.in_place(header.command, grant.len()) {
             let in_ring = Some(RequestPayload::new(&grant));
             handle_one(private, &shared, service, request(&[], in_ring));
             grant.consume();
@@ -201,16 +202,17 @@ fn request_header(grant: &ReadGrant<'_>) -> Result<RequestHeader, DisconnectReas
     Ok(RequestHeader::from_bytes(&raw))
 }
 
-/// Copies a request's payload out of the ring into `scratch` (resized to fit).
+/// Copies a request's payload (the grant, its header skipped) out of the ring into
+/// `scratch` (resized to fit).
 fn copy_payload(grant: &ReadGrant<'_>, scratch: &mut Vec<u8>) {
     // Zero-fills only when the buffer grows; the copy overwrites the rest.
-    let len = grant.len() - REQUEST_HEADER_LEN;
+    let len = grant.len();
     if scratch.len() < len {
         scratch.resize(len, 0);
     } else {
         scratch.truncate(len);
     }
-    grant.read_at(REQUEST_HEADER_LEN, scratch);
+    grant.read_at(0, scratch);
 }
 
 /// Runs admission and the handler for one request, and answers it exactly once.
