@@ -25,6 +25,11 @@ impl Deadline {
         Deadline(timeout.and_then(|t| Instant::now().checked_add(t)))
     }
 
+    /// `timeout` after `start`; never if that is not representable.
+    pub(crate) fn at(start: Instant, timeout: Duration) -> Deadline {
+        Deadline(start.checked_add(timeout))
+    }
+
     /// Time left (zero once passed); `None` for never.
     pub(crate) fn remaining(self) -> Option<Duration> {
         self.0.map(|d| d.saturating_duration_since(Instant::now()))

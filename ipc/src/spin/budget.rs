@@ -1,5 +1,8 @@
-//! The client's spinning wait ([`Spin`]): poll until a budget is spent or the
-//! caller's deadline passes, looking at the peer's liveness now and then.
+//! The spin engine ([`Spin`]), both sides': poll until a budget is spent or a
+//! deadline passes, reading the clock rarely. The client's waits back off and look at
+//! the peer's liveness now and then ([`Spin::new`]); the server's poll of a request
+//! ring keeps one pause per poll, for latency ([`Spin::steady`], driven by
+//! [`PassSpin`](super::PassSpin)).
 
 use std::time::{Duration, Instant};
 
@@ -14,25 +17,36 @@ const LIVENESS_EVERY: Duration = Duration::from_millis(1);
 /// `Duration::MAX` ends within a millisecond when the peer dies.
 ///
 /// Each step pauses: 1 `pause` at first, doubling every [`BACKOFF_EVERY`] steps up to
-/// 32, so a quick answer is seen at once and a long spin leaves the core (and a
-/// hyper-thread sibling, perhaps the peer) mostly alone. The clock is read once every
-/// [`PAUSES_PER_CLOCK`] pauses, counted from the start, so a wait that ends within
-/// the first steps (a fast round trip) never reads it, and the budget is overrun by at
-/// most that many pauses. Once spent, the budget stays spent.
+/// 32 (with back-off), so a quick answer is seen at once and a long spin leaves the
+/// core (and a hyper-thread sibling, perhaps the peer) mostly alone; a steady spin
+/// pauses once per step. The clock is read once every [`PAUSES_PER_CLOCK`] pauses,
+/// counted from the start, so a wait that ends within the first steps (a fast round
+/// trip) never reads it, and the budget is overrun by at most that many pauses. Once
+/// spent (or past its deadline), a spin stays so.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Spin {
     budget: Duration,
     /// The caller's own deadline, checked at each clock read.
     deadline: Deadline,
-    /// From the first clock read: end of the budget (`None`: never) and the next
-    /// liveness check.
-    started: Option<(Option<Instant>, Instant)>,
+    /// From the first clock read: its instant, the end of the budget (`None`: never)
+    /// and the next liveness check.
+    started: Option<Started>,
     /// Steps taken.
     polls: u32,
     /// Pauses since the last clock read.
     paused: u32,
-    /// The budget is spent (sticky).
-    done: bool,
+    /// Whether the pauses per step grow.
+    backoff: bool,
+    /// `Done` or `Expired` once the spin has ended (sticky).
+    ended: Option<SpinStep>,
+}
+
+/// What a [`Spin`] learnt at its first clock read.
+#[derive(Clone, Copy, Debug)]
+struct Started {
+    at: Instant,
+    until: Option<Instant>,
+    next_check: Instant,
 }
 
 /// Steps between two doublings of the pauses per step.
@@ -64,17 +78,43 @@ impl Spin {
             started: None,
             polls: 0,
             paused: 0,
-            done: budget.is_zero(),
+            backoff: true,
+            ended: budget.is_zero().then_some(SpinStep::Done),
         }
+    }
+
+    /// As [`new`](Self::new), without back-off: one pause per step, so the clock is
+    /// read every [`PAUSES_PER_CLOCK`] steps.
+    pub(crate) fn steady(budget: Duration, deadline: Deadline) -> Spin {
+        Spin {
+            backoff: false,
+            ..Spin::new(budget, deadline)
+        }
+    }
+
+    /// Bounds the spin by `deadline` too, if it has no deadline yet.
+    pub(crate) fn bound(&mut self, deadline: Deadline) {
+        if self.deadline.instant().is_none() {
+            self.deadline = deadline;
+        }
+    }
+
+    /// The instant of the first clock read, once there was one.
+    pub(crate) fn started_at(&self) -> Option<Instant> {
+        self.started.map(|s| s.at)
     }
 
     /// The next step (pausing first).
     pub(crate) fn step(&mut self) -> SpinStep {
-        if self.done {
-            return SpinStep::Done;
+        if let Some(ended) = self.ended {
+            return ended;
         }
         self.polls = self.polls.wrapping_add(1);
-        let pauses = 1u32 << (self.polls / BACKOFF_EVERY).min(5);
+        let pauses = if self.backoff {
+            1u32 << (self.polls / BACKOFF_EVERY).min(5)
+        } else {
+            1
+        };
         for _ in 0..pauses {
             std::hint::spin_loop();
         }
@@ -89,22 +129,22 @@ impl Spin {
     #[cold]
     fn look_at_the_clock(&mut self) -> SpinStep {
         let now = Instant::now();
+        let budget = self.budget;
+        let started = self.started.get_or_insert_with(|| Started {
+            at: now,
+            until: now.checked_add(budget),
+            next_check: now.checked_add(LIVENESS_EVERY).unwrap_or(now),
+        });
         if self.deadline.instant().is_some_and(|d| now >= d) {
+            self.ended = Some(SpinStep::Expired);
             return SpinStep::Expired;
         }
-        let budget = self.budget;
-        let (until, next_check) = self.started.get_or_insert_with(|| {
-            (
-                now.checked_add(budget),
-                now.checked_add(LIVENESS_EVERY).unwrap_or(now),
-            )
-        });
-        if until.is_some_and(|until| now >= until) {
-            self.done = true;
+        if started.until.is_some_and(|until| now >= until) {
+            self.ended = Some(SpinStep::Done);
             return SpinStep::Done;
         }
-        if now >= *next_check {
-            *next_check = now.checked_add(LIVENESS_EVERY).unwrap_or(now);
+        if now >= started.next_check {
+            started.next_check = now.checked_add(LIVENESS_EVERY).unwrap_or(now);
             return SpinStep::CheckLiveness;
         }
         SpinStep::Spin

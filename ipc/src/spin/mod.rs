@@ -5,10 +5,11 @@
 //! * [`adaptive`]: the adaptive policy's memory of recent waits ([`Adaptive`]), and
 //!   one call's wait ([`WaitState`]); the client's waits and the server's poll of
 //!   each request ring both use it.
-//! * [`budget`]: the client's spinning wait ([`Spin`]): a budget with back-off and
-//!   liveness looks, bounded by the caller's deadline.
-//! * [`pass`]: the server's poll of an idle request ring ([`PassSpin`]): a budget per
-//!   wait and one for the whole pass over a connection.
+//! * [`budget`]: the one spin engine ([`Spin`]): a budget bounded by a deadline, the
+//!   clock read rarely; with back-off and liveness looks for the client's waits, steady
+//!   for the server.
+//! * [`pass`]: the server's policy over it ([`PassSpin`]): a budget per wait and one
+//!   for the whole pass over a connection.
 
 pub(crate) mod adaptive;
 pub(crate) mod budget;

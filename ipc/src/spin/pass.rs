@@ -1,22 +1,26 @@
 //! The server's poll of an idle request ring during one pass over a connection
-//! ([`PassSpin`]; SPEC §2.7).
+//! ([`PassSpin`]; SPEC §2.7): the policy over the one spin engine ([`Spin`]).
+//!
+//! Each wait for the next request spins [`steady`](Spin::steady)ly (latency first:
+//! no back-off) on its own budget; all the waits of one pass together spin at most
+//! [`PASS_LIMIT`], counted from the first clock read of the pass's first wait, so one
+//! connection holds the server thread no longer than that beyond the requests it
+//! sends. A wait that runs out says so once (the adaptive score counts it).
 
 use std::time::Duration;
 
+use super::budget::{Spin, SpinStep};
 use crate::deadline::Deadline;
 
 /// The longest one pass over a connection polls its request ring, all its waits
 /// together (the server's `Limits::MAX_SPIN`).
 pub(crate) const PASS_LIMIT: Duration = Duration::from_millis(1);
 
-/// One wait's poll: the clock is read every 64 polls (the budget counts from the
-/// first read; the pass's deadline is set then too, if it is not yet), and once the
-/// budget or the pass's time is spent the poll stays over.
+/// One wait's poll.
 pub(crate) struct PassSpin {
-    until: Option<Deadline>,
-    budget: std::time::Duration,
-    polls: u32,
-    over: bool,
+    spin: Spin,
+    /// The run-out was reported.
+    reported: bool,
 }
 
 /// What a [`PassSpin`] says to do.
@@ -32,41 +36,34 @@ pub(crate) enum PassStep {
 }
 
 impl PassSpin {
-    pub(crate) fn new(budget: std::time::Duration) -> PassSpin {
+    pub(crate) fn new(budget: Duration) -> PassSpin {
         PassSpin {
-            until: None,
-            budget,
-            polls: 0,
-            over: false,
+            spin: Spin::steady(budget, Deadline::after(None)),
+            reported: false,
         }
     }
 
+    /// One poll. `pass_until` is the pass's end: bounds this wait once set, and is
+    /// set from this wait's first clock read if it is not yet.
     pub(crate) fn poll(&mut self, pass_until: &mut Option<Deadline>) -> PassStep {
-        if self.over {
-            return PassStep::Over;
+        if let Some(until) = *pass_until {
+            self.spin.bound(until);
         }
-        if self.budget.is_zero() {
-            // No poll at all counts as one that ran out (as the client's zero spin):
-            // else a sleeping connection would score itself back into polling.
-            self.over = true;
-            return PassStep::RanOut;
+        match self.spin.step() {
+            SpinStep::Spin | SpinStep::CheckLiveness => {
+                if pass_until.is_none() {
+                    *pass_until = self
+                        .spin
+                        .started_at()
+                        .map(|at| Deadline::at(at, PASS_LIMIT));
+                }
+                PassStep::Again
+            }
+            SpinStep::Done | SpinStep::Expired if !self.reported => {
+                self.reported = true;
+                PassStep::RanOut
+            }
+            SpinStep::Done | SpinStep::Expired => PassStep::Over,
         }
-        self.polls += 1;
-        if self.polls % 64 != 0 {
-            std::hint::spin_loop();
-            return PassStep::Again;
-        }
-        // First clock read after 64 polls: a request arriving within them costs none.
-        let budget = self.budget;
-        let until = *self
-            .until
-            .get_or_insert_with(|| Deadline::after(Some(budget)));
-        let pass = *pass_until.get_or_insert_with(|| Deadline::after(Some(PASS_LIMIT)));
-        if until.passed() || pass.passed() {
-            self.over = true;
-            return PassStep::RanOut;
-        }
-        std::hint::spin_loop();
-        PassStep::Again
     }
 }
