@@ -129,6 +129,9 @@ impl Bytes<'_> {
 /// sound even if a hostile consumer writes the same bytes.
 pub struct BytesMut<'a> {
     payload: Payload,
+    /// Bytes of the message before `payload`, hidden by `skip`: the message is
+    /// `skipped + payload.len` long.
+    skipped: usize,
     _grant: PhantomData<&'a mut ()>,
 }
 
@@ -153,14 +156,30 @@ impl BytesMut<'_> {
     pub(crate) fn new(payload: Payload) -> Self {
         BytesMut {
             payload,
+            skipped: 0,
             _grant: PhantomData,
         }
     }
 
-    /// Hides the first `n` bytes (at most all of them).
+    /// Hides the first `n` bytes (at most all of them); the message keeps them.
     #[inline]
     pub(crate) fn skip(&mut self, n: usize) {
+        let n = n.min(self.payload.len);
+        self.skipped += n;
         self.payload = self.payload.after(n);
+    }
+
+    /// The whole message's length: the hidden bytes and the view.
+    #[inline]
+    pub(crate) fn message_len(&self) -> usize {
+        self.skipped + self.payload.len
+    }
+
+    /// Makes the message empty (nothing hidden, nothing in view).
+    #[inline]
+    pub(crate) fn clear(&mut self) {
+        self.skipped = 0;
+        self.payload.len = 0;
     }
 
     /// Shortens the view to `len` bytes (no-op if not shorter).

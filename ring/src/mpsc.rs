@@ -250,7 +250,6 @@ impl MpscProducer {
                         producer: self,
                         start: claim,
                         frame_pos,
-                        prefix: 0,
                         bytes,
                         end,
                         done: false,
@@ -588,11 +587,9 @@ pub struct MpscGrant<'p> {
     /// Start of the claim (a padding frame may precede the message frame).
     start: u64,
     /// Invariant: `frame_pos..end` is exclusively ours (won CAS), free, contiguous,
-    /// and holds a frame of `prefix + bytes.len()` payload bytes.
+    /// and holds a frame of the message's length.
     frame_pos: u64,
-    /// Bytes at the start of the payload hidden from `bytes` ([`Self::skip_prefix`]).
-    prefix: usize,
-    /// The payload after `prefix`.
+    /// The message, less a prefix the caller skipped.
     bytes: BytesMut<'p>,
     end: u64,
     done: bool,
@@ -620,8 +617,6 @@ impl MpscGrant<'_> {
     /// past the end leaves nothing.
     #[inline]
     pub fn skip_prefix(&mut self, n: usize) {
-        let n = n.min(self.bytes.len());
-        self.prefix += n;
         self.bytes.skip(n);
     }
 
@@ -645,7 +640,7 @@ impl MpscGrant<'_> {
         // A truncated message keeps its frame: the length says how much is payload and
         // the consumer skips to `end`, which must then match. So a truncated frame is
         // published as the message followed by a SKIP of the rest, if any.
-        let len = self.prefix + self.bytes.len();
+        let len = self.bytes.message_len();
         let msg_end = geo.place(self.frame_pos, len).1;
         // SAFETY: header words of frames inside our exclusive claim.
         unsafe {
@@ -674,8 +669,7 @@ impl Drop for MpscGrant<'_> {
     fn drop(&mut self) {
         if !self.done {
             // The claimed space must still be published, or later claims wait forever.
-            self.prefix = 0;
-            self.bytes.truncate(0);
+            self.bytes.clear();
             // `publish` keeps a sleeping consumer's flag for the next publisher.
             let _ = self.finish(TAG_SKIP);
         }

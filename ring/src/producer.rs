@@ -228,7 +228,6 @@ impl Producer {
         Ok(WriteGrant {
             producer: self,
             frame_pos,
-            prefix: 0,
             bytes,
         })
     }
@@ -436,12 +435,10 @@ impl Producer {
 pub struct WriteGrant<'p> {
     producer: &'p mut Producer,
     /// Position of the frame header. Invariant: `frame_pos..frame_pos + 8 +
-    /// padded(prefix + bytes.len())` is free space owned by the producer, contiguous in
+    /// padded(message length)` is free space owned by the producer, contiguous in
     /// the data area.
     frame_pos: u64,
-    /// Bytes at the start of the payload hidden from `bytes` ([`Self::skip_prefix`]).
-    prefix: usize,
-    /// The payload after `prefix`; the message is `prefix + bytes.len()` long.
+    /// The message, less a prefix the caller skipped.
     bytes: BytesMut<'p>,
 }
 
@@ -467,8 +464,6 @@ impl WriteGrant<'_> {
     /// past the end leaves nothing.
     #[inline]
     pub fn skip_prefix(&mut self, n: usize) {
-        let n = n.min(self.bytes.len());
-        self.prefix += n;
         self.bytes.skip(n);
     }
 
@@ -483,7 +478,7 @@ impl WriteGrant<'_> {
     #[inline]
     fn finish(&mut self) {
         let geo = self.producer.ring.geometry;
-        let len = self.prefix + self.bytes.len();
+        let len = self.bytes.message_len();
         // SAFETY: the header word is the first word of the owned frame.
         unsafe {
             self.producer
