@@ -47,6 +47,22 @@ fn main() {
         }
         return;
     }
+    if args.first().map(String::as_str) == Some("__ring") {
+        // Profiling aid: one ring case, coroipc-ring and rtrb alternating, medians.
+        let size = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(64);
+        let batch = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(1);
+        let reps = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(5);
+        match coroipc_bench::ring_bench::pair(size, batch, reps) {
+            Some((c, r)) => println!(
+                "ring {size} B x{batch}: coroipc {:.2} rtrb {:.2} M msg/s ({:.2}x)",
+                c / 1e6,
+                r / 1e6,
+                c / r
+            ),
+            None => eprintln!("sizes: 8, 64, 1024"),
+        }
+        return;
+    }
     if args.first().map(String::as_str) == Some("__tokio") {
         // Profiling aid: the async client's 64 B round trip on both runtimes.
         let b = ipc_bench::Budget::new(false);

@@ -239,6 +239,31 @@ fn case<const N: usize>(out: &mut Vec<RingResult>, n: u64, reps: usize) {
     });
 }
 
+/// One case alone, alternating coroipc-ring and rtrb `reps` times (a profiling aid:
+/// `coroipc-bench __ring SIZE BATCH`): each one's median, in messages per second.
+/// Sizes 8, 64 and 1024.
+pub fn pair(size: usize, batch: usize, reps: usize) -> Option<(f64, f64)> {
+    pin_to(0);
+    let n = 2_000_000;
+    let (c, r): (Vec<Duration>, Vec<Duration>) = (0..reps)
+        .map(|_| match size {
+            8 => (coroipc::<8>(n, batch), rtrb::<8>(n, batch)),
+            64 => (coroipc::<64>(n, batch), rtrb::<64>(n, batch)),
+            1024 => (coroipc::<1024>(n / 8, batch), rtrb::<1024>(n / 8, batch)),
+            _ => (Duration::ZERO, Duration::ZERO),
+        })
+        .unzip();
+    if c.iter().any(Duration::is_zero) {
+        return None;
+    }
+    let n = if size == 1024 { n / 8 } else { n };
+    let median = |mut v: Vec<Duration>| {
+        v.sort();
+        n as f64 / v[v.len() / 2].as_secs_f64()
+    };
+    Some((median(c), median(r)))
+}
+
 /// Runs every case; `quick` shortens runs.
 pub fn run(quick: bool) -> Vec<RingResult> {
     pin_to(0);
