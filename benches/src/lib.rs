@@ -6,6 +6,7 @@
 pub mod floor;
 pub mod ipc_bench;
 pub mod peer;
+pub mod phases;
 pub mod ring_bench;
 pub mod scale;
 pub mod stats;

@@ -47,6 +47,12 @@ fn main() {
         }
         return;
     }
+    if args.first().map(String::as_str) == Some("__phases") {
+        // Each figure against the floor measured around it, per CPU placement.
+        let samples = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(8);
+        coroipc_bench::phases::run(samples);
+        return;
+    }
     if args.first().map(String::as_str) == Some("__ring") {
         // Profiling aid: one ring case, coroipc-ring and rtrb alternating, medians.
         let size = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(64);
