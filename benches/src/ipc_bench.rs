@@ -753,6 +753,32 @@ pub fn rtt_only(size: usize, mode: &str, secs: f64) -> std::io::Result<f64> {
     Ok(t.elapsed().as_nanos() as f64 / n as f64)
 }
 
+/// Profiling aid: only coroipc's pipelined 64 B requests (32 in flight) in `mode`,
+/// `n` requests; returns requests per second.
+pub fn pipeline_only(mode: &str, n: usize) -> std::io::Result<f64> {
+    pin_to(0);
+    let (_, wait, spin) = MODES
+        .iter()
+        .find(|m| m.0 == mode)
+        .copied()
+        .unwrap_or(MODES[1]);
+    let server = ServerChild::start("coroipc", spin)?;
+    let mut c = coroipc_client(&server, wait)?;
+    let payload = [2u8; 64];
+    let t = Instant::now();
+    let (mut sent, mut done) = (0, 0);
+    while done < n {
+        while sent < n && sent - done < 32 {
+            c.send_request(CMD_ECHO, &payload).map_err(io_err)?;
+            sent += 1;
+        }
+        let (_, r) = c.receive_response(None).map_err(io_err)?;
+        r.map_err(io_err)?;
+        done += 1;
+    }
+    Ok(n as f64 / t.elapsed().as_secs_f64())
+}
+
 /// Profiling aid: only the coroipc dispatch stream of `size`-byte messages in
 /// `default` mode, `n` messages; returns messages per second.
 pub fn stream_only(size: usize, n: u64) -> std::io::Result<f64> {

@@ -47,6 +47,15 @@ fn main() {
         }
         return;
     }
+    if args.first().map(String::as_str) == Some("__pipeline") {
+        // Profiling aid: only coroipc's pipelined 64 B requests, in one mode.
+        let mode = args.get(1).map_or("default", String::as_str);
+        match coroipc_bench::ipc_bench::pipeline_only(mode, 500_000) {
+            Ok(rate) => println!("pipeline 64 B {mode}: {:.2} M req/s", rate / 1e6),
+            Err(e) => eprintln!("{e}"),
+        }
+        return;
+    }
     if args.first().map(String::as_str) == Some("__phases") {
         // Each figure against the floor measured around it, per CPU placement.
         let samples = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(8);

@@ -178,11 +178,16 @@ impl Outbox {
     pub(crate) fn send(&self, parts: &[&[u8]]) -> Result<Sent, OutboxError> {
         let mut backlog = self.lock();
         if backlog.items.is_empty() {
-            // The claim-with-a-compare-and-swap path, not `try_send_vectored_exclusive`
-            // (which the lock would allow): measured in alternating runs, the exclusive
-            // path halved pipelined 64 B requests in block mode (1.3-1.8 against
-            // 3.0-4.4 M req/s) for a cause not found yet.
-            match self.ring.try_send_vectored(parts) {
+            // The exclusive claim (one store, no compare-and-swap), which the lock
+            // allows: 64 B round trips 388 -> 362 ns (near CPU placement; far 1018 ->
+            // 981 ns), pipelined 64 B unchanged in default mode and 3.8 -> 3.6 M req/s
+            // in block mode (2026-12-04, alternating runs, `coroipc-bench __phases`
+            // style floors around each). An earlier "halved in block mode" was the
+            // VM's two CPU placements (2.6 against 3.7 M req/s), not this path.
+            // SAFETY: every claim in this ring is made under the backlog lock (`send`,
+            // `send_batch`, `reserve` — whose grant holds the lock until committed —
+            // and `flush`), and we hold it: no other claim and no grant exists.
+            match unsafe { self.ring.try_send_vectored_exclusive(parts) } {
                 Ok(published) => {
                     drop(backlog);
                     self.published(published);
