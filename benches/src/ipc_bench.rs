@@ -519,20 +519,9 @@ fn coroipc_suite(
     }
     // Pipelined: keep 32 requests in flight.
     {
-        let payload = [2u8; 64];
         let n = b.pipeline_reqs;
         let t = Instant::now();
-        let mut sent = 0;
-        let mut done = 0;
-        while done < n {
-            while sent < n && sent - done < 32 {
-                c.send_request(CMD_ECHO, &payload).map_err(io_err)?;
-                sent += 1;
-            }
-            let (_, r) = c.receive_response(None).map_err(io_err)?;
-            r.map_err(io_err)?;
-            done += 1;
-        }
+        pipelined(&mut c, n)?;
         out.push(rate(
             "pipeline",
             "coroipc",
@@ -731,14 +720,7 @@ fn large(
 /// (one of [`MODES`]' names; `spin-both` if unknown), for `secs` seconds; returns the
 /// mean round trip in ns.
 pub fn rtt_only(size: usize, mode: &str, secs: f64) -> std::io::Result<f64> {
-    pin_to(0);
-    let (_, wait, spin) = MODES
-        .iter()
-        .find(|m| m.0 == mode)
-        .copied()
-        .unwrap_or(MODES[1]);
-    let server = ServerChild::start("coroipc", spin)?;
-    let mut c = coroipc_client(&server, wait)?;
+    let (_server, mut c) = aid_pair(mode)?;
     let payload = vec![1u8; size];
     let t = Instant::now();
     let mut n = 0u64;
@@ -756,6 +738,15 @@ pub fn rtt_only(size: usize, mode: &str, secs: f64) -> std::io::Result<f64> {
 /// Profiling aid: only coroipc's pipelined 64 B requests (32 in flight) in `mode`,
 /// `n` requests; returns requests per second.
 pub fn pipeline_only(mode: &str, n: usize) -> std::io::Result<f64> {
+    let (_server, mut c) = aid_pair(mode)?;
+    let t = Instant::now();
+    pipelined(&mut c, n)?;
+    Ok(n as f64 / t.elapsed().as_secs_f64())
+}
+
+/// A profiling aid's server (configuration `mode`, one of [`MODES`]' names;
+/// `spin-both` if unknown) and its client, this thread pinned to CPU 0.
+fn aid_pair(mode: &str) -> std::io::Result<(ServerChild, Client)> {
     pin_to(0);
     let (_, wait, spin) = MODES
         .iter()
@@ -763,9 +754,13 @@ pub fn pipeline_only(mode: &str, n: usize) -> std::io::Result<f64> {
         .copied()
         .unwrap_or(MODES[1]);
     let server = ServerChild::start("coroipc", spin)?;
-    let mut c = coroipc_client(&server, wait)?;
+    let c = coroipc_client(&server, wait)?;
+    Ok((server, c))
+}
+
+/// `n` echo requests of 64 B, keeping 32 in flight.
+fn pipelined(c: &mut Client, n: usize) -> std::io::Result<()> {
     let payload = [2u8; 64];
-    let t = Instant::now();
     let (mut sent, mut done) = (0, 0);
     while done < n {
         while sent < n && sent - done < 32 {
@@ -776,7 +771,7 @@ pub fn pipeline_only(mode: &str, n: usize) -> std::io::Result<f64> {
         r.map_err(io_err)?;
         done += 1;
     }
-    Ok(n as f64 / t.elapsed().as_secs_f64())
+    Ok(())
 }
 
 /// Profiling aid: only the coroipc dispatch stream of `size`-byte messages in
