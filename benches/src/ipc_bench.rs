@@ -716,6 +716,14 @@ fn large(
     Ok(rate("large", "coroipc", mode, size, n as f64, secs))
 }
 
+/// Profiling aid: only coroipc's 1 MiB dispatch messages in `mode`, copied out with
+/// the sound copy (`trusted` false) or through the trusted slice; returns MB/s.
+pub fn large_only(mode: &str, trusted: bool) -> std::io::Result<f64> {
+    let (_server, mut c) = aid_pair(mode)?;
+    let r = large(&mut c, Budget::new(false), "aid", trusted)?;
+    Ok(r.mb_per_s.unwrap_or(f64::NAN))
+}
+
 /// Profiling aid: only the coroipc round trip at `size` bytes in configuration `mode`
 /// (one of [`MODES`]' names; `spin-both` if unknown), for `secs` seconds; returns the
 /// mean round trip in ns.

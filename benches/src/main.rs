@@ -47,6 +47,26 @@ fn main() {
         }
         return;
     }
+    if args.first().map(String::as_str) == Some("__large") {
+        // Profiling aid: 1 MiB messages, between two cross-core copy floors.
+        let mode = args.get(1).map_or("default", String::as_str);
+        let floor = || {
+            coroipc_bench::floor::cross_core(1 << 20, 2_000)
+                .mb_per_s
+                .unwrap_or(f64::NAN)
+        };
+        let before = floor();
+        let sound = coroipc_bench::ipc_bench::large_only(mode, false);
+        let trusted = coroipc_bench::ipc_bench::large_only(mode, true);
+        let after = floor();
+        match (sound, trusted) {
+            (Ok(s), Ok(t)) => println!(
+                "1 MiB {mode}: {s:.0} MB/s (trusted slice {t:.0}); cross-core copy floor {before:.0} / {after:.0} MB/s"
+            ),
+            (Err(e), _) | (_, Err(e)) => eprintln!("{e}"),
+        }
+        return;
+    }
     if args.first().map(String::as_str) == Some("__pipeline") {
         // Profiling aid: only coroipc's pipelined 64 B requests, in one mode.
         let mode = args.get(1).map_or("default", String::as_str);
