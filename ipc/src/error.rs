@@ -72,6 +72,17 @@ impl Violation {
     }
 }
 
+/// The corruption a failed push on an outbox's ring stands for where the caller has
+/// ruled out `Full` and `TooLarge` (a flow-control poll, a sleep announcement, a
+/// flush of messages checked when queued): the ring's own cause, else (what such a
+/// call cannot report) `Earlier`.
+pub(crate) fn push_corruption(e: PushError) -> Corruption {
+    match e {
+        PushError::Corrupt(c) => c,
+        _ => Corruption::Earlier,
+    }
+}
+
 /// The server's handshake reply or its shared memory was unusable.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

@@ -15,7 +15,9 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use coroipc_ring::{Corruption, MpscProducer, PushError};
+use coroipc_ring::{Corruption, MpscProducer};
+
+use crate::error::push_corruption;
 
 /// What the service was last told about one ring's flow control.
 #[derive(Debug, Default)]
@@ -31,10 +33,7 @@ impl FlowReport {
     /// first re-reads the consumer's progress, which may have ended it.
     pub(crate) fn transition(&self, ring: &MpscProducer) -> Result<Option<bool>, Corruption> {
         if ring.flow_control() {
-            ring.poll_flow().map_err(|e| match e {
-                PushError::Corrupt(c) => c,
-                _ => Corruption::Earlier,
-            })?;
+            ring.poll_flow().map_err(push_corruption)?;
         }
         let on = ring.flow_control();
         if self.told.load(Ordering::Relaxed) == on {

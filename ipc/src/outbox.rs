@@ -25,6 +25,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
 
 use coroipc_ring::{BytesMut, Corruption, MpscGrant, MpscProducer, Published, PushError, Wake};
 
+use crate::error::push_corruption;
 use crate::flow::FlowReport;
 use crate::os::Doorbell;
 use crate::stats::Sent;
@@ -315,9 +316,8 @@ impl Outbox {
                     backlog.bytes -= len;
                 }
                 Err(PushError::Full) => break,
-                Err(PushError::Corrupt(c)) => return Err(c),
-                // Checked when queued: cannot happen; treat as the ring's fault.
-                Err(_) => return Err(Corruption::Earlier),
+                // `TooLarge` was checked when queued: cannot happen.
+                Err(e) => return Err(push_corruption(e)),
             }
         }
         self.publish_size(&backlog);
@@ -353,11 +353,7 @@ impl Outbox {
         } else {
             return Ok(true);
         };
-        match check {
-            Ok(c) => Ok(c.sleep),
-            Err(PushError::Corrupt(c)) => Err(c),
-            Err(_) => Err(Corruption::Earlier),
-        }
+        check.map(|c| c.sleep).map_err(push_corruption)
     }
 
     /// Messages and bytes queued (lock-free: a snapshot).

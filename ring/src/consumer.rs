@@ -10,8 +10,7 @@ use crate::bytes::Bytes;
 use crate::error::{AttachError, Corruption, PopError};
 use crate::frame::{decode, Frame};
 use crate::index::check_tail;
-use crate::layout::{RawRegion, RingPtrs, FRAME_HEADER};
-use crate::payload::Payload;
+use crate::layout::{RawRegion, RingPtrs};
 use crate::sync::Ordering;
 use crate::wake::{self, SleepCheck, Wake};
 use crate::{Config, Keepalive};
@@ -254,11 +253,7 @@ impl Consumer {
     #[inline]
     pub fn try_peek(&mut self) -> Result<Option<ReadGrant<'_>>, PopError> {
         Ok(self.next_frame()?.map(|(frame_pos, len, end)| {
-            let bytes = Bytes::new(Payload {
-                data: self.ring.data,
-                offset: self.ring.geometry.offset(frame_pos) + FRAME_HEADER,
-                len,
-            });
+            let bytes = Bytes::new(self.ring.payload(frame_pos, len));
             ReadGrant {
                 consumer: self,
                 bytes,

@@ -392,6 +392,18 @@ impl RingPtrs {
         Ok((ring, head, tail))
     }
 
+    /// The payload of the frame at `frame_pos`: its `len` bytes after the frame
+    /// header. The one place a grant's bytes are located; the caller vouches that the
+    /// frame lies inside the data area (placed or validated).
+    #[inline(always)]
+    pub(crate) fn payload(&self, frame_pos: u64, len: usize) -> crate::payload::Payload {
+        crate::payload::Payload {
+            data: self.data,
+            offset: self.geometry.offset(frame_pos) + FRAME_HEADER,
+            len,
+        }
+    }
+
     /// The configuration this side runs with.
     pub(crate) fn config(&self) -> Config {
         Config {

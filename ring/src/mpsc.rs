@@ -20,7 +20,6 @@ use crate::frame::{encode, TAG_MSG, TAG_PAD, TAG_SKIP};
 use crate::index::SLEEP_BIT;
 use crate::index::{ahead, check_head, is_before};
 use crate::layout::{Config, RawRegion, RingPtrs, FRAME_HEADER};
-use crate::payload::Payload;
 use crate::sync::{AtomicU32, AtomicU64, Ordering, TurnWait};
 use crate::wake::{self, FlowChange, Published, SleepCheck, Wake};
 use crate::Keepalive;
@@ -241,11 +240,7 @@ impl MpscProducer {
                                 .store_word(geo.offset(claim), encode(TAG_PAD, pad as u32))
                         };
                     }
-                    let bytes = BytesMut::new(Payload {
-                        data: self.ring.data,
-                        offset: self.ring.geometry.offset(frame_pos) + FRAME_HEADER,
-                        len,
-                    });
+                    let bytes = BytesMut::new(self.ring.payload(frame_pos, len));
                     return Ok(MpscGrant {
                         producer: self,
                         start: claim,

@@ -13,7 +13,6 @@ use crate::error::{AttachError, Corruption, PushError};
 use crate::frame::{encode, TAG_MSG, TAG_PAD};
 use crate::index::check_head;
 use crate::layout::{Config, RawRegion, RingPtrs, FRAME_HEADER};
-use crate::payload::Payload;
 use crate::sync::Ordering;
 use crate::wake::{self, FlowChange, Published, SleepCheck, Wake};
 use crate::Keepalive;
@@ -220,11 +219,7 @@ impl Producer {
     #[inline]
     pub fn try_reserve(&mut self, len: usize) -> Result<WriteGrant<'_>, PushError> {
         let (frame_pos, _) = self.place_frame(len)?;
-        let bytes = BytesMut::new(Payload {
-            data: self.ring.data,
-            offset: self.ring.geometry.offset(frame_pos) + FRAME_HEADER,
-            len,
-        });
+        let bytes = BytesMut::new(self.ring.payload(frame_pos, len));
         Ok(WriteGrant {
             producer: self,
             frame_pos,

@@ -122,8 +122,8 @@ mod data {
 
         /// Copies `len` bytes from `src` to `dst` with `rep movsb` and returns true
         /// when the bulk copy applies here (x86-64 outside Miri, `len >= MIN_LEN`);
-        /// otherwise copies nothing and returns false (the caller uses the word loop).
-        /// The one place that decides.
+        /// otherwise copies nothing and returns false (the caller uses the word loop):
+        /// for copies that must be whole (area to area); [`copy_prefix`] builds on it.
         ///
         /// # Safety
         /// `src` is valid for reads and `dst` for writes of `len` bytes, and every
@@ -152,19 +152,19 @@ mod data {
         /// Copies the longest prefix of the `len` bytes that a fast path takes and
         /// returns its length: all of them with `rep movsb` from [`MIN_LEN`] on, the
         /// whole 16-byte blocks from [`MIN_WIDE`] on, else none (0). The caller's word
-        /// loop copies the rest. The one place that decides.
+        /// loop copies the rest. The one place that decides for copies between the
+        /// area and local memory.
         ///
         /// # Safety
         /// As [`copy_if_bulk`].
         #[inline(always)]
         pub(crate) unsafe fn copy_prefix(src: *const u8, dst: *mut u8, len: usize) -> usize {
+            // SAFETY: forwarded contract.
+            if unsafe { copy_if_bulk(src, dst, len) } {
+                return len;
+            }
             #[cfg(all(target_arch = "x86_64", not(miri)))]
             {
-                if len >= MIN_LEN {
-                    // SAFETY: forwarded contract.
-                    unsafe { rep_movsb(src, dst, len) };
-                    return len;
-                }
                 if len >= MIN_WIDE {
                     let blocks = len & !15;
                     // SAFETY: forwarded contract; `blocks` is a non-zero multiple of
