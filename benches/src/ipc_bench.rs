@@ -810,23 +810,40 @@ pub fn stream_only(size: usize, n: u64) -> std::io::Result<f64> {
     Ok(n as f64 / secs)
 }
 
-/// Profiling aid: only the coroipc connect+disconnect loop, for `secs` seconds.
-pub fn connect_only(secs: f64) -> std::io::Result<f64> {
+/// Profiling aid: connect+disconnect loops, `runs` alternating pairs of `secs` each:
+/// coroipc (as the bench measures it) and the Unix-socket baseline (connect, a hello
+/// round trip, close). Returns `(coroipc, uds)` rates per second, one per run.
+pub fn connect_only(runs: usize, secs: f64) -> std::io::Result<Vec<(f64, f64)>> {
     pin_to(0);
-    let server = ServerChild::start("coroipc", ServerWait::Default)?;
+    let coroipc = ServerChild::start("coroipc", ServerWait::Default)?;
+    let uds = ServerChild::start("uds", ServerWait::Default)?;
     let opts = ConnectOptions {
         request_ring: 4096,
         response_ring: 4096,
         dispatch_ring: 4096,
         ..Default::default()
     };
-    let t = Instant::now();
-    let mut n = 0u64;
-    while t.elapsed().as_secs_f64() < secs {
-        drop(Client::connect(&server.socket(), 1, &opts).map_err(io_err)?);
-        n += 1;
+    let mut buf = Vec::new();
+    let mut out = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let t = Instant::now();
+        let mut n = 0u64;
+        while t.elapsed().as_secs_f64() < secs {
+            drop(Client::connect(&coroipc.socket(), 1, &opts).map_err(io_err)?);
+            n += 1;
+        }
+        let ours = n as f64 / t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        let mut n = 0u64;
+        while t.elapsed().as_secs_f64() < secs {
+            let s = coroipc::raw::connect(&uds.socket(), None)?;
+            write_frame(&mut &s, CMD_ECHO, b"hello")?;
+            read_frame(&mut &s, &mut buf)?;
+            n += 1;
+        }
+        out.push((ours, n as f64 / t.elapsed().as_secs_f64()));
     }
-    Ok(n as f64 / t.elapsed().as_secs_f64())
+    Ok(out)
 }
 
 /// CPU time the client thread spends per request when the server takes 1 ms to

@@ -14,8 +14,16 @@ fn main() {
         return;
     }
     if args.first().map(String::as_str) == Some("__connect") {
-        match ipc_bench::connect_only(3.0) {
-            Ok(rate) => println!("connect+disconnect: {rate:.0}/s"),
+        let runs = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(5);
+        match ipc_bench::connect_only(runs, 1.0) {
+            Ok(rates) => {
+                for (ours, uds) in &rates {
+                    println!(
+                        "connect+disconnect: coroipc {ours:.0}/s, uds {uds:.0}/s = {:.2}x",
+                        ours / uds
+                    );
+                }
+            }
             Err(e) => eprintln!("{e}"),
         }
         return;

@@ -69,6 +69,14 @@ pub(crate) struct ConnShared {
     pub(crate) counters: ConnCounters,
 }
 
+/// What a new connection sends through: its response and dispatch rings and the
+/// doorbells their outboxes ring.
+pub(crate) struct Outgoing {
+    pub(crate) responses: MpscProducer,
+    pub(crate) dispatch: MpscProducer,
+    pub(crate) bells: Bells,
+}
+
 /// How many bytes of each kind may wait behind a full ring of one connection (the
 /// server's `Limits::max_queued_response_bytes` / `max_queued_dispatch_bytes`).
 #[derive(Clone, Copy, Debug)]
@@ -78,25 +86,25 @@ pub(crate) struct QueueBounds {
 }
 
 impl ConnShared {
-    /// The shared state of a new connection: its two outboxes over the given rings,
-    /// and its two doorbells.
+    /// The shared state of a new connection: its two outboxes over its outgoing rings,
+    /// ringing its two doorbells.
     pub(crate) fn new(
         id: u64,
         service: u16,
         cred: PeerCred,
-        (responses, dispatch): (MpscProducer, MpscProducer),
+        Outgoing {
+            responses,
+            dispatch,
+            bells,
+        }: Outgoing,
         queued: QueueBounds,
         overflow: OverflowPolicy,
         work: Arc<WorkQueue>,
-    ) -> io::Result<Arc<ConnShared>> {
-        let bells = Bells {
-            client: Arc::new(Doorbell::new()?),
-            server: Arc::new(Doorbell::new()?),
-        };
+    ) -> Arc<ConnShared> {
         // Only dispatch flow control is reported to the service.
         let response = Outbox::new(responses, bells.clone(), queued.responses, false);
         let dispatch = Outbox::new(dispatch, bells.clone(), queued.dispatch, true);
-        Ok(Arc::new(ConnShared {
+        Arc::new(ConnShared {
             id,
             service,
             cred,
@@ -111,7 +119,7 @@ impl ConnShared {
             overflow,
             work,
             counters: ConnCounters::default(),
-        }))
+        })
     }
 
     /// The largest response payload the response ring carries.

@@ -125,3 +125,32 @@ fn with_no_reserve_the_listener_stalls_without_spinning() {
     };
     assert_eq!(c.request(cmd::ECHO, b"up").unwrap().data, b"up");
 }
+
+/// At the limit, the descriptors of a connection that just closed are the next
+/// client's: the server releases closed connections whose release it deferred before
+/// it refuses anyone for lack of descriptors (SPEC §2.6).
+#[test]
+fn a_closed_connection_frees_its_descriptors_for_the_next_client() {
+    let server = ServerProcess::start("nofile-reuse", &[("COROIPC_NOFILE", "64")]);
+    let mut kept = Vec::new();
+    loop {
+        match quick_connect(&server) {
+            Ok(c) => kept.push(c),
+            Err(ConnectError::OutOfFds) => break,
+            Err(e) => panic!("{e}"),
+        }
+        assert!(kept.len() < 64);
+    }
+    assert!(kept.len() >= 5, "only {} connections fit", kept.len());
+    for round in 0..10 {
+        drop(kept.pop());
+        // A round trip on another connection, so the server has likely seen the
+        // close (it may answer from its poll first): the connect below then finds
+        // the closed connection either waiting for release or released.
+        assert_eq!(kept[0].request(cmd::ECHO, b"x").unwrap().data, b"x");
+        match quick_connect(&server) {
+            Ok(c) => kept.push(c),
+            Err(e) => panic!("round {round}: the freed descriptors were not used: {e}"),
+        }
+    }
+}

@@ -31,10 +31,18 @@ pub(crate) const FDS_PER_CONNECTION: usize = 3;
 /// some slack for the application.
 pub(crate) const FDS_BASE: usize = 16;
 
+/// Descriptors held besides the connections' and [`FDS_BASE`]: the spare connection
+/// and the closed connections waiting for release.
+pub(crate) const FDS_AHEAD: usize =
+    super::spare::FDS_SPARE + super::teardown::MAX_DEFERRED * FDS_PER_CONNECTION;
+
 /// What one [`Acceptor::next`] found.
 pub(crate) enum Accepted {
     /// A client to admit.
     Client(UnixStream),
+    /// Out of descriptors with the reserve held: free some and try again, or
+    /// [`Acceptor::refuse_with_reserve`].
+    OutOfFds,
     /// A client was refused for lack of descriptors; try the next.
     Refused,
     /// No client waits.
@@ -89,7 +97,7 @@ impl Acceptor {
                     continue
                 }
                 Err(e) if is_fd_exhaustion(&e) && self.reserve.is_held() => {
-                    return self.refuse_with_reserve()
+                    return Accepted::OutOfFds
                 }
                 Err(e) => {
                     if is_exhaustion(&e) {
@@ -105,7 +113,7 @@ impl Acceptor {
 
     /// Out of descriptors: spend the reserve on telling one client why.
     #[cold]
-    fn refuse_with_reserve(&mut self) -> Accepted {
+    pub(crate) fn refuse_with_reserve(&mut self) -> Accepted {
         self.reserve.release();
         let accepted = self.listener.accept();
         let outcome = match accepted {
@@ -170,7 +178,7 @@ impl Acceptor {
 pub(crate) fn check_fd_limit(max_connections: usize) {
     let wanted = max_connections
         .saturating_mul(FDS_PER_CONNECTION)
-        .saturating_add(FDS_BASE);
+        .saturating_add(FDS_BASE + FDS_AHEAD);
     let wanted = u64::try_from(wanted).unwrap_or(u64::MAX);
     match os::raise_nofile(wanted) {
         Ok((before, after)) => {
@@ -180,7 +188,7 @@ pub(crate) fn check_fd_limit(max_connections: usize) {
             if after < wanted {
                 let fits = usize::try_from(after)
                     .unwrap_or(usize::MAX)
-                    .saturating_sub(FDS_BASE)
+                    .saturating_sub(FDS_BASE + FDS_AHEAD)
                     / FDS_PER_CONNECTION;
                 tracing::warn!(
                     limit = after,

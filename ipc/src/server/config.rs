@@ -240,6 +240,8 @@ impl ServerBuilder {
             work,
             freed_fds: false,
             events: Vec::with_capacity(64),
+            spare: Default::default(),
+            teardown: Default::default(),
         })
     }
 }

@@ -62,6 +62,11 @@ impl Server {
         ) {
             service.disconnect(private, &conn.handle, &reason);
         }
+        // A client that closed cannot see its socket still open; any other end is
+        // told to the client by the hang-up, at once (see `teardown`).
+        if reason == DisconnectReason::ClientClosed {
+            self.teardown.defer(conn);
+        }
     }
 
     /// Everything the server thread does for one connection when woken: flush queued

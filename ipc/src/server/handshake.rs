@@ -21,7 +21,6 @@ use crate::protocol::{
     grant_capacity, status, ConnectReply, ConnectRequest, HandshakeError, RegionLayout,
     CONNECT_REQUEST_LEN, DISPATCH, REQUEST, RESPONSE,
 };
-use crate::region;
 use crate::service::ErasedPrivate;
 
 /// A client that connected and has not finished the handshake.
@@ -223,6 +222,8 @@ impl Server {
         tracing::debug!(id, service = request.service, pid = p.cred.pid, "connected");
         // Requests may already be waiting.
         self.service_connection(id);
+        // The reply is out: build the next client's resources while this one attaches.
+        self.spare.refill(&layout);
     }
 
     /// Grants the ring sizes, creates the region and the connection's shared state,
@@ -248,19 +249,15 @@ impl Server {
             tracing::warn!(error = %e, "granted ring sizes do not lay out");
             status::NO_RESOURCES
         })?;
-        let built = region::create(&layout).and_then(|(memfd, rings)| {
-            let shared = ConnShared::new(
-                id,
-                request.service,
-                p.cred,
-                (rings.responses, rings.dispatch),
-                l.queue_bounds(),
-                service.overflow_policy(),
-                self.work.clone(),
-            )?;
-            Ok((memfd, rings.requests, shared))
-        });
-        let (memfd, requests, shared) = built.map_err(|e| {
+        let resources = match self.spare.take(&layout) {
+            // Closed connections waiting for release hold descriptors: free them
+            // before refusing this client for lack of them.
+            Err(e) if os::is_fd_exhaustion(&e) && self.teardown.release_all() => {
+                self.spare.take(&layout)
+            }
+            taken => taken,
+        };
+        let resources = resources.map_err(|e| {
             tracing::warn!(error = %e, "cannot create the connection's memory or doorbells");
             if os::is_fd_exhaustion(&e) {
                 status::OUT_OF_FDS
@@ -268,6 +265,16 @@ impl Server {
                 status::NO_RESOURCES
             }
         })?;
+        let (memfd, requests, outgoing) = resources.into_parts();
+        let shared = ConnShared::new(
+            id,
+            request.service,
+            p.cred,
+            outgoing,
+            l.queue_bounds(),
+            service.overflow_policy(),
+            self.work.clone(),
+        );
         let handle = Connection {
             shared: shared.clone(),
         };

@@ -18,6 +18,8 @@ mod handshake;
 mod poll;
 mod serve;
 mod session;
+mod spare;
+mod teardown;
 
 use std::collections::HashMap;
 use std::io;
@@ -62,6 +64,10 @@ pub struct Server {
     freed_fds: bool,
     /// `run_once`'s event buffer, kept between calls.
     events: Vec<crate::os::Event>,
+    /// The next connection's region and doorbells, built ahead.
+    spare: spare::Spare,
+    /// Closed connections whose release waits for the next batch.
+    teardown: teardown::Teardown<Session>,
 }
 
 impl Server {
@@ -190,12 +196,18 @@ impl Server {
     /// When [`handle_timeouts`](Server::handle_timeouts) should next be called.
     pub fn next_deadline(&self) -> Option<Instant> {
         let handshakes = self.pending.values().filter_map(|p| p.deadline.instant());
-        handshakes.chain(self.acceptor.retry_at()).min()
+        handshakes
+            .chain(self.acceptor.retry_at())
+            .chain(self.teardown.due())
+            .min()
     }
 
     /// Drops handshakes that ran out of time; watches the listener again after a
-    /// stall (out of descriptors) once its retry time has come.
+    /// stall (out of descriptors) once its retry time has come; releases closed
+    /// connections (deferred to the end of the next batch of events, at most 1 ms: call
+    /// this after each batch, as [`run_once`](Server::run_once) does).
     pub fn handle_timeouts(&mut self) {
+        self.teardown.end_batch();
         if self.acceptor.retry_due() {
             self.resume_accepting();
         }
@@ -272,11 +284,19 @@ impl Server {
 
     fn accept_all(&mut self) {
         loop {
-            match self.acceptor.next() {
+            let next = match self.acceptor.next() {
+                // Closed connections waiting for release hold descriptors: free them
+                // before refusing anyone.
+                Accepted::OutOfFds | Accepted::Stalled if self.teardown.release_all() => continue,
+                Accepted::OutOfFds => self.acceptor.refuse_with_reserve(),
+                other => other,
+            };
+            match next {
                 Accepted::Client(stream) => self.admit_client(stream),
                 Accepted::Refused => self.stats.refused(status::OUT_OF_FDS),
                 Accepted::Drained => return,
-                Accepted::Stalled => {
+                // (`OutOfFds` again: `refuse_with_reserve` never says it.)
+                Accepted::Stalled | Accepted::OutOfFds => {
                     if self.acceptor.stall() {
                         self.poller.remove(self.acceptor.listener_fd(), LISTENER);
                     }
