@@ -582,6 +582,31 @@ fn killed_clients_are_cleaned_up_once() {
     }
 }
 
+/// A closed connection's descriptors go within its deferral (1 ms, SPEC §2.6) even
+/// when nothing else happens on the server after it.
+#[test]
+fn a_closed_connection_is_released_on_an_idle_server() {
+    let server = ServerProcess::start("idlerelease", &[]);
+    let pid = server.child.id();
+    // The first connection makes the server build its spare.
+    drop(connect(&server, 1));
+    let mut c = connect(&server, 1);
+    assert_eq!(c.request(cmd::ECHO, b"x").unwrap().data, b"x");
+    std::thread::sleep(Duration::from_millis(20));
+    let connected = fd_count(pid);
+    drop(c);
+    // Nothing more reaches the server: only its deadline can release the connection.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while fd_count(pid) + 3 != connected && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(
+        fd_count(pid) + 3,
+        connected,
+        "the socket and both doorbells are closed"
+    );
+}
+
 #[test]
 fn server_killed_wakes_blocked_client_at_once() {
     for mode in [WaitMode::default(), WaitMode::Block] {

@@ -9,7 +9,7 @@
 //!
 //! One set is kept, laid out as the last connection was granted (a client of the same
 //! program asks for the same sizes); a client granted other sizes gets a set built for
-//! it then, and the spare is dropped. The spare was never sent to anyone: a closed
+//! it then, and the spare is rebuilt for those sizes after its reply. The spare was never sent to anyone: a closed
 //! connection's memory or doorbells are never reused (its client may still hold them).
 //! It holds three descriptors ([`FDS_SPARE`]); building it fails quietly (logged)
 //! when descriptors or memory run out, and the next handshake builds its own.
@@ -84,24 +84,31 @@ pub(crate) struct Spare {
 
 impl Spare {
     /// Resources for a connection granted `layout`: the spare if it was built for
-    /// that layout, else a new set (and a spare of another layout is dropped).
+    /// that layout, else a new set (a spare of another layout is kept until
+    /// [`refill`](Spare::refill), off this client's path).
     ///
     /// # Errors
     ///
     /// As [`Resources::create`].
     pub(crate) fn take(&mut self, layout: &RegionLayout) -> io::Result<Resources> {
-        match self.ready.take() {
-            Some(spare) if spare.layout == *layout => Ok(spare),
-            _ => Resources::create(layout),
+        match self.ready.take_if(|spare| spare.layout == *layout) {
+            Some(spare) => Ok(spare),
+            None => Resources::create(layout),
         }
     }
 
-    /// Builds the next connection's set for `layout`, if none is ready. A failure is
-    /// logged and leaves no spare.
+    /// Builds the next connection's set for `layout` unless one for it is ready (a
+    /// spare of another layout is dropped first). A failure is logged and leaves no
+    /// spare.
     pub(crate) fn refill(&mut self, layout: &RegionLayout) {
-        if self.ready.is_some() {
+        if self
+            .ready
+            .as_ref()
+            .is_some_and(|spare| spare.layout == *layout)
+        {
             return;
         }
+        self.ready = None;
         match Resources::create(layout) {
             Ok(set) => self.ready = Some(set),
             Err(e) => tracing::debug!(error = %e, "cannot build a spare connection"),
@@ -139,21 +146,27 @@ mod tests {
     }
 
     #[test]
-    fn another_layout_gets_its_own_set_and_drops_the_spare() {
+    fn another_layout_gets_its_own_set_and_the_spare_follows() {
         let mut spare = Spare::default();
         spare.refill(&layout(4096));
         let other = spare.take(&layout(8192)).unwrap();
         assert_eq!(other.layout, layout(8192));
         assert_eq!(other.rings.requests.config().capacity, 8192);
-        assert!(!spare.is_ready(), "a spare of another layout is dropped");
+        // Kept through the other client's handshake, rebuilt for its sizes after.
+        assert!(spare.is_ready());
+        spare.refill(&layout(8192));
+        let next = spare.take(&layout(8192)).unwrap();
+        assert_eq!(next.layout, layout(8192));
+        assert!(!spare.is_ready());
     }
 
     #[test]
-    fn refill_keeps_a_ready_spare() {
+    fn refill_keeps_a_ready_spare_of_the_same_layout() {
         let mut spare = Spare::default();
         spare.refill(&layout(4096));
-        spare.refill(&layout(8192));
-        let set = spare.take(&layout(4096)).unwrap();
-        assert_eq!(set.layout, layout(4096), "the ready one was kept");
+        let before = spare.ready.as_ref().map(|s| Arc::as_ptr(&s.bells.client));
+        spare.refill(&layout(4096));
+        let after = spare.ready.as_ref().map(|s| Arc::as_ptr(&s.bells.client));
+        assert_eq!(before, after, "not rebuilt");
     }
 }
