@@ -282,8 +282,13 @@ pub fn cross_core(size: usize, n: u64) -> IpcResult {
 /// least a round trip through shared rings costs before any IPC layer (each message
 /// moves its index line and its data line across; `impl` `floor`, `mode` `ring`).
 pub fn ring_pingpong(samples: usize) -> IpcResult {
-    let (mut ping_tx, mut ping_rx) = rtrb::RingBuffer::<[u8; 64]>::new(1024);
-    let (mut pong_tx, mut pong_rx) = rtrb::RingBuffer::<[u8; 64]>::new(1024);
+    ring_pingpong_of::<64>(samples)
+}
+
+/// [`ring_pingpong`] with `N`-byte messages.
+pub fn ring_pingpong_of<const N: usize>(samples: usize) -> IpcResult {
+    let (mut ping_tx, mut ping_rx) = rtrb::RingBuffer::<[u8; N]>::new(1024);
+    let (mut pong_tx, mut pong_rx) = rtrb::RingBuffer::<[u8; N]>::new(1024);
     let total = samples * PER_SAMPLE;
     let peer = std::thread::spawn(move || {
         pin_to(1);
@@ -301,7 +306,7 @@ pub fn ring_pingpong(samples: usize) -> IpcResult {
     });
     pin_to(0);
     let mut out = Vec::with_capacity(samples);
-    let mut msg = [1u8; 64];
+    let mut msg = [1u8; N];
     for _ in 0..samples {
         let t = Instant::now();
         for _ in 0..PER_SAMPLE {
@@ -325,6 +330,11 @@ pub fn ring_pingpong(samples: usize) -> IpcResult {
 /// `mode` `spin`): the ring's share of an IPC round trip, without the IPC layer
 /// (request ids, response lookup, doorbells, locks).
 pub fn coroipc_ring_pingpong(samples: usize) -> Option<IpcResult> {
+    coroipc_ring_pingpong_of::<64>(samples)
+}
+
+/// [`coroipc_ring_pingpong`] with `N`-byte messages.
+pub fn coroipc_ring_pingpong_of<const N: usize>(samples: usize) -> Option<IpcResult> {
     let config = coroipc_ring::Config::new(1 << 16);
     let rings = coroipc_ring::heap::channel(&config)
         .and_then(|a| coroipc_ring::heap::channel(&config).map(|b| (a, b)));
@@ -335,7 +345,7 @@ pub fn coroipc_ring_pingpong(samples: usize) -> Option<IpcResult> {
     let total = samples * PER_SAMPLE;
     let peer = std::thread::spawn(move || {
         pin_to(1);
-        let mut buf = [0u8; 64];
+        let mut buf = [0u8; N];
         for _ in 0..total {
             while !matches!(ping_rx.try_recv(&mut buf), Ok(Some(_))) {
                 std::hint::spin_loop();
@@ -347,7 +357,7 @@ pub fn coroipc_ring_pingpong(samples: usize) -> Option<IpcResult> {
     });
     pin_to(0);
     let mut out = Vec::with_capacity(samples);
-    let mut buf = [1u8; 64];
+    let mut buf = [1u8; N];
     for _ in 0..samples {
         let t = Instant::now();
         for _ in 0..PER_SAMPLE {

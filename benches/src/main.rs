@@ -106,6 +106,20 @@ fn main() {
         }
         return;
     }
+    if args.first().map(String::as_str) == Some("__ring1") {
+        // Profiling aid: 64 B messages through coroipc-ring on one thread.
+        for _ in 0..5 {
+            let ns = coroipc_bench::ring_bench::one_thread_coroipc::<64>(20_000_000);
+            println!("one thread 64 B: {ns:.1} ns per message");
+        }
+        return;
+    }
+    if args.first().map(String::as_str) == Some("__linefit") {
+        // Profiling aid: 56 B (one-line frames) against 64 B, both rings.
+        let rounds = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(3);
+        coroipc_bench::ring_bench::line_fit(rounds);
+        return;
+    }
     if args.first().map(String::as_str) == Some("__tokio") {
         // Profiling aid: the async client's 64 B round trip on both runtimes.
         let b = ipc_bench::Budget::new(false);

@@ -315,3 +315,108 @@ pub fn table(results: &[RingResult]) -> String {
     }
     s
 }
+
+/// Nanoseconds per message with producer and consumer on one thread, 32 messages
+/// staged then 32 taken: the CPU work of the two sides without any line crossing CPUs.
+pub fn one_thread_coroipc<const N: usize>(n: u64) -> f64 {
+    let Ok((mut p, mut c)) = heap::channel(&Config::new(RING_BYTES)) else {
+        return f64::NAN;
+    };
+    let msg = [7u8; N];
+    let mut sum = 0u64;
+    let start = Instant::now();
+    for _ in 0..n / 32 {
+        for _ in 0..32 {
+            if p.try_stage(std::hint::black_box(&msg)).is_err() {
+                return f64::NAN;
+            }
+        }
+        let _ = p.publish();
+        for _ in 0..32 {
+            match c.try_peek() {
+                Ok(Some(g)) => {
+                    let mut last = [0u8; 1];
+                    g.read_at(N - 1, &mut last);
+                    sum = sum.wrapping_add(u64::from(last[0]));
+                    g.consume();
+                }
+                _ => return f64::NAN,
+            }
+        }
+        let _ = c.release();
+    }
+    std::hint::black_box(sum);
+    start.elapsed().as_nanos() as f64 / n as f64
+}
+
+/// [`one_thread_coroipc`] for rtrb (its chunk API, as [`rtrb`] batched).
+pub fn one_thread_rtrb<const N: usize>(n: u64) -> f64 {
+    let (mut p, mut c) = rtrb::RingBuffer::<[u8; N]>::new(RING_BYTES / N);
+    let msg = [7u8; N];
+    let mut sum = 0u64;
+    let start = Instant::now();
+    for _ in 0..n / 32 {
+        let Ok(chunk) = p.write_chunk_uninit(32) else {
+            return f64::NAN;
+        };
+        chunk.fill_from_iter(std::iter::repeat(std::hint::black_box(msg)));
+        let Ok(chunk) = c.read_chunk(32) else {
+            return f64::NAN;
+        };
+        let (a, b) = chunk.as_slices();
+        for m in a.iter().chain(b) {
+            sum = sum.wrapping_add(u64::from(m[N - 1]));
+        }
+        chunk.commit_all();
+    }
+    std::hint::black_box(sum);
+    start.elapsed().as_nanos() as f64 / n as f64
+}
+
+/// One size's figures in one [`line_fit`] round: ping-pong ns (coroipc-ring, rtrb),
+/// then single and batch-32 M msg/s (coroipc-ring, rtrb), then ns per message on
+/// one thread (coroipc-ring, rtrb).
+fn line_fit_size<const N: usize>(n: u64) -> [f64; 8] {
+    let pp =
+        |r: Option<crate::ipc_bench::IpcResult>| r.and_then(|r| r.median_ns).unwrap_or(f64::NAN);
+    let rate = |d: Duration| n as f64 / d.as_secs_f64() / 1e6;
+    pin_to(0);
+    [
+        pp(crate::floor::coroipc_ring_pingpong_of::<N>(2_000)),
+        pp(Some(crate::floor::ring_pingpong_of::<N>(2_000))),
+        rate(coroipc::<N>(n, 1)),
+        rate(rtrb::<N>(n, 1)),
+        rate(coroipc::<N>(n, 32)),
+        rate(rtrb::<N>(n, 32)),
+        one_thread_coroipc::<N>(n),
+        one_thread_rtrb::<N>(n),
+    ]
+}
+
+/// Profiling aid (`coroipc-bench __linefit ROUNDS`): does a message whose frame fits
+/// one cache line (56 B payload + the 8-byte header) close the gap to rtrb that a
+/// 64 B message (a 72 B frame, two lines shared with its neighbours) shows, and does
+/// a frame of exactly two lines (120 B) lose less than it? Each round measures the cache-line
+/// floor before and after (the VM's CPU placement) and both sizes through both rings.
+pub fn line_fit(rounds: usize) {
+    let n = 2_000_000;
+    for round in 0..rounds {
+        let floor = || {
+            crate::floor::cache_line(2_000)
+                .median_ns
+                .unwrap_or(f64::NAN)
+        };
+        let before = floor();
+        let f56 = line_fit_size::<56>(n);
+        let f64_ = line_fit_size::<64>(n);
+        let f120 = line_fit_size::<120>(n);
+        let after = floor();
+        println!("round {round}: cache line {before:.0} / {after:.0} ns");
+        for (size, f) in [(56, f56), (64, f64_), (120, f120)] {
+            println!(
+                "  {size} B: ping-pong coroipc {:.0} rtrb {:.0} ns ({:.2}x); single {:.1} / {:.1} M/s ({:.2}x); batch 32 {:.1} / {:.1} M/s ({:.2}x); one thread {:.1} / {:.1} ns per message",
+                f[0], f[1], f[0] / f[1], f[2], f[3], f[2] / f[3], f[4], f[5], f[4] / f[5], f[6], f[7]
+            );
+        }
+    }
+}

@@ -178,12 +178,13 @@ mod data {
         }
 
         /// Copies `len` bytes, a non-zero multiple of 16, with unaligned SSE2 moves
-        /// (baseline on x86-64), forward.
+        /// (baseline on x86-64), forward. Inlined into the ring's copy: as a call it
+        /// cost 2 of the 18 ns a 64-byte message took on one thread (`__ring1`).
         ///
         /// # Safety
         /// As [`copy_if_bulk`], and `len` is a non-zero multiple of 16.
         #[cfg(all(target_arch = "x86_64", not(miri)))]
-        #[inline(never)]
+        #[inline(always)]
         unsafe fn copy_blocks(src: *const u8, dst: *mut u8, len: usize) {
             // SAFETY: the ranges are valid (caller contract) and `len` counts down to
             // exactly zero in steps of 16; the block touches only its declared
@@ -394,9 +395,16 @@ mod data {
             let first = offset % 8;
             // SAFETY: the word containing `offset` is inside the area (caller contract).
             let word = unsafe { self.word(offset - first) };
-            let mut bytes = word.load(Ordering::Relaxed).to_ne_bytes();
-            bytes[first..first + src.len()].copy_from_slice(src);
-            word.store(u64::from_ne_bytes(bytes), Ordering::Relaxed);
+            // As in `read_partial`: merged by shifts, not a variable-length `memcpy`.
+            let (mut mask, mut value) = (0u64, 0u64);
+            for (i, b) in src.iter().enumerate() {
+                let shift = 8 * (first + i);
+                mask |= 0xff << shift;
+                value |= u64::from(*b) << shift;
+            }
+            let old = u64::from_le_bytes(word.load(Ordering::Relaxed).to_ne_bytes());
+            let new = (old & !mask) | value;
+            word.store(u64::from_ne_bytes(new.to_le_bytes()), Ordering::Relaxed);
         }
 
         /// Sets `len` bytes at `offset` to `byte`.
@@ -485,10 +493,14 @@ mod data {
             }
             let first = offset % 8;
             // SAFETY: the word containing `offset` is inside the area (caller contract).
-            let bytes = unsafe { self.word(offset - first) }
-                .load(Ordering::Relaxed)
-                .to_ne_bytes();
-            dst.copy_from_slice(&bytes[first..first + dst.len()]);
+            let word = unsafe { self.word(offset - first) }.load(Ordering::Relaxed);
+            // Byte `i` of the word in memory order is bits `8 i..` of `value`. Shifted
+            // out byte by byte, not sliced: a slice copy of a variable length below 8
+            // is a `memcpy` call, the larger part of reading one byte.
+            let value = u64::from_le_bytes(word.to_ne_bytes());
+            for (i, d) in dst.iter_mut().enumerate() {
+                *d = (value >> (8 * (first + i))) as u8;
+            }
         }
 
         /// Hints the CPU to fetch the cache line holding byte `offset` (nothing if it is

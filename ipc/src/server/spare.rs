@@ -9,8 +9,9 @@
 //!
 //! One set is kept, laid out as the last connection was granted (a client of the same
 //! program asks for the same sizes); a client granted other sizes gets a set built for
-//! it then, and the spare is rebuilt for those sizes after its reply. The spare was never sent to anyone: a closed
-//! connection's memory or doorbells are never reused (its client may still hold them).
+//! it then, and the spare is rebuilt for those sizes after its reply. The spare was
+//! never sent to anyone: a closed connection's memory or doorbells are never reused
+//! (its client may still hold them).
 //! It holds three descriptors ([`FDS_SPARE`]); building it fails quietly (logged)
 //! when descriptors or memory run out, and the next handshake builds its own.
 
