@@ -14,6 +14,7 @@ mod connect;
 mod dispatch;
 mod frame;
 mod guards;
+mod in_flight;
 mod options;
 mod pending;
 mod request;

@@ -1,18 +1,19 @@
 //! The pipelined-request table: ids sent and not answered, and responses read while
 //! looking for another id.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
 use coroipc_ring::{Consumer, Wake};
 
 use super::frame::ResponseFrame;
+use super::in_flight::{InFlight, Slot};
 use crate::error::Violation;
 use crate::protocol::ResponseHeader;
 
 /// Hashes request ids with one multiplication and a fold (Fibonacci hashing) instead of
 /// SipHash:
-/// the tables hold only ids this client issued (sequential), so there is no key an
+/// the stash holds only ids this client issued (sequential), so there is no key an
 /// attacker could choose; a hostile server's ids are only looked up.
 #[derive(Default)]
 pub(crate) struct IdHasher(u64);
@@ -37,7 +38,6 @@ impl Hasher for IdHasher {
 }
 
 type IdMap<V> = HashMap<u64, V, BuildHasherDefault<IdHasher>>;
-type IdSet = HashSet<u64, BuildHasherDefault<IdHasher>>;
 
 /// Where the response looked for is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -50,18 +50,16 @@ pub(crate) enum Found {
 
 /// Requests in flight and responses that arrived out of order.
 ///
-/// Invariant: an id is in at most one of `outstanding`, `stash` and `abandoned`; ids
-/// are issued in increasing order from `next_id`.
+/// Invariant: an id is outstanding or abandoned in `in_flight`, or in `stash`, or
+/// neither; ids are issued in increasing order from `next_id`.
 #[derive(Debug)]
 pub(crate) struct Pending {
     next_id: u64,
-    /// Request id → its command id.
-    outstanding: IdMap<u16>,
+    /// Ids sent: outstanding (with their command id) or abandoned.
+    in_flight: InFlight,
     stash: IdMap<Stashed>,
     /// Responses moved from the ring into the stash (counted as received).
     received: u64,
-    /// Sent, then given up by the caller: the response is discarded on arrival.
-    abandoned: IdSet,
 }
 
 /// A response read while looking for another.
@@ -76,10 +74,9 @@ impl Pending {
     pub(crate) fn new() -> Pending {
         Pending {
             next_id: 1,
-            outstanding: IdMap::default(),
+            in_flight: InFlight::default(),
             stash: IdMap::default(),
             received: 0,
-            abandoned: IdSet::default(),
         }
     }
 
@@ -90,7 +87,7 @@ impl Pending {
 
     /// Records that the request with [`next_id`](Self::next_id) was published.
     pub(crate) fn sent(&mut self, command: u16) {
-        self.outstanding.insert(self.next_id, command);
+        self.in_flight.send(self.next_id, command);
         self.next_id += 1;
     }
 
@@ -101,22 +98,29 @@ impl Pending {
 
     /// Requests sent and not answered (stashed responses not counted).
     pub(crate) fn outstanding(&self) -> usize {
-        self.outstanding.len()
+        self.in_flight.outstanding()
     }
 
     /// Whether a response to `id` is still to come or waits in the stash.
     pub(crate) fn knows(&self, id: u64) -> bool {
-        self.outstanding.contains_key(&id) || self.stash.contains_key(&id)
+        self.in_flight.is_outstanding(id) || self.is_stashed(id)
     }
 
     /// Whether anything is in flight or stashed.
     pub(crate) fn is_empty(&self) -> bool {
-        self.outstanding.is_empty() && self.stash.is_empty()
+        self.in_flight.outstanding() == 0 && self.stash.is_empty()
+    }
+
+    /// Whether a response to `id` waits in the stash (no hashing while it is empty,
+    /// as it is unless responses arrive out of the order they are asked for).
+    #[inline]
+    fn is_stashed(&self, id: u64) -> bool {
+        !self.stash.is_empty() && self.stash.contains_key(&id)
     }
 
     /// Keeps a response for a later call (the caller took it off the ring).
     pub(crate) fn stash(&mut self, id: u64, response: Stashed) {
-        self.outstanding.remove(&id);
+        self.in_flight.settle(id);
         self.stash.insert(id, response);
     }
 
@@ -126,26 +130,23 @@ impl Pending {
         if self.stash.remove(&id).is_some() {
             return true;
         }
-        if self.outstanding.remove(&id).is_some() {
-            self.abandoned.insert(id);
-            return true;
-        }
-        false
-    }
-
-    /// Whether a response with this id may legitimately arrive.
-    fn expects(&self, id: u64) -> bool {
-        self.outstanding.contains_key(&id) || self.abandoned.contains(&id)
+        self.in_flight.abandon(id)
     }
 
     /// Takes a stashed response.
     pub(crate) fn take_stashed(&mut self, id: u64) -> Option<Stashed> {
+        if self.stash.is_empty() {
+            return None;
+        }
         self.stash.remove(&id)
     }
 
     /// Marks `id` answered (its response is being handed out); returns its command.
     pub(crate) fn answered(&mut self, id: u64) -> u16 {
-        self.outstanding.remove(&id).unwrap_or(0)
+        match self.in_flight.settle(id) {
+            Slot::Outstanding(command) => command,
+            Slot::Abandoned | Slot::Settled => 0,
+        }
     }
 
     /// Moves every response now in `ring` into the stash; returns whether the server
@@ -153,7 +154,7 @@ impl Pending {
     pub(crate) fn stash_available(&mut self, ring: &mut Consumer) -> Result<Wake, Violation> {
         let mut wake = Wake::NotNeeded;
         while let Some(frame) = ResponseFrame::peek(ring)? {
-            if !self.expects(frame.header.id) {
+            if !self.in_flight.expects(frame.header.id) {
                 return Err(Violation::UnknownResponse(frame.header.id));
             }
             wake = wake.or(self.stash_frame(frame));
@@ -165,7 +166,8 @@ impl Pending {
     /// unread).
     fn stash_frame(&mut self, frame: ResponseFrame<'_>) -> Wake {
         let id = frame.header.id;
-        if self.abandoned.remove(&id) {
+        if self.in_flight.get(id) == Slot::Abandoned {
+            self.in_flight.settle(id);
             return frame.into_grant().release();
         }
         let status = frame.header.status;
@@ -194,7 +196,7 @@ impl Pending {
         want: Option<u64>,
     ) -> Result<(Option<Found>, Wake), Violation> {
         let stashed = match want {
-            Some(id) => self.stash.contains_key(&id).then_some(id),
+            Some(id) => self.is_stashed(id).then_some(id),
             None => self.stash.keys().next().copied(),
         };
         if let Some(id) = stashed {
@@ -203,11 +205,11 @@ impl Pending {
         let mut wake = Wake::NotNeeded;
         while let Some(frame) = ResponseFrame::peek(ring)? {
             let header = frame.header;
-            if !self.expects(header.id) {
+            let slot = self.in_flight.get(header.id);
+            if slot == Slot::Settled {
                 return Err(Violation::UnknownResponse(header.id));
             }
-            let abandoned = self.abandoned.contains(&header.id);
-            if !abandoned && want.is_none_or(|w| w == header.id) {
+            if slot != Slot::Abandoned && want.is_none_or(|w| w == header.id) {
                 // Left at the head: the caller takes it again (the frame borrows the
                 // ring, which the caller's wait goes on using).
                 return Ok((Some(Found::Ring(header)), wake));
