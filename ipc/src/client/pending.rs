@@ -135,9 +135,6 @@ impl Pending {
 
     /// Takes a stashed response.
     pub(crate) fn take_stashed(&mut self, id: u64) -> Option<Stashed> {
-        if self.stash.is_empty() {
-            return None;
-        }
         self.stash.remove(&id)
     }
 
@@ -166,16 +163,17 @@ impl Pending {
     /// unread).
     fn stash_frame(&mut self, frame: ResponseFrame<'_>) -> Wake {
         let id = frame.header.id;
-        if self.in_flight.get(id) == Slot::Abandoned {
-            self.in_flight.settle(id);
-            return frame.into_grant().release();
-        }
+        // One lookup settles the id and says what it was.
+        let command = match self.in_flight.settle(id) {
+            Slot::Abandoned => return frame.into_grant().release(),
+            Slot::Outstanding(command) => command,
+            Slot::Settled => 0,
+        };
         let status = frame.header.status;
         let data = frame.payload().to_vec();
         let wake = frame.into_grant().release();
-        let command = self.answered(id);
         self.received += 1;
-        self.stash(
+        self.stash.insert(
             id,
             Stashed {
                 command,
