@@ -9,7 +9,7 @@
 use crate::bytes::Bytes;
 use crate::error::{AttachError, Corruption, PopError};
 use crate::frame::{decode, Frame};
-use crate::index::check_tail;
+use crate::index::{check_tail, SLEEP_BIT};
 use crate::layout::{RawRegion, RingPtrs};
 use crate::sync::Ordering;
 use crate::wake::{self, SleepCheck, Wake};
@@ -169,7 +169,8 @@ impl Consumer {
     /// [`PopError::Corrupt`] once the producer corrupted the region (sticky).
     pub fn pending_bytes(&mut self) -> Result<usize, PopError> {
         self.check_poison()?;
-        self.refresh_tail()?;
+        let raw = self.load_tail();
+        self.accept_tail(raw)?;
         Ok(self.cached_tail.wrapping_sub(self.head) as usize)
     }
 
@@ -187,10 +188,15 @@ impl Consumer {
         PopError::Corrupt(c)
     }
 
-    /// Re-reads the tail (Acquire: frames before it were fully written).
-    #[inline(never)]
-    fn refresh_tail(&mut self) -> Result<(), PopError> {
-        let raw = self.ring.header().tail.0.tail.load(Ordering::Acquire);
+    /// Reads the shared tail (Acquire: frames before it were fully written).
+    #[inline(always)]
+    fn load_tail(&self) -> u64 {
+        self.ring.header().tail.0.tail.load(Ordering::Acquire)
+    }
+
+    /// Validates a tail word just read and caches it.
+    #[inline(always)]
+    fn accept_tail(&mut self, raw: u64) -> Result<(), PopError> {
         match check_tail(
             raw,
             self.cached_tail,
@@ -207,33 +213,48 @@ impl Consumer {
 
     /// Finds the next message frame, skipping padding and abandoned frames:
     /// `Some((frame_pos, len, end))`.
+    ///
+    /// The fast path (a message frame at `pos`, known or newly published) is straight
+    /// line code inlined into [`try_peek`](Consumer::try_peek) and
+    /// [`try_recv`](Consumer::try_recv); the loop over skipped frames is out of line.
+    /// Measured (2026-12-06, 64 B ring ping-pong, five alternating runs against the
+    /// build before): 514 -> 413 ns median per round trip, 1.45x -> 1.16x rtrb's in
+    /// the same runs. Found by bisecting a hand-written consumer that ran at rtrb's
+    /// speed over the same layout: the copy, the tail check, the flow check and the
+    /// prefetch each cost nothing measurable; the skip loop and `decode`'s slow call
+    /// inline in the receive path did, and so did `try_recv` left out of line (each
+    /// change alone gave nothing; both, the figure above).
     #[inline(always)]
     fn next_frame(&mut self) -> Result<Option<(u64, usize, u64)>, PopError> {
-        if let Some(c) = self.poisoned {
-            return Err(PopError::Corrupt(c));
+        self.check_poison()?;
+        if self.pos == self.cached_tail && !self.poll_tail()? {
+            return Ok(None);
         }
         let geo = self.ring.geometry;
-        loop {
-            if self.pos == self.cached_tail {
-                self.refresh_tail()?;
-                if self.pos == self.cached_tail {
-                    self.waiting = true;
-                    return Ok(None);
-                }
-                // A lone small frame that spans two lines, after waiting for it (a
-                // request or a response): fetch the second line together with the
-                // header's, so its miss overlaps the first (ping-pong 64 B: 279 -> 218
-                // ns). Not for a reader streaming behind the writer: it gains nothing
-                // and would pull lines the writer is still filling (1 KiB frames lost
-                // a third, 8 B frames an eighth).
-                if core::mem::replace(&mut self.waiting, false)
-                    && (65..=192).contains(&self.cached_tail.wrapping_sub(self.pos))
-                {
-                    self.ring.data.prefetch(geo.offset(self.pos) + 64);
-                }
+        // SAFETY: `pos` is 8-aligned and below the validated tail, so its offset
+        // is a whole word inside the data area, published to us.
+        let word = unsafe { self.ring.data.load_word(geo.offset(self.pos)) };
+        match decode(&geo, word, self.pos, self.cached_tail) {
+            Ok(Frame::Message { len, end }) => Ok(Some((self.pos, len, end))),
+            Ok(Frame::Skip { end }) => {
+                self.pos = end;
+                self.next_frame_slow()
             }
-            // SAFETY: `pos` is 8-aligned and below the validated tail, so its offset
-            // is a whole word inside the data area, published to us.
+            Err(c) => Err(self.poison(c)),
+        }
+    }
+
+    /// [`next_frame`](Consumer::next_frame) after a skipped frame: the loop over
+    /// padding and abandoned frames, out of the hot path.
+    #[cold]
+    #[inline(never)]
+    fn next_frame_slow(&mut self) -> Result<Option<(u64, usize, u64)>, PopError> {
+        let geo = self.ring.geometry;
+        loop {
+            if self.pos == self.cached_tail && !self.poll_tail()? {
+                return Ok(None);
+            }
+            // SAFETY: as in `next_frame`.
             let word = unsafe { self.ring.data.load_word(geo.offset(self.pos)) };
             match decode(&geo, word, self.pos, self.cached_tail) {
                 Ok(Frame::Message { len, end }) => return Ok(Some((self.pos, len, end))),
@@ -244,13 +265,44 @@ impl Consumer {
         }
     }
 
+    /// With everything known consumed (`pos == cached_tail`): re-reads the tail and
+    /// says whether it moved. An unchanged tail needs no validation (it equals the
+    /// validated one, sleep bit aside), so a poll that finds nothing is one load and
+    /// one compare.
+    #[inline(always)]
+    fn poll_tail(&mut self) -> Result<bool, PopError> {
+        let raw = self.load_tail();
+        if raw & !SLEEP_BIT == self.cached_tail {
+            self.waiting = true;
+            return Ok(false);
+        }
+        self.accept_tail(raw)?;
+        if self.pos == self.cached_tail {
+            self.waiting = true;
+            return Ok(false);
+        }
+        // A lone small frame that spans two lines, after waiting for it (a
+        // request or a response): fetch the second line together with the
+        // header's, so its miss overlaps the first (ping-pong 64 B: 279 -> 218
+        // ns). Not for a reader streaming behind the writer: it gains nothing
+        // and would pull lines the writer is still filling (1 KiB frames lost
+        // a third, 8 B frames an eighth).
+        if core::mem::replace(&mut self.waiting, false)
+            && (65..=192).contains(&self.cached_tail.wrapping_sub(self.pos))
+        {
+            let geo = self.ring.geometry;
+            self.ring.data.prefetch(geo.offset(self.pos) + 64);
+        }
+        Ok(true)
+    }
+
     /// Looks at the next message in place. Dropping the grant leaves the message in the
     /// ring; [`ReadGrant::release`] consumes it.
     ///
     /// # Errors
     ///
     /// [`PopError::Corrupt`] once the producer corrupted the region (sticky).
-    #[inline]
+    #[inline(always)]
     pub fn try_peek(&mut self) -> Result<Option<ReadGrant<'_>>, PopError> {
         Ok(self.next_frame()?.map(|(frame_pos, len, end)| {
             let bytes = Bytes::new(self.ring.payload(frame_pos, len));
@@ -270,7 +322,7 @@ impl Consumer {
     /// [`PopError::BufferTooSmall`] when `buf` is shorter than the next message (it
     /// stays in the ring); [`PopError::Corrupt`] once the producer corrupted the region
     /// (sticky).
-    #[inline]
+    #[inline(always)]
     pub fn try_recv(&mut self, buf: &mut [u8]) -> Result<Option<Received>, PopError> {
         let Some(grant) = self.try_peek()? else {
             return Ok(None);

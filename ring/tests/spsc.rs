@@ -191,6 +191,27 @@ fn sleep_protocol_single_thread() {
 }
 
 #[test]
+fn polls_during_an_announced_sleep_find_nothing_then_the_message() {
+    // The consumer's sleep flag rides on the tail: a poll before `cancel_sleep` sees
+    // the tail with it set and must read that as "nothing new", not as a new tail.
+    let (mut p, mut c) = channel(&Config::new(128)).unwrap();
+    let _ = p.try_send(b"first").unwrap();
+    assert_eq!(c.try_recv_vec().unwrap().unwrap().0, b"first");
+    assert!(c.prepare_sleep().unwrap().sleep);
+    for _ in 0..3 {
+        assert!(c.try_peek().unwrap().is_none());
+        assert_eq!(c.pending_bytes().unwrap(), 0);
+    }
+    assert_eq!(p.try_send(b"second").unwrap().wake, Wake::Needed);
+    assert_eq!(c.try_recv_vec().unwrap().unwrap().0, b"second");
+    c.cancel_sleep();
+    assert!(c.try_peek().unwrap().is_none());
+    let _ = p.try_send(b"third").unwrap();
+    assert_eq!(c.try_recv_vec().unwrap().unwrap().0, b"third");
+    assert!(c.corruption().is_none());
+}
+
+#[test]
 fn consumer_publishes_consumed_before_sleeping() {
     let (mut p, mut c) = channel(&Config::new(64)).unwrap();
     let _ = p.try_send(&[1; 24]).unwrap();
