@@ -217,13 +217,10 @@ impl Consumer {
     /// The fast path (a message frame at `pos`, known or newly published) is straight
     /// line code inlined into [`try_peek`](Consumer::try_peek) and
     /// [`try_recv`](Consumer::try_recv); the loop over skipped frames is out of line.
-    /// Measured (2026-12-06, 64 B ring ping-pong, five alternating runs against the
-    /// build before): 514 -> 413 ns median per round trip, 1.45x -> 1.16x rtrb's in
-    /// the same runs. Found by bisecting a hand-written consumer that ran at rtrb's
-    /// speed over the same layout: the copy, the tail check, the flow check and the
-    /// prefetch each cost nothing measurable; the skip loop and `decode`'s slow call
-    /// inline in the receive path did, and so did `try_recv` left out of line (each
-    /// change alone gave nothing; both, the figure above).
+    /// Measured (2026-12-06, ring ping-pong, six alternating runs against the build
+    /// before): 64 B 486 -> 349 ns median per round trip, 1.50x -> 1.15x rtrb's in the
+    /// same runs; 56 B and 8 B messages did not move (README). Neither half alone (the
+    /// skip loop out of line, `try_recv` inlined) gave anything.
     #[inline(always)]
     fn next_frame(&mut self) -> Result<Option<(u64, usize, u64)>, PopError> {
         self.check_poison()?;
