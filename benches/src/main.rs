@@ -41,17 +41,28 @@ fn main() {
         // Profiling aid: the spinning ping-pong floors only (cache line, rtrb ring,
         // coroipc-ring at 64, 56 and 8 B), median ns per round trip.
         let rows = [
-            Some(coroipc_bench::floor::cache_line(5_000)),
-            Some(coroipc_bench::floor::ring_pingpong(5_000)),
-            coroipc_bench::floor::coroipc_ring_pingpong(5_000),
+            ("", Some(coroipc_bench::floor::cache_line(5_000))),
+            ("64 B", Some(coroipc_bench::floor::ring_pingpong(5_000))),
+            ("64 B", coroipc_bench::floor::coroipc_ring_pingpong(5_000)),
             // 56 B: one-line frames (8-byte header + 56); 8 B: the smallest message.
-            Some(coroipc_bench::floor::ring_pingpong_of::<56>(5_000)),
-            coroipc_bench::floor::coroipc_ring_pingpong_of::<56>(5_000),
-            Some(coroipc_bench::floor::ring_pingpong_of::<8>(5_000)),
-            coroipc_bench::floor::coroipc_ring_pingpong_of::<8>(5_000),
+            (
+                "56 B",
+                Some(coroipc_bench::floor::ring_pingpong_of::<56>(5_000)),
+            ),
+            (
+                "56 B",
+                coroipc_bench::floor::coroipc_ring_pingpong_of::<56>(5_000),
+            ),
+            (
+                "8 B",
+                Some(coroipc_bench::floor::ring_pingpong_of::<8>(5_000)),
+            ),
+            (
+                "8 B",
+                coroipc_bench::floor::coroipc_ring_pingpong_of::<8>(5_000),
+            ),
         ];
-        let sizes = ["", "64 B", "64 B", "56 B", "56 B", "8 B", "8 B"];
-        for (r, size) in rows.into_iter().zip(sizes) {
+        for (size, r) in rows {
             if let Some(r) = r {
                 let ns = r.median_ns.unwrap_or(f64::NAN);
                 println!("{} {} {size}: {ns:.0} ns", r.imp, r.mode);
