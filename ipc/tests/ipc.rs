@@ -489,6 +489,20 @@ fn wait_for_disconnects(c: &mut Client, at_least: u64) -> u64 {
     }
 }
 
+/// The fd count once two reads 50 ms apart agree (at most 2 s).
+fn settled_fd_count(pid: u32) -> usize {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let mut last = fd_count(pid);
+    loop {
+        std::thread::sleep(Duration::from_millis(50));
+        let now = fd_count(pid);
+        if now == last || Instant::now() > deadline {
+            return now;
+        }
+        last = now;
+    }
+}
+
 fn fd_count(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd"))
         .unwrap()
@@ -519,9 +533,11 @@ fn killed_clients_are_cleaned_up_once() {
     let mut observer = connect(&server, 1);
     let pid = server.child.id();
     // After a round trip: the server has finished the observer's handshake (and
-    // closed the memfd it sent).
+    // closed the memfd it sent). It builds the next client's spare (three fds) just
+    // after serving the requests already waiting, so the round trip can come back
+    // before the spare exists: the baseline is the count once it holds still.
     let mut disconnects = wait_for_disconnects(&mut observer, 0);
-    let baseline_fds = fd_count(pid);
+    let baseline_fds = settled_fd_count(pid);
     for state in [
         "mid_handshake",
         "idle",
