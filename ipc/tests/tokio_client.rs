@@ -7,6 +7,7 @@
 mod support;
 
 use std::cell::Cell;
+use std::future::Future;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -298,6 +299,48 @@ fn a_task_keeping_an_unpolled_stream_does_not_stall_the_others() {
             .unwrap();
         assert_eq!(response.data, b"yx");
         drop(stream);
+    }));
+}
+
+#[test]
+fn an_unread_dispatch_message_does_not_keep_the_other_tasks_spinning() {
+    let server = ServerProcess::start("tokio-unread", &[]);
+    let local = tokio::task::LocalSet::new();
+    runtime().block_on(local.run_until(async {
+        let client = AsyncClient::connect(&server.socket(), 1, &ConnectOptions::default())
+            .await
+            .unwrap();
+        // A stream polled once, then kept and not polled.
+        let mut stream = client.dispatch_stream();
+        let first = tokio::time::timeout(
+            Duration::from_millis(1),
+            futures_core_shim::next(&mut stream),
+        )
+        .await;
+        assert!(first.is_err(), "no dispatch message yet");
+        let never = client.send(cmd::HANG, b"").await.unwrap();
+        let ask = [1u32.to_le_bytes(), 16u32.to_le_bytes()].concat();
+        let r = client.request(cmd::DISPATCH, &ask).await.unwrap();
+        assert_eq!(r.data, 1u32.to_le_bytes(), "one message waits unread");
+        // A task waiting for a response that never comes is woken for the message a
+        // few times at most, not at every look (a busy loop on the runtime).
+        let polls = Cell::new(0u32);
+        let mut waiting = Box::pin(client.response(never));
+        let counted = std::future::poll_fn(|cx| {
+            polls.set(polls.get() + 1);
+            waiting.as_mut().poll(cx)
+        });
+        let waited = tokio::time::timeout(Duration::from_millis(200), counted).await;
+        assert!(waited.is_err(), "never answered");
+        assert!(polls.get() < 10, "polled {} times in 200 ms", polls.get());
+        drop(waiting);
+        // The stream still gets the message.
+        let m = tokio::time::timeout(Duration::from_secs(5), futures_core_shim::next(&mut stream))
+            .await
+            .expect("the message was kept")
+            .unwrap()
+            .unwrap();
+        assert_eq!(m.len(), 16);
     }));
 }
 

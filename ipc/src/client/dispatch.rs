@@ -1,7 +1,5 @@
-//! The dispatch path of a client: receive server-initiated messages (zero copy), and
-//! the pollable fd that tells an event loop when one waits.
+//! The dispatch path of a client: receive server-initiated messages (zero copy).
 
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::time::Duration;
 
 use super::guards::DispatchMsg;
@@ -12,7 +10,7 @@ use crate::error::{ClientError, RingKind, Violation};
 impl Client {
     /// Receives the next dispatch message in place. `timeout` `Some(ZERO)` polls;
     /// `None` waits as long as the server lives. When it returns `Ok(None)` with a zero
-    /// timeout, [`as_fd`](AsFd::as_fd) becomes readable when a message arrives (or the
+    /// timeout, [`as_fd`](std::os::fd::AsFd::as_fd) becomes readable when a message arrives (or the
     /// server dies).
     ///
     /// # Errors
@@ -38,7 +36,7 @@ impl Client {
             }
         };
         self.stats.dispatch_received += 1;
-        self.dispatch_reported = false;
+        self.reports.dispatch_taken();
         Ok(Some(DispatchMsg::new(grant, self.waiter.server_bell())))
     }
 
@@ -75,7 +73,7 @@ impl Client {
             seen += 1;
         };
         self.stats.dispatch_received += seen as u64;
-        self.dispatch_reported = false;
+        self.reports.dispatch_taken();
         let wake = self.dispatch.release();
         if let Err(e) = self.waiter.ring_server(wake) {
             // `f` has seen the messages: report them, as a dropped guard would.
@@ -112,87 +110,5 @@ impl Client {
                 Err(e) => return Err(e),
             }
         }
-    }
-
-    /// Arms the pollable fd: drains the doorbell, then announces sleep on the
-    /// dispatch ring and the response ring, so the server rings when either gets
-    /// something. If a ring already holds something, the
-    /// client rings its own doorbell: the fd is readable for what is there (no lost
-    /// edge, whatever the caller polls next). Returns which rings hold something.
-    pub(crate) fn arm_poll_fd(&mut self) -> Result<Armed, ClientError> {
-        self.waiter.drain()?;
-        let dispatch = match self.dispatch.prepare_sleep() {
-            Ok(check) => check,
-            Err(e) => return Err(self.fail(Violation::popping(RingKind::Dispatch, e))),
-        };
-        self.waiter.ring_server(dispatch.wake_peer)?;
-        // Armed even with nothing in flight: a request sent before the next poll is
-        // answered into an armed ring.
-        let responses = match self.responses.prepare_sleep() {
-            Ok(check) => check,
-            Err(e) => return Err(self.fail(Violation::popping(RingKind::Response, e))),
-        };
-        self.waiter.ring_server(responses.wake_peer)?;
-        let responses_ready = !responses.sleep;
-        if self.waiter.server_gone()? {
-            return Err(self.gone());
-        }
-        let armed = Armed {
-            dispatch: !dispatch.sleep,
-            responses: responses_ready,
-        };
-        self.armed = true;
-        // A message already reported (and left unread) is not reported again.
-        let report_dispatch = armed.dispatch && !self.dispatch_reported;
-        self.dispatch_reported |= armed.dispatch;
-        if report_dispatch || armed.responses || self.space_now()? {
-            self.waiter.ring_self()?;
-        }
-        Ok(armed)
-    }
-
-    /// Whether a non-blocking send that found no room would find it now (the ring
-    /// announcing it may have been drained by this arming): re-announces interest in
-    /// space, true if there is room already.
-    fn space_now(&mut self) -> Result<bool, ClientError> {
-        let Some(len) = self.want_space else {
-            return Ok(false);
-        };
-        match self.requests.prepare_sleep_for_space(len) {
-            Ok(check) => {
-                self.waiter.ring_server(check.wake_peer)?;
-                if !check.sleep {
-                    // Reported once: the caller's next send decides again.
-                    self.requests.cancel_sleep();
-                    self.want_space = None;
-                }
-                Ok(!check.sleep)
-            }
-            Err(e) => Err(self.fail(Violation::pushing(RingKind::Request, e))),
-        }
-    }
-}
-
-/// What arming the pollable fd found already there.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Armed {
-    pub(crate) dispatch: bool,
-    pub(crate) responses: bool,
-}
-
-impl AsFd for Client {
-    /// The notification fd: created at connect, the same for the client's life (an
-    /// event loop registers it once). Readable when a response or a dispatch message
-    /// waits, when request space freed after a non-blocking send found none, or when
-    /// the server is gone; it may also be readable with nothing to do (call the
-    /// non-blocking calls until they return nothing: that re-arms it). See SPEC §2.9.
-    fn as_fd(&self) -> BorrowedFd<'_> {
-        self.waiter.poll_fd()
-    }
-}
-
-impl AsRawFd for Client {
-    fn as_raw_fd(&self) -> RawFd {
-        self.as_fd().as_raw_fd()
     }
 }

@@ -17,6 +17,7 @@ mod guards;
 mod in_flight;
 mod options;
 mod pending;
+mod readiness;
 mod request;
 mod request_grant;
 mod waiter;
@@ -33,6 +34,8 @@ pub use connect::{Connecting, Finish};
 pub use guards::{DispatchMsg, ResponseRef};
 pub use options::{ConnectOptions, Reply, Response};
 use pending::Pending;
+pub(crate) use readiness::Reporting;
+use readiness::Reports;
 pub use request_grant::RequestGrant;
 use waiter::{Waiter, Woke};
 
@@ -119,10 +122,9 @@ pub struct Client {
     /// re-checks room for it (the doorbell ring that announced it may have been drained
     /// by another call's arming). Cleared when a request is published.
     want_space: Option<usize>,
-    /// True once arming has rung the client's own doorbell for a dispatch message
-    /// already waiting: not again until one is taken (a caller that leaves dispatch
-    /// unread must not be woken over and over for it).
-    dispatch_reported: bool,
+    /// What the notification fd reports beyond the response ring (owned by arming,
+    /// [`readiness`](self::readiness)).
+    reports: Reports,
     /// The adaptive wait's memory of recent waits ([`WaitMode::Adaptive`]).
     adapt: Adaptive,
 }
@@ -210,7 +212,7 @@ impl Client {
             stats: ClientStats::default(),
             armed: false,
             want_space: None,
-            dispatch_reported: false,
+            reports: Reports::default(),
             adapt: Adaptive::new(),
         };
         client.arm_poll_fd()?;
@@ -265,13 +267,6 @@ impl Client {
             responses: self.stats.responses + self.pending.received(),
             ..self.stats
         }
-    }
-
-    /// How many responses were ever moved into the stash (grows when a look for one
-    /// response set others aside).
-    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
-    pub(crate) fn stash_mark(&self) -> u64 {
-        self.pending.received()
     }
 
     /// Whether a response or a dispatch message is in its ring now (no system call,

@@ -111,6 +111,11 @@ impl Pending {
         self.in_flight.outstanding() == 0 && self.stash.is_empty()
     }
 
+    /// Whether any response waits in the stash.
+    pub(crate) fn has_stashed(&self) -> bool {
+        !self.stash.is_empty()
+    }
+
     /// Whether a response to `id` waits in the stash (no hashing while it is empty,
     /// as it is unless responses arrive out of the order they are asked for).
     #[inline]

@@ -350,19 +350,14 @@ impl Client {
         &mut self,
         mut look: impl FnMut(&mut Self) -> Result<T, ClientError>,
     ) -> Result<Option<T>, ClientError> {
-        let received = self.pending.received();
         match look(self) {
             Ok(found) => return Ok(Some(found)),
             Err(ClientError::Timeout) => {}
             Err(e) => return Err(e),
         }
-        let armed = self.arm_poll_fd()?;
-        if !armed.responses {
-            // Responses to other requests moved into the stash while looking are
-            // ready, but not on the ring the fd watches: say so through the fd.
-            if self.pending.received() != received {
-                self.waiter.ring_self()?;
-            }
+        // Responses to other requests the look moved into the stash are reported by
+        // arming (see `readiness`).
+        if !self.arm_poll_fd()?.responses {
             return Ok(None);
         }
         match look(self) {

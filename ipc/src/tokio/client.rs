@@ -15,7 +15,7 @@ use ::tokio::io::unix::AsyncFd;
 
 use super::reactor::{finish_connect, register, Borrowed};
 use super::wakers::FanOut;
-use crate::client::{Client, ConnectOptions, Response};
+use crate::client::{Client, ConnectOptions, Reporting, Response};
 use crate::error::{ClientError, ConnectError, ConnectStep};
 use crate::os::SocketName;
 
@@ -77,9 +77,9 @@ impl Waiting<'_> {
         let mut client = shared.lock();
         let mut spun = false;
         loop {
-            let mark = client.stash_mark();
+            let mark = client.notice_mark();
             let result = op(&mut client);
-            if client.stash_mark() != mark {
+            if client.notice_mark() != mark {
                 shared.waiters.wake_others(self.slot);
             }
             let done = match result {
@@ -187,7 +187,10 @@ impl AsyncClient {
     /// # Errors
     ///
     /// The OS error of registering the fd; outside a runtime, an error too.
-    pub fn new(client: Client) -> std::io::Result<AsyncClient> {
+    pub fn new(mut client: Client) -> std::io::Result<AsyncClient> {
+        // The waiters are woken directly for what one task's look finds for another
+        // (`Waiting::poll`), so an unread message is reported once, not at every look.
+        client.set_reporting(Reporting::Marked);
         // SAFETY: the client owns its notification fd, never replaces it, and is dropped
         // after `fd` (field order in `Shared`).
         let fd = unsafe { register(client.as_raw_fd()) }?;

@@ -10,8 +10,10 @@
 //!    fan-out waker.
 //! 2. A task that sees the fd ready clears the readiness, wakes every other waiter
 //!    (the event may be theirs) and looks again.
-//! 3. A task whose look moved responses into the client's stash wakes every other
-//!    waiter (the stash is not on the fd).
+//! 3. A task whose look made a report another task may need — moved responses into
+//!    the client's stash, or found a dispatch message (`Client::notice_mark` moved) —
+//!    wakes every other waiter: those reports are not kept on the fd (the client uses
+//!    `Reporting::Marked`), so a later look's arming cannot drain them unseen.
 //! 4. A task that leaves (done or dropped) just takes its waker out.
 //!
 //! Lock order: the client's lock, then this one; tokio's reactor takes only this one

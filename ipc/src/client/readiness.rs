@@ -1,0 +1,179 @@
+//! The client's notification fd: what it reports, and *arming* it — the one place
+//! that decides when the fd reads ready.
+//!
+//! The fd is a level-triggered epoll over the client's doorbell (an eventfd) and the
+//! socket ([`Waiter`](super::waiter::Waiter)). The server rings the doorbell when it
+//! puts something into a ring the client announced sleep on; the non-blocking calls,
+//! when they find nothing, *arm* the fd: drain the doorbell, announce sleep on the
+//! response and the dispatch ring, and ring the client's own doorbell if something
+//! already waits.
+//!
+//! The threat this answers is the lost event. Draining is how the fd stops reading
+//! ready once everything is handled, but every arming drains — also a ring the
+//! caller's poll has not seen yet (a loop makes several non-blocking calls per round,
+//! and a server ring or an earlier call's report may land between two of them). So
+//! arming never trusts the doorbell to remember anything: it re-derives readiness from
+//! the state itself, every time. With [`Reporting::Level`] (every [`Client`]'s) that
+//! state is "a response waits, in its ring or set aside in the stash; a dispatch
+//! message waits unread; room freed for a send that found none". A loop that polls
+//! the fd and calls the non-blocking calls until they return nothing therefore never
+//! loses an event, whatever the order of its calls (the two tests
+//! `a_stashed_response_stays_an_event_through_later_looks` and
+//! `a_dispatch_message_is_not_lost_to_the_looks_after_it` in
+//! `tests/event_loops.rs` are the two orders that lost one before).
+//!
+//! The price of level readiness is that a caller leaving a message unread is told
+//! about it at every arming, as a socket with unread data is. The async client has
+//! tasks that may legitimately leave one unread (a stream kept and not polled), and
+//! it wakes its waiters itself: it uses [`Reporting::Marked`], where the stash is not
+//! reported through the fd and a waiting dispatch message is reported once, each such
+//! report counted in [`Client::notice_mark`] so that the waiters are woken directly —
+//! a report that a later arming drains is then not lost either.
+
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+
+use super::Client;
+use crate::error::{ClientError, RingKind, Violation};
+
+/// How the notification fd reports what waits besides the response ring and freed
+/// request room (both always level).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) enum Reporting {
+    /// After every arming the fd reads ready while a stashed response or an unread
+    /// dispatch message waits.
+    #[default]
+    Level,
+    /// Stashed responses are not reported through the fd, and a waiting dispatch
+    /// message is reported once until one is taken; both kinds of report move
+    /// [`Client::notice_mark`], for a caller that wakes its own waiters.
+    Marked,
+}
+
+/// The reporting state of one client: its single owner is arming.
+#[derive(Debug, Default)]
+pub(crate) struct Reports {
+    pub(crate) mode: Reporting,
+    /// [`Reporting::Marked`] only: true once arming reported the dispatch message now
+    /// waiting; cleared when one is taken.
+    dispatch_reported: bool,
+    /// [`Reporting::Marked`] only: how many dispatch reports arming has made.
+    dispatch_reports: u64,
+}
+
+impl Reports {
+    /// A dispatch message was taken: the next one is reported again.
+    pub(crate) fn dispatch_taken(&mut self) {
+        self.dispatch_reported = false;
+    }
+
+    /// Whether arming reports a dispatch message that waits.
+    fn report_dispatch(&mut self) -> bool {
+        match self.mode {
+            Reporting::Level => true,
+            Reporting::Marked if self.dispatch_reported => false,
+            Reporting::Marked => {
+                self.dispatch_reported = true;
+                self.dispatch_reports += 1;
+                true
+            }
+        }
+    }
+}
+
+/// What arming the pollable fd found already there.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Armed {
+    pub(crate) dispatch: bool,
+    pub(crate) responses: bool,
+}
+
+impl Client {
+    /// Arms the pollable fd: drains the doorbell, then announces sleep on the
+    /// dispatch ring and the response ring, so the server rings when either gets
+    /// something. If something already waits (see [`Reporting`]), the client rings
+    /// its own doorbell: the fd is readable for what is there (no lost edge, whatever
+    /// the caller polls next). Returns which rings hold something.
+    pub(crate) fn arm_poll_fd(&mut self) -> Result<Armed, ClientError> {
+        self.waiter.drain()?;
+        let dispatch = match self.dispatch.prepare_sleep() {
+            Ok(check) => check,
+            Err(e) => return Err(self.fail(Violation::popping(RingKind::Dispatch, e))),
+        };
+        self.waiter.ring_server(dispatch.wake_peer)?;
+        // Armed even with nothing in flight: a request sent before the next poll is
+        // answered into an armed ring.
+        let responses = match self.responses.prepare_sleep() {
+            Ok(check) => check,
+            Err(e) => return Err(self.fail(Violation::popping(RingKind::Response, e))),
+        };
+        self.waiter.ring_server(responses.wake_peer)?;
+        if self.waiter.server_gone()? {
+            return Err(self.gone());
+        }
+        let armed = Armed {
+            dispatch: !dispatch.sleep,
+            responses: !responses.sleep,
+        };
+        self.armed = true;
+        let stashed = self.reports.mode == Reporting::Level && self.pending.has_stashed();
+        let report_dispatch = armed.dispatch && self.reports.report_dispatch();
+        if armed.responses || stashed || report_dispatch || self.space_now()? {
+            self.waiter.ring_self()?;
+        }
+        Ok(armed)
+    }
+
+    /// Counts the reports a caller using [`Reporting::Marked`] must pass on to its
+    /// waiters itself: responses moved into the stash, dispatch messages reported
+    /// once. It moves when a call made one.
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    pub(crate) fn notice_mark(&self) -> u64 {
+        self.pending
+            .received()
+            .wrapping_add(self.reports.dispatch_reports)
+    }
+
+    /// Chooses how the fd reports stashed responses and dispatch messages.
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    pub(crate) fn set_reporting(&mut self, mode: Reporting) {
+        self.reports.mode = mode;
+    }
+
+    /// Whether a non-blocking send that found no room would find it now (the ring
+    /// announcing it may have been drained by this arming): re-announces interest in
+    /// space, true if there is room already.
+    fn space_now(&mut self) -> Result<bool, ClientError> {
+        let Some(len) = self.want_space else {
+            return Ok(false);
+        };
+        match self.requests.prepare_sleep_for_space(len) {
+            Ok(check) => {
+                self.waiter.ring_server(check.wake_peer)?;
+                if !check.sleep {
+                    // Reported once: the caller's next send decides again.
+                    self.requests.cancel_sleep();
+                    self.want_space = None;
+                }
+                Ok(!check.sleep)
+            }
+            Err(e) => Err(self.fail(Violation::pushing(RingKind::Request, e))),
+        }
+    }
+}
+
+impl AsFd for Client {
+    /// The notification fd: created at connect, the same for the client's life (an
+    /// event loop registers it once). Readable when a response or a dispatch message
+    /// waits, when request space freed after a non-blocking send found none, or when
+    /// the server is gone; it may also be readable with nothing to do (call the
+    /// non-blocking calls until they return nothing: that re-arms it). See SPEC §2.9.
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.waiter.poll_fd()
+    }
+}
+
+impl AsRawFd for Client {
+    fn as_raw_fd(&self) -> RawFd {
+        self.as_fd().as_raw_fd()
+    }
+}
