@@ -4,7 +4,9 @@
 //! mio registers edge-triggered. Both fds are made for that: the client's
 //! notification fd is armed from connect and re-armed by every non-blocking call that
 //! finds nothing (call them until they do: `try_response`, `try_receive_response`,
-//! `try_send_request`, `dispatch_recv(Some(ZERO))`); the server's epoll is
+//! `try_send_request`, `dispatch_recv(Some(ZERO))`). Arming reports whatever still
+//! waits, so a loop that leaves a response or a dispatch message unread gets an event
+//! for it every round, as it would for unread data on a socket. The server's epoll is
 //! level-triggered inside, so call [`Server::run_once`] with a zero timeout until it
 //! handles nothing, and again by [`Server::next_deadline`].
 

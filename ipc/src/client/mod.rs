@@ -120,7 +120,8 @@ pub struct Client {
     armed: bool,
     /// The frame length of the request a non-blocking send found no room for: arming
     /// re-checks room for it (the doorbell ring that announced it may have been drained
-    /// by another call's arming). Cleared when a request is published.
+    /// by another call's arming). Cleared when a request is published, or when
+    /// arming reports the room in [`Reporting::Marked`].
     want_space: Option<usize>,
     /// What the notification fd reports beyond the response ring (owned by arming,
     /// [`readiness`](self::readiness)).

@@ -15,36 +15,39 @@
 //! arming never trusts the doorbell to remember anything: it re-derives readiness from
 //! the state itself, every time. With [`Reporting::Level`] (every [`Client`]'s) that
 //! state is "a response waits, in its ring or set aside in the stash; a dispatch
-//! message waits unread; room freed for a send that found none". A loop that polls
-//! the fd and calls the non-blocking calls until they return nothing therefore never
-//! loses an event, whatever the order of its calls (the two tests
-//! `a_stashed_response_stays_an_event_through_later_looks` and
-//! `a_dispatch_message_is_not_lost_to_the_looks_after_it` in
-//! `tests/event_loops.rs` are the two orders that lost one before).
+//! message waits unread; there is room for the request a non-blocking send found no
+//! room for, until the next send". A loop that polls the fd and calls the
+//! non-blocking calls until they return nothing therefore never loses an event,
+//! whatever the order of its calls (the tests
+//! `a_stashed_response_stays_an_event_through_later_looks`,
+//! `a_dispatch_message_is_not_lost_to_the_looks_after_it` and
+//! `room_freed_is_reported_even_after_other_calls_drained_the_doorbell` in
+//! `tests/event_loops.rs` are three orders that lost one before).
 //!
 //! The price of level readiness is that a caller leaving a message unread is told
 //! about it at every arming, as a socket with unread data is. The async client has
 //! tasks that may legitimately leave one unread (a stream kept and not polled), and
-//! it wakes its waiters itself: it uses [`Reporting::Marked`], where the stash is not
-//! reported through the fd and a waiting dispatch message is reported once, each such
-//! report counted in [`Client::notice_mark`] so that the waiters are woken directly —
-//! a report that a later arming drains is then not lost either.
+//! it wakes its waiters itself: it uses [`Reporting::Marked`], where arming does not
+//! report the stash, and reports a waiting dispatch message and freed room once, each
+//! such report counted in [`Client::notice_mark`] so that the waiters are woken
+//! directly — a report that a later arming drains is then not lost either.
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 
 use super::Client;
 use crate::error::{ClientError, RingKind, Violation};
 
-/// How the notification fd reports what waits besides the response ring and freed
-/// request room (both always level).
+/// How the notification fd reports what waits besides the response ring (always
+/// level).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) enum Reporting {
     /// After every arming the fd reads ready while a stashed response or an unread
-    /// dispatch message waits.
+    /// dispatch message waits, or room waits for a send that found none (until the
+    /// next send).
     #[default]
     Level,
-    /// Stashed responses are not reported through the fd, and a waiting dispatch
-    /// message is reported once until one is taken; both kinds of report move
+    /// Arming does not report stashed responses; it reports a waiting dispatch
+    /// message once until one is taken, and freed room once; each report moves
     /// [`Client::notice_mark`], for a caller that wakes its own waiters.
     Marked,
 }
@@ -56,8 +59,9 @@ pub(crate) struct Reports {
     /// [`Reporting::Marked`] only: true once arming reported the dispatch message now
     /// waiting; cleared when one is taken.
     dispatch_reported: bool,
-    /// [`Reporting::Marked`] only: how many dispatch reports arming has made.
-    dispatch_reports: u64,
+    /// [`Reporting::Marked`] only: how many dispatch and room reports arming has
+    /// made.
+    marked_reports: u64,
 }
 
 impl Reports {
@@ -73,7 +77,19 @@ impl Reports {
             Reporting::Marked if self.dispatch_reported => false,
             Reporting::Marked => {
                 self.dispatch_reported = true;
-                self.dispatch_reports += 1;
+                self.marked_reports += 1;
+                true
+            }
+        }
+    }
+
+    /// Arming found room for the send that found none; returns whether that report
+    /// is made once (the send's interest forgotten) rather than at every arming.
+    fn room_reported(&mut self) -> bool {
+        match self.mode {
+            Reporting::Level => false,
+            Reporting::Marked => {
+                self.marked_reports += 1;
                 true
             }
         }
@@ -124,13 +140,13 @@ impl Client {
     }
 
     /// Counts the reports a caller using [`Reporting::Marked`] must pass on to its
-    /// waiters itself: responses moved into the stash, dispatch messages reported
-    /// once. It moves when a call made one.
+    /// waiters itself: responses moved into the stash, dispatch messages and freed
+    /// room reported once. It moves when a call made one.
     #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
     pub(crate) fn notice_mark(&self) -> u64 {
         self.pending
             .received()
-            .wrapping_add(self.reports.dispatch_reports)
+            .wrapping_add(self.reports.marked_reports)
     }
 
     /// Chooses how the fd reports stashed responses and dispatch messages.
@@ -141,7 +157,8 @@ impl Client {
 
     /// Whether a non-blocking send that found no room would find it now (the ring
     /// announcing it may have been drained by this arming): re-announces interest in
-    /// space, true if there is room already.
+    /// space, true if there is room already. The interest lasts until the next send
+    /// ([`Reporting::Level`]) or this report ([`Reporting::Marked`]).
     fn space_now(&mut self) -> Result<bool, ClientError> {
         let Some(len) = self.want_space else {
             return Ok(false);
@@ -150,9 +167,10 @@ impl Client {
             Ok(check) => {
                 self.waiter.ring_server(check.wake_peer)?;
                 if !check.sleep {
-                    // Reported once: the caller's next send decides again.
                     self.requests.cancel_sleep();
-                    self.want_space = None;
+                    if self.reports.room_reported() {
+                        self.want_space = None;
+                    }
                 }
                 Ok(!check.sleep)
             }
