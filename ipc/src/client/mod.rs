@@ -34,6 +34,7 @@ pub use connect::{Connecting, Finish};
 pub use guards::{DispatchMsg, ResponseRef};
 pub use options::{ConnectOptions, Reply, Response};
 use pending::Pending;
+#[cfg(feature = "tokio")]
 pub(crate) use readiness::Reporting;
 use readiness::Reports;
 pub use request_grant::RequestGrant;

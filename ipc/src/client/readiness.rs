@@ -49,6 +49,7 @@ pub(crate) enum Reporting {
     /// Arming does not report stashed responses; it reports a waiting dispatch
     /// message once until one is taken, and freed room once; each report moves
     /// [`Client::notice_mark`], for a caller that wakes its own waiters.
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
     Marked,
 }
 
