@@ -7,7 +7,7 @@ use std::cell::RefCell;
 use std::io::Write;
 use std::os::fd::AsFd;
 
-use coroipc::raw::{self, Doorbell, SharedMemory};
+use coroipc::raw::{self, PeerBell, SharedMemory};
 use coroipc::protocol::{ConnectReply, ConnectRequest, RegionLayout, CONNECT_FDS, CONNECT_REPLY_LEN};
 use libfuzzer_sys::fuzz_target;
 
@@ -36,7 +36,8 @@ fuzz_target!(|data: &[u8]| {
         let layout = RegionLayout::new([reply.request_ring, reply.response_ring, reply.dispatch_ring]).expect("layout");
         let mut fds = fds.into_iter();
         let shm = SharedMemory::from_fd_verified(fds.next().expect("memfd"), layout.len).expect("sealed memfd");
-        let bell = Doorbell::from_fd(fds.next().expect("bell")).expect("eventfd");
+        let server_end = fds.next().expect("server end");
+        let bell = PeerBell::adopt(fds.next().expect("client end"), server_end).expect("socketpair");
         // Input: chunks of (target u8, offset u16, bytes up to 8); between chunks the
         // server is woken.
         for chunk in data.chunks(11) {
@@ -53,7 +54,7 @@ fuzz_target!(|data: &[u8]| {
                 // SAFETY: inside our mapping of the region; the server only reads it.
                 unsafe { shm.as_ptr().add(off + i).write_volatile(*b) };
             }
-            let _ = bell.ring();
+            let _ = bell.ring_peer();
             harness::pump(server, watched);
         }
         drop(stream);

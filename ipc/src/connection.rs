@@ -50,11 +50,10 @@ pub(crate) struct ConnShared {
     pub(crate) cred: PeerCred,
     pub(crate) response: Outbox,
     pub(crate) dispatch: Outbox,
-    /// Wakes the server thread for this connection (the outboxes hold it too).
-    pub(crate) server_bell: Arc<Doorbell>,
-    /// Wakes the client: a response, request space or a dispatch message (the two
-    /// outboxes hold it too).
-    pub(crate) client_bell: Arc<Doorbell>,
+    /// The connection's doorbells (the outboxes hold them too): `ring_self` wakes the
+    /// server thread for this connection, `ring_peer` the client (a response, request
+    /// space or a dispatch message).
+    pub(crate) bell: Bells,
     /// Set by a handle or the overflow policy; the server thread disconnects.
     pub(crate) closing: AtomicBool,
     /// Set when the connection is gone; every send fails from then on.
@@ -64,7 +63,7 @@ pub(crate) struct ConnShared {
     pub(crate) fault: OnceLock<Violation>,
     pub(crate) overflow: OverflowPolicy,
     /// The server's own wake-up for `close_soon` (a descriptor the client cannot
-    /// write, unlike `server_bell`).
+    /// write, unlike `bell`).
     pub(crate) work: Arc<WorkQueue>,
     pub(crate) counters: ConnCounters,
 }
@@ -110,8 +109,7 @@ impl ConnShared {
             cred,
             response,
             dispatch,
-            server_bell: bells.server,
-            client_bell: bells.client,
+            bell: bells,
             closing: AtomicBool::new(false),
             closed: AtomicBool::new(false),
             slow: AtomicBool::new(false),
@@ -252,7 +250,7 @@ impl ConnShared {
 }
 
 /// Connections the server thread must look at, and the server-owned doorbell that
-/// says so. Threat answered: `server_bell` is shared with the client, which can
+/// says so. Threat answered: `bell` is shared with the client, which can
 /// saturate its counter (every later `ring` then fails with `EAGAIN` and no event
 /// fires); a disconnect request must not depend on a descriptor the client controls.
 #[derive(Debug)]

@@ -51,6 +51,9 @@ pub enum Violation {
     /// The client wrote on the socket after the handshake.
     #[error("data on the socket after the handshake")]
     SocketData,
+    /// The peer shut the connection's doorbells down (or they failed).
+    #[error("the doorbells were shut down")]
+    Doorbell,
 }
 
 impl Violation {

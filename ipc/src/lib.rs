@@ -1,7 +1,8 @@
 //! `coroipc`: shared-memory IPC in the manner of corosync's coroipc, for Linux.
 //!
 //! A server registers services under `u16` ids; clients connect to one service, get
-//! three rings in a sealed memfd (requests, responses, dispatch) plus eventfd doorbells,
+//! three rings in a sealed memfd (requests, responses, dispatch) plus doorbells (a
+//! socketpair),
 //! and talk through them without a system call per message while both sides are busy.
 //!
 //! * Server: [`ServerBuilder`], [`Service`], [`Server::run`] or [`PollHooks`] +
@@ -121,7 +122,7 @@ pub use os::{PeerCred, SocketName};
 pub mod raw {
     pub use crate::os::{
         connect, listen, raise_nofile, recv_with_fds, try_connect, unconnected, wait_readable,
-        Doorbell, FdReadiness, Readiness, SharedMemory,
+        FdReadiness, PeerBell, Readiness, SharedMemory,
     };
 }
 pub use respond::{DeferredResponse, Request, RequestPayload, Responder, ResponseGrant};

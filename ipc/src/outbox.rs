@@ -27,7 +27,7 @@ use coroipc_ring::{BytesMut, Corruption, MpscGrant, MpscProducer, Published, Pus
 
 use crate::error::push_corruption;
 use crate::flow::FlowReport;
-use crate::os::Doorbell;
+use crate::os::PeerBell;
 use crate::stats::Sent;
 
 /// Messages waiting behind a full ring. Invariant: `bytes` is the sum of the lengths.
@@ -66,14 +66,10 @@ pub(crate) struct BatchOutcome {
     pub(crate) error: Option<OutboxError>,
 }
 
-/// The two doorbells of a connection, which both its outboxes ring.
-#[derive(Debug, Clone)]
-pub(crate) struct Bells {
-    /// Wakes the client: a message was published.
-    pub(crate) client: Arc<Doorbell>,
-    /// Wakes the server thread: a message was queued, or flow control changed.
-    pub(crate) server: Arc<Doorbell>,
-}
+/// The doorbells of a connection, which both its outboxes ring: the peer (the client:
+/// a message was published) and this side (the server thread: a message was queued,
+/// or flow control changed).
+pub(crate) type Bells = Arc<PeerBell>;
 
 #[derive(Debug)]
 pub(crate) struct Outbox {
@@ -135,14 +131,14 @@ impl Outbox {
 
     fn ring_bell(&self, wake: Wake) {
         if wake.is_needed() {
-            if let Err(e) = self.bells.client.ring() {
+            if let Err(e) = self.bells.ring_peer() {
                 tracing::debug!(error = %e, "ringing a client doorbell failed");
             }
         }
     }
 
     fn wake_server(&self) {
-        if let Err(e) = self.bells.server.ring() {
+        if let Err(e) = self.bells.ring_self() {
             tracing::debug!(error = %e, "ringing the server doorbell failed");
         }
     }

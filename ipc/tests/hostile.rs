@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use coroipc::protocol::{
     ConnectReply, ConnectRequest, RegionLayout, CONNECT_FDS, CONNECT_REPLY_LEN,
 };
-use coroipc::raw::{self, Doorbell, SharedMemory};
+use coroipc::raw::{self, PeerBell, SharedMemory};
 use coroipc::{Client, ClientError, ConnectError, ConnectOptions};
 use support::{cmd, ServerProcess};
 
@@ -24,7 +24,7 @@ fn child_server() {
 struct RawClient {
     _stream: std::os::unix::net::UnixStream,
     shm: SharedMemory,
-    server_bell: Doorbell,
+    server_bell: PeerBell,
     layout: RegionLayout,
 }
 
@@ -46,7 +46,8 @@ fn raw_connect(server: &ServerProcess) -> RawClient {
         RegionLayout::new([reply.request_ring, reply.response_ring, reply.dispatch_ring]).unwrap();
     let mut fds = fds.into_iter();
     let shm = SharedMemory::from_fd_verified(fds.next().unwrap(), layout.len).unwrap();
-    let server_bell = Doorbell::from_fd(fds.next().unwrap()).unwrap();
+    let (server_end, client_end) = (fds.next().unwrap(), fds.next().unwrap());
+    let server_bell = PeerBell::adopt(client_end, server_end).unwrap();
     RawClient {
         _stream: stream,
         shm,
@@ -135,13 +136,13 @@ fn hostile_client_only_hurts_itself() {
                     .copy_from_nonoverlapping(value.to_le_bytes().as_ptr(), 8)
             };
             if round % 3 == 0 {
-                let _ = raw.server_bell.ring();
+                let _ = raw.server_bell.ring_peer();
             }
             if rng.next() % 4 == 0 {
                 std::thread::sleep(Duration::from_micros(rng.next() % 500));
             }
         }
-        let _ = raw.server_bell.ring();
+        let _ = raw.server_bell.ring_peer();
         drop(raw);
     }
     // Every hostile client is gone, and the server still serves.
@@ -166,6 +167,67 @@ fn hostile_client_only_hurts_itself() {
 
 /// A client that connects and never sends the handshake is dropped after the timeout;
 /// garbage is refused; absurd ring sizes are capped.
+/// The descriptors this process has open.
+fn open_fds() -> std::collections::BTreeSet<i32> {
+    std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect()
+}
+
+/// Makes `fd` blocking and fills it as a hostile peer would: an eventfd's counter to
+/// its maximum, a socket's buffer until the kernel refuses more.
+fn block_and_fill(fd: i32) {
+    use nix::fcntl::{fcntl, FcntlArg, OFlag};
+    use nix::sys::socket::{send, MsgFlags};
+    let _ = fcntl(fd, FcntlArg::F_SETFL(OFlag::empty()));
+    // SAFETY: `fd` is open in this process for the whole call (the client owning it
+    // is alive and not being dropped).
+    let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+    let _ = nix::unistd::write(borrowed, &(u64::MAX - 1).to_ne_bytes());
+    for _ in 0..100_000 {
+        if send(fd, &[0u8; 4096], MsgFlags::MSG_DONTWAIT).is_err() {
+            break;
+        }
+    }
+}
+
+/// The attack that hung the whole server through eventfd doorbells: a client makes
+/// every descriptor it was sent blocking (they share their file descriptions, and so
+/// the flag, with the server's) and fills every doorbell, then gets the server to ring
+/// it. The server's rings and drains must not block: another client keeps being
+/// answered.
+#[test]
+fn a_client_making_its_doorbells_blocking_cannot_stop_the_server() {
+    let server = ServerProcess::start("blocking-bells", &[]);
+    let mut honest = Client::connect(&server.socket(), 1, &ConnectOptions::default()).unwrap();
+    let before = open_fds();
+    let sleeper = ConnectOptions {
+        wait: coroipc::WaitMode::Block,
+        ..ConnectOptions::default()
+    };
+    let mut attacker = Client::connect(&server.socket(), 1, &sleeper).unwrap();
+    let new: Vec<i32> = open_fds().difference(&before).copied().collect();
+    // The lowest new descriptor is the connection's socket (created first; data on it
+    // would only get the attacker disconnected at once): every other one is attacked.
+    assert!(new.len() >= 3, "{new:?}");
+    for &fd in &new[1..] {
+        block_and_fill(fd);
+    }
+    // The attacker sleeps on its responses (block mode), so the server rings it.
+    for i in 0..3u8 {
+        let _ = attacker
+            .send_request(cmd::ECHO, &[i])
+            .and_then(|id| attacker.wait_response(id, Some(Duration::from_millis(300))));
+    }
+    for i in 0..20u32 {
+        let id = honest.send_request(cmd::ECHO, &i.to_le_bytes()).unwrap();
+        let r = honest.wait_response(id, Some(Duration::from_secs(5)));
+        assert_eq!(r.expect("the server still answers").data, i.to_le_bytes());
+    }
+    drop(attacker);
+}
+
 #[test]
 fn handshake_abuse() {
     let server = ServerProcess::start("handshake", &[]);

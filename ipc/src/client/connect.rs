@@ -14,7 +14,7 @@ use super::waiter::Waiter;
 use super::Client;
 use crate::deadline::Deadline;
 use crate::error::{ClientError, ConnectError, ConnectStep, ProtocolError};
-use crate::os::{self, Doorbell, Readiness, ShmError, SocketName};
+use crate::os::{self, PeerBell, Readiness, ShmError, SocketName};
 use crate::protocol::{
     status, ConnectReply, ConnectRequest, RegionLayout, CONNECT_FDS, CONNECT_REPLY_LEN,
 };
@@ -251,7 +251,7 @@ fn accept(
     fds: Vec<OwnedFd>,
 ) -> Result<Accepted, ConnectError> {
     refusal(reply.status, service)?;
-    let [memfd, server_bell, client_bell]: [OwnedFd; CONNECT_FDS] =
+    let [memfd, server_end, client_end]: [OwnedFd; CONNECT_FDS] =
         fds.try_into()
             .map_err(|fds: Vec<OwnedFd>| ProtocolError::FdCount {
                 got: fds.len(),
@@ -272,9 +272,8 @@ fn accept(
         }
         other => other.into(),
     })?;
-    let bell = |fd| Doorbell::from_fd(fd).map_err(ProtocolError::Doorbell);
-    let waiter = Waiter::new(stream, bell(server_bell)?, bell(client_bell)?)
-        .map_err(|e| os_error(name, ConnectStep::Notify, e))?;
+    let bell = PeerBell::adopt(client_end, server_end).map_err(ProtocolError::Doorbell)?;
+    let waiter = Waiter::new(stream, bell).map_err(|e| os_error(name, ConnectStep::Notify, e))?;
     Ok(Accepted {
         connection_id: reply.connection_id,
         rings,

@@ -13,12 +13,12 @@ use std::mem::ManuallyDrop;
 use coroipc_ring::{Bytes, ReadGrant};
 
 use super::frame::ResponseFrame;
-use crate::os::Doorbell;
+use crate::os::PeerBell;
 
 /// Releases `grant` into its ring, ringing the server if it waits for space.
-fn release(grant: ReadGrant<'_>, server_bell: &Doorbell) {
+fn release(grant: ReadGrant<'_>, server_bell: &PeerBell) {
     if grant.release().is_needed() {
-        if let Err(e) = server_bell.ring() {
+        if let Err(e) = server_bell.ring_peer() {
             tracing::debug!(error = %e, "ringing the server doorbell failed");
         }
     }
@@ -29,7 +29,7 @@ pub(crate) enum Body<'a> {
     /// Still in the response ring, after the response header.
     Ring {
         frame: Option<ResponseFrame<'a>>,
-        server_bell: &'a Doorbell,
+        server_bell: &'a PeerBell,
     },
     /// Copied out earlier (a response stashed while waiting for another).
     Owned(Vec<u8>),
@@ -149,7 +149,7 @@ impl Drop for ResponseRef<'_> {
 pub struct DispatchMsg<'a> {
     /// Taken only by `drop`.
     grant: ManuallyDrop<ReadGrant<'a>>,
-    server_bell: &'a Doorbell,
+    server_bell: &'a PeerBell,
     /// What `drop` does: release the message (and ring the server if it waits for
     /// the space), or only consume it, for a batch released together.
     release: bool,
@@ -157,7 +157,7 @@ pub struct DispatchMsg<'a> {
 
 impl<'a> DispatchMsg<'a> {
     /// A message the guard releases when dropped.
-    pub(crate) fn new(grant: ReadGrant<'a>, server_bell: &'a Doorbell) -> Self {
+    pub(crate) fn new(grant: ReadGrant<'a>, server_bell: &'a PeerBell) -> Self {
         DispatchMsg {
             grant: ManuallyDrop::new(grant),
             server_bell,
@@ -167,7 +167,7 @@ impl<'a> DispatchMsg<'a> {
 
     /// A message of a batch: dropping it only consumes it; the caller releases the
     /// batch.
-    pub(crate) fn in_batch(grant: ReadGrant<'a>, server_bell: &'a Doorbell) -> Self {
+    pub(crate) fn in_batch(grant: ReadGrant<'a>, server_bell: &'a PeerBell) -> Self {
         DispatchMsg {
             grant: ManuallyDrop::new(grant),
             server_bell,

@@ -335,7 +335,14 @@ impl Client {
             }
             SpinStep::Done => self.adapt.spun_out(),
         }
+        // Rings are bytes in a socket buffer: drained before every announcement, so it
+        // never fills (a ring that follows the announcement is a new edge). An armed
+        // notification fd gets back the readiness this may take, as after a sleep.
+        self.waiter.drain()?;
         if !self.announce(what)? {
+            if std::mem::replace(&mut self.armed, false) {
+                self.waiter.ring_self()?;
+            }
             return Ok(());
         }
         self.stats.sleeps += 1;

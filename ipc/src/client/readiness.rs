@@ -1,7 +1,8 @@
 //! The client's notification fd: what it reports, and *arming* it — the one place
 //! that decides when the fd reads ready.
 //!
-//! The fd is a level-triggered epoll over the client's doorbell (an eventfd) and the
+//! The fd is a level-triggered epoll over the client's doorbell (its end of the
+//! connection's socketpair) and the
 //! socket ([`Waiter`](super::waiter::Waiter)). The server rings the doorbell when it
 //! puts something into a ring the client announced sleep on; the non-blocking calls,
 //! when they find nothing, *arm* the fd: drain the doorbell, announce sleep on the

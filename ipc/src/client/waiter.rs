@@ -1,8 +1,9 @@
-//! How a client waits: one [`Waiter`] owning the socket, both doorbells and the epoll
+//! How a client waits: one [`Waiter`] owning the socket, the doorbells and the epoll
 //! instances that watch them.
 //!
 //! Every blocking wait sleeps on one epoll holding the client doorbell
-//! edge-triggered (each ring is one event: no draining read) and the socket (the
+//! edge-triggered (each ring is one event; the caller drains the doorbell before it
+//! announces sleep, so its buffer never fills) and the socket (the
 //! server never writes to it after the handshake, so readable or hung up means it is
 //! gone: a dead server ends the wait at once, with no timed slices). The caller has
 //! announced sleep on the ring it waits for and re-checks that ring after waking; a
@@ -10,8 +11,9 @@
 //!
 //! The notification fd handed to event loops is a second, level-triggered epoll over
 //! the same two fds, created at connect and kept for the client's life (an event loop
-//! registers it once). Blocking waits use their own edge-triggered epoll and never
-//! read the doorbell, so they never consume the notification fd's readiness.
+//! registers it once). Blocking waits use their own edge-triggered epoll; the drain
+//! before one may consume the notification fd's readiness, which the wait gives back
+//! (it rings the client's own doorbell after it, when the fd was armed).
 
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
@@ -21,7 +23,7 @@ use std::time::Duration;
 use coroipc_ring::Wake;
 
 use crate::deadline::Deadline;
-use crate::os::{self, Doorbell, Epoll, Interest};
+use crate::os::{self, Epoll, Interest, PeerBell};
 
 /// How a blocking wait ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -38,10 +40,9 @@ pub(crate) enum Woke {
 pub(crate) struct Waiter {
     /// The liveness link (nothing is read from it after the handshake).
     stream: UnixStream,
-    /// Rung to wake the server for this connection.
-    server_bell: Doorbell,
-    /// Rung by the server for a response, request space or a dispatch message.
-    bell: Doorbell,
+    /// Rung by the server for a response, request space or a dispatch message
+    /// (`ring_peer` wakes the server for this connection).
+    bell: PeerBell,
     /// What a blocking wait sleeps on; created on first block.
     blocker: Option<Epoll>,
     /// The notification fd (level-triggered: readable while the doorbell holds a
@@ -55,17 +56,12 @@ impl Waiter {
     /// # Errors
     ///
     /// The OS error of `epoll_create1` or `epoll_ctl` (`EMFILE` at the fd limit).
-    pub(crate) fn new(
-        stream: UnixStream,
-        server_bell: Doorbell,
-        bell: Doorbell,
-    ) -> io::Result<Waiter> {
+    pub(crate) fn new(stream: UnixStream, bell: PeerBell) -> io::Result<Waiter> {
         let poll = Epoll::new()?;
         poll.add(bell.as_fd(), 0, Interest::READABLE)?;
         poll.add(stream.as_fd(), 1, Interest::READABLE)?;
         Ok(Waiter {
             stream,
-            server_bell,
             bell,
             blocker: None,
             poll,
@@ -75,14 +71,14 @@ impl Waiter {
     /// Rings the server's doorbell if the ring operation said so.
     pub(crate) fn ring_server(&self, wake: Wake) -> io::Result<()> {
         if wake.is_needed() {
-            self.server_bell.ring()?;
+            self.bell.ring_peer()?;
         }
         Ok(())
     }
 
-    /// The server's doorbell (for guards that release into a ring).
-    pub(crate) fn server_bell(&self) -> &Doorbell {
-        &self.server_bell
+    /// The doorbells, for guards that release into a ring (they ring the server).
+    pub(crate) fn server_bell(&self) -> &PeerBell {
+        &self.bell
     }
 
     /// Looks, without waiting, whether the server is gone.
@@ -94,7 +90,7 @@ impl Waiter {
     /// Rings this client's own doorbell: makes the pollable fd readable for something
     /// already waiting in a ring.
     pub(crate) fn ring_self(&self) -> io::Result<()> {
-        self.bell.ring()
+        self.bell.ring_self()
     }
 
     /// Empties the doorbell (before arming the pollable fd).

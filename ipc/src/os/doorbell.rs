@@ -1,4 +1,7 @@
-//! A doorbell: an eventfd that one side rings and the other side waits on.
+//! A doorbell within one process: an eventfd that one thread rings and another waits
+//! on (the server's stop and work doorbells). Never passed to a peer: a passed
+//! eventfd shares its `O_NONBLOCK` flag with the peer, which could then make `ring`
+//! and `drain` block; a connection's doorbells are a [`PeerBell`](super::PeerBell).
 //!
 //! The ring protocol decides *when* to ring (only when the other side announced that
 //! it is going to sleep); this is only the kernel object. An eventfd remembers a ring
@@ -14,7 +17,6 @@ use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
 use nix::errno::Errno;
-use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use nix::sys::eventfd::{EfdFlags, EventFd};
 
 use super::eintr::retry_eintr;
@@ -35,27 +37,6 @@ impl Doorbell {
         let fd = EventFd::from_value_and_flags(0, EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK)
             .map_err(io::Error::from)?;
         Ok(Doorbell { fd: fd.into() })
-    }
-
-    /// Adopts a doorbell fd received from the peer.
-    ///
-    /// The fd must be non-blocking (as [`Doorbell::new`] makes it), else
-    /// `InvalidInput`: a blocking fd could make [`drain`](Self::drain) hang. Whether it
-    /// really is an eventfd is not checked: if it is something else, `ring` and `drain`
-    /// fail or do nothing useful, which only harms the connection it came with.
-    ///
-    /// # Errors
-    ///
-    /// `InvalidInput` if the fd is blocking; the OS error of `fcntl` otherwise.
-    pub fn from_fd(fd: OwnedFd) -> io::Result<Doorbell> {
-        let flags = retry_eintr(|| fcntl(fd.as_raw_fd(), FcntlArg::F_GETFL))?;
-        if !OFlag::from_bits_truncate(flags).contains(OFlag::O_NONBLOCK) {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "doorbell fd is not non-blocking",
-            ));
-        }
-        Ok(Doorbell { fd })
     }
 
     /// Rings: adds 1 to the eventfd counter, making the fd readable.
@@ -103,6 +84,7 @@ impl AsFd for Doorbell {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use nix::fcntl::{fcntl, FcntlArg, OFlag};
 
     #[test]
     fn ring_then_drain() {
@@ -125,28 +107,11 @@ mod tests {
     }
 
     #[test]
-    fn ring_through_a_passed_fd() {
-        let bell = Doorbell::new().expect("new");
-        let remote =
-            Doorbell::from_fd(bell.as_fd().try_clone_to_owned().expect("dup")).expect("adopt");
-        remote.ring().expect("ring");
-        assert!(bell.drain().expect("drain"));
-        assert!(!remote.drain().expect("drain"), "same counter");
-    }
-
-    #[test]
     fn full_counter_counts_as_rung() {
         let bell = Doorbell::new().expect("new");
         // Fill the counter to its maximum, 2^64 - 2.
         nix::unistd::write(&bell.fd, &(u64::MAX - 1).to_ne_bytes()).expect("fill");
         bell.ring().expect("ring on a full counter is fine");
         assert!(bell.drain().expect("drain"));
-    }
-
-    #[test]
-    fn from_fd_refuses_blocking_fd() {
-        let efd = EventFd::from_value_and_flags(0, EfdFlags::EFD_CLOEXEC).expect("eventfd");
-        let err = Doorbell::from_fd(efd.into()).expect_err("blocking");
-        assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
     }
 }

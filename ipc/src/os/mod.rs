@@ -6,7 +6,9 @@
 //! * [`fdpass`](send_with_fds): bytes plus file descriptors over a Unix socket
 //!   (`SCM_RIGHTS`), with nothing leaked on any error path;
 //! * [`cred`](peer_cred): the peer's pid, uid and gid (`SO_PEERCRED`);
-//! * [`doorbell`](Doorbell): eventfd wake-ups;
+//! * [`doorbell`](Doorbell): eventfd wake-ups within one process;
+//! * [`peer_bell`](PeerBell): a connection's doorbells, shared with the peer process
+//!   (a socketpair the peer cannot make blocking);
 //! * [`readiness`](wait_readable): waiting on several fds with a deadline (`poll`), and a
 //!   small [`Epoll`] wrapper;
 //! * [`socket`](SocketName): where a server listens (abstract name or path) and how
@@ -35,6 +37,7 @@ mod doorbell;
 mod eintr;
 mod fdlimit;
 mod fdpass;
+mod peer_bell;
 mod readiness;
 mod shm;
 mod socket;
@@ -45,6 +48,7 @@ pub use cred::{peer_cred, PeerCred};
 pub use doorbell::Doorbell;
 pub use fdlimit::{is_exhaustion, is_fd_exhaustion, raise_nofile, FdReserve};
 pub use fdpass::{recv_with_fds, send_with_fds};
+pub use peer_bell::PeerBell;
 #[cfg(any(test, feature = "raw-peer"))]
 pub use readiness::FdReadiness;
 pub use readiness::{wait_readable, Epoll, Event, Interest, Readiness};

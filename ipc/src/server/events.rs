@@ -46,7 +46,7 @@ impl Server {
         self.freed_fds = true;
         conn.handle.shared.closed.store(true, Ordering::Release);
         self.poller
-            .remove(conn.handle.shared.server_bell.as_fd(), token(id, KIND_BELL));
+            .remove(conn.handle.shared.bell.as_fd(), token(id, KIND_BELL));
         self.poller
             .remove(conn.stream.as_fd(), token(id, KIND_SOCKET));
         conn.handle.shared.response.clear();
@@ -89,7 +89,7 @@ impl Server {
         match outcome {
             Ok(More::No) => {}
             Ok(More::Yes) => {
-                if let Err(e) = shared.server_bell.ring() {
+                if let Err(e) = shared.bell.ring_self() {
                     tracing::warn!(error = %e, "cannot re-arm the server doorbell");
                 }
             }

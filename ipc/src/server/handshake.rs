@@ -189,17 +189,14 @@ impl Server {
             private,
             handle,
         } = opened;
-        let fds = [
-            memfd.as_fd(),
-            shared.server_bell.as_fd(),
-            shared.client_bell.as_fd(),
-        ];
+        let [server_end, client_end] = shared.bell.ends();
+        let fds = [memfd.as_fd(), server_end, client_end];
         let sent = os::send_with_fds(p.stream.as_fd(), &reply.encode(), &fds);
         // The mapping keeps the memory alive: no descriptor kept per connection.
         drop(memfd);
         let registered = sent.and_then(|()| {
             self.poller
-                .add_bell(shared.server_bell.as_fd(), token(id, KIND_BELL))?;
+                .add_bell(shared.bell.as_fd(), token(id, KIND_BELL))?;
             self.poller.add(p.stream.as_fd(), token(id, KIND_SOCKET))
         });
         let conn = Session {

@@ -30,6 +30,7 @@ use std::time::{Duration, Instant};
 
 use crate::connection::WorkQueue;
 use crate::connection::{Connection, DisconnectReason};
+use crate::error::Violation;
 use crate::os::SocketName;
 use crate::protocol::status;
 use crate::service::ErasedService;
@@ -267,12 +268,16 @@ impl Server {
                 match t & 3 {
                     KIND_PENDING => self.progress_handshake(id),
                     KIND_BELL => {
-                        if self.poller.drains_bells() {
-                            if let Some(conn) = self.conns.get(&id) {
-                                let _ = conn.handle.shared.server_bell.drain();
-                            }
+                        // Drained at every event, in either loop: the rings are bytes
+                        // in a socket buffer, which must not fill up.
+                        let drained = self.conns.get(&id).map(|c| c.handle.shared.bell.drain());
+                        if let Some(Err(e)) = drained {
+                            tracing::debug!(connection = id, error = %e, "doorbell failed");
+                            let why = Violation::Doorbell;
+                            self.disconnect(id, DisconnectReason::ProtocolViolation(why));
+                        } else {
+                            self.service_connection(id);
                         }
-                        self.service_connection(id);
                     }
                     KIND_SOCKET => self.check_socket(id),
                     _ => tracing::debug!(token = t, "unknown token"),

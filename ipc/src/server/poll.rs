@@ -68,17 +68,12 @@ pub(crate) enum Poller {
 
 impl Poller {
     /// Watches a doorbell. The built-in loop watches it edge-triggered (each ring is
-    /// one event, no `read` needed); hooks get it like any fd and the server drains it.
+    /// one event); hooks get it like any fd. The server drains it at every event.
     pub(crate) fn add_bell(&mut self, fd: BorrowedFd<'_>, token: Token) -> io::Result<()> {
         match self {
             Poller::Builtin(epoll) => epoll.add_edge_triggered(fd, token.0, Interest::READABLE),
             Poller::Hooks(hooks) => hooks.add(fd, token),
         }
-    }
-
-    /// Whether doorbells must be drained (level-triggered external loops).
-    pub(crate) fn drains_bells(&self) -> bool {
-        matches!(self, Poller::Hooks(_))
     }
 
     pub(crate) fn add(&mut self, fd: BorrowedFd<'_>, token: Token) -> io::Result<()> {

@@ -129,7 +129,7 @@ fn handle_requests(
                 if handled > 0 {
                     // A client asleep for room is woken before the poll, not after.
                     if release_wake.is_needed() {
-                        let _ = shared.client_bell.ring();
+                        let _ = shared.bell.ring_peer();
                         release_wake = Wake::NotNeeded;
                     }
                     let closing = shared.closing.load(Ordering::Acquire);
@@ -182,7 +182,7 @@ fn handle_requests(
     release_wake = release_wake.or(conn.requests.release());
     // The client may be waiting for request space: it sleeps on its doorbell.
     if release_wake.is_needed() {
-        let _ = shared.client_bell.ring();
+        let _ = shared.bell.ring_peer();
     }
     Ok(more)
 }

@@ -1,9 +1,9 @@
 //! A connection's OS resources built before a client asks for them: the region (a
-//! sealed memfd holding the three rings, mapped) and the two doorbells.
+//! sealed memfd holding the three rings, mapped) and the doorbells (one socketpair).
 //!
 //! Building them is most of the server's work in a handshake (`memfd_create`,
-//! `ftruncate`, the seals, `mmap`, the ring headers' first page faults, two
-//! `eventfd`s). The server builds the next connection's set right after it has sent
+//! `ftruncate`, the seals, `mmap`, the ring headers' first page faults, a
+//! socketpair). The server builds the next connection's set right after it has sent
 //! a reply, while that client is still attaching, so the next client's handshake
 //! waits only for `accept`, the credentials, the request and the reply.
 //!
@@ -20,12 +20,12 @@ use std::os::fd::OwnedFd;
 use std::sync::Arc;
 
 use crate::connection::Outgoing;
-use crate::os::Doorbell;
+use crate::os::PeerBell;
 use crate::outbox::Bells;
 use crate::protocol::RegionLayout;
 use crate::region::{self, ServerRings};
 
-/// Descriptors a spare holds: the memfd and the two doorbells.
+/// Descriptors a spare holds: the memfd and the doorbells' two ends.
 pub(crate) const FDS_SPARE: usize = 3;
 
 /// What a new connection needs from the OS.
@@ -44,14 +44,11 @@ impl Resources {
     ///
     /// # Errors
     ///
-    /// The OS error of the memfd, its mapping or an eventfd (out of descriptors or
+    /// The OS error of the memfd, its mapping or the socketpair (out of descriptors or
     /// memory).
     pub(crate) fn create(layout: &RegionLayout) -> io::Result<Resources> {
         let (memfd, rings) = region::create(layout)?;
-        let bells = Bells {
-            client: Arc::new(Doorbell::new()?),
-            server: Arc::new(Doorbell::new()?),
-        };
+        let bells: Bells = Arc::new(PeerBell::new()?);
         Ok(Resources {
             layout: *layout,
             memfd,
@@ -142,8 +139,7 @@ mod tests {
         assert_eq!(first.layout, layout(4096));
         // The next take builds a fresh set: never the same memory twice.
         let second = spare.take(&layout(4096)).unwrap();
-        assert!(!Arc::ptr_eq(&first.bells.client, &second.bells.client));
-        assert!(!Arc::ptr_eq(&first.bells.server, &second.bells.server));
+        assert!(!Arc::ptr_eq(&first.bells, &second.bells));
     }
 
     #[test]
@@ -165,9 +161,9 @@ mod tests {
     fn refill_keeps_a_ready_spare_of_the_same_layout() {
         let mut spare = Spare::default();
         spare.refill(&layout(4096));
-        let before = spare.ready.as_ref().map(|s| Arc::as_ptr(&s.bells.client));
+        let before = spare.ready.as_ref().map(|s| Arc::as_ptr(&s.bells));
         spare.refill(&layout(4096));
-        let after = spare.ready.as_ref().map(|s| Arc::as_ptr(&s.bells.client));
+        let after = spare.ready.as_ref().map(|s| Arc::as_ptr(&s.bells));
         assert_eq!(before, after, "not rebuilt");
     }
 }
