@@ -65,10 +65,13 @@ pub(crate) fn create(layout: &RegionLayout) -> io::Result<(OwnedFd, ServerRings)
     let keep: Arc<dyn Any + Send + Sync> = shm.clone();
     let err = |e: AttachError| io::Error::new(io::ErrorKind::InvalidInput, e.to_string());
     let region = |i| ring_region(&shm, layout, i).map_err(err);
+    // The client's request producer is SPSC: an abandoned-reservation frame there is
+    // hostile (each one a step the server would take for free).
     // SAFETY: fresh memory, shared only with this connection's client; each region is
     // used by exactly one ring handle in this process.
     let requests = unsafe { Consumer::create(region(REQUEST)?, &layout.rings[REQUEST]) }
         .map_err(err)?
+        .refuse_abandoned()
         .keep_alive(keep.clone());
     // SAFETY: as above.
     let responses = unsafe { MpscProducer::create(region(RESPONSE)?, &layout.rings[RESPONSE]) }

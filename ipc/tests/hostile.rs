@@ -165,8 +165,6 @@ fn hostile_client_only_hurts_itself() {
     );
 }
 
-/// A client that connects and never sends the handshake is dropped after the timeout;
-/// garbage is refused; absurd ring sizes are capped.
 /// The descriptors this process has open.
 fn open_fds() -> std::collections::BTreeSet<i32> {
     std::fs::read_dir("/proc/self/fd")
@@ -228,6 +226,46 @@ fn a_client_making_its_doorbells_blocking_cannot_stop_the_server() {
     drop(attacker);
 }
 
+/// Abandoned-reservation frames (SKIP) in the request ring, which the client's SPSC
+/// producer never writes: each would be a step the server takes for free (a ring full
+/// of them, moved a lap at a time, made every look walk a million frames). The server
+/// treats the first as corruption and closes that connection.
+#[test]
+fn a_skip_frame_in_the_request_ring_closes_the_connection() {
+    let server = ServerProcess::start("skip-frames", &[]);
+    let mut observer = Client::connect(&server.socket(), 1, &ConnectOptions::default()).unwrap();
+    let before = disconnects(&mut observer);
+    let raw = raw_connect(&server);
+    let base = std::ptr::NonNull::new(raw.shm.as_ptr().cast::<u8>()).unwrap();
+    {
+        // SAFETY: the request ring's region inside our own mapping, which outlives `p`
+        // (dropped at the end of this block, before `raw`).
+        let region = unsafe {
+            coroipc_ring::RawRegion::new(
+                base.add(raw.layout.offsets[0]),
+                raw.layout.rings[0].region_size(),
+            )
+        }
+        .unwrap();
+        // SAFETY: as above; the server only reads this ring's data and tail.
+        let p = unsafe { coroipc_ring::MpscProducer::attach(region) }.unwrap();
+        drop(p.try_reserve(10).unwrap());
+    }
+    raw.server_bell.ring_peer().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while disconnects(&mut observer) == before && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(
+        disconnects(&mut observer),
+        before + 1,
+        "the client was closed"
+    );
+    drop(raw);
+}
+
+/// A client that connects and never sends the handshake is dropped after the timeout;
+/// garbage is refused; absurd ring sizes are capped.
 #[test]
 fn handshake_abuse() {
     let server = ServerProcess::start("handshake", &[]);

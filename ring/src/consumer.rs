@@ -8,7 +8,7 @@
 
 use crate::bytes::Bytes;
 use crate::error::{AttachError, Corruption, PopError};
-use crate::frame::{decode, Frame};
+use crate::frame::{decode, tag_of, Frame, TAG_SKIP};
 use crate::index::{check_tail, SLEEP_BIT};
 use crate::layout::{RawRegion, RingPtrs};
 use crate::sync::Ordering;
@@ -52,6 +52,9 @@ pub struct Consumer {
     waiting: bool,
     /// Set by the first corruption seen; every later call reports it.
     poisoned: Option<Corruption>,
+    /// Abandoned-reservation frames are corruption ([`Consumer::refuse_abandoned`]):
+    /// the producer is an SPSC [`Producer`](crate::Producer), which never writes one.
+    refuse_abandoned: bool,
     _keep: Keepalive,
 }
 
@@ -122,6 +125,7 @@ impl Consumer {
             cached_tail: tail,
             waiting: false,
             poisoned: None,
+            refuse_abandoned: false,
             _keep: Keepalive::default(),
         }
     }
@@ -132,6 +136,22 @@ impl Consumer {
     #[must_use]
     pub fn keep_alive(mut self, owner: alloc::sync::Arc<dyn core::any::Any + Send + Sync>) -> Self {
         self._keep = Some(owner);
+        self
+    }
+
+    /// Treats an abandoned-reservation frame as corruption
+    /// ([`Corruption::BadFrameTag`]), for a ring whose producer is an SPSC
+    /// [`Producer`](crate::Producer), which never writes one.
+    ///
+    /// Threat answered: each such frame is 8 bytes the consumer steps over inside one
+    /// call, so a hostile producer that fills the ring with them and moves the tail
+    /// one lap at a time makes every `try_peek` walk `capacity / 8` frames (a million
+    /// for an 8 MiB ring) for one store of its own. With them refused, a call steps
+    /// over at most one padding frame (padding only ever runs to the end of the data
+    /// area) before a message.
+    #[must_use]
+    pub fn refuse_abandoned(mut self) -> Self {
+        self.refuse_abandoned = true;
         self
     }
 
@@ -254,6 +274,9 @@ impl Consumer {
             let word = unsafe { self.ring.data.load_word(geo.offset(self.pos)) };
             match decode(&geo, word, self.pos, self.cached_tail) {
                 Ok(Frame::Message { len, end }) => return Ok(Some((self.pos, len, end))),
+                Ok(Frame::Skip { .. }) if self.refuse_abandoned && tag_of(word) == TAG_SKIP => {
+                    return Err(self.poison(Corruption::BadFrameTag(TAG_SKIP)))
+                }
                 // Each skip strictly advances `pos` towards the tail: the loop ends.
                 Ok(Frame::Skip { end }) => self.pos = end,
                 Err(c) => return Err(self.poison(c)),

@@ -25,6 +25,12 @@ pub(crate) const fn encode(tag: u32, len: u32) -> u64 {
     ((tag as u64) << 32) | len as u64
 }
 
+/// The tag of a header word.
+#[inline]
+pub(crate) const fn tag_of(word: u64) -> u32 {
+    (word >> 32) as u32
+}
+
 /// A frame header read from shared memory and checked against private geometry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Frame {
@@ -45,7 +51,7 @@ pub(crate) fn decode(
     position: u64,
     tail: u64,
 ) -> Result<Frame, Corruption> {
-    let tag = (word >> 32) as u32;
+    let tag = tag_of(word);
     let len = word as u32;
     // Fast path: a message that lies inside the data area and below the tail.
     if tag == TAG_MSG && len as usize <= geo.max_payload {

@@ -74,6 +74,37 @@ fn abandoned_grant_is_skipped_and_keeps_sleep_flag() {
 }
 
 #[test]
+fn a_consumer_refusing_abandoned_frames_reports_one_as_corruption() {
+    let (p, c) = mpsc_channel(&Config::new(128)).unwrap();
+    let mut c = c.refuse_abandoned();
+    let _ = p.try_send(b"first").unwrap();
+    drop(p.try_reserve(10).unwrap());
+    let _ = p.try_send(b"after").unwrap();
+    assert_eq!(c.try_recv_vec().unwrap().unwrap().0, b"first");
+    let e = c.try_recv_vec().unwrap_err();
+    assert!(
+        matches!(
+            e,
+            coroipc_ring::PopError::Corrupt(coroipc_ring::Corruption::BadFrameTag(_))
+        ),
+        "{e:?}"
+    );
+    assert!(c.try_recv_vec().is_err(), "sticky");
+}
+
+#[test]
+fn a_consumer_refusing_abandoned_frames_still_reads_across_the_wrap() {
+    let (p, c) = mpsc_channel(&Config::new(128)).unwrap();
+    let mut c = c.refuse_abandoned();
+    // 40-byte frames in a 128-byte area: the fourth does not fit before the end and
+    // pads; every message still arrives.
+    for i in 0..20u8 {
+        let _ = p.try_send(&[i; 32]).unwrap();
+        assert_eq!(c.try_recv_vec().unwrap().unwrap().0, [i; 32]);
+    }
+}
+
+#[test]
 fn full_and_too_large() {
     let (p, mut c) = mpsc_channel(&Config::new(64)).unwrap();
     assert!(matches!(
