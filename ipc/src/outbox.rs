@@ -34,7 +34,25 @@ use crate::stats::Sent;
 #[derive(Debug, Default)]
 pub(crate) struct Backlog {
     items: VecDeque<Vec<u8>>,
+    /// Payload bytes of `items` (what the statistics report).
     bytes: usize,
+}
+
+/// What a queued message costs beyond its payload against the queue's bound: its
+/// `Vec` in the deque and its allocation. Counted so that the bound bounds memory: by
+/// payload alone, empty messages to a client that never reads queued without limit,
+/// and 1-byte ones took ~50 times the bound (audit of 2026-12-06).
+pub(crate) const QUEUED_ITEM_COST: usize = 64;
+
+impl Backlog {
+    /// What the queue holds against its bound, `len` more bytes as one more message
+    /// included.
+    fn charged_with(&self, len: usize) -> usize {
+        (self.items.len() + 1)
+            .saturating_mul(QUEUED_ITEM_COST)
+            .saturating_add(self.bytes)
+            .saturating_add(len)
+    }
 }
 
 /// Why a send did not complete.
@@ -210,7 +228,7 @@ impl Outbox {
             .map(|p| p.len())
             .fold(0usize, usize::saturating_add);
         self.check_len(len)?;
-        if backlog.bytes.saturating_add(len) > self.max_queued_bytes {
+        if backlog.charged_with(len) > self.max_queued_bytes {
             return Err(OutboxError::QueueFull);
         }
         backlog.items.push_back(parts.concat());
@@ -419,5 +437,37 @@ impl OutboxGrant<'_> {
         let published = grant.commit();
         drop(_backlog);
         outbox.published(published);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use coroipc_ring::heap::mpsc_channel;
+    use coroipc_ring::Config;
+
+    /// Empty messages behind a full ring used to cost nothing against the bound, so a
+    /// client that never reads could have them queued without limit.
+    #[test]
+    fn the_queue_bound_counts_each_message_not_only_its_bytes() {
+        let (ring, _reader) = mpsc_channel(&Config::new(64)).expect("ring");
+        let bells = Arc::new(PeerBell::new().expect("bells"));
+        let outbox = Outbox::new(ring, bells, 4096, false);
+        let mut queued = 0;
+        let refused = loop {
+            match outbox.send(&[]) {
+                Ok(Sent::Queued) => queued += 1,
+                Ok(_) => {}
+                Err(e) => break e,
+            }
+            assert!(queued <= 4096, "empty messages queued without limit");
+        };
+        assert_eq!(refused, OutboxError::QueueFull);
+        assert_eq!(queued, 4096 / QUEUED_ITEM_COST, "{queued}");
+        assert_eq!(
+            outbox.backlog(),
+            (queued, 0),
+            "the statistics count payload"
+        );
     }
 }

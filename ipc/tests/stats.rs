@@ -86,7 +86,8 @@ fn every_counter_after_a_scripted_exchange() {
             max_connections: 3,
             handshake_timeout: Duration::from_millis(100),
             min_ring_size: 4096,
-            max_queued_dispatch_bytes: 2000,
+            // Two 1,000-byte messages and the 64 bytes each queued message counts.
+            max_queued_dispatch_bytes: 2128,
             ..Limits::default()
         };
         let mut server = ServerBuilder::new(server_name)
@@ -144,7 +145,7 @@ fn every_counter_after_a_scripted_exchange() {
         assert_eq!(c.request(ECHO, &[1; 10]).unwrap().data, [1; 10]);
     }
     // Dispatch: a 4096-byte ring holds 4 messages of 1,000 bytes (1,008-byte frames),
-    // the 2,000-byte queue 2 more, the last 2 are refused; the 4th crosses the high
+    // the 2,128-byte queue 2 more, the last 2 are refused; the 4th crosses the high
     // watermark (3/4 of the ring).
     let sent = c
         .request(

@@ -28,9 +28,12 @@ pub struct Limits {
     pub default_ring_size: usize,
     /// A client that has not completed the handshake by then is dropped.
     pub handshake_timeout: Duration,
-    /// Bytes of dispatch messages queued behind a full ring, per connection.
+    /// Bytes of dispatch messages queued behind a full ring, per connection (each
+    /// message also counts 64 bytes, what queueing it costs, so that the bound bounds
+    /// memory whatever the messages' sizes).
     pub max_queued_dispatch_bytes: usize,
-    /// Bytes of responses queued behind a full response ring, per connection.
+    /// Bytes of responses queued behind a full response ring, per connection (each
+    /// also counts 64 bytes, as for dispatch).
     pub max_queued_response_bytes: usize,
     /// Requests handled per connection before others get a turn.
     pub batch: usize,
