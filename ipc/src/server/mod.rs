@@ -43,6 +43,9 @@ pub use poll::{PollHooks, StopHandle, Token};
 use poll::{Poller, StopInner, KIND_BELL, KIND_PENDING, KIND_SOCKET, LISTENER, STOP, WORK};
 use session::Session;
 
+/// Clients accepted per readiness of the listener at most (see `accept_all`).
+const ACCEPTS_PER_EVENT: usize = 64;
+
 /// The IPC server. See the module documentation.
 pub struct Server {
     acceptor: Acceptor,
@@ -287,8 +290,11 @@ impl Server {
         self.after_event();
     }
 
+    /// Accepts what waits on the listener, up to [`ACCEPTS_PER_EVENT`] clients: a
+    /// connect flood must not keep the server from its connections (the listener is
+    /// watched level-triggered, so what is left is reported again next turn).
     fn accept_all(&mut self) {
-        loop {
+        for _ in 0..ACCEPTS_PER_EVENT {
             let next = match self.acceptor.next() {
                 // Closed connections waiting for release hold descriptors: free them
                 // before refusing anyone.
