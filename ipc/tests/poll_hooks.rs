@@ -287,3 +287,23 @@ fn the_server_hands_back_every_fd_it_added() {
     assert!(!conn.is_connected());
     drop((client, half));
 }
+
+/// A connect flood is taken in slices: one readiness of the listener accepts at most
+/// 64 clients, and the rest on the next one (the listener stays readable meanwhile).
+#[test]
+fn one_listener_readiness_accepts_a_bounded_slice_of_a_flood() {
+    let name = SocketName::abstract_name(format!("coroipc-hooks-flood-{}", std::process::id()));
+    let (tx, _rx) = mpsc::channel();
+    let mut server = ServerBuilder::new(name.clone())
+        .service(3, Svc(tx))
+        .build_with_hooks(Registry::default())
+        .unwrap();
+    let waiting: Vec<_> = (0..100)
+        .map(|_| coroipc::raw::connect(&name, None).unwrap())
+        .collect();
+    server.handle_accept();
+    assert_eq!(server.stats().handshaking, 64, "one slice");
+    server.handle_accept();
+    assert_eq!(server.stats().handshaking, 100, "the rest");
+    drop(waiting);
+}
