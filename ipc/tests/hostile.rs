@@ -165,65 +165,76 @@ fn hostile_client_only_hurts_itself() {
     );
 }
 
-/// The descriptors this process has open.
-fn open_fds() -> std::collections::BTreeSet<i32> {
-    std::fs::read_dir("/proc/self/fd")
-        .unwrap()
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-        .collect()
-}
-
 /// Makes `fd` blocking and fills it as a hostile peer would: an eventfd's counter to
 /// its maximum, a socket's buffer until the kernel refuses more.
-fn block_and_fill(fd: i32) {
+fn block_and_fill(fd: std::os::fd::BorrowedFd<'_>) {
     use nix::fcntl::{fcntl, FcntlArg, OFlag};
     use nix::sys::socket::{send, MsgFlags};
-    let _ = fcntl(fd, FcntlArg::F_SETFL(OFlag::empty()));
-    // SAFETY: `fd` is open in this process for the whole call (the client owning it
-    // is alive and not being dropped).
-    let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
-    let _ = nix::unistd::write(borrowed, &(u64::MAX - 1).to_ne_bytes());
+    use std::os::fd::AsRawFd;
+    let _ = fcntl(fd.as_raw_fd(), FcntlArg::F_SETFL(OFlag::empty()));
+    let _ = nix::unistd::write(fd, &(u64::MAX - 1).to_ne_bytes());
     for _ in 0..100_000 {
-        if send(fd, &[0u8; 4096], MsgFlags::MSG_DONTWAIT).is_err() {
+        if send(fd.as_raw_fd(), &[0u8; 4096], MsgFlags::MSG_DONTWAIT).is_err() {
             break;
         }
     }
 }
 
+/// A ring of the raw client's region.
+fn ring_region(raw: &RawClient, ring: usize) -> coroipc_ring::RawRegion {
+    let base = std::ptr::NonNull::new(raw.shm.as_ptr().cast::<u8>()).unwrap();
+    // SAFETY: the ring's region inside our own mapping, which outlives every handle
+    // the tests build on it.
+    unsafe {
+        coroipc_ring::RawRegion::new(
+            base.add(raw.layout.offsets[ring]),
+            raw.layout.rings[ring].region_size(),
+        )
+    }
+    .unwrap()
+}
+
 /// The attack that hung the whole server through eventfd doorbells: a client makes
-/// every descriptor it was sent blocking (they share their file descriptions, and so
-/// the flag, with the server's) and fills every doorbell, then gets the server to ring
-/// it. The server's rings and drains must not block: another client keeps being
-/// answered.
+/// the doorbell descriptors it was sent blocking (they share their file descriptions,
+/// and so the flag, with the server's) and fills them, then gets the server to ring
+/// it (it announces sleep on its responses and sends requests). The server's rings and
+/// drains must not block: another client keeps being answered.
 #[test]
 fn a_client_making_its_doorbells_blocking_cannot_stop_the_server() {
     let server = ServerProcess::start("blocking-bells", &[]);
     let mut honest = Client::connect(&server.socket(), 1, &ConnectOptions::default()).unwrap();
-    let before = open_fds();
-    let sleeper = ConnectOptions {
-        wait: coroipc::WaitMode::Block,
-        ..ConnectOptions::default()
-    };
-    let mut attacker = Client::connect(&server.socket(), 1, &sleeper).unwrap();
-    let new: Vec<i32> = open_fds().difference(&before).copied().collect();
-    // The lowest new descriptor is the connection's socket (created first; data on it
-    // would only get the attacker disconnected at once): every other one is attacked.
-    assert!(new.len() >= 3, "{new:?}");
-    for &fd in &new[1..] {
+    let raw = raw_connect(&server);
+    for fd in raw.server_bell.ends() {
         block_and_fill(fd);
     }
-    // The attacker sleeps on its responses (block mode), so the server rings it.
-    for i in 0..3u8 {
-        let _ = attacker
-            .send_request(cmd::ECHO, &[i])
-            .and_then(|id| attacker.wait_response(id, Some(Duration::from_millis(300))));
+    // SAFETY: our own mapping (`ring_region`); one handle per ring in this process.
+    let mut responses = unsafe { coroipc_ring::Consumer::attach(ring_region(&raw, 1)) }.unwrap();
+    // SAFETY: as above.
+    let mut requests = unsafe { coroipc_ring::Producer::attach(ring_region(&raw, 0)) }.unwrap();
+    for id in 1..=3u64 {
+        assert!(
+            responses.prepare_sleep().unwrap().sleep,
+            "asleep on the responses"
+        );
+        let header = coroipc::protocol::RequestHeader {
+            id,
+            command: cmd::ECHO,
+        }
+        .encode();
+        let _ = requests.try_send(&[&header[..], b"x"].concat()).unwrap();
+        let _ = raw.server_bell.ring_peer();
+        std::thread::sleep(Duration::from_millis(20));
+        while let Ok(Some(g)) = responses.try_peek() {
+            g.consume();
+        }
+        let _ = responses.release();
     }
     for i in 0..20u32 {
         let id = honest.send_request(cmd::ECHO, &i.to_le_bytes()).unwrap();
         let r = honest.wait_response(id, Some(Duration::from_secs(5)));
         assert_eq!(r.expect("the server still answers").data, i.to_le_bytes());
     }
-    drop(attacker);
+    drop(raw);
 }
 
 /// Abandoned-reservation frames (SKIP) in the request ring, which the client's SPSC
@@ -236,19 +247,10 @@ fn a_skip_frame_in_the_request_ring_closes_the_connection() {
     let mut observer = Client::connect(&server.socket(), 1, &ConnectOptions::default()).unwrap();
     let before = disconnects(&mut observer);
     let raw = raw_connect(&server);
-    let base = std::ptr::NonNull::new(raw.shm.as_ptr().cast::<u8>()).unwrap();
     {
-        // SAFETY: the request ring's region inside our own mapping, which outlives `p`
-        // (dropped at the end of this block, before `raw`).
-        let region = unsafe {
-            coroipc_ring::RawRegion::new(
-                base.add(raw.layout.offsets[0]),
-                raw.layout.rings[0].region_size(),
-            )
-        }
-        .unwrap();
-        // SAFETY: as above; the server only reads this ring's data and tail.
-        let p = unsafe { coroipc_ring::MpscProducer::attach(region) }.unwrap();
+        // SAFETY: our own mapping (`ring_region`); the server only reads this ring's
+        // data and tail.
+        let p = unsafe { coroipc_ring::MpscProducer::attach(ring_region(&raw, 0)) }.unwrap();
         drop(p.try_reserve(10).unwrap());
     }
     raw.server_bell.ring_peer().unwrap();

@@ -338,7 +338,7 @@ impl Client {
         // Rings are bytes in a socket buffer: drained before every announcement, so it
         // never fills (a ring that follows the announcement is a new edge). An armed
         // notification fd gets back the readiness this may take, as after a sleep.
-        self.waiter.drain()?;
+        self.waiter.drain_bell()?;
         if !self.announce(what)? {
             if std::mem::replace(&mut self.armed, false) {
                 self.waiter.ring_self()?;

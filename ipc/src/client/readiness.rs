@@ -2,7 +2,8 @@
 //! that decides when the fd reads ready.
 //!
 //! The fd is a level-triggered epoll over the client's doorbell (its end of the
-//! connection's socketpair) and the
+//! connection's socketpair), its notice (an eventfd of its own, which the client
+//! rings to report what waits) and the
 //! socket ([`Waiter`](super::waiter::Waiter)). The server rings the doorbell when it
 //! puts something into a ring the client announced sleep on; the non-blocking calls,
 //! when they find nothing, *arm* the fd: drain the doorbell, announce sleep on the

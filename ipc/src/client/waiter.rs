@@ -23,7 +23,7 @@ use std::time::Duration;
 use coroipc_ring::Wake;
 
 use crate::deadline::Deadline;
-use crate::os::{self, Epoll, Interest, PeerBell};
+use crate::os::{self, Doorbell, Epoll, Interest, PeerBell};
 
 /// How a blocking wait ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -45,8 +45,14 @@ pub(crate) struct Waiter {
     bell: PeerBell,
     /// What a blocking wait sleeps on; created on first block.
     blocker: Option<Epoll>,
-    /// The notification fd (level-triggered: readable while the doorbell holds a
-    /// ring or the socket is readable or hung up); the same fd for the client's life.
+    /// The client's own reports to its notification fd (arming's "something waits",
+    /// a blocking wait giving back readiness it may have drained): an eventfd of this
+    /// process alone, apart from `bell`, so that the drain before a blocking sleep
+    /// (which must empty `bell`) never takes a report the caller's poll has not seen.
+    notice: Doorbell,
+    /// The notification fd (level-triggered: readable while the doorbell or the
+    /// notice holds a ring or the socket is readable or hung up); the same fd for the
+    /// client's life.
     poll: Epoll,
 }
 
@@ -58,12 +64,15 @@ impl Waiter {
     /// The OS error of `epoll_create1` or `epoll_ctl` (`EMFILE` at the fd limit).
     pub(crate) fn new(stream: UnixStream, bell: PeerBell) -> io::Result<Waiter> {
         let poll = Epoll::new()?;
+        let notice = Doorbell::new()?;
         poll.add(bell.as_fd(), 0, Interest::READABLE)?;
         poll.add(stream.as_fd(), 1, Interest::READABLE)?;
+        poll.add(notice.as_fd(), 2, Interest::READABLE)?;
         Ok(Waiter {
             stream,
             bell,
             blocker: None,
+            notice,
             poll,
         })
     }
@@ -90,11 +99,19 @@ impl Waiter {
     /// Rings this client's own doorbell: makes the pollable fd readable for something
     /// already waiting in a ring.
     pub(crate) fn ring_self(&self) -> io::Result<()> {
-        self.bell.ring_self()
+        self.notice.ring()
     }
 
-    /// Empties the doorbell (before arming the pollable fd).
+    /// Empties the doorbell and the notice (before arming the pollable fd, which
+    /// then reports what waits afresh).
     pub(crate) fn drain(&self) -> io::Result<()> {
+        self.notice.drain()?;
+        self.bell.drain().map(drop)
+    }
+
+    /// Empties the doorbell alone (before a blocking wait announces sleep: its buffer
+    /// must not fill, and the notice keeps what the notification fd reports).
+    pub(crate) fn drain_bell(&self) -> io::Result<()> {
         self.bell.drain().map(drop)
     }
 
