@@ -9,6 +9,7 @@
 mod ctx;
 
 use std::ffi::{c_char, c_int, c_uint, c_void};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -28,6 +29,10 @@ struct Slot {
     /// Ends the connection without the context's lock, so a disconnect wakes a thread
     /// blocked in a request on it (as corosync's `shutdown` of the socket did).
     closer: ipc::Closer,
+    /// Set by `coroipcc_service_disconnect` before it ends the connection, without the
+    /// lock: a thread woken by that end (one waiting on the fd in `dispatch_get`)
+    /// then finds the handle gone (`CS_ERR_BAD_HANDLE`), not a dead server.
+    closing: AtomicBool,
 }
 
 static CLIENTS: Registry<Slot> = Registry::new(Tag::Client);
@@ -37,13 +42,14 @@ impl Slot {
     fn enter(&self, kind: Option<Kind>) -> Result<MutexGuard<'_, ClientCtx>, CapiError> {
         let me = std::thread::current().id();
         let mut ctx = self.ctx.lock().unwrap_or_else(PoisonError::into_inner);
-        while !ctx.closed && kind.is_some_and(|k| ctx.held_by_other(k, me)) {
+        let closed = |ctx: &ClientCtx| ctx.closed || self.closing.load(Ordering::Acquire);
+        while !closed(&ctx) && kind.is_some_and(|k| ctx.held_by_other(k, me)) {
             ctx = self
                 .released
                 .wait(ctx)
                 .unwrap_or_else(PoisonError::into_inner);
         }
-        if ctx.closed {
+        if closed(&ctx) {
             return Err(CapiError::BadHandle);
         }
         Ok(ctx)
@@ -135,6 +141,7 @@ pub unsafe extern "C" fn coroipcc_service_connect(
             ctx: Mutex::new(ClientCtx::new(client, request_size)),
             released: Condvar::new(),
             closer,
+            closing: AtomicBool::new(false),
         }));
         Ok(())
     })
@@ -152,7 +159,9 @@ pub extern "C" fn coroipcc_service_disconnect(handle: hdb_handle_t) -> cs_error_
     boundary(|| {
         let slot = CLIENTS.remove(handle).ok_or(CapiError::BadHandle)?;
         // First, without the lock: a thread blocked in a request on this context
-        // returns (`CS_ERR_LIBRARY`) and lets go of it.
+        // returns (`CS_ERR_LIBRARY`) and lets go of it; one woken from waiting on the
+        // fd sees the handle gone.
+        slot.closing.store(true, Ordering::Release);
         slot.closer.close();
         {
             let mut ctx = slot.ctx.lock().unwrap_or_else(PoisonError::into_inner);

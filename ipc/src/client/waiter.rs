@@ -10,10 +10,11 @@
 //! ring meant for another of its rings is a spurious wake, never a lost one.
 //!
 //! The notification fd handed to event loops is a second, level-triggered epoll over
-//! the same two fds, created at connect and kept for the client's life (an event loop
+//! the same two fds and the client's notice (an eventfd of its own, for its own
+//! reports), created at connect and kept for the client's life (an event loop
 //! registers it once). Blocking waits use their own edge-triggered epoll; the drain
 //! before one may consume the notification fd's readiness, which the wait gives back
-//! (it rings the client's own doorbell after it, when the fd was armed).
+//! (it rings the notice after it, when the fd was armed).
 
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd};

@@ -14,14 +14,16 @@
 //! server sends both to the client in the handshake, in that order). A byte sent into
 //! one end arrives at the other, so each side reads its own end (`mine`) and:
 //! * rings the peer by sending into `mine` (it arrives at the peer's end);
-//! * rings itself by sending into `theirs` (a thread of the same process waking the
-//!   one that waits, or a client making its notification fd readable).
+//! * rings itself by sending into `theirs` (a server thread waking the server thread;
+//!   the client reports to its notification fd through an eventfd of its own).
 //!
 //! What a hostile peer can still do is confined to its own connection: read the rings
 //! meant for the other side (it only misses its own wake-ups), fill the buffer (a
-//! full buffer already holds an unread ring, so `EAGAIN` counts as rung), or shut an
-//! end down (the reader then sees end-of-file, which [`PeerBell::drain`] reports as
-//! an error, and the connection is closed). Readiness works as with an eventfd:
+//! full buffer already holds an unread ring, so `EAGAIN` counts as rung; a peer that
+//! keeps it full itself only loses its own wake-ups), or shut an end down (a drain
+//! then sees end-of-file, which [`PeerBell::drain`] reports as an error, and the
+//! connection is closed; a shutdown right after a ring may go unseen by an
+//! edge-triggered watcher, which stalls only that connection). Readiness works as with an eventfd:
 //! readable while an unread ring is buffered; an edge for every ring. A drain reads
 //! what one `recv` returns (up to [`DRAIN_BYTES`] rings): a peer sending without
 //! pause cannot keep the drainer in a loop, and what is left keeps the fd readable.

@@ -237,7 +237,7 @@ impl Epoll {
     }
 
     /// Watches `fd` edge-triggered: each new readiness is reported once (for an
-    /// eventfd, each write), so a doorbell needs no draining read.
+    /// eventfd, each write; for a socket, each arrival).
     ///
     /// # Errors
     ///
