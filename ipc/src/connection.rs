@@ -13,6 +13,7 @@ use crate::error::{RingKind, SendError, Violation};
 use crate::os::{Doorbell, PeerCred};
 use crate::outbox::{Bells, Outbox, OutboxError, OutboxGrant};
 use crate::protocol::{ResponseHeader, RESPONSE_HEADER_LEN};
+use crate::releasable::ConnRegion;
 use crate::stats::{ConnCounters, ConnStats, Sent};
 
 /// What to do when a client's dispatch ring and the queue behind it are full.
@@ -54,6 +55,9 @@ pub(crate) struct ConnShared {
     /// server thread for this connection, `ring_peer` the client (a response, request
     /// space or a dispatch message).
     pub(crate) bell: Bells,
+    /// The mapping under the outboxes' rings (they keep it alive), released with the
+    /// doorbells when the connection ends ([`ConnShared::release`]).
+    pub(crate) region: ConnRegion,
     /// Set by a handle or the overflow policy; the server thread disconnects.
     pub(crate) closing: AtomicBool,
     /// Set when the connection is gone; every send fails from then on.
@@ -71,6 +75,7 @@ pub(crate) struct ConnShared {
 /// What a new connection sends through: its response and dispatch rings and the
 /// doorbells their outboxes ring.
 pub(crate) struct Outgoing {
+    pub(crate) region: ConnRegion,
     pub(crate) responses: MpscProducer,
     pub(crate) dispatch: MpscProducer,
     pub(crate) bells: Bells,
@@ -92,6 +97,7 @@ impl ConnShared {
         service: u16,
         cred: PeerCred,
         Outgoing {
+            region,
             responses,
             dispatch,
             bells,
@@ -110,6 +116,7 @@ impl ConnShared {
             response,
             dispatch,
             bell: bells,
+            region,
             closing: AtomicBool::new(false),
             closed: AtomicBool::new(false),
             slow: AtomicBool::new(false),
@@ -125,6 +132,15 @@ impl ConnShared {
         self.response
             .max_message_len()
             .saturating_sub(RESPONSE_HEADER_LEN)
+    }
+
+    /// Lets go of the connection's descriptors and memory while handles to it live
+    /// on (server thread, the connection gone; see `crate::releasable`). Every send
+    /// already fails (`closed` is set); one that checked just before finds zero pages
+    /// and rings nothing.
+    pub(crate) fn release(&self) {
+        self.bell.close();
+        self.region.release();
     }
 
     pub(crate) fn check_open(&self) -> Result<(), SendError> {

@@ -94,6 +94,7 @@ mod os;
 mod outbox;
 pub mod protocol;
 mod region;
+mod releasable;
 mod respond;
 mod server;
 mod service;

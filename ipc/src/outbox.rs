@@ -27,7 +27,7 @@ use coroipc_ring::{BytesMut, Corruption, MpscGrant, MpscProducer, Published, Pus
 
 use crate::error::push_corruption;
 use crate::flow::FlowReport;
-use crate::os::PeerBell;
+use crate::releasable::ConnBells;
 use crate::stats::Sent;
 
 /// Messages waiting behind a full ring. Invariant: `bytes` is the sum of the lengths.
@@ -87,7 +87,7 @@ pub(crate) struct BatchOutcome {
 /// The doorbells of a connection, which both its outboxes ring: the peer (the client:
 /// a message was published) and this side (the server thread: a message was queued,
 /// or flow control changed).
-pub(crate) type Bells = Arc<PeerBell>;
+pub(crate) type Bells = Arc<ConnBells>;
 
 #[derive(Debug)]
 pub(crate) struct Outbox {
@@ -311,14 +311,19 @@ impl Outbox {
         }
     }
 
-    /// Moves queued messages into the ring while they fit. Returns the length of the
-    /// first message still queued (`None` when the backlog is empty).
-    pub(crate) fn flush(&self) -> Result<Option<usize>, Corruption> {
+    /// Moves queued messages into the ring while they fit. Returns whether messages
+    /// are still queued.
+    ///
+    /// A lock held by someone else counts as queued when the lock-free count says so
+    /// (the holder is then a sender queueing behind the backlog, who rings the server
+    /// thread when done; a grant exists only while nothing is queued), so the
+    /// backpressure on requests holds in that moment too.
+    pub(crate) fn flush(&self) -> Result<bool, Corruption> {
         if !self.has_backlog() {
-            return Ok(None);
+            return Ok(false);
         }
         let Some(mut backlog) = self.try_lock() else {
-            return Ok(None);
+            return Ok(self.has_backlog());
         };
         let mut wake = Wake::NotNeeded;
         while let Some(front) = backlog.items.front() {
@@ -335,10 +340,10 @@ impl Outbox {
             }
         }
         self.publish_size(&backlog);
-        let front = backlog.items.front().map(Vec::len);
+        let queued = !backlog.items.is_empty();
         drop(backlog);
         self.ring_bell(wake);
-        Ok(front)
+        Ok(queued)
     }
 
     /// Whether the ring is in flow control now (the ring's own word).
@@ -451,7 +456,7 @@ mod tests {
     #[test]
     fn the_queue_bound_counts_each_message_not_only_its_bytes() {
         let (ring, _reader) = mpsc_channel(&Config::new(64)).expect("ring");
-        let bells = Arc::new(PeerBell::new().expect("bells"));
+        let bells = Arc::new(ConnBells::new(crate::os::PeerBell::new().expect("bells")));
         let outbox = Outbox::new(ring, bells, 4096, false);
         let mut queued = 0;
         let refused = loop {
@@ -468,6 +473,29 @@ mod tests {
             outbox.backlog(),
             (queued, 0),
             "the statistics count payload"
+        );
+    }
+
+    /// A sender holding the lock while messages are queued: the server's flush must
+    /// still see them queued (it used to read "nothing queued" and serve requests
+    /// past the backpressure rule).
+    #[test]
+    fn a_busy_lock_over_a_backlog_still_reads_as_queued() {
+        let (ring, _reader) = mpsc_channel(&Config::new(64)).expect("ring");
+        let bells = Arc::new(ConnBells::new(crate::os::PeerBell::new().expect("bells")));
+        let outbox = Outbox::new(ring, bells, 1 << 20, false);
+        assert!(!outbox.flush().expect("flush"), "nothing queued yet");
+        let mut sent = 0;
+        while outbox.send(&[&[0u8; 8]]).expect("send") == Sent::Ring {
+            sent += 1;
+            assert!(sent < 64, "the ring never filled");
+        }
+        let held = outbox.lock();
+        assert!(outbox.flush().expect("flush"), "queued, behind a busy lock");
+        drop(held);
+        assert!(
+            outbox.flush().expect("flush"),
+            "still queued: nobody read the ring"
         );
     }
 }

@@ -15,9 +15,13 @@ use coroipc_ring::{AttachError, Consumer, MpscProducer, Producer, RawRegion};
 use crate::error::{ProtocolError, RingKind};
 use crate::os::SharedMemory;
 use crate::protocol::{RegionLayout, DISPATCH, REQUEST, RESPONSE};
+use crate::releasable::ConnRegion;
 
 /// The server's handles on a new connection's rings.
 pub(crate) struct ServerRings {
+    /// The mapping the three handles keep alive, to release its pages when the
+    /// connection ends (see `crate::releasable`).
+    pub(crate) region: ConnRegion,
     pub(crate) requests: Consumer,
     pub(crate) responses: MpscProducer,
     pub(crate) dispatch: MpscProducer,
@@ -84,6 +88,7 @@ pub(crate) fn create(layout: &RegionLayout) -> io::Result<(OwnedFd, ServerRings)
     Ok((
         memfd,
         ServerRings {
+            region: ConnRegion(shm),
             requests,
             responses,
             dispatch,

@@ -329,6 +329,58 @@ fn connection_limit_refuses_cleanly() {
     }
 }
 
+/// A service keeping a connection's handles past its end (the deferred answer to a
+/// long poll, a clone of the `Connection`) pins none of its descriptors or shared
+/// memory: a client looping "connect, send such a request, close" used to run the
+/// server out of descriptors (two per cycle) and pin a mapping per cycle.
+#[test]
+fn handles_kept_past_the_end_pin_no_descriptors_or_memory() {
+    let server = ServerProcess::start("kept", &[]);
+    let pid = server.child.id();
+    let fds = || {
+        std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .unwrap()
+            .count()
+    };
+    let shm_maps = || {
+        std::fs::read_to_string(format!("/proc/{pid}/maps"))
+            .unwrap()
+            .lines()
+            .filter(|l| l.contains("memfd:coroipc"))
+            .count()
+    };
+    let mut observer = Client::connect(&server.socket(), 1, &ConnectOptions::default()).unwrap();
+    let settle = |observer: &mut Client| {
+        let _ = observer.request(cmd::ECHO, b"sync").unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        let _ = observer.request(cmd::ECHO, b"sync").unwrap();
+    };
+    settle(&mut observer);
+    let fd0 = fds();
+    const CYCLES: u32 = 200;
+    for _ in 0..CYCLES {
+        let mut c = Client::connect(&server.socket(), 1, &ConnectOptions::default()).unwrap();
+        c.send_request(cmd::KEEP, b"").unwrap();
+        // Served in order: once this is answered, the kept request was taken.
+        assert_eq!(c.request(cmd::ECHO, b"x").unwrap().data, b"x");
+    }
+    settle(&mut observer);
+    assert_eq!(fds(), fd0, "the kept handles hold no descriptor");
+    assert_eq!(
+        shm_maps(),
+        2,
+        "only the observer's and the spare's shared memory are still mapped"
+    );
+    let probe = observer.request(cmd::KEPT_PROBE, b"").unwrap().data;
+    let word = |i: usize| u32::from_le_bytes(probe[i * 4..i * 4 + 4].try_into().unwrap());
+    assert_eq!(
+        (word(0), word(1)),
+        (CYCLES, CYCLES),
+        "every kept connection refuses a send as disconnected"
+    );
+    assert_eq!(observer.request(cmd::ECHO, b"ok").unwrap().data, b"ok");
+}
+
 /// Thousands of connect/disconnect cycles: the server's fd count and memory return
 /// to their baseline, and no file appears in /dev/shm.
 #[test]

@@ -4,7 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
@@ -306,4 +306,97 @@ fn one_listener_readiness_accepts_a_bounded_slice_of_a_flood() {
     server.handle_accept();
     assert_eq!(server.stats().handshaking, 100, "the rest");
     drop(waiting);
+}
+
+/// Hooks that record every `remove` of a token they are not watching (the contract
+/// is "removes every fd it added", and so only those), and refuse the `refuse_at`-th
+/// `add` (counted from 1; 0: none).
+#[derive(Clone, Default)]
+struct Strict {
+    watched: Registry,
+    strays: Arc<Mutex<Vec<Token>>>,
+    adds: Arc<AtomicUsize>,
+    refuse_at: Arc<AtomicUsize>,
+}
+
+impl PollHooks for Strict {
+    fn add(&mut self, fd: BorrowedFd<'_>, token: Token) -> std::io::Result<()> {
+        let n = self.adds.fetch_add(1, Ordering::SeqCst) + 1;
+        if n == self.refuse_at.load(Ordering::SeqCst) {
+            return Err(std::io::Error::other("refused"));
+        }
+        self.watched.add(fd, token)
+    }
+    fn remove(&mut self, fd: BorrowedFd<'_>, token: Token) {
+        let known = self
+            .watched
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|(_, t)| *t == token);
+        if !known {
+            self.strays.lock().unwrap().push(token);
+        }
+        self.watched.remove(fd, token);
+    }
+}
+
+/// A connection whose handshake reply fails (the client wrote its request and left)
+/// or whose socket the hooks refuse (after its doorbell) is ended with a `remove`
+/// for what was added and nothing else.
+#[test]
+fn a_failed_reply_removes_only_what_was_added() {
+    use coroipc::protocol::ConnectRequest;
+    use std::io::Write;
+    let name = SocketName::abstract_name(format!("coroipc-hooks-stray-{}", std::process::id()));
+    let (tx, rx) = mpsc::channel();
+    let hooks = Strict::default();
+    let mut server = ServerBuilder::new(name.clone())
+        .service(3, Svc(tx))
+        .build_with_hooks(hooks.clone())
+        .unwrap();
+    let baseline = hooks.watched.0.lock().unwrap().len();
+    let request = ConnectRequest {
+        service: 3,
+        request_ring: 4096,
+        response_ring: 4096,
+        dispatch_ring: 4096,
+    }
+    .encode();
+    // The request is there at `accept`, so the handshake completes at once and the
+    // connection's adds are its doorbell, then its socket.
+    let mut gone = coroipc::raw::connect(&name, None).unwrap();
+    gone.write_all(&request).unwrap();
+    drop(gone);
+    server.handle_accept();
+    assert!(
+        rx.try_recv().is_ok(),
+        "the first client was connected, then failed"
+    );
+    let mut refused = coroipc::raw::connect(&name, None).unwrap();
+    refused.write_all(&request).unwrap();
+    let adds = hooks.adds.load(Ordering::SeqCst);
+    hooks.refuse_at.store(adds + 2, Ordering::SeqCst);
+    server.handle_accept();
+    assert!(
+        rx.try_recv().is_ok(),
+        "the second client was connected, then failed"
+    );
+    assert_eq!(
+        hooks.adds.load(Ordering::SeqCst),
+        adds + 2,
+        "doorbell, then socket"
+    );
+    assert!(
+        hooks.strays.lock().unwrap().is_empty(),
+        "removed but never added: {:?}",
+        hooks.strays.lock().unwrap()
+    );
+    assert_eq!(
+        hooks.watched.0.lock().unwrap().len(),
+        baseline,
+        "both connections' fds handed back"
+    );
+    drop(refused);
 }

@@ -335,21 +335,34 @@ impl Client {
             }
             SpinStep::Done => self.adapt.spun_out(),
         }
-        // Rings are bytes in a socket buffer: drained before every announcement, so it
-        // never fills (a ring that follows the announcement is a new edge). An armed
-        // notification fd gets back the readiness this may take, as after a sleep.
+        // An armed notification fd gets back the readiness the sleep may take, on
+        // every way out of it (an error too).
+        let slept = self.sleep_once(what, state, deadline);
+        let restored = if std::mem::replace(&mut self.armed, false) {
+            self.waiter.ring_self()
+        } else {
+            Ok(())
+        };
+        slept?;
+        Ok(restored?)
+    }
+
+    /// Announces sleep on the ring and blocks until woken or `deadline` (unless what
+    /// is waited for came meanwhile). Rings are bytes in a socket buffer: drained
+    /// before every announcement, so it never fills (a ring that follows the
+    /// announcement is a new edge).
+    fn sleep_once(
+        &mut self,
+        what: WaitFor,
+        state: &mut WaitState,
+        deadline: Deadline,
+    ) -> Result<(), ClientError> {
         self.waiter.drain_bell()?;
         if !self.announce(what)? {
-            if std::mem::replace(&mut self.armed, false) {
-                self.waiter.ring_self()?;
-            }
             return Ok(());
         }
         self.stats.sleeps += 1;
         let woke = self.waiter.block(deadline);
-        if std::mem::replace(&mut self.armed, false) {
-            self.waiter.ring_self()?;
-        }
         match what {
             WaitFor::Response => self.responses.cancel_sleep(),
             WaitFor::Dispatch => self.dispatch.cancel_sleep(),

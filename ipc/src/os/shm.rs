@@ -182,6 +182,45 @@ impl SharedMemory {
     pub fn take_fd(&mut self) -> Option<OwnedFd> {
         self.fd.take()
     }
+
+    /// Lets go of the memfd's pages while the mapping stays: the range is mapped
+    /// again, in place (`MAP_FIXED`), with private zero pages that reserve nothing
+    /// (`MAP_NORESERVE`). For a region whose connection ended while handles to it live
+    /// on (see `crate::releasable`): a pointer into it never dangles, what is written
+    /// there from now on is nobody's, and the memfd's memory is freed with the
+    /// peer's last mapping. To a reader the contents just became zeros, as if the
+    /// peer had written them, which every user of this memory already allows for
+    /// (see [`as_ptr`](Self::as_ptr)).
+    ///
+    /// # Errors
+    ///
+    /// The OS error of `mmap` (out of memory for the mapping's bookkeeping); the
+    /// mapping is then unchanged.
+    pub(crate) fn forget_pages(&self) -> io::Result<()> {
+        use nix::sys::mman::{mmap_anonymous, MapFlags, ProtFlags};
+        let (Some(addr), Some(len)) = (
+            std::num::NonZeroUsize::new(self.map.as_mut_ptr() as usize),
+            std::num::NonZeroUsize::new(self.map.len()),
+        ) else {
+            return Ok(());
+        };
+        let flags = MapFlags::MAP_FIXED | MapFlags::MAP_PRIVATE | MapFlags::MAP_NORESERVE;
+        // SAFETY: the range is exactly this value's own mapping, so `MAP_FIXED`
+        // replaces nothing else; it stays mapped read-write for its whole length (the
+        // new pages, or the old ones if the call fails), so every pointer into it stays
+        // valid, and `MmapRaw`'s drop unmaps the same range later. Changed contents are
+        // what the peer could do at any time, which all access through `as_ptr` allows.
+        unsafe {
+            mmap_anonymous(
+                Some(addr),
+                len,
+                ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
+                flags,
+            )
+        }
+        .map(drop)
+        .map_err(io::Error::from)
+    }
 }
 
 #[cfg(test)]
@@ -332,5 +371,37 @@ mod tests {
             SharedMemory::from_fd_verified(fd, PAGE),
             Err(ShmError::Io(_))
         ));
+    }
+
+    /// After `forget_pages` the mapping is still there, reads zeros, and neither side
+    /// sees the other's writes any more: the memfd keeps what it had.
+    #[test]
+    fn forgotten_pages_are_private_zeros_and_the_memfd_keeps_its_contents() {
+        let shm = SharedMemory::create("coroipc-forget", 2 * PAGE).expect("create");
+        let mut other = std::fs::File::from(dup(&shm));
+        let at = shm.as_ptr().wrapping_add(PAGE + 8);
+        // SAFETY: inside the mapping; no other thread uses it.
+        unsafe { at.write_volatile(0x5a) };
+        shm.forget_pages().expect("forget");
+        // SAFETY: still mapped read-write for its whole length.
+        assert_eq!(unsafe { at.read_volatile() }, 0, "zero pages");
+        // SAFETY: as above.
+        unsafe { at.write_volatile(0x77) };
+        let mut byte = [0u8; 1];
+        other
+            .seek(SeekFrom::Start((PAGE + 8) as u64))
+            .expect("seek");
+        other.read_exact(&mut byte).expect("read");
+        assert_eq!(
+            byte[0], 0x5a,
+            "the memfd kept its byte and missed the later write"
+        );
+        let maps = std::fs::read_to_string("/proc/self/maps").expect("maps");
+        let start = format!("{:x}-", shm.as_ptr() as usize);
+        let line = maps
+            .lines()
+            .find(|l| l.starts_with(&start))
+            .expect("mapped");
+        assert!(!line.contains("memfd:"), "{line}");
     }
 }

@@ -33,8 +33,9 @@ impl Server {
         self.disconnect(id, reason);
     }
 
-    /// Ends connection `id`: unregisters its fds, calls `on_disconnect` once, frees
-    /// the rings (when the last [`Connection`] clone is dropped, for the mapping).
+    /// Ends connection `id`: unregisters its fds, calls `on_disconnect` once, and
+    /// lets the session go (now, or soon through `teardown`), which releases its
+    /// descriptors and memory whoever still holds a [`Connection`].
     pub(super) fn disconnect(&mut self, id: u64, reason: DisconnectReason) {
         let Some(mut conn) = self.conns.remove(&id) else {
             return;
@@ -45,10 +46,18 @@ impl Server {
         // (if stalled) after the event, once that descriptor is free.
         self.freed_fds = true;
         conn.handle.shared.closed.store(true, Ordering::Release);
-        self.poller
-            .remove(conn.handle.shared.bell.as_fd(), token(id, KIND_BELL));
-        self.poller
-            .remove(conn.stream.as_fd(), token(id, KIND_SOCKET));
+        if conn.watched.bell {
+            let poller = &mut self.poller;
+            let bell = token(id, KIND_BELL);
+            conn.handle
+                .shared
+                .bell
+                .with_fd(|fd| poller.remove(fd, bell));
+        }
+        if conn.watched.socket {
+            self.poller
+                .remove(conn.stream.as_fd(), token(id, KIND_SOCKET));
+        }
         conn.handle.shared.response.clear();
         conn.handle.shared.dispatch.clear();
         if let DisconnectReason::ProtocolViolation(why) = &reason {

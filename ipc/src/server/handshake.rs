@@ -12,7 +12,7 @@ use coroipc_ring::Consumer;
 
 use super::accept::refuse;
 use super::poll::{token, KIND_BELL, KIND_PENDING, KIND_SOCKET};
-use super::session::Session;
+use super::session::{Session, Watched};
 use super::Server;
 use crate::connection::{ConnShared, Connection, DisconnectReason};
 use crate::deadline::Deadline;
@@ -189,15 +189,27 @@ impl Server {
             private,
             handle,
         } = opened;
-        let [server_end, client_end] = shared.bell.ends();
-        let fds = [memfd.as_fd(), server_end, client_end];
-        let sent = os::send_with_fds(p.stream.as_fd(), &reply.encode(), &fds);
+        let sent = shared
+            .bell
+            .with_ends(|[server_end, client_end]| {
+                let fds = [memfd.as_fd(), server_end, client_end];
+                os::send_with_fds(p.stream.as_fd(), &reply.encode(), &fds)
+            })
+            .unwrap_or_else(|| Err(io::ErrorKind::NotConnected.into()));
         // The mapping keeps the memory alive: no descriptor kept per connection.
         drop(memfd);
+        // Only what was added is removed at the disconnect (`PollHooks` promise).
+        let mut watched = Watched::default();
         let registered = sent.and_then(|()| {
-            self.poller
-                .add_bell(shared.bell.as_fd(), token(id, KIND_BELL))?;
-            self.poller.add(p.stream.as_fd(), token(id, KIND_SOCKET))
+            let bell = token(id, KIND_BELL);
+            shared
+                .bell
+                .with_fd(|fd| self.poller.add_bell(fd, bell))
+                .unwrap_or_else(|| Err(io::ErrorKind::NotConnected.into()))?;
+            watched.bell = true;
+            self.poller.add(p.stream.as_fd(), token(id, KIND_SOCKET))?;
+            watched.socket = true;
+            Ok(())
         });
         let conn = Session {
             span: super::session::span(&handle),
@@ -206,6 +218,7 @@ impl Server {
             private: Some(private),
             handle,
             adapt: crate::spin::Adaptive::idle(),
+            watched,
         };
         self.conns.insert(id, conn);
         // Connected (on_connect accepted): counted before a failed reply closes it, so

@@ -77,7 +77,7 @@ fn flush_output(shared: &ConnShared) -> Result<bool, DisconnectReason> {
         .dispatch
         .flush()
         .map_err(ring_fault(RingKind::Dispatch))?;
-    Ok(responses.is_some())
+    Ok(responses)
 }
 
 /// Tells the service of a flow-control transition of the dispatch ring, if any.

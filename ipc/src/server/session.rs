@@ -22,6 +22,30 @@ pub(crate) struct Session {
     /// Whether this client's requests have recently come back to back: the server's
     /// adaptive poll of its request ring (`Limits::adaptive_spin`).
     pub(crate) adapt: Adaptive,
+    /// Which of its descriptors the server's poller watches (removed at the
+    /// disconnect: only these).
+    pub(crate) watched: Watched,
+}
+
+/// The descriptors of a connection added to the server's poller.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Watched {
+    /// The doorbell (the server's end).
+    pub(crate) bell: bool,
+    /// The socket (its hang-up).
+    pub(crate) socket: bool,
+}
+
+impl Drop for Session {
+    /// The server lets the connection go: what a handle the service kept would pin
+    /// of it (descriptors, the client's memory) is released now (see
+    /// `crate::releasable`). Not needed when no handle is left, since all of it then
+    /// goes with the last reference, just after.
+    fn drop(&mut self) {
+        if std::sync::Arc::strong_count(&self.handle.shared) > 1 {
+            self.handle.shared.release();
+        }
+    }
 }
 
 /// The tracing span of a connection: its id, the client's pid and uid, the service.

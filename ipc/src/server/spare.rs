@@ -24,6 +24,7 @@ use crate::os::PeerBell;
 use crate::outbox::Bells;
 use crate::protocol::RegionLayout;
 use crate::region::{self, ServerRings};
+use crate::releasable::ConnBells;
 
 /// Descriptors a spare holds: the memfd and the doorbells' two ends.
 pub(crate) const FDS_SPARE: usize = 3;
@@ -48,7 +49,7 @@ impl Resources {
     /// memory).
     pub(crate) fn create(layout: &RegionLayout) -> io::Result<Resources> {
         let (memfd, rings) = region::create(layout)?;
-        let bells: Bells = Arc::new(PeerBell::new()?);
+        let bells: Bells = Arc::new(ConnBells::new(PeerBell::new()?));
         Ok(Resources {
             layout: *layout,
             memfd,
@@ -60,11 +61,13 @@ impl Resources {
     /// Splits off what the connection's outboxes take.
     pub(crate) fn into_parts(self) -> (OwnedFd, coroipc_ring::Consumer, Outgoing) {
         let ServerRings {
+            region,
             requests,
             responses,
             dispatch,
         } = self.rings;
         let outgoing = Outgoing {
+            region,
             responses,
             dispatch,
             bells: self.bells,

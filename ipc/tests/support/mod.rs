@@ -58,6 +58,13 @@ pub mod cmd {
     /// Taken in place: answered with the payload rotated left by one byte, built with
     /// two `ResponseGrant::copy_from` at offsets (empty payload: empty answer).
     pub const ROTATE_IN_PLACE: u16 = 19;
+    /// Never answer: the deferred response and a clone of the connection are kept by
+    /// the service for good, past the disconnect (a service answering long polls
+    /// from a worker might).
+    pub const KEEP: u16 = 20;
+    /// Answer u32 how many connections kept by `KEEP` refuse a dispatch message as
+    /// disconnected, u32 how many are kept.
+    pub const KEPT_PROBE: u16 = 21;
     /// Answer with the command id itself (for command 65535).
     pub const MAX: u16 = 65535;
 }
@@ -70,6 +77,9 @@ pub struct Private {
     pub handle: Option<Connection>,
     pub hung: Vec<coroipc::DeferredResponse>,
 }
+
+/// What `cmd::KEEP` keeps, for good.
+static KEPT: Mutex<Vec<(coroipc::DeferredResponse, Connection)>> = Mutex::new(Vec::new());
 
 pub struct TestService {
     pub disconnects: Arc<AtomicU64>,
@@ -193,6 +203,22 @@ impl Service for TestService {
             }
             cmd::DISCONNECTS => {
                 let _ = resp.respond(0, &self.disconnects.load(Ordering::SeqCst).to_le_bytes());
+            }
+            cmd::KEEP => {
+                let kept = (resp.defer().unwrap(), conn.handle.clone().unwrap());
+                KEPT.lock().unwrap().push(kept);
+            }
+            cmd::KEPT_PROBE => {
+                let kept = KEPT.lock().unwrap();
+                let refused = kept
+                    .iter()
+                    .filter(|(_, c)| {
+                        c.dispatch_send(b"late") == Err(coroipc::SendError::Disconnected)
+                    })
+                    .count() as u32;
+                let mut answer = refused.to_le_bytes().to_vec();
+                answer.extend_from_slice(&(kept.len() as u32).to_le_bytes());
+                let _ = resp.respond(0, &answer);
             }
             cmd::HANG => {
                 conn.hung.push(resp.defer().unwrap());
