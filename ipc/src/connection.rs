@@ -134,13 +134,33 @@ impl ConnShared {
             .saturating_sub(RESPONSE_HEADER_LEN)
     }
 
-    /// Lets go of the connection's descriptors and memory while handles to it live
-    /// on (server thread, the connection gone; see `crate::releasable`). Every send
-    /// already fails (`closed` is set); one that checked just before finds zero pages
-    /// and rings nothing.
-    pub(crate) fn release(&self) {
+    /// The server lets the connection go (server thread; its session dropped, or its
+    /// `on_connect` refused): every send fails from now on, and when handles to it
+    /// live on besides `shared` (a service keeps a [`Connection`] or a
+    /// `DeferredResponse`), its descriptors and the client's memory are released now
+    /// rather than with the last of them (see `crate::releasable`). The one place
+    /// that decides whether to release.
+    pub(crate) fn let_go(shared: &Arc<ConnShared>) {
+        shared.closed.store(true, Ordering::Release);
+        if Arc::strong_count(shared) > 1 {
+            shared.release();
+        }
+    }
+
+    /// Releases what [`let_go`](Self::let_go) says: the outboxes refuse every send
+    /// (under their locks, so no writer is left in the ring), then the doorbells close
+    /// and the region's pages go.
+    fn release(&self) {
+        self.response.close();
+        self.dispatch.close();
         self.bell.close();
-        self.region.release();
+        // SAFETY: both outboxes are closed: every writer of the response and dispatch
+        // rings checks that under the outbox's lock, and `close` took the lock after
+        // any sender or grant in them. The request ring is the server thread's, which
+        // calls this once done with the session (its drop, or a refused connect that
+        // never had one). Nothing else reads the region: the producers' flow state and
+        // sizes are private copies.
+        unsafe { self.region.release() };
     }
 
     pub(crate) fn check_open(&self) -> Result<(), SendError> {
@@ -173,6 +193,7 @@ impl ConnShared {
                 self.close_soon();
                 SendError::Disconnected
             }
+            OutboxError::Closed => SendError::Disconnected,
         }
     }
 

@@ -21,7 +21,7 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use coroipc_ring::{BytesMut, Corruption, MpscGrant, MpscProducer, Published, PushError, Wake};
 
@@ -36,6 +36,10 @@ pub(crate) struct Backlog {
     items: VecDeque<Vec<u8>>,
     /// Payload bytes of `items` (what the statistics report).
     bytes: usize,
+    /// Set once the connection is gone ([`Outbox::close`]); never cleared. Every
+    /// writer of the ring looks at it under the lock, so once it is set (under the
+    /// lock) nothing writes the ring any more and its memory may be let go.
+    closed: bool,
 }
 
 /// What a queued message costs beyond its payload against the queue's bound: its
@@ -58,9 +62,14 @@ impl Backlog {
 /// Why a send did not complete.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum OutboxError {
-    TooLarge { len: usize, max: usize },
+    TooLarge {
+        len: usize,
+        max: usize,
+    },
     QueueFull,
     Corrupt(Corruption),
+    /// The connection is gone ([`Outbox::close`]).
+    Closed,
 }
 
 impl From<PushError> for OutboxError {
@@ -129,16 +138,15 @@ impl Outbox {
         self.backlog.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The lock for the server thread, which never waits for it: whoever holds it is
-    /// a sender (which wakes the server if it queues) or a zero-copy grant (which
-    /// exists only while nothing is queued, and nothing can queue meanwhile). So a
-    /// held lock means "nothing to flush now".
-    fn try_lock(&self) -> Option<MutexGuard<'_, Backlog>> {
-        match self.backlog.try_lock() {
-            Ok(guard) => Some(guard),
-            Err(TryLockError::Poisoned(p)) => Some(p.into_inner()),
-            Err(TryLockError::WouldBlock) => None,
-        }
+    /// The lock for the server thread once it has seen messages queued (`has_backlog`):
+    /// then no zero-copy grant holds it (a grant exists only over an empty queue, and
+    /// nothing can queue while it lives; only the server thread empties the queue), so
+    /// whoever holds it is a sender, for the moment of one send. (A `try_lock` here
+    /// read "nothing queued" when a sender held it, which skipped the backpressure on
+    /// requests, and a dispatch queue behind a refused send was left unarmed: audit
+    /// and review of 2026-12-06.)
+    fn lock_queued(&self) -> MutexGuard<'_, Backlog> {
+        self.lock()
     }
 
     /// Publishes the backlog's size for lock-free readers (under the lock).
@@ -192,6 +200,9 @@ impl Outbox {
     /// Sends the concatenation of `parts`.
     pub(crate) fn send(&self, parts: &[&[u8]]) -> Result<Sent, OutboxError> {
         let mut backlog = self.lock();
+        if backlog.closed {
+            return Err(OutboxError::Closed);
+        }
         if backlog.items.is_empty() {
             // The exclusive claim (one store, no compare-and-swap), which the lock
             // allows: 64 B round trips 388 -> 362 ns (near CPU placement; far 1018 ->
@@ -243,6 +254,10 @@ impl Outbox {
     pub(crate) fn send_batch(&self, msgs: &[&[u8]]) -> BatchOutcome {
         let mut backlog = self.lock();
         let mut out = BatchOutcome::default();
+        if backlog.closed {
+            out.error = Some(OutboxError::Closed);
+            return out;
+        }
         let mut published = Published {
             wake: Wake::NotNeeded,
             flow: None,
@@ -296,6 +311,9 @@ impl Outbox {
     /// room now or messages are queued (which must go first).
     pub(crate) fn reserve(&self, len: usize) -> Result<Option<OutboxGrant<'_>>, OutboxError> {
         let backlog = self.lock();
+        if backlog.closed {
+            return Err(OutboxError::Closed);
+        }
         if !backlog.items.is_empty() {
             self.check_len(len)?;
             return Ok(None);
@@ -311,20 +329,13 @@ impl Outbox {
         }
     }
 
-    /// Moves queued messages into the ring while they fit. Returns whether messages
-    /// are still queued.
-    ///
-    /// A lock held by someone else counts as queued when the lock-free count says so
-    /// (the holder is then a sender queueing behind the backlog, who rings the server
-    /// thread when done; a grant exists only while nothing is queued), so the
-    /// backpressure on requests holds in that moment too.
+    /// Moves queued messages into the ring while they fit (server thread). Returns
+    /// whether messages are still queued.
     pub(crate) fn flush(&self) -> Result<bool, Corruption> {
         if !self.has_backlog() {
             return Ok(false);
         }
-        let Some(mut backlog) = self.try_lock() else {
-            return Ok(self.has_backlog());
-        };
+        let mut backlog = self.lock_queued();
         let mut wake = Wake::NotNeeded;
         while let Some(front) = backlog.items.front() {
             match self.ring.try_send(front) {
@@ -388,14 +399,18 @@ impl Outbox {
         if !self.has_backlog() {
             return None;
         }
-        self.try_lock()?.items.front().map(Vec::len)
+        self.lock_queued().items.front().map(Vec::len)
     }
 
-    /// Drops everything queued (the connection is gone).
-    pub(crate) fn clear(&self) {
+    /// The connection is gone: drops everything queued (its memory too) and refuses
+    /// every later send with [`OutboxError::Closed`]. Waits for a zero-copy grant
+    /// being filled; once it returns nothing writes the ring any more.
+    pub(crate) fn close(&self) {
         let mut b = self.lock();
-        b.items.clear();
-        b.bytes = 0;
+        *b = Backlog {
+            closed: true,
+            ..Backlog::default()
+        };
         self.publish_size(&b);
     }
 }
@@ -476,26 +491,76 @@ mod tests {
         );
     }
 
-    /// A sender holding the lock while messages are queued: the server's flush must
-    /// still see them queued (it used to read "nothing queued" and serve requests
-    /// past the backpressure rule).
-    #[test]
-    fn a_busy_lock_over_a_backlog_still_reads_as_queued() {
-        let (ring, _reader) = mpsc_channel(&Config::new(64)).expect("ring");
+    fn outbox_of(ring_bytes: usize) -> (Outbox, coroipc_ring::Consumer) {
+        let (ring, reader) = mpsc_channel(&Config::new(ring_bytes)).expect("ring");
         let bells = Arc::new(ConnBells::new(crate::os::PeerBell::new().expect("bells")));
-        let outbox = Outbox::new(ring, bells, 1 << 20, false);
+        (Outbox::new(ring, bells, 1 << 20, false), reader)
+    }
+
+    /// A sender holding the lock while messages are queued: the server's flush must
+    /// still see them queued (a `try_lock` there read "nothing queued" and served
+    /// requests past the backpressure rule): it waits for the sender instead.
+    #[test]
+    fn a_flush_behind_a_busy_lock_still_sees_the_queue() {
+        let (outbox, _reader) = outbox_of(64);
         assert!(!outbox.flush().expect("flush"), "nothing queued yet");
         let mut sent = 0;
         while outbox.send(&[&[0u8; 8]]).expect("send") == Sent::Ring {
             sent += 1;
             assert!(sent < 64, "the ring never filled");
         }
-        let held = outbox.lock();
-        assert!(outbox.flush().expect("flush"), "queued, behind a busy lock");
-        drop(held);
+        std::thread::scope(|s| {
+            let held = outbox.lock();
+            let flushing = s.spawn(|| outbox.flush().expect("flush"));
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            drop(held);
+            assert!(
+                flushing.join().expect("flush thread"),
+                "queued behind a busy lock"
+            );
+        });
         assert!(
             outbox.flush().expect("flush"),
             "still queued: nobody read the ring"
         );
+    }
+
+    /// A closed outbox refuses every way of sending, drops its queue, and waits for a
+    /// grant being filled before it returns (after it, nothing writes the ring).
+    #[test]
+    fn a_closed_outbox_refuses_every_send_and_waits_for_a_grant() {
+        let (outbox, mut reader) = outbox_of(4096);
+        outbox.send(&[b"before"]).expect("send");
+        let filled = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|s| {
+            let mut grant = outbox.reserve(4).expect("reserve").expect("room");
+            let closing = s.spawn(|| {
+                outbox.close();
+                filled.load(Ordering::SeqCst)
+            });
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            grant.write_at(0, b"late");
+            filled.store(true, Ordering::SeqCst);
+            grant.commit();
+            assert!(
+                closing.join().expect("close thread"),
+                "close waited for the grant"
+            );
+        });
+        assert_eq!(outbox.send(&[b"x"]), Err(OutboxError::Closed));
+        assert_eq!(outbox.send_batch(&[b"x"]).error, Some(OutboxError::Closed));
+        assert!(matches!(outbox.reserve(1), Err(OutboxError::Closed)));
+        assert_eq!(outbox.backlog(), (0, 0));
+        let mut buf = [0u8; 16];
+        let got = |r: &mut coroipc_ring::Consumer, buf: &mut [u8]| {
+            r.try_recv(buf).expect("recv").map(|m| m.len)
+        };
+        assert_eq!(got(&mut reader, &mut buf), Some(6), "what was sent before");
+        assert_eq!(
+            got(&mut reader, &mut buf),
+            Some(4),
+            "the grant committed first"
+        );
+        assert_eq!(got(&mut reader, &mut buf), None, "nothing after the close");
     }
 }

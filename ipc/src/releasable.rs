@@ -11,17 +11,21 @@
 //! releases both when it lets the connection go (`Session`'s drop), whoever still
 //! holds a handle:
 //!
+//! * the outboxes are closed first, under their locks: every send through a late
+//!   handle fails with `Disconnected`, and a sender or zero-copy grant in the rings
+//!   is waited for, so that afterwards nothing writes the region;
 //! * the doorbells sit behind a lock that ringing takes for reading (around one
-//!   non-blocking `send`), so the close waits at most for the sends in flight; after
+//!   non-blocking `send`), so the close waits at most for the rings in flight; after
 //!   it a ring finds nothing and does nothing: nobody is left to wake;
-//! * the region's pages are replaced in place by private zero pages
-//!   ([`SharedMemory::forget_pages`]). A sender that found the connection open just
-//!   before it closed writes into memory that is still mapped and now nobody's, so
-//!   no pointer into the region dangles, and the memfd's memory is freed with the
-//!   client's last mapping.
+//! * the region's pages are let go in place ([`SharedMemory::forget_pages`]): the
+//!   range becomes an inaccessible mapping backed by nothing, reserved so that no
+//!   other allocation takes it while ring handles still point into it, and the
+//!   memfd's memory is freed with the client's last mapping, also in a daemon that
+//!   locks its memory (`mlockall`: an inaccessible mapping is never filled in).
 //!
-//! What a late handle pins is then a few hundred bytes and an address range (one
-//! mapping of untouched zero pages that reserve no memory).
+//! What a late handle pins is then its struct (a few hundred bytes: the queues are
+//! freed too) and one reserved, empty address range, which counts against the
+//! process's mapping limit (`vm.max_map_count`) until the handle goes.
 //!
 //! [`Connection`]: crate::Connection
 //! [`DeferredResponse`]: crate::DeferredResponse
@@ -49,8 +53,9 @@ impl ConnBells {
     }
 
     fn read(&self) -> RwLockReadGuard<'_, Option<PeerBell>> {
-        // Nothing panics while holding the lock (each holder makes one system call),
-        // and the value is never left half-changed: recover it.
+        // The value is never left half-changed (it is only ever taken whole), so a
+        // panic in a holder (the server's poll hooks run under it in `with_fd`) leaves
+        // nothing to repair: recover it.
         self.ends.read().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -110,8 +115,15 @@ pub(crate) struct ConnRegion(pub(crate) Arc<SharedMemory>);
 impl ConnRegion {
     /// Lets go of the client's memory (server thread, once the connection is gone);
     /// a failure is logged and leaves the mapping as it was.
-    pub(crate) fn release(&self) {
-        if let Err(e) = self.0.forget_pages() {
+    ///
+    /// # Safety
+    ///
+    /// Nothing may access the region any more: both outboxes are closed (so no
+    /// sender is in or will enter their rings) and the server thread has done with
+    /// the request ring.
+    pub(crate) unsafe fn release(&self) {
+        // SAFETY: nothing accesses the region any more (caller contract).
+        if let Err(e) = unsafe { self.0.forget_pages() } {
             tracing::debug!(error = %e, "cannot let go of a closed connection's pages");
         }
     }

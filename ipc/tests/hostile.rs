@@ -330,8 +330,8 @@ fn connection_limit_refuses_cleanly() {
 }
 
 /// A service keeping a connection's handles past its end (the deferred answer to a
-/// long poll, a clone of the `Connection`) pins none of its descriptors or shared
-/// memory: a client looping "connect, send such a request, close" used to run the
+/// long poll, a clone of the `Connection`, one it refused in `on_connect`) pins none
+/// of its descriptors or shared memory: a client looping "connect, send such a request, close" used to run the
 /// server out of descriptors (two per cycle) and pin a mapping per cycle.
 #[test]
 fn handles_kept_past_the_end_pin_no_descriptors_or_memory() {
@@ -364,7 +364,22 @@ fn handles_kept_past_the_end_pin_no_descriptors_or_memory() {
         // Served in order: once this is answered, the kept request was taken.
         assert_eq!(c.request(cmd::ECHO, b"x").unwrap().data, b"x");
     }
-    settle(&mut observer);
+    // Service 7 keeps each connection it refuses.
+    for _ in 0..CYCLES / 4 {
+        let refused = Client::connect(&server.socket(), 7, &ConnectOptions::default());
+        assert!(
+            matches!(refused, Err(ConnectError::Refused(42))),
+            "{refused:?}"
+        );
+    }
+    // A refusal uses up the spare set of resources; an accepted connect builds the next.
+    drop(Client::connect(&server.socket(), 1, &ConnectOptions::default()).unwrap());
+    // Closed connections are released within a few turns of the server's loop (its
+    // deferred teardown); under load that may take a while.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while (fds(), shm_maps()) != (fd0, 2) && std::time::Instant::now() < deadline {
+        settle(&mut observer);
+    }
     assert_eq!(fds(), fd0, "the kept handles hold no descriptor");
     assert_eq!(
         shm_maps(),

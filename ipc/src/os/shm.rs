@@ -183,20 +183,25 @@ impl SharedMemory {
         self.fd.take()
     }
 
-    /// Lets go of the memfd's pages while the mapping stays: the range is mapped
-    /// again, in place (`MAP_FIXED`), with private zero pages that reserve nothing
-    /// (`MAP_NORESERVE`). For a region whose connection ended while handles to it live
-    /// on (see `crate::releasable`): a pointer into it never dangles, what is written
-    /// there from now on is nobody's, and the memfd's memory is freed with the
-    /// peer's last mapping. To a reader the contents just became zeros, as if the
-    /// peer had written them, which every user of this memory already allows for
-    /// (see [`as_ptr`](Self::as_ptr)).
+    /// Lets go of the memfd's pages while the address range stays reserved: the
+    /// range is mapped again, in place (`MAP_FIXED`), inaccessible (`PROT_NONE`) and
+    /// backed by nothing, so the memfd's memory is freed with the peer's last mapping
+    /// (even in a process that locks its memory: an inaccessible mapping is never
+    /// filled in), and the range cannot be handed to anything else while pointers
+    /// into it may live on. For a region nothing may touch any more (see
+    /// `crate::releasable`): an access after this faults.
+    ///
+    /// # Safety
+    ///
+    /// Nothing may access the memory through any pointer derived from
+    /// [`as_ptr`](Self::as_ptr) after this call, on any thread, until `self` is
+    /// dropped.
     ///
     /// # Errors
     ///
     /// The OS error of `mmap` (out of memory for the mapping's bookkeeping); the
     /// mapping is then unchanged.
-    pub(crate) fn forget_pages(&self) -> io::Result<()> {
+    pub(crate) unsafe fn forget_pages(&self) -> io::Result<()> {
         use nix::sys::mman::{mmap_anonymous, MapFlags, ProtFlags};
         let (Some(addr), Some(len)) = (
             std::num::NonZeroUsize::new(self.map.as_mut_ptr() as usize),
@@ -206,20 +211,12 @@ impl SharedMemory {
         };
         let flags = MapFlags::MAP_FIXED | MapFlags::MAP_PRIVATE | MapFlags::MAP_NORESERVE;
         // SAFETY: the range is exactly this value's own mapping, so `MAP_FIXED`
-        // replaces nothing else; it stays mapped read-write for its whole length (the
-        // new pages, or the old ones if the call fails), so every pointer into it stays
-        // valid, and `MmapRaw`'s drop unmaps the same range later. Changed contents are
-        // what the peer could do at any time, which all access through `as_ptr` allows.
-        unsafe {
-            mmap_anonymous(
-                Some(addr),
-                len,
-                ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
-                flags,
-            )
-        }
-        .map(drop)
-        .map_err(io::Error::from)
+        // replaces nothing else, and `MmapRaw`'s drop unmaps the same range later.
+        // Nothing accesses the memory any more (caller contract); the range stays
+        // reserved, so no other allocation can take it meanwhile.
+        unsafe { mmap_anonymous(Some(addr), len, ProtFlags::PROT_NONE, flags) }
+            .map(drop)
+            .map_err(io::Error::from)
     }
 }
 
@@ -373,35 +370,39 @@ mod tests {
         ));
     }
 
-    /// After `forget_pages` the mapping is still there, reads zeros, and neither side
-    /// sees the other's writes any more: the memfd keeps what it had.
+    /// After `forget_pages` the range is still reserved, inaccessible and no longer
+    /// the memfd's, and the memfd keeps what it had.
     #[test]
-    fn forgotten_pages_are_private_zeros_and_the_memfd_keeps_its_contents() {
+    fn forgotten_pages_leave_an_inaccessible_range_and_the_memfd_intact() {
         let shm = SharedMemory::create("coroipc-forget", 2 * PAGE).expect("create");
         let mut other = std::fs::File::from(dup(&shm));
         let at = shm.as_ptr().wrapping_add(PAGE + 8);
         // SAFETY: inside the mapping; no other thread uses it.
         unsafe { at.write_volatile(0x5a) };
-        shm.forget_pages().expect("forget");
-        // SAFETY: still mapped read-write for its whole length.
-        assert_eq!(unsafe { at.read_volatile() }, 0, "zero pages");
-        // SAFETY: as above.
-        unsafe { at.write_volatile(0x77) };
+        // SAFETY: nothing touches the mapping from here on.
+        unsafe { shm.forget_pages() }.expect("forget");
         let mut byte = [0u8; 1];
         other
             .seek(SeekFrom::Start((PAGE + 8) as u64))
             .expect("seek");
         other.read_exact(&mut byte).expect("read");
-        assert_eq!(
-            byte[0], 0x5a,
-            "the memfd kept its byte and missed the later write"
-        );
+        assert_eq!(byte[0], 0x5a, "the memfd kept its byte");
+        // The line of /proc/self/maps whose range holds `at` (it may have merged with
+        // a neighbour of the same kind).
+        let at = at as usize;
         let maps = std::fs::read_to_string("/proc/self/maps").expect("maps");
-        let start = format!("{:x}-", shm.as_ptr() as usize);
         let line = maps
             .lines()
-            .find(|l| l.starts_with(&start))
-            .expect("mapped");
+            .find(|l| {
+                let range = l.split(' ').next().unwrap_or("");
+                let mut ends = range.split('-').map(|x| usize::from_str_radix(x, 16));
+                matches!((ends.next(), ends.next()), (Some(Ok(a)), Some(Ok(b))) if a <= at && at < b)
+            })
+            .expect("still reserved");
         assert!(!line.contains("memfd:"), "{line}");
+        assert!(
+            line.split(' ').nth(1).is_some_and(|p| p.starts_with("---")),
+            "{line}"
+        );
     }
 }

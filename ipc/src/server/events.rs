@@ -58,8 +58,8 @@ impl Server {
             self.poller
                 .remove(conn.stream.as_fd(), token(id, KIND_SOCKET));
         }
-        conn.handle.shared.response.clear();
-        conn.handle.shared.dispatch.clear();
+        conn.handle.shared.response.close();
+        conn.handle.shared.dispatch.close();
         if let DisconnectReason::ProtocolViolation(why) = &reason {
             tracing::warn!(%why, "client disconnected");
         } else {
@@ -86,9 +86,11 @@ impl Server {
             return;
         };
         let _in_span = conn.span.clone().entered();
-        let shared = conn.handle.shared.clone();
-        if shared.closing.load(Ordering::Acquire) {
-            self.disconnect(id, shared.closing_reason());
+        // (No clone of the shared state lives across `disconnect`: it would count as
+        // a handle the service kept, and the session's drop would release for it.)
+        if conn.handle.shared.closing.load(Ordering::Acquire) {
+            let reason = conn.handle.shared.closing_reason();
+            self.disconnect(id, reason);
             return;
         }
         let Some(service) = self.services.get_mut(&conn.handle.service()) else {
@@ -98,7 +100,7 @@ impl Server {
         match outcome {
             Ok(More::No) => {}
             Ok(More::Yes) => {
-                if let Err(e) = shared.bell.ring_self() {
+                if let Err(e) = conn.handle.shared.bell.ring_self() {
                     tracing::warn!(error = %e, "cannot re-arm the server doorbell");
                 }
             }

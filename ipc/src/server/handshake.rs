@@ -5,7 +5,6 @@
 use std::io::{self, Read};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixStream;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use coroipc_ring::Consumer;
@@ -288,14 +287,15 @@ impl Server {
         let handle = Connection {
             shared: shared.clone(),
         };
-        let private = service.connect(&handle).map_err(|code| {
-            shared.closed.store(true, Ordering::Release);
-            if code > 0 {
-                code
-            } else {
-                status::REFUSED
+        let private = match service.connect(&handle) {
+            Ok(private) => private,
+            Err(code) => {
+                // A clone the service kept of the refused connection pins nothing.
+                drop(handle);
+                ConnShared::let_go(&shared);
+                return Err(if code > 0 { code } else { status::REFUSED });
             }
-        })?;
+        };
         let opened = Opened {
             shared,
             requests,

@@ -38,13 +38,9 @@ pub(crate) struct Watched {
 
 impl Drop for Session {
     /// The server lets the connection go: what a handle the service kept would pin
-    /// of it (descriptors, the client's memory) is released now (see
-    /// `crate::releasable`). Not needed when no handle is left, since all of it then
-    /// goes with the last reference, just after.
+    /// of it (descriptors, the client's memory) is released now.
     fn drop(&mut self) {
-        if std::sync::Arc::strong_count(&self.handle.shared) > 1 {
-            self.handle.shared.release();
-        }
+        crate::connection::ConnShared::let_go(&self.handle.shared);
     }
 }
 

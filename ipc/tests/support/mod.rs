@@ -80,6 +80,8 @@ pub struct Private {
 
 /// What `cmd::KEEP` keeps, for good.
 static KEPT: Mutex<Vec<(coroipc::DeferredResponse, Connection)>> = Mutex::new(Vec::new());
+/// The connections to service 7 (refused by `on_connect`), kept for good.
+static REFUSED_KEPT: Mutex<Vec<Connection>> = Mutex::new(Vec::new());
 
 pub struct TestService {
     pub disconnects: Arc<AtomicU64>,
@@ -91,6 +93,8 @@ impl Service for TestService {
 
     fn on_connect(&mut self, conn: &Connection) -> Result<Private, i32> {
         if conn.service() == 7 {
+            // A service may keep the connection it refuses: that must pin nothing.
+            REFUSED_KEPT.lock().unwrap().push(conn.clone());
             return Err(42);
         }
         Ok(Private {
