@@ -26,6 +26,14 @@ pub(crate) fn boundary_or<T>(fallback: T, body: impl FnOnce() -> T) -> T {
     catch_unwind(AssertUnwindSafe(body)).unwrap_or(fallback)
 }
 
+/// Writes one line to standard error, ignoring a failure: `eprintln!` panics when the
+/// write fails (a closed pipe, with `SIGPIPE` ignored as corosync does), and outside a
+/// boundary that panic would abort the daemon (C API audit of 2026-12-06).
+pub(crate) fn to_stderr(line: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
+
 /// The message of a panic payload.
 pub(crate) fn describe(payload: &(dyn std::any::Any + Send)) -> String {
     if let Some(s) = payload.downcast_ref::<&str>() {

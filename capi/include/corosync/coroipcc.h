@@ -87,7 +87,9 @@ coroipcc_fd_get (
  * `timeout` ms (0: just look; -1: as long as the server lives). Returns CS_OK
  * with *buf set; CS_ERR_TRY_AGAIN with *buf NULL when none came in time (or the
  * wait was interrupted); CS_ERR_LIBRARY once the server is gone;
- * CS_ERR_MESSAGE_ERROR for a message without a valid header (dropped).
+ * CS_ERR_MESSAGE_ERROR for a message without a valid header (dropped). While
+ * another thread holds a dispatch message of the handle, this waits for its put
+ * within `timeout` too (CS_ERR_TRY_AGAIN when it passes).
  */
 extern cs_error_t
 coroipcc_dispatch_get (

@@ -38,16 +38,33 @@ struct Slot {
 static CLIENTS: Registry<Slot> = Registry::new(Tag::Client);
 
 impl Slot {
-    /// The context, once no other thread holds its buffer of `kind` (if given).
-    fn enter(&self, kind: Option<Kind>) -> Result<MutexGuard<'_, ClientCtx>, CapiError> {
+    /// The context, once no other thread holds its buffer of `kind` (if given),
+    /// waiting for that until `until` at most (`None`: no limit), then `TryAgain`.
+    fn enter(
+        &self,
+        kind: Option<Kind>,
+        until: Option<Instant>,
+    ) -> Result<MutexGuard<'_, ClientCtx>, CapiError> {
         let me = std::thread::current().id();
         let mut ctx = self.ctx.lock().unwrap_or_else(PoisonError::into_inner);
         let closed = |ctx: &ClientCtx| ctx.closed || self.closing.load(Ordering::Acquire);
         while !closed(&ctx) && kind.is_some_and(|k| ctx.held_by_other(k, me)) {
-            ctx = self
-                .released
-                .wait(ctx)
-                .unwrap_or_else(PoisonError::into_inner);
+            ctx = match until {
+                None => self
+                    .released
+                    .wait(ctx)
+                    .unwrap_or_else(PoisonError::into_inner),
+                Some(at) => {
+                    let left = at.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return Err(ClientError::TryAgain.into());
+                    }
+                    self.released
+                        .wait_timeout(ctx, left)
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .0
+                }
+            };
         }
         if closed(&ctx) {
             return Err(CapiError::BadHandle);
@@ -60,9 +77,10 @@ impl Slot {
     fn with<R>(
         &self,
         kind: Option<Kind>,
+        until: Option<Instant>,
         f: impl FnOnce(&mut ClientCtx) -> Result<R, CapiError>,
     ) -> Result<R, CapiError> {
-        let r = f(&mut *self.enter(kind)?);
+        let r = f(&mut *self.enter(kind, until)?);
         self.released.notify_all();
         r
     }
@@ -77,7 +95,7 @@ fn with_ctx<R>(
     CLIENTS
         .get(handle)
         .ok_or(CapiError::BadHandle)?
-        .with(kind, f)
+        .with(kind, None, f)
 }
 
 /// The ring capacity to ask for so that a message of `size` bytes fits: twice the
@@ -295,7 +313,8 @@ pub extern "C" fn coroipcc_msg_send_reply_receive_in_buf_put(handle: hdb_handle_
 ///
 /// Lifetime of `*buf`: until `coroipcc_dispatch_put(handle)`, the next
 /// `coroipcc_dispatch_get` or `coroipcc_service_disconnect(handle)`; meanwhile other
-/// threads' `coroipcc_dispatch_get` on `handle` wait. Read it only.
+/// threads' `coroipcc_dispatch_get` on `handle` wait for it, within their own timeout
+/// (`CS_ERR_TRY_AGAIN` when it passes). Read it only.
 ///
 /// Returns `CS_OK` with `*buf` set; `CS_ERR_TRY_AGAIN` with `*buf` NULL when none
 /// came in time or the wait was interrupted (corosync's libraries take this as "no
@@ -320,10 +339,13 @@ pub unsafe extern "C" fn coroipcc_dispatch_get(
         let deadline = u64::try_from(timeout)
             .ok()
             .map(|ms| Instant::now().checked_add(Duration::from_millis(ms)));
+        // A message another thread holds is waited for within the timeout too (an
+        // unbounded wait there hung a `dispatch_get(h, &b, 0)`: audit of 2026-12-06).
+        let until = deadline.flatten();
         loop {
             // Look without waiting (this arms the fd), then wait on the fd without
             // holding the context.
-            let (ptr, fd) = slot.with(Some(Kind::Dispatch), |c| {
+            let (ptr, fd) = slot.with(Some(Kind::Dispatch), until, |c| {
                 Ok((c.dispatch_get(Some(Duration::ZERO))?, c.fd()))
             })?;
             if !ptr.is_null() {
@@ -464,6 +486,11 @@ fn wait_readable(fd: c_int, ms: c_int) -> Result<bool, CapiError> {
             return Err(e.into());
         }
         return Ok(false);
+    }
+    // The fd was closed under us (against the header's rule): an error, not a ready
+    // fd to poll again at once for ever (C API audit of 2026-12-06).
+    if n > 0 && p.revents & libc::POLLNVAL != 0 {
+        return Err(CapiError::from(ClientError::Disconnected));
     }
     Ok(true)
 }

@@ -248,7 +248,12 @@ impl Callbacks {
         match self.0.old_log_printf {
             // SAFETY: as above, the v1 signature.
             Some(f) => unsafe { f(c"%s\n".as_ptr(), text.as_ptr()) },
-            None => eprintln!("coroipcs: {msg}"),
+            None => {
+                // Not `eprintln!`, which panics when the write fails (this file is also
+                // compiled alone by the header test, hence not `crate::panic::to_stderr`).
+                use std::io::Write;
+                let _ = writeln!(std::io::stderr(), "coroipcs: {msg}");
+            }
         }
     }
 

@@ -177,7 +177,7 @@ fn init_failed(callbacks: Option<Arc<Callbacks>>, e: &CapiError) {
     let msg = format!("coroipcs_ipc_init: {e}");
     match callbacks {
         Some(c) => c.fatal(&msg),
-        None => eprintln!("{msg}"),
+        None => crate::panic::to_stderr(format_args!("{msg}")),
     }
 }
 
@@ -234,7 +234,7 @@ fn report(what: &str, e: &CapiError) {
         .and_then(|g| g.as_ref().map(|s| s.callbacks.clone()));
     match callbacks {
         Some(c) => c.log(&format!("{what}: {e}")),
-        None => eprintln!("coroipcs: {what}: {e}"),
+        None => crate::panic::to_stderr(format_args!("coroipcs: {what}: {e}")),
     }
 }
 
@@ -266,15 +266,15 @@ pub extern "C" fn coroipcs_ipc_exit() {
         Ok(())
     });
     if stopped != cs_error_t::CS_OK {
-        eprintln!("coroipcs_ipc_exit: not running ({stopped:?})");
+        crate::panic::to_stderr(format_args!("coroipcs_ipc_exit: not running ({stopped:?})"));
     }
 }
 
 /// corosync 1.4's `coroipcs_ipc_service_exit`: disconnects every client of `service`
 /// (their `exit_fn`s run). Returns 0 when no connection of the service is left, -1
 /// while some are still held by references (call again later, as corosync's
-/// service unloading does), or when the server is not running or this is called
-/// from one of its callbacks.
+/// service unloading does), or when this is called from one of its callbacks. Not
+/// running: 0 once no reference is held on a connection of the service.
 #[no_mangle]
 pub extern "C" fn coroipcs_ipc_service_exit(service: c_uint) -> c_int {
     let Ok(service) = u16::try_from(service) else {
@@ -290,10 +290,13 @@ pub extern "C" fn coroipcs_ipc_service_exit(service: c_uint) -> c_int {
             Ok(())
         })
     });
-    if done != cs_error_t::CS_OK || left {
-        -1
-    } else {
-        0
+    match done {
+        cs_error_t::CS_OK if !left => 0,
+        // Not running: nothing to disconnect; done once no reference is held on a
+        // connection of the service (an unconditional -1 made corosync's unload,
+        // which calls again on -1, retry for ever: C API audit of 2026-12-06).
+        cs_error_t::CS_ERR_BAD_HANDLE if !conn::service_has_connections(service) => 0,
+        _ => -1,
     }
 }
 
