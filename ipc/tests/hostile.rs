@@ -585,3 +585,90 @@ fn corrupt_server_child() {
         Err(ClientError::Disconnected)
     ));
 }
+
+/// A server that never publishes a message but keeps moving its response tail over
+/// abandoned-reservation frames (skips) cannot hold a wait past its timeout: each
+/// look found "something moved", so the wait never slept and, its spin spent, never
+/// read the clock again. The skips are written through the client's own mapping, so
+/// this runs in a process of its own; the parent bounds it with a watchdog.
+#[test]
+fn a_server_moving_its_tail_over_skips_cannot_hold_a_wait_past_its_timeout() {
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "skipping_server_child",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("COROIPC_SKIPPING_CHILD", "1")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the wait ignored its timeout (killed after 30 s)");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "the client process failed: {status}");
+}
+
+#[test]
+#[ignore = "run by a_server_moving_its_tail_over_skips_cannot_hold_a_wait_past_its_timeout"]
+fn skipping_server_child() {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    if std::env::var("COROIPC_SKIPPING_CHILD").is_err() {
+        return;
+    }
+    let server = ServerProcess::start("badserver", &[]);
+    let mut c = Client::connect(&server.socket(), 1, &ConnectOptions::default()).unwrap();
+    assert_eq!(c.request(cmd::ECHO, b"ok").unwrap().data, b"ok");
+    let found: Vec<usize> = std::fs::read_to_string("/proc/self/maps")
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains("memfd:coroipc"))
+        .map(|l| usize::from_str_radix(l.split('-').next().unwrap(), 16).unwrap())
+        .collect();
+    assert_eq!(found.len(), 1, "exactly our mapping");
+    let layout = RegionLayout::new([65536, 65536, 65536]).unwrap();
+    let ring = found[0] + layout.offsets[1];
+    let capacity = 65536u64;
+    let id = c.send_request(cmd::HANG, b"").unwrap();
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            // SAFETY: the response ring's words inside this process's only coroipc
+            // mapping (default 64 KiB rings), which lives until the scope ends; the
+            // client reads them only atomically.
+            let word = |off: usize| unsafe { AtomicU64::from_ptr((ring + off) as *mut u64) };
+            let skip = 0x534b_5001_u64 << 32;
+            while !stop.load(Ordering::Relaxed) {
+                let tail = word(coroipc_ring::offsets::TAIL).load(Ordering::Acquire) & !1;
+                let head = word(coroipc_ring::offsets::HEAD).load(Ordering::Acquire) & !1;
+                if tail + 8 - head > capacity {
+                    std::hint::spin_loop();
+                    continue;
+                }
+                let at = coroipc_ring::offsets::DATA + (tail % capacity) as usize;
+                word(at).store(skip, Ordering::Relaxed);
+                word(coroipc_ring::offsets::TAIL).store(tail + 8, Ordering::Release);
+            }
+        });
+        let started = std::time::Instant::now();
+        let got = c.wait_response(id, Some(Duration::from_millis(300)));
+        stop.store(true, Ordering::Relaxed);
+        assert!(matches!(got, Err(ClientError::Timeout)), "{got:?}");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{:?}",
+            started.elapsed()
+        );
+    });
+}

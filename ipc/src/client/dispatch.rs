@@ -92,6 +92,11 @@ impl Client {
         self.alive()?;
         let deadline = Deadline::after(timeout);
         let mut spinning = WaitState::default();
+        // A look that finds nothing although the armed fd says a message waits is
+        // retried once: a server moving its tail over frames that are no message
+        // (skips) could otherwise keep a zero-timeout call here for ever (client
+        // audit of 2026-12-06). The fd stays readable for the next call.
+        let mut retried = false;
         loop {
             match self.dispatch.try_peek() {
                 Ok(Some(_)) => return Ok(true),
@@ -99,7 +104,7 @@ impl Client {
                 Err(e) => return Err(self.fail(Violation::popping(RingKind::Dispatch, e))),
             }
             if timeout == Some(Duration::ZERO) {
-                if self.arm_poll_fd()?.dispatch {
+                if self.arm_poll_fd()?.dispatch && !std::mem::replace(&mut retried, true) {
                     continue;
                 }
                 return Ok(false);

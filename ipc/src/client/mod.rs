@@ -359,6 +359,14 @@ impl Client {
     ) -> Result<(), ClientError> {
         self.waiter.drain_bell()?;
         if !self.announce(what)? {
+            // Something moved: the caller looks again. The deadline is checked here
+            // too, since a spent spin reads the clock no more: a server moving its
+            // tail over frames that are no message (skips) without ever publishing
+            // one kept a wait past its timeout (client audit of 2026-12-06).
+            if deadline.passed() {
+                self.adapt.timed_out();
+                return Err(ClientError::Timeout);
+            }
             return Ok(());
         }
         self.stats.sleeps += 1;
