@@ -292,3 +292,36 @@ fn pipelining_past_every_ring_never_deadlocks() {
     assert_eq!(c.outstanding(), 0);
     assert_eq!(c.stats().responses, 5000);
 }
+
+/// A request call that times out gives its request up (its caller never saw the id):
+/// nothing stays in flight, and the late answer is dropped, not stashed for good (a
+/// server answering every request late grew the stash by one payload per timeout).
+#[test]
+fn a_timed_out_request_call_leaves_nothing_in_flight() {
+    let server = ServerProcess::start("giveup", &[]);
+    let opts = ConnectOptions {
+        request_timeout: Some(Duration::from_micros(100)),
+        ..Default::default()
+    };
+    let mut c = Client::connect(&server.socket(), 1, &opts).unwrap();
+    // DEFER answers 5 ms later, from another thread.
+    for _ in 0..3 {
+        assert!(matches!(
+            c.request(cmd::DEFER, b"late"),
+            Err(ClientError::Timeout)
+        ));
+        assert_eq!(c.outstanding(), 0, "given up");
+        let mut buf = [0u8; 16];
+        assert!(matches!(
+            c.request_into(cmd::DEFER, b"late", &mut buf),
+            Err(ClientError::Timeout)
+        ));
+        assert_eq!(c.outstanding(), 0, "given up (in place)");
+    }
+    std::thread::sleep(Duration::from_millis(50));
+    let mut c2 = c;
+    let id = c2.send_request(cmd::ECHO, b"after").unwrap();
+    let r = c2.wait_response(id, Some(Duration::from_secs(5))).unwrap();
+    assert_eq!(r.data, b"after", "the late answers were dropped");
+    assert_eq!(c2.outstanding(), 0);
+}

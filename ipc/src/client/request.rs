@@ -15,6 +15,14 @@ use crate::deadline::Deadline;
 use crate::error::{ClientError, RingKind, Violation};
 use crate::protocol::{RequestHeader, REQUEST_HEADER_LEN};
 
+/// Whether a wait for a response gives its request up when it times out (the
+/// calls that send and wait in one, whose caller never saw the id).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum GiveUp {
+    OnTimeout,
+    Never,
+}
+
 impl Client {
     /// Sends a request without waiting for its response; returns its id.
     ///
@@ -155,6 +163,7 @@ impl Client {
         &mut self,
         want: Option<u64>,
         timeout: Option<Duration>,
+        give_up: GiveUp,
     ) -> Result<Found, ClientError> {
         self.alive()?;
         match want {
@@ -173,7 +182,11 @@ impl Client {
             if let Some(found) = found {
                 return Ok(found);
             }
-            self.wait(WaitFor::Response, &mut spinning, deadline)?;
+            let waited = self.wait(WaitFor::Response, &mut spinning, deadline);
+            if let (Some(id), GiveUp::OnTimeout) = (want, give_up) {
+                self.give_up_on_timeout(id, &waited);
+            }
+            waited?;
         }
     }
 
@@ -182,8 +195,9 @@ impl Client {
         &mut self,
         want: Option<u64>,
         timeout: Option<Duration>,
+        give_up: GiveUp,
     ) -> Result<ResponseRef<'_>, ClientError> {
-        let found = self.locate(want, timeout)?;
+        let found = self.locate(want, timeout, give_up)?;
         match found {
             Found::Stashed(id) => {
                 let stashed = self
@@ -229,7 +243,8 @@ impl Client {
     /// # Errors
     ///
     /// As [`send_request`](Client::send_request) and
-    /// [`wait_response`](Client::wait_response).
+    /// [`wait_response`](Client::wait_response). On `Timeout` (the options'
+    /// `request_timeout`) the request is given up: its answer is dropped when it comes.
     pub fn request(&mut self, command: u16, payload: &[u8]) -> Result<Response, ClientError> {
         self.request_vectored(command, &[payload])
     }
@@ -245,7 +260,19 @@ impl Client {
         parts: &[&[u8]],
     ) -> Result<Response, ClientError> {
         let id = self.send_request_vectored(command, parts)?;
-        self.wait_response(id, self.options.request_timeout)
+        let got = self.wait_response(id, self.options.request_timeout);
+        self.give_up_on_timeout(id, &got);
+        got
+    }
+
+    /// After a request call timed out: its id, which the caller never saw, is given
+    /// up, so that a late answer is dropped rather than stashed for good (a server
+    /// answering every request late grew the stash by one payload per timeout:
+    /// client audit of 2026-12-06).
+    fn give_up_on_timeout<T>(&mut self, id: u64, got: &Result<T, ClientError>) {
+        if matches!(got, Err(ClientError::Timeout)) {
+            self.abandon(id);
+        }
     }
 
     /// Sends a request and copies the response payload into `buf`; returns
@@ -293,7 +320,7 @@ impl Client {
     ) -> Result<ResponseRef<'_>, ClientError> {
         let id = self.send_request(command, payload)?;
         let timeout = self.options.request_timeout;
-        let r = self.await_response(Some(id), timeout)?;
+        let r = self.await_response(Some(id), timeout, GiveUp::OnTimeout)?;
         if let Some(e) = status_error(r.status, r.command) {
             return Err(e);
         }
@@ -312,7 +339,7 @@ impl Client {
         id: u64,
         timeout: Option<Duration>,
     ) -> Result<Response, ClientError> {
-        let r = self.await_response(Some(id), timeout)?;
+        let r = self.await_response(Some(id), timeout, GiveUp::Never)?;
         let (status, command, data) = (r.status, r.command, r.to_vec());
         drop(r);
         match status_error(status, command) {
@@ -374,7 +401,7 @@ impl Client {
     /// `UnknownRequest(0)` when nothing is in flight; `Timeout`; `Disconnected`;
     /// `Corrupt`. A library status is the inner result's error.
     pub fn receive_response(&mut self, timeout: Option<Duration>) -> Result<Reply, ClientError> {
-        let r = self.await_response(None, timeout)?;
+        let r = self.await_response(None, timeout, GiveUp::Never)?;
         let (id, status, command, data) = (r.id, r.status, r.command, r.to_vec());
         drop(r);
         Ok((
