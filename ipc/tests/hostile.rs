@@ -532,18 +532,36 @@ fn signals_do_not_break_blocking_calls() {
 /// process of its own (other tests' mappings would be candidates too).
 #[test]
 fn client_survives_a_corrupt_server() {
-    let status = std::process::Command::new(std::env::current_exe().unwrap())
+    run_child("corrupt_server_child", "COROIPC_CORRUPT_CHILD");
+}
+
+/// Runs the ignored test `name` in a process of its own (with `env` set, which the
+/// child checks), killing it after 30 s; it must succeed.
+fn run_child(name: &str, env: &str) {
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
-            "corrupt_server_child",
+            name,
             "--ignored",
             "--nocapture",
             "--test-threads=1",
         ])
-        .env("COROIPC_CORRUPT_CHILD", "1")
+        .env(env, "1")
         .stdout(std::process::Stdio::null())
-        .status()
+        .spawn()
         .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{name} did not finish (killed after 30 s)");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
     assert!(status.success(), "the client process failed: {status}");
 }
 
@@ -593,31 +611,7 @@ fn corrupt_server_child() {
 /// this runs in a process of its own; the parent bounds it with a watchdog.
 #[test]
 fn a_server_moving_its_tail_over_skips_cannot_hold_a_wait_past_its_timeout() {
-    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "skipping_server_child",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env("COROIPC_SKIPPING_CHILD", "1")
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("the wait ignored its timeout (killed after 30 s)");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    assert!(status.success(), "the client process failed: {status}");
+    run_child("skipping_server_child", "COROIPC_SKIPPING_CHILD");
 }
 
 #[test]
