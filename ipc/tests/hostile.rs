@@ -329,6 +329,29 @@ fn connection_limit_refuses_cleanly() {
     }
 }
 
+/// Descriptors open in process `pid`.
+fn fd_count(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count()
+}
+
+/// coroipc regions mapped in process `pid`.
+fn shm_map_count(pid: u32) -> usize {
+    std::fs::read_to_string(format!("/proc/{pid}/maps"))
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains("memfd:coroipc"))
+        .count()
+}
+
+/// Two round trips 50 ms apart: the server has been through its loop since.
+fn settle_server(observer: &mut Client) {
+    let _ = observer.request(cmd::ECHO, b"sync").unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    let _ = observer.request(cmd::ECHO, b"sync").unwrap();
+}
+
 /// A service keeping a connection's handles past its end (the deferred answer to a
 /// long poll, a clone of the `Connection`, one it refused in `on_connect`) pins none
 /// of its descriptors or shared memory: a client looping "connect, send such a request, close" used to run the
@@ -337,25 +360,10 @@ fn connection_limit_refuses_cleanly() {
 fn handles_kept_past_the_end_pin_no_descriptors_or_memory() {
     let server = ServerProcess::start("kept", &[]);
     let pid = server.child.id();
-    let fds = || {
-        std::fs::read_dir(format!("/proc/{pid}/fd"))
-            .unwrap()
-            .count()
-    };
-    let shm_maps = || {
-        std::fs::read_to_string(format!("/proc/{pid}/maps"))
-            .unwrap()
-            .lines()
-            .filter(|l| l.contains("memfd:coroipc"))
-            .count()
-    };
+    let fds = || fd_count(pid);
+    let shm_maps = || shm_map_count(pid);
     let mut observer = Client::connect(&server.socket(), 1, &ConnectOptions::default()).unwrap();
-    let settle = |observer: &mut Client| {
-        let _ = observer.request(cmd::ECHO, b"sync").unwrap();
-        std::thread::sleep(Duration::from_millis(50));
-        let _ = observer.request(cmd::ECHO, b"sync").unwrap();
-    };
-    settle(&mut observer);
+    settle_server(&mut observer);
     let fd0 = fds();
     const CYCLES: u32 = 200;
     for _ in 0..CYCLES {
@@ -378,7 +386,7 @@ fn handles_kept_past_the_end_pin_no_descriptors_or_memory() {
     // deferred teardown); under load that may take a while.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while (fds(), shm_maps()) != (fd0, 2) && std::time::Instant::now() < deadline {
-        settle(&mut observer);
+        settle_server(&mut observer);
     }
     assert_eq!(fds(), fd0, "the kept handles hold no descriptor");
     assert_eq!(
@@ -402,11 +410,7 @@ fn handles_kept_past_the_end_pin_no_descriptors_or_memory() {
 fn no_leaks_over_many_cycles() {
     let server = ServerProcess::start("leaks", &[]);
     let pid = server.child.id();
-    let fds = || {
-        std::fs::read_dir(format!("/proc/{pid}/fd"))
-            .unwrap()
-            .count()
-    };
+    let fds = || fd_count(pid);
     let rss_kib = || {
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
         status
@@ -423,13 +427,7 @@ fn no_leaks_over_many_cycles() {
             .lines()
             .count()
     };
-    let shm_maps = || {
-        std::fs::read_to_string(format!("/proc/{pid}/maps"))
-            .unwrap()
-            .lines()
-            .filter(|l| l.contains("memfd:coroipc"))
-            .count()
-    };
+    let shm_maps = || shm_map_count(pid);
     let shm_before = std::fs::read_dir("/dev/shm")
         .map(|d| d.count())
         .unwrap_or(0);
@@ -438,12 +436,7 @@ fn no_leaks_over_many_cycles() {
     for _ in 0..200 {
         drop(Client::connect(&server.socket(), 1, &ConnectOptions::default()).unwrap());
     }
-    let settle = |observer: &mut Client| {
-        let _ = observer.request(cmd::ECHO, b"sync").unwrap();
-        std::thread::sleep(Duration::from_millis(50));
-        let _ = observer.request(cmd::ECHO, b"sync").unwrap();
-    };
-    settle(&mut observer);
+    settle_server(&mut observer);
     let (fd0, rss0, maps0) = (fds(), rss_kib(), maps());
     for i in 0..5000 {
         let mut c = Client::connect(&server.socket(), 1, &ConnectOptions::default()).unwrap();
@@ -451,7 +444,7 @@ fn no_leaks_over_many_cycles() {
             let _ = c.request(cmd::ECHO, b"x").unwrap();
         }
     }
-    settle(&mut observer);
+    settle_server(&mut observer);
     assert_eq!(fds(), fd0, "fd count back to baseline");
     // The observer's, and the spare the server built for the next client (SPEC §2.6).
     assert_eq!(
