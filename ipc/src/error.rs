@@ -113,6 +113,17 @@ pub enum ProtocolError {
         /// Computed from the granted sizes.
         expected: u64,
     },
+    /// The server granted a ring larger than both the request and
+    /// [`ConnectOptions::max_ring`](crate::ConnectOptions::max_ring).
+    #[error("the server granted a {ring} ring of {granted} bytes, above the {ceiling} accepted")]
+    Grant {
+        /// Which ring.
+        ring: RingKind,
+        /// The capacity granted.
+        granted: u32,
+        /// The largest capacity the client accepts for it.
+        ceiling: u32,
+    },
     /// The memfd is not a sealed memfd of the right size.
     #[error("shared memory: {0}")]
     SharedMemory(#[from] ShmError),
@@ -266,7 +277,22 @@ pub enum ClientError {
     UnknownRequest(u64),
     /// An operating-system call failed.
     #[error(transparent)]
-    Io(#[from] io::Error),
+    Io(io::Error),
+}
+
+impl From<io::Error> for ClientError {
+    /// A doorbell shut down or hung up is the server gone ([`Disconnected`]), as the
+    /// client's every later call reports it; any other OS error is [`Io`].
+    ///
+    /// [`Disconnected`]: ClientError::Disconnected
+    /// [`Io`]: ClientError::Io
+    fn from(e: io::Error) -> ClientError {
+        if crate::os::means_hang_up(&e) {
+            ClientError::Disconnected
+        } else {
+            ClientError::Io(e)
+        }
+    }
 }
 
 /// Sending a response or a dispatch message failed.

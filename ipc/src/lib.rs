@@ -122,8 +122,8 @@ pub use os::{PeerCred, SocketName};
 #[doc(hidden)]
 pub mod raw {
     pub use crate::os::{
-        connect, listen, raise_nofile, recv_with_fds, try_connect, unconnected, wait_readable,
-        FdReadiness, PeerBell, Readiness, SharedMemory,
+        connect, listen, raise_nofile, recv_with_fds, send_with_fds, try_connect, unconnected,
+        wait_readable, FdReadiness, PeerBell, Readiness, SharedMemory,
     };
 }
 pub use respond::{DeferredResponse, Request, RequestPayload, Responder, ResponseGrant};

@@ -242,8 +242,10 @@ pub const RESPONSE: usize = 1;
 /// Index of the dispatch ring in [`RegionLayout`].
 pub const DISPATCH: usize = 2;
 
-fn align_up(v: usize, to: usize) -> usize {
-    v.div_ceil(to) * to
+/// `v` rounded up to a multiple of `to`, or `None` past `usize::MAX` (a 32-bit
+/// target laying out three 2 GiB rings).
+fn align_up(v: usize, to: usize) -> Option<usize> {
+    v.div_ceil(to).checked_mul(to)
 }
 
 impl RegionLayout {
@@ -252,7 +254,8 @@ impl RegionLayout {
     /// # Errors
     ///
     /// [`HandshakeError::Field`] when a capacity is not a valid ring capacity or below
-    /// [`MIN_RING_CAPACITY`].
+    /// [`MIN_RING_CAPACITY`], or when the region's length would not fit a `usize`
+    /// (only possible on a 32-bit target).
     pub fn new(capacities: [u32; 3]) -> Result<Self, HandshakeError> {
         let mut rings = [Config::new(MIN_RING_CAPACITY); 3];
         let mut offsets = [0usize; 3];
@@ -267,7 +270,10 @@ impl RegionLayout {
                 .map_err(|_| HandshakeError::Field("ring capacity"))?;
             rings[i] = config;
             offsets[i] = at;
-            at = align_up(at + config.region_size(), RING_ALIGN);
+            at = at
+                .checked_add(config.region_size())
+                .and_then(|end| align_up(end, RING_ALIGN))
+                .ok_or(HandshakeError::Field("region size"))?;
         }
         Ok(RegionLayout {
             rings,

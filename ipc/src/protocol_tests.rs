@@ -81,6 +81,20 @@ fn layout_is_aligned_and_disjoint() {
 }
 
 #[test]
+fn layout_arithmetic_refuses_to_wrap() {
+    // Three 2 GiB rings wrap a 32-bit `usize`; the rounding is where it would.
+    assert_eq!(align_up(usize::MAX - 10, RING_ALIGN), None);
+    assert_eq!(align_up(4097, RING_ALIGN), Some(8192));
+    let max = coroipc_ring::MAX_CAPACITY as u32;
+    let l = RegionLayout::new([max; 3]);
+    if usize::BITS > 32 {
+        assert!(l.expect("fits 64 bits").len > 3 * (max as usize));
+    } else {
+        assert_eq!(l, Err(HandshakeError::Field("region size")));
+    }
+}
+
+#[test]
 fn headers_roundtrip() {
     let h = RequestHeader {
         id: u64::MAX,

@@ -13,7 +13,7 @@ use super::options::ConnectOptions;
 use super::waiter::Waiter;
 use super::Client;
 use crate::deadline::Deadline;
-use crate::error::{ClientError, ConnectError, ConnectStep, ProtocolError};
+use crate::error::{ClientError, ConnectError, ConnectStep, ProtocolError, RingKind};
 use crate::os::{self, PeerBell, Readiness, ShmError, SocketName};
 use crate::protocol::{
     status, ConnectReply, ConnectRequest, RegionLayout, CONNECT_FDS, CONNECT_REPLY_LEN,
@@ -183,7 +183,7 @@ impl Connecting {
             return Err(ConnectError::Disconnected); // (not reached: the reply is complete)
         };
         let reply = ConnectReply::decode(&buf)?;
-        let accepted = accept(&name, service, reply, stream, fds)?;
+        let accepted = accept(&name, service, reply, stream, fds, &options)?;
         Client::from_accepted(accepted, &options)
             .map(Finish::Connected)
             .map_err(|e| match e {
@@ -241,6 +241,35 @@ fn os_error(name: &SocketName, step: ConnectStep, source: io::Error) -> ConnectE
     }
 }
 
+/// Refuses a grant above both the ring's request and the client's ceiling (what a
+/// hostile server could otherwise make the client map and allocate).
+fn check_grants(reply: &ConnectReply, options: &ConnectOptions) -> Result<(), ProtocolError> {
+    let rings = [
+        (RingKind::Request, reply.request_ring, options.request_ring),
+        (
+            RingKind::Response,
+            reply.response_ring,
+            options.response_ring,
+        ),
+        (
+            RingKind::Dispatch,
+            reply.dispatch_ring,
+            options.dispatch_ring,
+        ),
+    ];
+    for (ring, granted, requested) in rings {
+        let ceiling = options.ring_ceiling(requested);
+        if granted > ceiling {
+            return Err(ProtocolError::Grant {
+                ring,
+                granted,
+                ceiling,
+            });
+        }
+    }
+    Ok(())
+}
+
 /// Checks the reply and attaches to the region it describes; the socket goes to the
 /// client's waiter.
 fn accept(
@@ -249,8 +278,10 @@ fn accept(
     reply: ConnectReply,
     stream: UnixStream,
     fds: Vec<OwnedFd>,
+    options: &ConnectOptions,
 ) -> Result<Accepted, ConnectError> {
     refusal(reply.status, service)?;
+    check_grants(&reply, options)?;
     let [memfd, server_end, client_end]: [OwnedFd; CONNECT_FDS] =
         fds.try_into()
             .map_err(|fds: Vec<OwnedFd>| ProtocolError::FdCount {

@@ -286,8 +286,8 @@ impl Client {
 
     fn alive(&self) -> Result<(), ClientError> {
         match self.closed {
-            None => Ok(()),
-            Some(_) => Err(ClientError::Disconnected),
+            None if !self.waiter.hung_up() => Ok(()),
+            _ => Err(ClientError::Disconnected),
         }
     }
 

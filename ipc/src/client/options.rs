@@ -19,6 +19,13 @@ pub struct ConnectOptions {
     pub response_ring: u32,
     /// Dispatch ring capacity asked for (0: server default).
     pub dispatch_ring: u32,
+    /// The largest ring the client accepts without having asked for it: a grant
+    /// above both this and the ring's request refuses the connection
+    /// ([`ProtocolError::Grant`](crate::ProtocolError::Grant)). A server may round a
+    /// request up (to its `min_ring_size`); this bounds what it can impose, and so
+    /// what one response or dispatch message can make the client allocate (half a
+    /// ring). Default 256 MiB.
+    pub max_ring: u32,
     /// Bound on the whole handshake.
     pub connect_timeout: Duration,
     /// Bound on each synchronous request (None: wait as long as the server lives).
@@ -27,12 +34,24 @@ pub struct ConnectOptions {
     pub wait: WaitMode,
 }
 
+/// [`ConnectOptions::max_ring`]'s default: 256 MiB, 32 times a default server's
+/// largest grant.
+pub(crate) const DEFAULT_MAX_RING: u32 = 256 << 20;
+
+impl ConnectOptions {
+    /// The largest capacity the client accepts for a ring it asked `requested` for.
+    pub(crate) fn ring_ceiling(&self, requested: u32) -> u32 {
+        requested.max(self.max_ring)
+    }
+}
+
 impl Default for ConnectOptions {
     fn default() -> Self {
         ConnectOptions {
             request_ring: 0,
             response_ring: 0,
             dispatch_ring: 0,
+            max_ring: DEFAULT_MAX_RING,
             connect_timeout: Duration::from_secs(5),
             request_timeout: None,
             wait: WaitMode::default(),

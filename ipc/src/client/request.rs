@@ -216,9 +216,13 @@ impl Client {
                 self.stats.responses += 1;
                 // Taken again (see `Pending::locate`): the server may have rewritten
                 // it since, so the guard keeps the frame as it is now, checked again,
-                // and the id and status `locate` matched. Gone or too short is the
-                // server's violation.
+                // and the id and status `locate` matched. Gone, too short or another
+                // request's (a header rewritten to a skip over this one) is the
+                // server's violation: never another request's payload as this one's.
                 let why = match ResponseFrame::peek(&mut self.responses) {
+                    Ok(Some(frame)) if frame.header.id != header.id => {
+                        Violation::UnknownResponse(frame.header.id)
+                    }
                     Ok(Some(frame)) => {
                         return Ok(ResponseRef {
                             id: header.id,

@@ -19,6 +19,7 @@
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use coroipc_ring::Wake;
@@ -44,6 +45,12 @@ pub(crate) struct Waiter {
     /// Rung by the server for a response, request space or a dispatch message
     /// (`ring_peer` wakes the server for this connection).
     bell: PeerBell,
+    /// Set, for good, once a doorbell operation found the pair shut down or hung up
+    /// ([`os::means_hang_up`]): the server is gone even though its socket may still
+    /// be open, and the level-triggered notification fd stays readable for ever, so
+    /// the client must say so on every later call rather than once. (Atomic only to
+    /// be set through `&self`; one thread uses a waiter at a time.)
+    hung_up: AtomicBool,
     /// What a blocking wait sleeps on; created on first block.
     blocker: Option<Epoll>,
     /// The client's own reports to its notification fd (arming's "something waits",
@@ -72,6 +79,7 @@ impl Waiter {
         Ok(Waiter {
             stream,
             bell,
+            hung_up: AtomicBool::new(false),
             blocker: None,
             notice,
             poll,
@@ -81,9 +89,24 @@ impl Waiter {
     /// Rings the server's doorbell if the ring operation said so.
     pub(crate) fn ring_server(&self, wake: Wake) -> io::Result<()> {
         if wake.is_needed() {
-            self.bell.ring_peer()?;
+            self.noting_hang_up(self.bell.ring_peer())?;
         }
         Ok(())
+    }
+
+    /// Whether a doorbell operation found the pair shut down (see `hung_up`).
+    pub(crate) fn hung_up(&self) -> bool {
+        self.hung_up.load(Ordering::Relaxed)
+    }
+
+    /// Passes a doorbell operation's result on, remembering a hang-up.
+    fn noting_hang_up<T>(&self, r: io::Result<T>) -> io::Result<T> {
+        if let Err(e) = &r {
+            if os::means_hang_up(e) {
+                self.hung_up.store(true, Ordering::Relaxed);
+            }
+        }
+        r
     }
 
     /// The doorbells, for guards that release into a ring (they ring the server).
@@ -107,13 +130,13 @@ impl Waiter {
     /// then reports what waits afresh).
     pub(crate) fn drain(&self) -> io::Result<()> {
         self.notice.drain()?;
-        self.bell.drain().map(drop)
+        self.noting_hang_up(self.bell.drain()).map(drop)
     }
 
     /// Empties the doorbell alone (before a blocking wait announces sleep: its buffer
     /// must not fill, and the notice keeps what the notification fd reports).
     pub(crate) fn drain_bell(&self) -> io::Result<()> {
-        self.bell.drain().map(drop)
+        self.noting_hang_up(self.bell.drain()).map(drop)
     }
 
     /// Sleeps until the doorbell rings, the server dies, or `deadline`.

@@ -48,6 +48,7 @@ pub use cred::{peer_cred, PeerCred};
 pub use doorbell::Doorbell;
 pub use fdlimit::{is_exhaustion, is_fd_exhaustion, raise_nofile, FdReserve};
 pub use fdpass::{recv_with_fds, send_with_fds};
+pub(crate) use peer_bell::means_hang_up;
 pub use peer_bell::PeerBell;
 #[cfg(any(test, feature = "raw-peer"))]
 pub use readiness::FdReadiness;

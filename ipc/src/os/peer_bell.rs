@@ -33,7 +33,8 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
 use nix::errno::Errno;
 use nix::sys::socket::{
-    getsockopt, recv, send, socketpair, sockopt, AddressFamily, MsgFlags, SockFlag, SockType,
+    getsockname, getsockopt, recv, send, socketpair, sockopt, AddressFamily, MsgFlags, SockFlag,
+    SockType, SockaddrLike, SockaddrStorage,
 };
 
 /// Rings one drain takes at most.
@@ -78,25 +79,31 @@ impl PeerBell {
 
     /// Adopts the two ends the server sent: `mine` is the client end.
     ///
-    /// Both must be Unix stream sockets (else `InvalidInput`); whether they are the two
-    /// ends of one pair is not checked: if not, rings go nowhere useful, which only
-    /// harms the connection they came with.
+    /// Both must be Unix-domain stream sockets (else `InvalidInput`): a TCP socket with
+    /// a long `SO_LINGER` whose peer never reads would make the client's close wait
+    /// for it. Whether they are the two ends of one pair is not checked: if not, rings
+    /// go nowhere useful, which only harms the connection they came with.
     ///
     /// # Errors
     ///
-    /// `InvalidInput` for something other than a stream socket; the OS error of
-    /// `getsockopt` otherwise.
+    /// `InvalidInput` for something other than a Unix stream socket; the OS error of
+    /// `getsockopt` or `getsockname` otherwise.
     pub fn adopt(mine: OwnedFd, theirs: OwnedFd) -> io::Result<PeerBell> {
+        let refused = || {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "doorbell fd is not a Unix stream socket",
+            )
+        };
         for fd in [&mine, &theirs] {
             match getsockopt(fd, sockopt::SockType) {
                 Ok(SockType::Stream) => {}
-                Ok(_) | Err(Errno::ENOTSOCK) => {
-                    return Err(io::Error::new(
-                        io::ErrorKind::InvalidInput,
-                        "doorbell fd is not a stream socket",
-                    ))
-                }
+                Ok(_) | Err(Errno::ENOTSOCK) => return Err(refused()),
                 Err(e) => return Err(e.into()),
+            }
+            let addr: SockaddrStorage = getsockname(fd.as_raw_fd())?;
+            if addr.family() != Some(AddressFamily::Unix) {
+                return Err(refused());
             }
         }
         Ok(PeerBell { mine, theirs })
@@ -146,6 +153,19 @@ impl PeerBell {
             }
         }
     }
+}
+
+/// Whether a doorbell operation's error means the peer shut the pair down or went
+/// away (end of file on a drain, `EPIPE`, `ECONNRESET` or `ENOTCONN` on a ring): the
+/// connection is over, not a passing failure to retry.
+pub(crate) fn means_hang_up(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::UnexpectedEof
+            | io::ErrorKind::BrokenPipe
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::NotConnected
+    )
 }
 
 /// Sends one ring into `fd`.
@@ -238,5 +258,19 @@ mod tests {
         let p = PeerBell::new().unwrap();
         let e = PeerBell::adopt(efd.into(), p.theirs).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
+    }
+
+    #[test]
+    fn adopt_refuses_a_tcp_stream() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let tcp = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let p = PeerBell::new().unwrap();
+        let e = PeerBell::adopt(OwnedFd::from(tcp), p.theirs).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
+        let p = PeerBell::new().unwrap();
+        assert!(
+            PeerBell::adopt(p.theirs, p.mine).is_ok(),
+            "a Unix pair is adopted"
+        );
     }
 }

@@ -31,9 +31,10 @@ const REQUIRED_SEALS: SealFlag = SealFlag::F_SEAL_SHRINK
 
 /// Why a shared-memory fd received from a peer was refused.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ShmError {
-    /// A system call failed (including `F_GET_SEALS` on an fd that is not a memfd,
-    /// and `mmap` of an fd that is not open read-write or is write-sealed).
+    /// A system call failed (including `mmap` of an fd that is not open read-write or
+    /// is write-sealed).
     #[error(transparent)]
     Io(#[from] io::Error),
     /// The object's size is not the one announced.
@@ -51,6 +52,11 @@ pub enum ShmError {
         /// The seals the object carries (`F_GET_SEALS`).
         seals: i32,
     },
+    /// The object cannot carry seals (`F_GET_SEALS` fails with `EINVAL`): it is no
+    /// memfd nor any other shmem file (a socket, an eventfd, a file on disk or on a
+    /// FUSE mount).
+    #[error("shared memory is not a memfd: it cannot carry seals")]
+    Unsealable,
     /// The object is not an ordinary tmpfs-backed memfd (for example a hugetlbfs
     /// memfd, whose page faults can raise `SIGBUS`).
     #[error("shared memory is not an ordinary memfd (file system type {fs_type:#x})")]
@@ -125,16 +131,24 @@ impl SharedMemory {
     ///
     /// [`ShmError`]: not a tmpfs memfd, missing seals, wrong size, or an OS error.
     pub fn from_fd_verified(fd: OwnedFd, expected_len: usize) -> Result<SharedMemory, ShmError> {
+        // The seals first: `F_GET_SEALS` asks no file system anything, so a file whose
+        // file system never answers (a peer's FUSE mount) is refused here at once,
+        // where `fstatfs` would sleep until its daemon replied. Only shmem files
+        // (tmpfs, hugetlbfs) carry seals, and their `fstatfs` is immediate.
+        let seals = match retry_eintr(|| fcntl(fd.as_raw_fd(), FcntlArg::F_GET_SEALS)) {
+            Ok(seals) => seals,
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => return Err(ShmError::Unsealable),
+            Err(e) => return Err(ShmError::Io(e)),
+        };
+        if !SealFlag::from_bits_truncate(seals).contains(REQUIRED_SEALS) {
+            return Err(ShmError::NotSealed { seals });
+        }
         let fs_type = retry_eintr(|| fstatfs(&fd))?.filesystem_type();
         if fs_type != TMPFS_MAGIC {
             // `__fsword_t` is `i64` on 64-bit targets and `i32` on 32-bit ones.
             #[allow(clippy::useless_conversion)]
             let fs_type = i64::from(fs_type.0);
             return Err(ShmError::NotMemfd { fs_type });
-        }
-        let seals = retry_eintr(|| fcntl(fd.as_raw_fd(), FcntlArg::F_GET_SEALS))?;
-        if !SealFlag::from_bits_truncate(seals).contains(REQUIRED_SEALS) {
-            return Err(ShmError::NotSealed { seals });
         }
         let stat = retry_eintr(|| fstat(fd.as_raw_fd()))?;
         // A negative size cannot happen; map it to a value that never matches.
@@ -342,10 +356,33 @@ mod tests {
 
     #[test]
     fn rejects_non_memfd() {
-        // An eventfd: not on tmpfs.
+        // An eventfd, and a file on disk: they cannot carry seals, which is asked
+        // before any file system is.
         let efd = nix::sys::eventfd::EventFd::new().expect("eventfd");
         assert!(matches!(
             SharedMemory::from_fd_verified(OwnedFd::from(efd), PAGE),
+            Err(ShmError::Unsealable)
+        ));
+        let file = std::fs::File::open("/proc/self/exe").expect("own executable");
+        assert!(matches!(
+            SharedMemory::from_fd_verified(OwnedFd::from(file), PAGE),
+            Err(ShmError::Unsealable)
+        ));
+        // A sealed hugetlbfs memfd passes the seals but is no tmpfs memfd (where the
+        // kernel offers hugetlbfs at all).
+        let Ok(fd) = memfd_create(
+            c"huge",
+            MemFdCreateFlag::MFD_CLOEXEC
+                | MemFdCreateFlag::MFD_ALLOW_SEALING
+                | MemFdCreateFlag::MFD_HUGETLB,
+        ) else {
+            return;
+        };
+        if fcntl(fd.as_raw_fd(), FcntlArg::F_ADD_SEALS(REQUIRED_SEALS)).is_err() {
+            return;
+        }
+        assert!(matches!(
+            SharedMemory::from_fd_verified(fd, PAGE),
             Err(ShmError::NotMemfd { .. })
         ));
     }

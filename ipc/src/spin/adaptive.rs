@@ -78,7 +78,14 @@ impl Adaptive {
     }
 
     /// The spin budget after the wait in progress woke up without what it waits for.
+    /// A call spins once: after its spin ran out, every later wake of the same call
+    /// sleeps at once, so a peer ringing the doorbell without publishing (a trickle,
+    /// one `send` every 50 µs) cannot buy a whole spin budget of this client's CPU
+    /// per ring (client audit of 2026-12-06, finding 5).
     pub(crate) fn again(&self, mode: WaitMode) -> Duration {
+        if self.current == Outcome::Slow {
+            return Duration::ZERO;
+        }
         match mode {
             WaitMode::Adaptive { max_spin } if self.score > 0 => max_spin,
             WaitMode::Adaptive { .. } => Duration::ZERO,
@@ -156,5 +163,22 @@ mod tests {
         // The other modes are what they say.
         assert_eq!(a.begin(WaitMode::Block), Duration::ZERO);
         assert_eq!(a.again(WaitMode::Block), Duration::ZERO);
+    }
+
+    #[test]
+    fn a_call_spins_once_however_often_it_wakes() {
+        let fixed = WaitMode::SpinThenBlock {
+            spin: Duration::from_micros(50),
+        };
+        for mode in [MODE, fixed] {
+            let mut a = Adaptive::new();
+            assert_eq!(a.begin(mode), mode.spin());
+            assert_eq!(a.again(mode), mode.spin(), "not spun out yet");
+            a.spun_out();
+            assert_eq!(a.again(mode), Duration::ZERO, "{mode:?}: one spin per call");
+            a.spun_out();
+            assert_eq!(a.again(mode), Duration::ZERO);
+            assert_eq!(a.begin(mode), mode.spin(), "{mode:?}: the next call spins");
+        }
     }
 }
