@@ -4,7 +4,10 @@
 //! index + 1 (32 bits). Freeing a slot bumps its generation, so a freed handle, a
 //! handle of the other table (client contexts vs server connections) and a made-up
 //! number are all told apart from live ones: the caller gets `CS_ERR_BAD_HANDLE`,
-//! never a dangling access or a double free.
+//! never a dangling access or a double free. A slot whose generation would wrap
+//! (after 2^24 - 1 lives) is retired instead of reused, so a handle kept that long
+//! never names a later object (C API audit of 2026-12-06); a retired slot costs its
+//! few bytes of table for good.
 
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
@@ -100,18 +103,28 @@ impl<T> Registry<T> {
         t.slots.iter().filter_map(|s| s.value.as_deref()).any(pred)
     }
 
-    /// Removes the object behind `handle`; the handle is dead from now on.
+    /// Removes the object behind `handle`; the handle is dead from now on. The slot
+    /// is reused under the next generation, or retired when that would wrap.
     pub(crate) fn remove(&self, handle: u64) -> Option<Arc<T>> {
         let mut t = self.lock();
         let index = self.decode(&t, handle)?;
         let slot = &mut t.slots[index];
         let value = slot.value.take();
-        slot.generation = match slot.generation.wrapping_add(1) & GENERATION_MASK {
-            0 => 1,
-            g => g,
-        };
-        t.free.push(index);
+        if slot.generation < GENERATION_MASK {
+            slot.generation += 1;
+            t.free.push(index);
+        }
+        // Otherwise retired: empty for good, so no handle of it decodes again.
         value
+    }
+
+    /// Sets the generation of the slot behind `handle`, for tests of the wrap.
+    #[cfg(test)]
+    fn set_generation(&self, handle: u64, generation: u32) -> Option<u64> {
+        let mut t = self.lock();
+        let index = self.decode(&t, handle)?;
+        t.slots[index].generation = generation;
+        Some(self.encode(index, generation))
     }
 }
 
@@ -140,5 +153,27 @@ mod tests {
         assert_ne!(a, b, "the slot is reused under a new generation");
         assert!(clients.get(a).is_none());
         assert_eq!(clients.get(b).as_deref(), Some(&3));
+    }
+
+    #[test]
+    fn a_slot_whose_generation_would_wrap_is_retired() {
+        let clients = Registry::new(Tag::Client);
+        let first = clients.insert(Arc::new(1u32));
+        // One life before the last: reused once more, under the last generation.
+        let near = clients.set_generation(first, GENERATION_MASK - 1).unwrap();
+        assert_eq!(clients.remove(near).as_deref(), Some(&1));
+        let last = clients.insert(Arc::new(2u32));
+        assert_eq!(last & 0xFFFF_FFFF, first & 0xFFFF_FFFF, "the same slot");
+        assert_eq!((last >> 32) as u32 & GENERATION_MASK, GENERATION_MASK);
+        // Its last life ends: the slot is not reused (its generation would wrap to 1,
+        // and the next object would get `first` again), so no old handle names it.
+        assert_eq!(clients.remove(last).as_deref(), Some(&2));
+        let next = clients.insert(Arc::new(3u32));
+        assert_ne!(next & 0xFFFF_FFFF, first & 0xFFFF_FFFF, "a new slot");
+        for stale in [first, near, last] {
+            assert!(clients.get(stale).is_none());
+            assert!(clients.remove(stale).is_none());
+        }
+        assert_eq!(clients.get(next).as_deref(), Some(&3));
     }
 }
