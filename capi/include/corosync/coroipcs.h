@@ -195,7 +195,10 @@ extern int coroipcs_dispatch_iov_send (
 
 /*
  * Keep `conn` (its number and private data) valid past its disconnect until the
- * matching coroipcs_refcount_dec. Unknown `conn`: nothing happens.
+ * matching coroipcs_refcount_dec. Unknown `conn`: nothing happens; so too for a
+ * `conn` whose disconnect, racing this call on another thread, already let it go
+ * (closed with no reference left): take references from handlers, as corosync's
+ * services do, to be sure of one.
  */
 extern void coroipcs_refcount_inc (void *conn);
 

@@ -170,15 +170,34 @@ pub(crate) fn close(handle: u64) {
     entry.private.callbacks.stats_destroy(entry.stats);
 }
 
+impl ConnState {
+    /// One more reference; `BadHandle` once the entry is gone for good (closed with no
+    /// reference left: it has left the table, or is leaving it under this lock).
+    fn add_ref(&mut self) -> Result<(), CapiError> {
+        if self.gone && self.refs == 0 {
+            return Err(CapiError::BadHandle);
+        }
+        self.refs = self
+            .refs
+            .checked_add(1)
+            .ok_or(CapiError::InvalidParam("reference count overflow"))?;
+        Ok(())
+    }
+}
+
 /// `coroipcs_refcount_inc`.
+///
+/// A thread other than the loop may race the disconnect: it takes the entry from the
+/// table, then `close` (or the last `refcount_dec`) marks it gone with no reference
+/// and removes it, then this thread locks its state. Counting a reference there would
+/// keep an entry no handle reaches (`private_data_get` NULL, `dec` ignored: the
+/// reference lost, C API audit finding 5), so a gone, unreferenced entry refuses it,
+/// as if the handle had already been stale; the other order (the reference counted
+/// first) keeps the entry, as `close` sees `refs > 0`.
 pub(crate) fn refcount_inc(handle: u64) -> Result<(), CapiError> {
     let entry = CONNS.get(handle).ok_or(CapiError::BadHandle)?;
     let mut s = entry.state();
-    s.refs = s
-        .refs
-        .checked_add(1)
-        .ok_or(CapiError::InvalidParam("reference count overflow"))?;
-    Ok(())
+    s.add_ref()
 }
 
 /// `coroipcs_refcount_dec`: the last reference of a closed connection frees it.
@@ -198,4 +217,29 @@ pub(crate) fn refcount_dec(handle: u64) -> Result<(), CapiError> {
 /// The entry behind a C `conn` token.
 pub(crate) fn lookup(conn: *mut c_void) -> Result<Arc<ConnEntry>, CapiError> {
     CONNS.get(conn as u64).ok_or(CapiError::BadHandle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_gone_unreferenced_entry_takes_no_reference() {
+        // What `refcount_inc` finds when it lost the race with `close`.
+        let mut s = ConnState {
+            gone: true,
+            ..ConnState::default()
+        };
+        assert!(matches!(s.add_ref(), Err(CapiError::BadHandle)));
+        assert_eq!(s.refs, 0);
+        // Gone but still referenced (the table still holds it): one more is fine.
+        s.refs = 1;
+        assert!(s.add_ref().is_ok());
+        assert_eq!(s.refs, 2);
+        // Connected: counted; the count does not wrap.
+        let mut live = ConnState::default();
+        assert!(live.add_ref().is_ok());
+        live.refs = u32::MAX;
+        assert!(matches!(live.add_ref(), Err(CapiError::InvalidParam(_))));
+    }
 }

@@ -482,7 +482,8 @@ fn dispatch(conn: *mut c_void, parts: Parts<'_>) -> Result<(), CapiError> {
 
 /// Keeps `conn` (its token and private data) valid past its disconnect, until the
 /// matching `coroipcs_refcount_dec`. Sends on a disconnected `conn` fail (-1). An
-/// unknown `conn` is ignored.
+/// unknown `conn` is ignored, and so is one whose disconnect, racing this call on
+/// another thread, already let it go (closed with no reference left).
 #[no_mangle]
 pub extern "C" fn coroipcs_refcount_inc(conn: *mut c_void) {
     let _ = boundary(|| conn::refcount_inc(conn as u64));
