@@ -1,13 +1,14 @@
 //! A C service as a Rust [`Service`]: connect and disconnect call the daemon's
 //! `init_fn` / `exit_fn`, each request goes through `sending_allowed` to the handler
-//! the daemon's selector (`handler_fn_get`) names, and the answer comes later through
-//! `coroipcs_response_send` (every request is deferred).
+//! the daemon's selector (`handler_fn_get`, asked only once `sending_allowed` said
+//! yes) names, and the answer comes later through `coroipcs_response_send` (every
+//! request is deferred).
 //!
-//! Locking, as corosync's coroipcs: the handler, `sending_allowed` and its release,
-//! and `exit_fn` run between the daemon's `serialize_lock` and `serialize_unlock`;
-//! `init_fn` runs outside it. A request the daemon refuses (`sending_allowed` 0, or
-//! -1 for an invalid one) is answered by the library with a bare
-//! `coroipc_response_header_t` carrying `CS_ERR_TRY_AGAIN` (or
+//! Locking, as corosync's coroipcs: `sending_allowed`, `handler_fn_get`, the handler,
+//! the release, and `exit_fn` run between the daemon's `serialize_lock` and
+//! `serialize_unlock`; `init_fn` runs outside it. A request the daemon refuses
+//! (`sending_allowed` 0, or -1 for an invalid one) is answered by the library with a
+//! bare `coroipc_response_header_t` carrying `CS_ERR_TRY_AGAIN` (or
 //! `CS_ERR_INVALID_PARAM`), as corosync's did.
 
 use std::ffi::c_void;
@@ -61,6 +62,36 @@ impl CService {
     /// refused requests).
     fn answer_status(resp: &mut Responder<'_>, error: cs_error_t) {
         let _ = resp.respond(0, &response_header(error));
+    }
+
+    /// Runs the handler of an admitted request, under `serialize_lock` (the caller
+    /// holds it). The handler is asked for here, once `sending_allowed` said yes and
+    /// inside the lock, as corosync 1.4.10's coroipcs did (exec/coroipcs.c,
+    /// `pthread_ipc_consumer`): corosync's `handler_fn_get` indexes its handler table
+    /// unchecked, and reads it under the lock. None: a bare header carrying
+    /// `CS_ERR_INVALID_PARAM` (corosync's called NULL).
+    fn run_handler(
+        &self,
+        entry: &conn::ConnEntry,
+        key: &ConnKey,
+        command: u16,
+        msg: *const c_void,
+        resp: &mut Responder<'_>,
+    ) {
+        let Some(handler) = self.callbacks.handler_fn(self.id, command) else {
+            entry.count(c"invalid_request");
+            Self::answer_status(resp, cs_error_t::CS_ERR_INVALID_PARAM);
+            return;
+        };
+        entry.count(c"requests");
+        // A fresh responder cannot have answered already.
+        if let Ok(deferred) = resp.defer() {
+            entry.handler_starts(deferred);
+            // SAFETY: the daemon's handler; `msg` is valid and 8-aligned until it
+            // returns, the token live.
+            unsafe { handler(key.token(), msg) };
+            entry.handler_returned();
+        }
     }
 }
 
@@ -117,27 +148,12 @@ impl Service for CService {
             return Err(HandlerError::InvalidRequest);
         }
         let entry = conn::lookup(key.token()).map_err(|_| HandlerError::InvalidRequest)?;
-        let Some(handler) = self.callbacks.handler_fn(self.id, req.command) else {
-            entry.count(c"invalid_request");
-            Self::answer_status(resp, cs_error_t::CS_ERR_INVALID_PARAM);
-            return Ok(());
-        };
         let msg = self.aligned(req.payload);
         let mut scratch: AllowedScratch = [0; 64];
         let callbacks = self.callbacks.clone();
         callbacks.serialized(|| {
             match callbacks.sending_allowed(self.id, req.command, msg, &mut scratch) {
-                Allowed::Yes => {
-                    entry.count(c"requests");
-                    // A fresh responder cannot have answered already.
-                    if let Ok(deferred) = resp.defer() {
-                        entry.handler_starts(deferred);
-                        // SAFETY: the daemon's handler; `msg` is valid and 8-aligned
-                        // until it returns, the token live.
-                        unsafe { handler(key.token(), msg) };
-                        entry.handler_returned();
-                    }
-                }
+                Allowed::Yes => self.run_handler(&entry, key, req.command, msg, resp),
                 Allowed::No => {
                     entry.count(c"overload");
                     Self::answer_status(resp, cs_error_t::CS_ERR_TRY_AGAIN);

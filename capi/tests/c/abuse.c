@@ -3,7 +3,8 @@
  * made-up, foreign and freed handles, zcb pointers that are not, and re-entry from the
  * server's own callbacks: each must give its error (never crash), and nothing may leak
  * (run under ASan/LSan by the tests). Also: admission control (sending_allowed 0 and
- * -1), commands without a handler, handlers and exit_fn under serialize_lock, private
+ * -1), commands without a handler, handlers, handler_fn_get (asked only for admitted
+ * requests) and exit_fn under serialize_lock, private
  * data through the daemon's allocator (every allocation freed), statistics handles
  * (every one destroyed), no descriptor left open, dispatch sent from a thread other
  * than the loop, coroipcs_ipc_service_exit with references held.
@@ -440,8 +441,14 @@ static void hang(void *conn, const void *msg)
 	(void)msg;
 }
 
+/* handler_fn_get: asked under serialize_lock, only for a request sending_allowed
+ * admitted (corosync's coroipcs: pthread_ipc_consumer). */
+static atomic_int handler_gets;
+
 static coroipcs_handler_fn_lvalue handler_get(unsigned int s, unsigned int id)
 {
+	must_be_serialized("handler_fn_get");
+	atomic_fetch_add(&handler_gets, 1);
 	CHECK(s == 1, "handler_fn_get for service %u", s);
 	switch (id) {
 	case CMD_PLAIN: return plain;
@@ -692,6 +699,7 @@ static void client_arguments(hdb_handle_t h)
 	/* Admission control: 0 is "overloaded", CS_ERR_TRY_AGAIN from the call as
 	 * corosync's coroipcc; -1 is "invalid", a header with CS_ERR_INVALID_PARAM. */
 	int calls = atomic_load(&allowed_calls);
+	int gets = atomic_load(&handler_gets);
 	EXPECT(request(h, 16, CMD_BUSY, 16, NULL), CS_ERR_TRY_AGAIN);
 	EXPECT(request(h, 16, CMD_INVALID, 16, &error), CS_OK);
 	CHECK(error == CS_ERR_INVALID_PARAM, "sending_allowed -1: header error %d", error);
@@ -706,6 +714,10 @@ static void client_arguments(hdb_handle_t h)
 	      "in_buf_get of a refused request");
 	EXPECT(coroipcc_msg_send_reply_receive_in_buf_put(h), CS_OK);
 	CHECK(atomic_load(&allowed_calls) == calls + 3, "sending_allowed asked for each");
+	CHECK(atomic_load(&handler_gets) == gets, "handler_fn_get asked %d times for refused requests",
+	      atomic_load(&handler_gets) - gets);
+	EXPECT(ping(h), CS_OK);
+	CHECK(atomic_load(&handler_gets) == gets + 1, "handler_fn_get asked once for an admitted request");
 	/* Still usable; a header split across iovecs with an empty one between. */
 	EXPECT(ping(h), CS_OK);
 	EXPECT(coroipcc_msg_send_reply_receive(h, parts, 3, res, sizeof(res)), CS_OK);
