@@ -1,5 +1,10 @@
 //! The seed's message headers at the boundary: gathering a C `iovec` array, and the
-//! checks that a header's `size` is the real length and its `id` a command id.
+//! checks that a header's `size` is the real length and its `id` a command id; and
+//! the typed pointers C hands over (out-pointers, the `iovec` array, the server's init
+//! state), each checked non-NULL where it must be and aligned for its type: a
+//! misaligned one (a field of a packed struct, a pointer into a `char` buffer) is
+//! `CS_ERR_INVALID_PARAM`, never a misaligned Rust reference (C API audit finding
+//! 7). Byte buffers have no alignment to check.
 
 use std::ffi::{c_uint, c_void};
 
@@ -48,7 +53,11 @@ impl<'a> Parts<'a> {
         if iov_len == 0 || iov_len > MAX_IOV {
             return Err(CapiError::InvalidParam("iov_len is 0 or above IOV_MAX"));
         }
-        // SAFETY: the caller promises `iov_len` iovecs at `iov` (non-NULL, checked).
+        if !iov.is_aligned() {
+            return Err(MISALIGNED);
+        }
+        // SAFETY: the caller promises `iov_len` iovecs at `iov` (non-NULL and aligned,
+        // checked).
         let vecs = unsafe { std::slice::from_raw_parts(iov, iov_len as usize) };
         let mut parts = Vec::with_capacity(vecs.len());
         let mut total = 0usize;
@@ -205,14 +214,34 @@ pub(crate) unsafe fn socket_name(
     })
 }
 
-/// An out-pointer, checked non-NULL.
+/// The error for a typed pointer from C that is not aligned for its type.
+const MISALIGNED: CapiError = CapiError::InvalidParam("a pointer not aligned for its type");
+
+/// An out-pointer, checked non-NULL (else `InvalidParam(what)`) and aligned for `T`.
 ///
 /// # Safety
 ///
-/// `ptr` is NULL or points to a writable `T` for `'a`.
+/// `ptr` is NULL or points to a writable `T` (at any alignment) for `'a`.
 pub(crate) unsafe fn out<'a, T>(ptr: *mut T, what: &'static str) -> Result<&'a mut T, CapiError> {
-    // SAFETY: forwarded contract.
+    if !ptr.is_aligned() {
+        return Err(MISALIGNED);
+    }
+    // SAFETY: aligned (checked); NULL or writable for 'a (forwarded contract).
     unsafe { ptr.as_mut() }.ok_or(CapiError::InvalidParam(what))
+}
+
+/// A pointer to a `T` C hands over to be read: `None` for NULL; `Err` when it is not
+/// aligned for `T`.
+///
+/// # Safety
+///
+/// `ptr` is NULL or points to a valid `T` (at any alignment), unchanged for `'a`.
+pub(crate) unsafe fn in_ref<'a, T>(ptr: *const T) -> Result<Option<&'a T>, CapiError> {
+    if !ptr.is_aligned() {
+        return Err(MISALIGNED);
+    }
+    // SAFETY: aligned (checked); NULL or valid for 'a (forwarded contract).
+    Ok(unsafe { ptr.as_ref() })
 }
 
 #[cfg(test)]
@@ -280,6 +309,29 @@ mod tests {
         assert!(check_received_request(&req(20, 4, 4), 3).is_err());
         assert!(check_received_request(&req(-1, 3, 4), 3).is_err());
         assert!(check_received_request(&[0, 0], 3).is_err());
+    }
+
+    #[test]
+    fn misaligned_pointers_are_refused() {
+        let mut words = [0u64; 2];
+        let base = words.as_mut_ptr().cast::<u8>();
+        // SAFETY: one byte into a 16-byte buffer.
+        let odd = unsafe { base.add(1) }.cast::<u64>();
+        // SAFETY: NULL and misaligned pointers are refused before any access; the
+        // aligned one points to a writable u64.
+        unsafe {
+            assert!(matches!(out(odd, "x"), Err(CapiError::InvalidParam(_))));
+            assert!(matches!(
+                in_ref(odd.cast_const()),
+                Err(CapiError::InvalidParam(_))
+            ));
+            assert!(out(std::ptr::null_mut::<u64>(), "x").is_err());
+            assert!(matches!(in_ref(std::ptr::null::<u64>()), Ok(None)));
+            *out(words.as_mut_ptr(), "x").unwrap() = 7;
+            let iov = base.add(1).cast::<libc::iovec>();
+            assert!(Parts::gather(iov, 1).is_err());
+        }
+        assert_eq!(words[0], 7);
     }
 
     #[test]

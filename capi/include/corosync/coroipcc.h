@@ -5,8 +5,8 @@
  *
  * Differences from the original (all on the safe side; capi/README.md lists them):
  * - A handle is a number from a table: a stale, freed or made-up handle gets
- *   CS_ERR_BAD_HANDLE, never a crash; a NULL out-pointer gets
- *   CS_ERR_INVALID_PARAM.
+ *   CS_ERR_BAD_HANDLE, never a crash; a NULL out-pointer, or an out-pointer or
+ *   iovec array not aligned for its type, gets CS_ERR_INVALID_PARAM.
  * - A request must start with a coroipc_request_header_t whose id is in 0..65535
  *   and whose size is at least the bytes given (else CS_ERR_INVALID_PARAM), and
  *   fit request_size (else CS_ERR_INVALID_PARAM, as the original). A size larger

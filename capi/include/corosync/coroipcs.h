@@ -150,7 +150,9 @@ struct coroipcs_init_state_v2 {
  * Starts the server: listens under socket_name and hands its fds to the poll
  * callbacks. On failure (NULL, a required callback missing, already started,
  * the name in use, cannot listen) it calls fatal_error with the reason, as the
- * original; a fatal_error that returns leaves the library uninitialised.
+ * original; a fatal_error that returns leaves the library uninitialised. A state
+ * that is NULL or not aligned for its type is not read (there is no fatal_error
+ * to call): the failure goes to standard error.
  */
 extern void coroipcs_ipc_init (
 	struct coroipcs_init_state *init_state);

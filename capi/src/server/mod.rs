@@ -33,7 +33,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use ipc::{Server, ServerBuilder, Token};
 
 use crate::error::CapiError;
-use crate::message::{check_outgoing_response, socket_name, Parts};
+use crate::message::{check_outgoing_response, in_ref, socket_name, Parts};
 use crate::panic::{boundary, boundary_or, describe};
 use crate::types::cs_error_t;
 use callbacks::{coroipcs_init_state, coroipcs_init_state_v2, Callbacks};
@@ -185,8 +185,9 @@ fn init_failed(callbacks: Option<Arc<Callbacks>>, e: &CapiError) {
 /// `init_state->socket_name` and handing the listening fd to `poll_accept_add`, its
 /// other fds (internal doorbells, a timer for handshake timeouts) to
 /// `poll_dispatch_add`. The state is copied; its callbacks must stay callable until
-/// `coroipcs_ipc_exit` returns. A failure (NULL, a required callback missing,
-/// already started, the name in use) goes to `fatal_error`.
+/// `coroipcs_ipc_exit` returns. A failure (a required callback missing, already
+/// started, the name in use) goes to `fatal_error`; a state that is NULL or not
+/// aligned for its type is not read, and the failure goes to standard error.
 ///
 /// # Safety
 ///
@@ -196,9 +197,11 @@ fn init_failed(callbacks: Option<Arc<Callbacks>>, e: &CapiError) {
 #[no_mangle]
 pub unsafe extern "C" fn coroipcs_ipc_init(init_state: *mut coroipcs_init_state) {
     boundary_or((), || {
-        // SAFETY: NULL or a valid struct (contract).
-        let Some(v1) = (unsafe { init_state.as_ref() }) else {
-            return init_failed(None, &CapiError::InvalidParam("init_state is NULL"));
+        // SAFETY: NULL or a valid struct (contract); a misaligned one is refused.
+        let v1 = match unsafe { in_ref(init_state.cast_const()) } {
+            Ok(Some(state)) => state,
+            Ok(None) => return init_failed(None, &CapiError::InvalidParam("init_state is NULL")),
+            Err(e) => return init_failed(None, &e),
         };
         if let Err((callbacks, e)) = init(&coroipcs_init_state_v2::from(v1)) {
             init_failed(callbacks, &e);
@@ -215,9 +218,13 @@ pub unsafe extern "C" fn coroipcs_ipc_init(init_state: *mut coroipcs_init_state)
 #[no_mangle]
 pub unsafe extern "C" fn coroipcs_ipc_init_v2(init_state_v2: *mut coroipcs_init_state_v2) {
     boundary_or((), || {
-        // SAFETY: NULL or a valid struct (contract).
-        let Some(v2) = (unsafe { init_state_v2.as_ref() }) else {
-            return init_failed(None, &CapiError::InvalidParam("init_state_v2 is NULL"));
+        // SAFETY: NULL or a valid struct (contract); a misaligned one is refused.
+        let v2 = match unsafe { in_ref(init_state_v2.cast_const()) } {
+            Ok(Some(state)) => state,
+            Ok(None) => {
+                return init_failed(None, &CapiError::InvalidParam("init_state_v2 is NULL"))
+            }
+            Err(e) => return init_failed(None, &e),
         };
         if let Err((callbacks, e)) = init(v2) {
             init_failed(callbacks, &e);

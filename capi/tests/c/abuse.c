@@ -588,6 +588,13 @@ static void server_before_init(void)
 	state.exit_fn_get = NULL;
 	coroipcs_ipc_init(&state);
 	expect_fatals(4, "no exit_fn_get");
+	/* A state not aligned for its type (copied into a char buffer) is not read, as
+	 * NULL: not even its fatal_error (this one would fail for its missing
+	 * handler_fn_get if it were read). */
+	union { struct coroipcs_init_state s; char bytes[sizeof(struct coroipcs_init_state) + 8]; } raw;
+	memcpy(raw.bytes + 1, &state, sizeof(state));
+	coroipcs_ipc_init((struct coroipcs_init_state *)(void *)(raw.bytes + 1));
+	expect_fatals(4, "a misaligned init state");
 	CHECK(watched_count() == 0, "no fd left behind by the failed inits");
 
 	/* Not started: nothing to do, no crash. */
@@ -635,6 +642,15 @@ static void client_connects(const char *name)
 	       CS_ERR_TRY_AGAIN);
 	EXPECT(coroipcc_service_connect("/nonexistent-dir/coroipc-abuse", 1, REQ_SIZE, RES_SIZE, DISPATCH_SIZE, &none),
 	       CS_ERR_TRY_AGAIN);
+	/* An out-pointer not aligned for its type (into a char buffer): refused, nothing
+	 * written (the library never makes a misaligned reference of it). */
+	union { hdb_handle_t h; char bytes[2 * sizeof(hdb_handle_t)]; } raw;
+	memset(&raw, 0, sizeof(raw));
+	EXPECT(coroipcc_service_connect(name, 1, REQ_SIZE, RES_SIZE, DISPATCH_SIZE,
+					(hdb_handle_t *)(void *)(raw.bytes + 1)),
+	       CS_ERR_INVALID_PARAM);
+	for (size_t i = 0; i < sizeof(raw.bytes); i++)
+		CHECK(raw.bytes[i] == 0, "byte %zu of the misaligned handle written", i);
 	/* Refused by security_valid. */
 	atomic_store(&deny, 1);
 	EXPECT(coroipcc_service_connect(name, 1, REQ_SIZE, RES_SIZE, DISPATCH_SIZE, &none), CS_ERR_ACCESS);
@@ -657,6 +673,14 @@ static void client_arguments(hdb_handle_t h)
 	struct iovec null_base = { NULL, sizeof(head) };
 
 	EXPECT(coroipcc_fd_get(h, NULL), CS_ERR_INVALID_PARAM);
+	/* Typed pointers not aligned for their type: refused. */
+	union { int fd; char bytes[2 * sizeof(int)]; } raw_fd;
+	EXPECT(coroipcc_fd_get(h, (int *)(void *)(raw_fd.bytes + 1)), CS_ERR_INVALID_PARAM);
+	union { struct iovec v; char bytes[sizeof(struct iovec) + 8]; } raw_iov;
+	memcpy(raw_iov.bytes + 1, &iov, sizeof(iov));
+	EXPECT(coroipcc_msg_send_reply_receive(h, (const struct iovec *)(void *)(raw_iov.bytes + 1), 1, res,
+					       sizeof(res)),
+	       CS_ERR_INVALID_PARAM);
 	EXPECT(coroipcc_dispatch_flow_control_get(h, NULL), CS_ERR_INVALID_PARAM);
 	EXPECT(coroipcc_dispatch_get(h, NULL, 0), CS_ERR_INVALID_PARAM);
 	EXPECT(coroipcc_msg_send_reply_receive(h, NULL, 1, res, sizeof(res)), CS_ERR_INVALID_PARAM);
