@@ -9,7 +9,8 @@
  *   iovec array not aligned for its type, gets CS_ERR_INVALID_PARAM.
  * - A request must start with a coroipc_request_header_t whose id is in 0..65535
  *   and whose size is at least the bytes given (else CS_ERR_INVALID_PARAM), and
- *   fit request_size (else CS_ERR_INVALID_PARAM, as the original). A size larger
+ *   fit request_size and the largest request the server granted, before anything
+ *   is copied (else CS_ERR_INVALID_PARAM, as the original). A size larger
  *   than the bytes given is padded with zeros to it (corosync's cpg_membership_get
  *   sends a bare header claiming its whole request: the original's server read
  *   whatever its buffer held there).
@@ -153,7 +154,7 @@ coroipcc_msg_send_reply_receive_in_buf_put (
  * their request header in the first `header_size`). Write a whole request into
  * it (starting with a coroipc_request_header_t) and send it with
  * coroipcc_zcb_msg_send_reply_receive. CS_ERR_INVALID_PARAM (NULL, a total of 0
- * or larger than request_size); CS_ERR_NO_MEMORY.
+ * or larger than request_size or the server's grant); CS_ERR_NO_MEMORY.
  */
 extern cs_error_t
 coroipcc_zcb_alloc (

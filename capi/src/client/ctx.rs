@@ -78,8 +78,8 @@ pub(crate) struct ClientCtx {
     /// Set by `coroipcc_service_disconnect`: every later call is `CS_ERR_BAD_HANDLE`.
     /// (The client itself lives until the last thread using it leaves.)
     pub(crate) closed: bool,
-    /// The largest request (`request_size` of the connect), as corosync's coroipcc
-    /// bounded it.
+    /// The largest request: the `request_size` of the connect (as corosync's coroipcc
+    /// bounded it), or the largest the server granted when that is less.
     request_limit: usize,
     /// The pollable fd, fixed at connect.
     fd: RawFd,
@@ -97,8 +97,13 @@ pub(crate) struct ClientCtx {
 unsafe impl Send for ClientCtx {}
 
 impl ClientCtx {
-    pub(crate) fn new(client: Client, request_limit: usize) -> ClientCtx {
+    /// A context for `client`, connected with `request_size`.
+    pub(crate) fn new(client: Client, request_size: usize) -> ClientCtx {
         let fd = client.as_raw_fd();
+        // A request above the server's grant could never be sent: it is refused before
+        // anything is allocated for it (a header claiming 1 GiB, within a 1 GiB
+        // `request_size`, made a zeroed 1 GiB copy first: C API audit finding 8).
+        let request_limit = request_size.min(client.max_request_len());
         ClientCtx {
             client,
             closed: false,
@@ -153,7 +158,7 @@ impl ClientCtx {
         let Outgoing { command, size } = request_command(parts)?;
         if size > self.request_limit {
             return Err(CapiError::InvalidParam(
-                "request larger than the request_size given at connect",
+                "request larger than the request_size given at connect or the server's grant",
             ));
         }
         let joined;
@@ -244,7 +249,7 @@ impl ClientCtx {
     pub(crate) fn zcb_alloc(&mut self, len: usize) -> Result<*mut u8, CapiError> {
         if len == 0 || len > self.request_limit {
             return Err(CapiError::InvalidParam(
-                "zcb size is 0 or larger than the request_size given at connect",
+                "zcb size is 0 or larger than the largest request",
             ));
         }
         let layout = Layout::from_size_align(len, 8)

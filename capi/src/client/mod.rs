@@ -223,9 +223,10 @@ pub unsafe extern "C" fn coroipcc_fd_get(handle: hdb_handle_t, fd: *mut c_int) -
 /// Returns `CS_OK` when a response arrived (the service's status is in its header's
 /// `error`); `CS_ERR_TRY_AGAIN` when the server's admission control refused it (the
 /// response header says so, as corosync's coroipcc reported); `CS_ERR_INVALID_PARAM`
-/// (NULL, lying `size`, bad id, a request above `request_size`, a command the service
-/// does not have); `CS_ERR_MESSAGE_ERROR` (a response without a valid header);
-/// `CS_ERR_LIBRARY` (the server is gone); `CS_ERR_BAD_HANDLE`.
+/// (NULL, lying `size`, bad id, a request above `request_size` or the server's grant,
+/// checked before anything is copied, a command the service does not have);
+/// `CS_ERR_MESSAGE_ERROR` (a response without a valid header); `CS_ERR_LIBRARY` (the
+/// server is gone); `CS_ERR_BAD_HANDLE`.
 ///
 /// # Safety
 ///
@@ -406,7 +407,8 @@ pub unsafe extern "C" fn coroipcc_dispatch_flow_control_get(
 /// with the server: the request is copied into the ring when sent.
 ///
 /// Returns `CS_OK`; `CS_ERR_INVALID_PARAM` (NULL, a total of 0 or above the
-/// `request_size` of the connect); `CS_ERR_NO_MEMORY`; `CS_ERR_BAD_HANDLE`.
+/// `request_size` of the connect or the largest request the server granted);
+/// `CS_ERR_NO_MEMORY`; `CS_ERR_BAD_HANDLE`.
 ///
 /// # Safety
 ///

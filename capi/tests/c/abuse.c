@@ -32,6 +32,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -855,6 +856,39 @@ static void zcb_misuse(const char *name, hdb_handle_t h)
 	EXPECT(request(h, 16, CMD_PLAIN, 16, &error), CS_OK);
 }
 
+/* The peak resident size of this process, in KiB. */
+static long peak_rss_kib(void)
+{
+	struct rusage ru;
+	CHECK(getrusage(RUSAGE_SELF, &ru) == 0, "getrusage");
+	return ru.ru_maxrss;
+}
+
+/* A header claiming a huge size, within an equally huge request_size but above what
+ * the server granted (8 MiB rings): refused as too large (CS_ERR_INVALID_PARAM, as a
+ * request above request_size) before any copy of that size is made (a zeroed 256 MiB
+ * copy came first, and up to 1 GiB could). */
+static void request_bounded_by_the_grant(const char *name)
+{
+	enum { HUGE = 1 << 28 };
+	hdb_handle_t big = 0;
+	EXPECT(coroipcc_service_connect(name, 1, HUGE, RES_SIZE, DISPATCH_SIZE, &big), CS_OK);
+	coroipc_request_header_t head = { .size = HUGE, .id = CMD_PLAIN };
+	struct iovec iov = { &head, sizeof(head) };
+	char res[64];
+	long before = peak_rss_kib();
+	EXPECT(coroipcc_msg_send_reply_receive(big, &iov, 1, res, sizeof(res)), CS_ERR_INVALID_PARAM);
+	void *zcb = (void *)1;
+	EXPECT(coroipcc_zcb_alloc(big, &zcb, HUGE - 16, 16), CS_ERR_INVALID_PARAM);
+	CHECK(zcb == NULL, "no zcb buffer beyond the grant");
+	long grown = peak_rss_kib() - before;
+	CHECK(grown < 64 * 1024, "the refused request grew the peak resident size by %ld KiB", grown);
+	EXPECT(ping(big), CS_OK);
+	int exited = atomic_load(&exits);
+	EXPECT(coroipcc_service_disconnect(big), CS_OK);
+	wait_exits(exited + 1);
+}
+
 /* A thread's _in_buf_get response is its own: another thread's _in_buf_get on the
  * same handle neither waits for it nor overwrites it (corosync's confdb skips
  * _in_buf_put when an allocation fails). */
@@ -1124,6 +1158,7 @@ static int everything(const char *name)
 	client_arguments(h);
 	client_in_buf_per_thread(h);
 	zcb_misuse(name, h);
+	request_bounded_by_the_grant(name);
 	client_misuse_in_handler(h);
 	expect_fatals(7, "after the handler's misuse");
 	dispatch_from_another_thread(h);
