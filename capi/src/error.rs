@@ -24,6 +24,7 @@
 //! | boundary: a request above the `request_size` given at connect | `CS_ERR_INVALID_PARAM` |
 //! | boundary: nothing to answer | `CS_ERR_NOT_EXIST` |
 //! | boundary: a zero-copy buffer cannot be allocated | `CS_ERR_NO_MEMORY` |
+//! | boundary: a thread holds the most nested dispatch messages | `CS_ERR_NO_RESOURCES` |
 //! | boundary: a required callback missing from the init state | `CS_ERR_INVALID_PARAM` |
 //! | boundary: a status passed on (`Status`) | that status |
 //! | boundary: a server already initialised; `std::io::Error` `AddrInUse` (another server has the name) | `CS_ERR_EXIST` |
@@ -74,6 +75,9 @@ pub(crate) enum CapiError {
     /// Out of memory for a buffer the caller asked for.
     #[error("out of memory")]
     NoMemory,
+    /// A thread already holds the most dispatch messages it may (nested gets).
+    #[error("{0} dispatch messages held without a put")]
+    TooManyHeld(usize),
     /// A status already decided (an entry point's result passed on to a log).
     #[error("{0:?}")]
     Status(cs_error_t),
@@ -101,6 +105,7 @@ impl CapiError {
             CapiError::Reentered => CS_ERR_BUSY,
             CapiError::Missing(_) => CS_ERR_INVALID_PARAM,
             CapiError::NoMemory => CS_ERR_NO_MEMORY,
+            CapiError::TooManyHeld(_) => CS_ERR_NO_RESOURCES,
             CapiError::Status(code) => *code,
         }
     }

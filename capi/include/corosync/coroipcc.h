@@ -25,7 +25,8 @@
  *   per-instance mutex); a dispatch_get waiting on its fd does not block them.
  *
  * Threads: any. Memory returned in *buf / *res_msg is the library's copy, valid
- * until the matching _put (or the next _get of the same kind); read it only.
+ * until the matching _put (for *res_msg, or this thread's next _in_buf_get); read
+ * it only. Dispatch messages nest (see coroipcc_dispatch_get).
  */
 #ifndef COROIPCC_H_DEFINED
 #define COROIPCC_H_DEFINED
@@ -91,6 +92,13 @@ coroipcc_fd_get (
  * CS_ERR_MESSAGE_ERROR for a message without a valid header (dropped). While
  * another thread holds a dispatch message of the handle, this waits for its put
  * within `timeout` too (CS_ERR_TRY_AGAIN when it passes).
+ *
+ * Nesting: a get by the thread that holds a dispatch message (a callback of
+ * cpg_dispatch(CS_DISPATCH_ALL) calling cpg_dispatch(CS_DISPATCH_ONE)) gets the
+ * next message and leaves the held one valid, as the original did until its put;
+ * each coroipcc_dispatch_put releases the innermost message held, so gets and
+ * puts pair like brackets. A get that finds nothing releases nothing. A thread
+ * holds at most 64 at once: one more get is CS_ERR_NO_RESOURCES (nothing taken).
  */
 extern cs_error_t
 coroipcc_dispatch_get (
@@ -98,7 +106,10 @@ coroipcc_dispatch_get (
 	void **buf,
 	int timeout);
 
-/* Releases the message of the last coroipcc_dispatch_get (none held: CS_OK). */
+/*
+ * Releases the innermost dispatch message held (that of the last
+ * coroipcc_dispatch_get not yet put); outer ones stay valid. None held: CS_OK.
+ */
 extern cs_error_t
 coroipcc_dispatch_put (
 	hdb_handle_t handle);

@@ -8,6 +8,13 @@
 //! the application's callbacks with it held, and callbacks send) cannot invalidate
 //! it, and no borrow of the client outlives a call. One copy of a message that is
 //! typically a few hundred bytes buys that.
+//!
+//! Dispatch messages nest: a `coroipcc_dispatch_get` by the thread that holds one (a
+//! callback of `cpg_dispatch(CS_DISPATCH_ALL)` calling `cpg_dispatch(CS_DISPATCH_ONE)`)
+//! copies the next message into a buffer of its own and keeps the held one, which the
+//! outer callback still reads (corosync's pointer stayed valid until its put: the read
+//! index moved only then). Each put releases the innermost. A held buffer is never
+//! reused or freed before its put or the disconnect.
 
 use std::alloc::{alloc_zeroed, dealloc, Layout};
 use std::collections::HashMap;
@@ -58,6 +65,69 @@ impl Held {
     }
 }
 
+/// The most dispatch messages one thread may hold at once (gets nested without puts);
+/// beyond it a get is `CS_ERR_NO_RESOURCES`, so a get loop that never puts cannot
+/// grow the context without bound.
+const MAX_HELD_DISPATCH: usize = 64;
+
+/// The dispatch messages C holds, all taken by one thread.
+#[derive(Default)]
+struct Dispatches {
+    /// Taken and not yet put, outermost first. Moving a `Held` here moves its `Vec`,
+    /// not the words C points into.
+    held: Vec<Held>,
+    /// The buffer of the last message put (or dropped), reused by the next get: C
+    /// holds no pointer into it.
+    spare: Held,
+}
+
+impl Dispatches {
+    /// The thread holding the messages, if any.
+    fn holder(&self) -> Option<ThreadId> {
+        self.held.last().and_then(|h| h.holder)
+    }
+
+    /// `Err` when one more message may not be held.
+    fn check_room(&self) -> Result<(), CapiError> {
+        if self.held.len() >= MAX_HELD_DISPATCH {
+            return Err(CapiError::TooManyHeld(self.held.len()));
+        }
+        Ok(())
+    }
+
+    /// A buffer no pointer of C's reaches, to copy the next message into.
+    fn fresh(&mut self) -> Held {
+        std::mem::take(&mut self.spare)
+    }
+
+    /// Holds `buf` (a message copied in) for the calling thread, innermost; a pointer
+    /// to the message.
+    fn hold(&mut self, mut buf: Held) -> *const u8 {
+        let ptr = buf.take();
+        self.held.push(buf);
+        ptr
+    }
+
+    /// Takes back a buffer of [`fresh`](Self::fresh) that is not held (its message was
+    /// dropped).
+    fn give_back(&mut self, buf: Held) {
+        self.spare = buf;
+    }
+
+    /// Releases the innermost message (none held: nothing happens).
+    fn put(&mut self) {
+        if let Some(mut buf) = self.held.pop() {
+            buf.holder = None;
+            self.spare = buf;
+        }
+    }
+
+    /// Frees every message (the context is closing).
+    fn clear(&mut self) {
+        *self = Dispatches::default();
+    }
+}
+
 /// A buffer of `coroipcc_zcb_alloc`: zeroed, 8-aligned memory C writes a request
 /// into. The library only reads it, in `coroipcc_zcb_msg_send_reply_receive`.
 struct Zcb {
@@ -83,7 +153,7 @@ pub(crate) struct ClientCtx {
     request_limit: usize,
     /// The pollable fd, fixed at connect.
     fd: RawFd,
-    dispatch: Held,
+    dispatch: Dispatches,
     /// `_in_buf_get` responses, one per thread that holds one: a thread that never
     /// calls `_in_buf_put` (corosync's confdb skips it on an allocation failure)
     /// blocks nobody.
@@ -109,7 +179,7 @@ impl ClientCtx {
             closed: false,
             request_limit,
             fd,
-            dispatch: Held::default(),
+            dispatch: Dispatches::default(),
             responses: HashMap::new(),
             zcbs: Vec::new(),
         }
@@ -120,24 +190,25 @@ impl ClientCtx {
     pub(crate) fn held_by_other(&self, kind: Kind, me: ThreadId) -> bool {
         match kind {
             Kind::Response => false,
-            Kind::Dispatch => self.dispatch.holder.is_some_and(|h| h != me),
+            Kind::Dispatch => self.dispatch.holder().is_some_and(|h| h != me),
         }
     }
 
-    /// Releases the calling thread's buffer of `kind` (none held: nothing happens).
+    /// Releases the calling thread's buffer of `kind` (none held: nothing happens);
+    /// for dispatch messages, the innermost one held.
     pub(crate) fn release(&mut self, kind: Kind) {
         match kind {
             Kind::Response => {
                 self.responses.remove(&std::thread::current().id());
             }
-            Kind::Dispatch => self.dispatch.holder = None,
+            Kind::Dispatch => self.dispatch.put(),
         }
     }
 
     /// Releases every thread's buffers (the context is closing).
     pub(crate) fn release_all(&mut self) {
         self.responses.clear();
-        self.dispatch.holder = None;
+        self.dispatch.clear();
     }
 
     pub(crate) fn fd(&self) -> RawFd {
@@ -227,22 +298,27 @@ impl ClientCtx {
     }
 
     /// Receives the next dispatch message (waiting up to `timeout`, `None`: as long
-    /// as the server lives) into the context; a pointer to it, or NULL when none
-    /// came.
+    /// as the server lives) into a buffer of the context, held by the calling thread
+    /// on top of any it holds already; a pointer to it, or NULL when none came (then
+    /// nothing is released).
     pub(crate) fn dispatch_get(
         &mut self,
         timeout: Option<Duration>,
     ) -> Result<*const u8, CapiError> {
-        self.dispatch.holder = None;
+        self.dispatch.check_room()?;
         let Some(msg) = self.client.dispatch_recv(timeout)? else {
             return Ok(std::ptr::null());
         };
         let len = msg.len();
-        let bytes = self.dispatch.fill(len);
+        let mut buf = self.dispatch.fresh();
+        let bytes = buf.fill(len);
         msg.read_into(bytes);
         drop(msg);
-        check_incoming_response(&bytes[..len.min(RESPONSE_HEADER_SIZE)], len)?;
-        Ok(self.dispatch.take())
+        if let Err(e) = check_incoming_response(&bytes[..len.min(RESPONSE_HEADER_SIZE)], len) {
+            self.dispatch.give_back(buf);
+            return Err(e);
+        }
+        Ok(self.dispatch.hold(buf))
     }
 
     /// A zeroed, 8-aligned buffer of `len` bytes owned by the context.
@@ -333,6 +409,60 @@ mod tests {
         let p = h.take();
         assert_eq!(p.align_offset(8), 0);
         assert_eq!(h.words.len(), 2);
+    }
+
+    /// Fills a fresh buffer of `d` with `len` bytes of `byte` and holds it.
+    fn hold(d: &mut Dispatches, len: usize, byte: u8) -> *const u8 {
+        let mut buf = d.fresh();
+        buf.fill(len).fill(byte);
+        d.hold(buf)
+    }
+
+    /// The `len` bytes at `ptr`, still held in `d`.
+    fn bytes_of(d: &Dispatches, ptr: *const u8, len: usize) -> Vec<u8> {
+        let held = d.held.iter().find(|h| h.words.as_ptr().cast() == ptr);
+        let held = held.expect("a held buffer");
+        assert!(held.words.len() * 8 >= len);
+        // SAFETY: `ptr` is the start of `held.words`, at least `len` initialised bytes.
+        unsafe { std::slice::from_raw_parts(ptr, len) }.to_vec()
+    }
+
+    #[test]
+    fn nested_dispatch_messages_are_kept_until_their_put() {
+        let mut d = Dispatches::default();
+        let outer = hold(&mut d, 48, 0x11);
+        for (len, byte) in [(32, 0x22), (4096, 0x33)] {
+            // A nested message, smaller (the old code overwrote the outer one) or
+            // larger (it reallocated it): the outer one stays as it was.
+            let inner = hold(&mut d, len, byte);
+            assert_ne!(inner, outer);
+            assert_eq!(bytes_of(&d, inner, len), vec![byte; len]);
+            assert_eq!(d.held.len(), 2);
+            d.put();
+            assert_eq!(bytes_of(&d, outer, 48), vec![0x11; 48]);
+        }
+        assert_eq!(d.holder(), Some(std::thread::current().id()));
+        d.put();
+        assert!(d.held.is_empty() && d.holder().is_none());
+        d.put(); // none held: nothing happens
+        assert!(d.check_room().is_ok());
+    }
+
+    #[test]
+    fn a_thread_holds_at_most_max_held_dispatch_messages() {
+        let mut d = Dispatches::default();
+        for _ in 0..MAX_HELD_DISPATCH {
+            assert!(d.check_room().is_ok());
+            hold(&mut d, 24, 1);
+        }
+        assert!(matches!(
+            d.check_room(),
+            Err(CapiError::TooManyHeld(MAX_HELD_DISPATCH))
+        ));
+        d.put();
+        assert!(d.check_room().is_ok());
+        d.clear();
+        assert!(d.held.is_empty());
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //! numbers from a handle table (module `handle`). Each context is used under its own
 //! mutex, so calls from several threads take turns; a dispatch message held by one
 //! thread makes other threads' `coroipcc_dispatch_get` wait until it is released
-//! (`_in_buf_get` responses are per thread), and a blocking `coroipcc_dispatch_get`
+//! (the holder's own gets nest: module `ctx`; `_in_buf_get` responses are per
+//! thread), and a blocking `coroipcc_dispatch_get`
 //! waits on the context's fd without holding it, so a dispatch thread and a request
 //! thread can share one context (as in corosync).
 
@@ -312,15 +313,22 @@ pub extern "C" fn coroipcc_msg_send_reply_receive_in_buf_put(handle: hdb_handle_
 /// which also arms the fd of `coroipcc_fd_get`; negative: as long as the server
 /// lives). While it waits, the context is free for other threads.
 ///
-/// Lifetime of `*buf`: until `coroipcc_dispatch_put(handle)`, the next
-/// `coroipcc_dispatch_get` or `coroipcc_service_disconnect(handle)`; meanwhile other
-/// threads' `coroipcc_dispatch_get` on `handle` wait for it, within their own timeout
+/// Lifetime of `*buf`: until its `coroipcc_dispatch_put(handle)` or
+/// `coroipcc_service_disconnect(handle)`; meanwhile other threads'
+/// `coroipcc_dispatch_get` on `handle` wait for it, within their own timeout
 /// (`CS_ERR_TRY_AGAIN` when it passes). Read it only.
+///
+/// Nesting: a get by the thread that holds a message (a callback of
+/// `cpg_dispatch(CS_DISPATCH_ALL)` calling `cpg_dispatch(CS_DISPATCH_ONE)`) gets the
+/// next message and keeps the held one valid (corosync's stayed valid until its put);
+/// each put releases the innermost message held, so gets and puts pair like brackets.
+/// A get that finds nothing releases nothing. A thread holds at most 64 at once.
 ///
 /// Returns `CS_OK` with `*buf` set; `CS_ERR_TRY_AGAIN` with `*buf` NULL when none
 /// came in time or the wait was interrupted (corosync's libraries take this as "no
 /// message"); `CS_ERR_LIBRARY` once the server is gone; `CS_ERR_MESSAGE_ERROR` for a
-/// message without a valid header (it is dropped); `CS_ERR_SECURITY`;
+/// message without a valid header (it is dropped); `CS_ERR_NO_RESOURCES` when this
+/// thread already holds 64 (nothing is taken); `CS_ERR_SECURITY`;
 /// `CS_ERR_BAD_HANDLE`; `CS_ERR_INVALID_PARAM`.
 ///
 /// # Safety
@@ -367,8 +375,9 @@ pub unsafe extern "C" fn coroipcc_dispatch_get(
     })
 }
 
-/// corosync 1.4's `coroipcc_dispatch_put`: releases the message of the last
-/// `coroipcc_dispatch_get` (its pointer becomes invalid). None held: `CS_OK`.
+/// corosync 1.4's `coroipcc_dispatch_put`: releases the innermost dispatch message
+/// held (that of the last `coroipcc_dispatch_get` not yet put; its pointer becomes
+/// invalid, those of outer ones stay valid). None held: `CS_OK`.
 #[no_mangle]
 pub extern "C" fn coroipcc_dispatch_put(handle: hdb_handle_t) -> cs_error_t {
     boundary(|| {

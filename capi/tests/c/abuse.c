@@ -65,6 +65,7 @@
 #define CMD_BUSY 2    /* sending_allowed says 0 (overloaded): never handled */
 #define CMD_INVALID 3 /* sending_allowed says -1 (invalid): never handled */
 #define CMD_HANG 4    /* never answered */
+#define CMD_EVENTS 5  /* sends the dispatch messages of EVENTS, then answers */
 /* Command 9 has no handler. Service 2 is not available; service 3 is, but has no
  * init_fn; services above COROIPCS_SERVICE_MAX are never asked about. */
 
@@ -442,6 +443,26 @@ static void hang(void *conn, const void *msg)
 	(void)msg;
 }
 
+/* The dispatch messages of CMD_EVENTS: a header (id 7) and `size - 24` bytes of
+ * `fill`; the second is smaller than the first, the third larger. */
+static const struct { int size; unsigned char fill; } EVENTS[] = { { 48, 0x11 }, { 32, 0x22 }, { 512, 0x33 } };
+#define N_EVENTS (sizeof(EVENTS) / sizeof(EVENTS[0]))
+
+static void events(void *conn, const void *msg)
+{
+	(void)msg;
+	must_be_serialized("a handler");
+	for (size_t i = 0; i < N_EVENTS; i++) {
+		union { coroipc_response_header_t h; unsigned char bytes[512]; } ev;
+		memset(ev.bytes, EVENTS[i].fill, sizeof(ev.bytes));
+		ev.h.size = EVENTS[i].size;
+		ev.h.id = 7;
+		ev.h.error = CS_OK;
+		EXPECT_INT(coroipcs_dispatch_send(conn, &ev, (size_t)EVENTS[i].size), 0);
+	}
+	respond_ok(conn);
+}
+
 /* handler_fn_get: asked under serialize_lock, only for a request sending_allowed
  * admitted (corosync's coroipcs: pthread_ipc_consumer). */
 static atomic_int handler_gets;
@@ -457,6 +478,7 @@ static coroipcs_handler_fn_lvalue handler_get(unsigned int s, unsigned int id)
 	case CMD_BUSY:
 	case CMD_INVALID: return never;
 	case CMD_HANG: return hang;
+	case CMD_EVENTS: return events;
 	default: return NULL;
 	}
 }
@@ -856,6 +878,64 @@ static void zcb_misuse(const char *name, hdb_handle_t h)
 	EXPECT(request(h, 16, CMD_PLAIN, 16, &error), CS_OK);
 }
 
+/* Whether `buf` is message `i` of EVENTS, intact. */
+static int is_event(const void *buf, size_t i)
+{
+	const coroipc_response_header_t *h = buf;
+	const unsigned char *bytes = buf;
+	if (buf == NULL || h->size != EVENTS[i].size || h->id != 7 || h->error != CS_OK)
+		return 0;
+	for (int at = (int)sizeof(*h); at < EVENTS[i].size; at++)
+		if (bytes[at] != EVENTS[i].fill)
+			return 0;
+	return 1;
+}
+
+/* Disconnects `h` and waits for its exit_fn (so later counts of exits are not
+ * disturbed). */
+static void disconnect_and_wait(hdb_handle_t h)
+{
+	int exited = atomic_load(&exits);
+	EXPECT(coroipcc_service_disconnect(h), CS_OK);
+	wait_exits(exited + 1);
+}
+
+/* A nested coroipcc_dispatch_get on the thread holding a dispatch message (a
+ * callback of cpg_dispatch(CS_DISPATCH_ALL) calling cpg_dispatch(CS_DISPATCH_ONE)):
+ * the outer message stays valid, byte for byte, until its own put, whether the inner
+ * one is smaller (it overwrote the outer's buffer) or larger (it freed it: ASan reports
+ * the read); each put releases the innermost one held (corosync's outer pointer stayed
+ * valid until its put). */
+static void nested_dispatch_get(const char *name)
+{
+	hdb_handle_t h = connect_to(name, 1);
+	void *outer = NULL, *inner = NULL;
+	EXPECT(request(h, 16, CMD_EVENTS, 16, NULL), CS_OK);
+	EXPECT(coroipcc_dispatch_get(h, &outer, 5000), CS_OK);
+	CHECK(is_event(outer, 0), "the outer message");
+	for (size_t i = 1; i < N_EVENTS; i++) {
+		EXPECT(coroipcc_dispatch_get(h, &inner, 5000), CS_OK);
+		CHECK(inner != outer && is_event(inner, i), "nested message %zu", i);
+		CHECK(is_event(outer, 0), "the outer message while nested message %zu is held", i);
+		EXPECT(coroipcc_dispatch_put(h), CS_OK); /* the inner one */
+		CHECK(is_event(outer, 0), "the outer message after nested message %zu was put", i);
+	}
+	/* A nested get that finds nothing releases nothing either. */
+	inner = (void *)1;
+	EXPECT(coroipcc_dispatch_get(h, &inner, 0), CS_ERR_TRY_AGAIN);
+	CHECK(inner == NULL && is_event(outer, 0), "the outer message after an empty nested get");
+	EXPECT(coroipcc_dispatch_put(h), CS_OK); /* the outer one */
+	EXPECT(coroipcc_dispatch_put(h), CS_OK); /* none held: nothing happens */
+	/* Nothing held: the next get is not nested (the same round again). */
+	EXPECT(request(h, 16, CMD_EVENTS, 16, NULL), CS_OK);
+	for (size_t i = 0; i < N_EVENTS; i++) {
+		EXPECT(coroipcc_dispatch_get(h, &inner, 5000), CS_OK);
+		CHECK(is_event(inner, i), "message %zu of the second round", i);
+		EXPECT(coroipcc_dispatch_put(h), CS_OK);
+	}
+	disconnect_and_wait(h);
+}
+
 /* The peak resident size of this process, in KiB. */
 static long peak_rss_kib(void)
 {
@@ -884,9 +964,7 @@ static void request_bounded_by_the_grant(const char *name)
 	long grown = peak_rss_kib() - before;
 	CHECK(grown < 64 * 1024, "the refused request grew the peak resident size by %ld KiB", grown);
 	EXPECT(ping(big), CS_OK);
-	int exited = atomic_load(&exits);
-	EXPECT(coroipcc_service_disconnect(big), CS_OK);
-	wait_exits(exited + 1);
+	disconnect_and_wait(big);
 }
 
 /* A thread's _in_buf_get response is its own: another thread's _in_buf_get on the
@@ -1162,6 +1240,7 @@ static int everything(const char *name)
 	client_misuse_in_handler(h);
 	expect_fatals(7, "after the handler's misuse");
 	dispatch_from_another_thread(h);
+	nested_dispatch_get(name);
 	freed_and_foreign(h);
 	service_exit(name);
 
