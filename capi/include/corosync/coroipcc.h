@@ -107,8 +107,10 @@ coroipcc_dispatch_get (
 	int timeout);
 
 /*
- * Releases the innermost dispatch message held (that of the last
- * coroipcc_dispatch_get not yet put); outer ones stay valid. None held: CS_OK.
+ * Releases the innermost dispatch message this thread holds (that of its last
+ * coroipcc_dispatch_get not yet put); outer ones stay valid. None held by this
+ * thread: CS_OK and nothing happens; a message another thread holds stays held
+ * (only the thread that got a message can put it).
  */
 extern cs_error_t
 coroipcc_dispatch_put (

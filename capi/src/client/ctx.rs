@@ -114,8 +114,13 @@ impl Dispatches {
         self.spare = buf;
     }
 
-    /// Releases the innermost message (none held: nothing happens).
-    fn put(&mut self) {
+    /// Releases the innermost message, if `me` holds the messages. Nothing happens
+    /// otherwise: a put from a thread that holds none (a stray put, or one without its
+    /// get) must not free a message another thread is reading (C API audit finding 9).
+    fn put(&mut self, me: ThreadId) {
+        if self.holder() != Some(me) {
+            return;
+        }
         if let Some(mut buf) = self.held.pop() {
             buf.holder = None;
             self.spare = buf;
@@ -194,14 +199,15 @@ impl ClientCtx {
         }
     }
 
-    /// Releases the calling thread's buffer of `kind` (none held: nothing happens);
-    /// for dispatch messages, the innermost one held.
+    /// Releases the calling thread's buffer of `kind` (none held by it: nothing
+    /// happens); for dispatch messages, the innermost one it holds.
     pub(crate) fn release(&mut self, kind: Kind) {
+        let me = std::thread::current().id();
         match kind {
             Kind::Response => {
-                self.responses.remove(&std::thread::current().id());
+                self.responses.remove(&me);
             }
-            Kind::Dispatch => self.dispatch.put(),
+            Kind::Dispatch => self.dispatch.put(me),
         }
     }
 
@@ -429,6 +435,7 @@ mod tests {
 
     #[test]
     fn nested_dispatch_messages_are_kept_until_their_put() {
+        let me = std::thread::current().id();
         let mut d = Dispatches::default();
         let outer = hold(&mut d, 48, 0x11);
         for (len, byte) in [(32, 0x22), (4096, 0x33)] {
@@ -438,18 +445,19 @@ mod tests {
             assert_ne!(inner, outer);
             assert_eq!(bytes_of(&d, inner, len), vec![byte; len]);
             assert_eq!(d.held.len(), 2);
-            d.put();
+            d.put(me);
             assert_eq!(bytes_of(&d, outer, 48), vec![0x11; 48]);
         }
-        assert_eq!(d.holder(), Some(std::thread::current().id()));
-        d.put();
+        assert_eq!(d.holder(), Some(me));
+        d.put(me);
         assert!(d.held.is_empty() && d.holder().is_none());
-        d.put(); // none held: nothing happens
+        d.put(me); // none held: nothing happens
         assert!(d.check_room().is_ok());
     }
 
     #[test]
     fn a_thread_holds_at_most_max_held_dispatch_messages() {
+        let me = std::thread::current().id();
         let mut d = Dispatches::default();
         for _ in 0..MAX_HELD_DISPATCH {
             assert!(d.check_room().is_ok());
@@ -459,9 +467,24 @@ mod tests {
             d.check_room(),
             Err(CapiError::TooManyHeld(MAX_HELD_DISPATCH))
         ));
-        d.put();
+        d.put(me);
         assert!(d.check_room().is_ok());
         d.clear();
+        assert!(d.held.is_empty());
+    }
+
+    #[test]
+    fn a_put_from_another_thread_releases_nothing() {
+        let me = std::thread::current().id();
+        let other = std::thread::spawn(|| std::thread::current().id())
+            .join()
+            .unwrap();
+        let mut d = Dispatches::default();
+        let mine = hold(&mut d, 40, 0x44);
+        d.put(other);
+        assert_eq!(d.held.len(), 1, "still held");
+        assert_eq!(bytes_of(&d, mine, 40), vec![0x44; 40]);
+        d.put(me);
         assert!(d.held.is_empty());
     }
 

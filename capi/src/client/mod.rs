@@ -376,8 +376,10 @@ pub unsafe extern "C" fn coroipcc_dispatch_get(
 }
 
 /// corosync 1.4's `coroipcc_dispatch_put`: releases the innermost dispatch message
-/// held (that of the last `coroipcc_dispatch_get` not yet put; its pointer becomes
-/// invalid, those of outer ones stay valid). None held: `CS_OK`.
+/// the calling thread holds (that of its last `coroipcc_dispatch_get` not yet put;
+/// its pointer becomes invalid, those of outer ones stay valid). None held by this
+/// thread: `CS_OK` and nothing happens, so a stray put cannot release a message
+/// another thread is reading (only the thread that got it can put it).
 #[no_mangle]
 pub extern "C" fn coroipcc_dispatch_put(handle: hdb_handle_t) -> cs_error_t {
     boundary(|| {

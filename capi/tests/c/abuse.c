@@ -936,6 +936,49 @@ static void nested_dispatch_get(const char *name)
 	disconnect_and_wait(h);
 }
 
+struct stray_put {
+	hdb_handle_t h;
+	cs_error_t put, get;
+	void *buf;
+};
+
+static void *stray_put_thread(void *arg)
+{
+	struct stray_put *p = arg;
+	p->put = coroipcc_dispatch_put(p->h);
+	p->buf = (void *)1;
+	p->get = coroipcc_dispatch_get(p->h, &p->buf, 0);
+	return NULL;
+}
+
+/* coroipcc_dispatch_put from a thread that holds no dispatch message: CS_OK and
+ * nothing happens; the other thread's message stays held (a get elsewhere still waits
+ * for it) and intact. It used to release it, and the next get overwrote it. */
+static void put_from_another_thread(const char *name)
+{
+	hdb_handle_t h = connect_to(name, 1);
+	void *mine = NULL;
+	EXPECT(request(h, 16, CMD_EVENTS, 16, NULL), CS_OK);
+	EXPECT(coroipcc_dispatch_get(h, &mine, 5000), CS_OK);
+	CHECK(is_event(mine, 0), "the held message");
+	struct stray_put p = { .h = h };
+	pthread_t t;
+	CHECK(pthread_create(&t, NULL, stray_put_thread, &p) == 0, "pthread_create");
+	CHECK(pthread_join(t, NULL) == 0, "pthread_join");
+	EXPECT(p.put, CS_OK);
+	CHECK(p.get == CS_ERR_TRY_AGAIN && p.buf == NULL,
+	      "another thread's get after its stray put: %d (the message was released)", p.get);
+	CHECK(is_event(mine, 0), "the held message after another thread's put");
+	EXPECT(coroipcc_dispatch_put(h), CS_OK);
+	for (size_t i = 1; i < N_EVENTS; i++) {
+		void *buf = NULL;
+		EXPECT(coroipcc_dispatch_get(h, &buf, 5000), CS_OK);
+		CHECK(is_event(buf, i), "message %zu after the put", i);
+		EXPECT(coroipcc_dispatch_put(h), CS_OK);
+	}
+	disconnect_and_wait(h);
+}
+
 /* The peak resident size of this process, in KiB. */
 static long peak_rss_kib(void)
 {
@@ -1241,6 +1284,7 @@ static int everything(const char *name)
 	expect_fatals(7, "after the handler's misuse");
 	dispatch_from_another_thread(h);
 	nested_dispatch_get(name);
+	put_from_another_thread(name);
 	freed_and_foreign(h);
 	service_exit(name);
 
