@@ -147,7 +147,12 @@ coroipcc_msg_send_reply_receive (
  * it (8-aligned; its header's size is its length) until this thread's
  * coroipcc_msg_send_reply_receive_in_buf_put or next _in_buf_get on the handle.
  * Each thread has its own (the original's was the shared response buffer, reused
- * by the next request of any thread).
+ * by the next request of any thread). Memory: one response per thread that holds
+ * one, each at most the largest response the server granted; a thread that exits
+ * without its _put leaves its response held until coroipcc_service_disconnect
+ * (the library cannot tell it exited), so a pool of short-lived threads that skip
+ * the _put (corosync's confdb does, on an allocation failure) keeps up to one
+ * response per such thread until then.
  */
 extern cs_error_t
 coroipcc_msg_send_reply_receive_in_buf_get (

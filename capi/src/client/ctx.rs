@@ -161,7 +161,10 @@ pub(crate) struct ClientCtx {
     dispatch: Dispatches,
     /// `_in_buf_get` responses, one per thread that holds one: a thread that never
     /// calls `_in_buf_put` (corosync's confdb skips it on an allocation failure)
-    /// blocks nobody.
+    /// blocks nobody. Not capped: an entry goes at its thread's put, is reused by its
+    /// next get, and otherwise (the thread exited holding it) stays until the
+    /// disconnect; so the map is bounded by the threads that used the context, each
+    /// entry by the largest response (the documented bound, C API audit finding 10).
     responses: HashMap<ThreadId, Held>,
     zcbs: Vec<Zcb>,
 }

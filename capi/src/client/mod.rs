@@ -272,6 +272,11 @@ fn result_buffer(res_msg: *mut c_void, res_len: usize) -> Result<*mut u8, CapiEr
 /// `handle`, or `coroipcc_service_disconnect(handle)`. Each thread has its own (one
 /// that never puts blocks nobody). Read it only.
 ///
+/// Memory: one response per thread holding one, each at most the largest response
+/// the server granted. A thread that exits without its put leaves its response until
+/// the disconnect (nothing tells the library it exited): the bound is one response per
+/// such thread, freed at `coroipcc_service_disconnect`.
+///
 /// # Safety
 ///
 /// As `coroipcc_msg_send_reply_receive` for `iov`; `res_msg` is NULL or writable.
