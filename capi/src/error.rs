@@ -18,10 +18,10 @@
 //! | `ClientError::TryAgain`, `SendError::TryAgain` | `CS_ERR_TRY_AGAIN` |
 //! | `ClientError::UnknownCommand`, `BadRequest` | `CS_ERR_INVALID_PARAM` |
 //! | `ClientError::Abandoned`, `UnknownRequest`, `SendError::AlreadyResponded` | `CS_ERR_LIBRARY` |
-//! | boundary: NULL / invalid argument, lying `size`, id out of range | `CS_ERR_INVALID_PARAM` |
+//! | boundary: NULL / invalid argument, a typed pointer not aligned for its type, lying `size`, id out of range | `CS_ERR_INVALID_PARAM` |
 //! | boundary: stale, freed or foreign handle | `CS_ERR_BAD_HANDLE` |
 //! | boundary: the peer's message has no valid seed header | `CS_ERR_MESSAGE_ERROR` |
-//! | boundary: a request above the `request_size` given at connect | `CS_ERR_INVALID_PARAM` |
+//! | boundary: a request above the `request_size` given at connect or the server's grant | `CS_ERR_INVALID_PARAM` |
 //! | boundary: nothing to answer | `CS_ERR_NOT_EXIST` |
 //! | boundary: a zero-copy buffer cannot be allocated | `CS_ERR_NO_MEMORY` |
 //! | boundary: a thread holds the most nested dispatch messages | `CS_ERR_NO_RESOURCES` |

@@ -466,10 +466,13 @@ mod tests {
             assert!(d.check_room().is_ok());
             hold(&mut d, 24, 1);
         }
+        let full = d.check_room();
         assert!(matches!(
-            d.check_room(),
+            full,
             Err(CapiError::TooManyHeld(MAX_HELD_DISPATCH))
         ));
+        let code = full.err().map(|e| e.code());
+        assert_eq!(code, Some(cs_error_t::CS_ERR_NO_RESOURCES));
         d.put(me);
         assert!(d.check_room().is_ok());
         d.clear();

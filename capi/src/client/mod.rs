@@ -3,9 +3,9 @@
 //! mutex, so calls from several threads take turns; a dispatch message held by one
 //! thread makes other threads' `coroipcc_dispatch_get` wait until it is released
 //! (the holder's own gets nest: module `ctx`; `_in_buf_get` responses are per
-//! thread), and a blocking `coroipcc_dispatch_get`
-//! waits on the context's fd without holding it, so a dispatch thread and a request
-//! thread can share one context (as in corosync).
+//! thread), and a blocking `coroipcc_dispatch_get` waits on the context's fd without
+//! holding it, so a dispatch thread and a request thread can share one context (as
+//! in corosync).
 
 mod ctx;
 

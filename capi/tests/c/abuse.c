@@ -7,7 +7,10 @@
  * requests) and exit_fn under serialize_lock, private
  * data through the daemon's allocator (every allocation freed), statistics handles
  * (every one destroyed), no descriptor left open, dispatch sent from a thread other
- * than the loop, coroipcs_ipc_service_exit with references held.
+ * than the loop, coroipcs_ipc_service_exit with references held; typed pointers not
+ * aligned for their type; a request above the server's grant (no huge copy first); a
+ * nested coroipcc_dispatch_get keeping the outer message intact; a dispatch_put from
+ * a thread that holds nothing.
  *
  *   abuse SOCKET_NAME          everything above; prints "ok abuse"
  *   abuse SOCKET_NAME waiting  coroipcc_service_disconnect while another thread waits
