@@ -133,6 +133,20 @@ fn a_response_set_aside_while_looking_for_another_is_an_event() {
 }
 
 #[test]
+fn a_late_answer_to_an_abandoned_request_is_no_event() {
+    let server = ServerProcess::start("nb-late-abandoned", &[]);
+    let mut c = Client::connect(&server.socket(), 1, &options()).unwrap();
+    let id = c.send_request(cmd::DEFER, b"ab").unwrap();
+    assert!(c.abandon(id));
+    // The answer (after 5 ms) lands in the ring; a loop that only reads dispatch
+    // messages arms the fd, which must go quiet: nothing is left for any call.
+    std::thread::sleep(Duration::from_millis(50));
+    assert!(c.dispatch_recv(Some(Duration::ZERO)).unwrap().is_none());
+    assert!(quiet(&c), "the discarded answer is still reported");
+    assert_eq!(c.request(cmd::ECHO, b"e").unwrap().data, b"e");
+}
+
+#[test]
 fn a_stashed_response_stays_an_event_through_later_looks() {
     let server = ServerProcess::start("nb-stash-later", &[]);
     let mut c = Client::connect(&server.socket(), 1, &options()).unwrap();

@@ -476,3 +476,64 @@ fn a_loaded_server_served_on_tokio_lets_a_ticker_run() {
         "the ticker waited {worst:?} while {answered} requests were served"
     );
 }
+
+/// Polls `fut` for up to `limit`, counting its polls; returns the count and whether it
+/// resolved.
+async fn count_polls<F: Future + Unpin>(fut: &mut F, limit: Duration) -> (u32, bool) {
+    let polls = Cell::new(0u32);
+    let counted = std::future::poll_fn(|cx| {
+        polls.set(polls.get() + 1);
+        std::pin::Pin::new(&mut *fut).poll(cx)
+    });
+    let done = tokio::time::timeout(limit, counted).await.is_ok();
+    (polls.get(), done)
+}
+
+#[test]
+fn a_late_answer_to_an_abandoned_request_does_not_keep_a_dispatch_stream_spinning() {
+    let server = ServerProcess::start("tokio-late-abandoned", &[]);
+    let local = tokio::task::LocalSet::new();
+    runtime().block_on(local.run_until(async {
+        let client = AsyncClient::connect(&server.socket(), 1, &ConnectOptions::default())
+            .await
+            .unwrap();
+        let mut stream = client.dispatch_stream();
+        let c = client.clone();
+        // Answered after 5 ms, given up after 1: its answer lands while only the
+        // stream waits.
+        let gave_up = tokio::task::spawn_local(async move {
+            tokio::time::timeout(Duration::from_millis(1), c.request(cmd::DEFER, b"ab")).await
+        });
+        let mut next = Box::pin(futures_core_shim::next(&mut stream));
+        let (polls, done) = count_polls(&mut next, Duration::from_millis(200)).await;
+        assert!(!done, "no dispatch message");
+        assert!(polls < 20, "the stream was polled {polls} times in 200 ms");
+        drop(next);
+        assert!(gave_up.await.unwrap().is_err(), "timed out");
+        assert_eq!(client.outstanding(), 0);
+        // The connection is still good.
+        assert_eq!(client.request(cmd::ECHO, b"ok").await.unwrap().data, b"ok");
+    }));
+}
+
+#[test]
+fn a_response_not_yet_awaited_does_not_keep_a_dispatch_waiter_spinning() {
+    let server = ServerProcess::start("tokio-not-awaited", &[]);
+    let local = tokio::task::LocalSet::new();
+    runtime().block_on(local.run_until(async {
+        let client = AsyncClient::connect(&server.socket(), 1, &ConnectOptions::default())
+            .await
+            .unwrap();
+        // Sent, answered at once, and not awaited for 200 ms.
+        let id = client.send(cmd::ECHO, b"later").await.unwrap();
+        let mut next = Box::pin(client.next_dispatch());
+        let (polls, done) = count_polls(&mut next, Duration::from_millis(200)).await;
+        assert!(!done, "no dispatch message");
+        assert!(
+            polls < 20,
+            "next_dispatch was polled {polls} times in 200 ms"
+        );
+        drop(next);
+        assert_eq!(client.response(id).await.unwrap().data, b"later");
+    }));
+}

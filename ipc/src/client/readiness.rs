@@ -6,8 +6,9 @@
 //! rings to report what waits) and the
 //! socket ([`Waiter`](super::waiter::Waiter)). The server rings the doorbell when it
 //! puts something into a ring the client announced sleep on; the non-blocking calls,
-//! when they find nothing, *arm* the fd: drain the doorbell, announce sleep on the
-//! response and the dispatch ring, and ring the client's own doorbell if something
+//! when they find nothing, *arm* the fd: drain the doorbell, move the responses that
+//! arrived into the stash (discarding those of abandoned requests), announce sleep on
+//! the response and the dispatch ring, and ring the client's own doorbell if something
 //! already waits.
 //!
 //! The threat this answers is the lost event. Draining is how the fd stops reading
@@ -119,6 +120,7 @@ impl Client {
             Err(e) => return Err(self.fail(Violation::popping(RingKind::Dispatch, e))),
         };
         self.waiter.ring_server(dispatch.wake_peer)?;
+        let stashed_now = self.take_responses()?;
         // Armed even with nothing in flight: a request sent before the next poll is
         // answered into an armed ring.
         let responses = match self.responses.prepare_sleep() {
@@ -131,15 +133,31 @@ impl Client {
         }
         let armed = Armed {
             dispatch: !dispatch.sleep,
-            responses: !responses.sleep,
+            responses: !responses.sleep || stashed_now,
         };
         self.armed = true;
         let stashed = self.reports.mode == Reporting::Level && self.pending.has_stashed();
         let report_dispatch = armed.dispatch && self.reports.report_dispatch();
-        if armed.responses || stashed || report_dispatch || self.space_now()? {
+        if !responses.sleep || stashed || report_dispatch || self.space_now()? {
             self.waiter.ring_self()?;
         }
         Ok(armed)
+    }
+
+    /// Moves every response in the ring into the stash (an abandoned request's is
+    /// discarded, an id never in flight is the server's violation), ringing the
+    /// server for the room freed; returns whether anything was stashed. A frame
+    /// left in the ring would make every arming ring the notice for it while no
+    /// call takes it: a waiter for something else (a dispatch stream beside a
+    /// request given up on) would be woken for it for ever.
+    fn take_responses(&mut self) -> Result<bool, ClientError> {
+        let received = self.pending.received();
+        let wake = match self.pending.stash_available(&mut self.responses) {
+            Ok(wake) => wake,
+            Err(v) => return Err(self.fail(v)),
+        };
+        self.waiter.ring_server(wake)?;
+        Ok(self.pending.received() != received)
     }
 
     /// Counts the reports a caller using [`Reporting::Marked`] must pass on to its
