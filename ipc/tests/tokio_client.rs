@@ -537,3 +537,42 @@ fn a_response_not_yet_awaited_does_not_keep_a_dispatch_waiter_spinning() {
         assert_eq!(client.response(id).await.unwrap().data, b"later");
     }));
 }
+
+#[test]
+fn a_dispatch_stream_kept_full_by_the_server_lets_a_ticker_run() {
+    let server = ServerProcess::start("tokio-coop-flood", &[]);
+    let local = tokio::task::LocalSet::new();
+    runtime().block_on(local.run_until(async {
+        let options = ConnectOptions {
+            dispatch_ring: 1 << 20,
+            ..ConnectOptions::default()
+        };
+        let client = AsyncClient::connect(&server.socket(), 1, &options)
+            .await
+            .unwrap();
+        // 20 000 small messages, all in the ring before the answer comes: the stream
+        // is ready at every poll until the last.
+        let ask = [20_000u32.to_le_bytes(), 4u32.to_le_bytes()].concat();
+        let r = client.request(cmd::DISPATCH, &ask).await.unwrap();
+        let sent = u32::from_le_bytes(r.data[..4].try_into().unwrap());
+        assert_eq!(sent, 20_000, "every message fits the ring");
+        let ticks = ticker(&local);
+        let mut stream = client.dispatch_stream();
+        // The longest run of messages taken while the ticker never got to run.
+        let (mut run, mut longest, mut seen) = (0u32, 0u32, ticks.get());
+        for i in 0..sent {
+            let m = futures_core_shim::next(&mut stream).await.unwrap().unwrap();
+            assert_eq!(m[..4], i.to_le_bytes());
+            if ticks.get() == seen {
+                run += 1;
+                longest = longest.max(run);
+            } else {
+                (run, seen) = (0, ticks.get());
+            }
+        }
+        assert!(
+            longest < 2_000,
+            "{longest} messages in a row without the ticker running"
+        );
+    }));
+}

@@ -8,7 +8,7 @@ use std::os::fd::AsRawFd;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::{Context, Poll, Waker};
+use std::task::{ready, Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use ::tokio::io::unix::AsyncFd;
@@ -68,7 +68,27 @@ impl Shared {
 impl Waiting<'_> {
     /// Tries `op` until it has an answer, sleeping on the notification fd between
     /// tries (see the rules in [`FanOut`]).
+    ///
+    /// Every answer charges the task's tokio budget: a look that finds something at
+    /// once touches no tokio resource, so without it a task looping over a stream the
+    /// server keeps full (or over requests a spin answers) never yielded, and starved
+    /// every other task and timer of a current-thread runtime. Out of budget, the task
+    /// is woken to try again after the others had their turn.
     fn poll<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        op: impl FnMut(&mut Client) -> Result<Option<T>, ClientError>,
+    ) -> Poll<Result<T, ClientError>> {
+        let coop = ready!(::tokio::task::coop::poll_proceed(cx));
+        let polled = self.poll_op(cx, op);
+        if polled.is_ready() {
+            coop.made_progress();
+        }
+        polled
+    }
+
+    /// [`poll`](Self::poll) without the budget.
+    fn poll_op<T>(
         &mut self,
         cx: &mut Context<'_>,
         mut op: impl FnMut(&mut Client) -> Result<Option<T>, ClientError>,
