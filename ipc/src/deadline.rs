@@ -17,7 +17,6 @@ pub(crate) struct Deadline(Option<Instant>);
 
 impl Deadline {
     /// No deadline.
-    #[cfg(any(test, feature = "raw-peer"))]
     pub(crate) const NEVER: Deadline = Deadline(None);
 
     /// `timeout` from now; `None`, or a timeout too large to represent, is never.

@@ -576,3 +576,102 @@ fn a_dispatch_stream_kept_full_by_the_server_lets_a_ticker_run() {
         );
     }));
 }
+
+/// Echoes after `work` of busy computation, counting the requests it handled.
+struct CountedWork {
+    work: Duration,
+    handled: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl coroipc::Service for CountedWork {
+    type Private = ();
+
+    fn on_connect(&mut self, _conn: &coroipc::Connection) -> Result<(), i32> {
+        Ok(())
+    }
+
+    fn on_disconnect(&mut self, _: (), _: &coroipc::Connection, _: &coroipc::DisconnectReason) {}
+
+    fn handle(
+        &mut self,
+        _private: &mut (),
+        req: coroipc::Request<'_>,
+        resp: &mut coroipc::Responder<'_>,
+    ) -> Result<(), coroipc::HandlerError> {
+        let until = Instant::now() + self.work;
+        while Instant::now() < until {
+            std::hint::spin_loop();
+        }
+        self.handled
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let _ = resp.respond(0, req.payload);
+        Ok(())
+    }
+}
+
+#[test]
+fn several_hot_connections_served_on_tokio_let_a_ticker_run_between_requests() {
+    use std::sync::atomic::Ordering;
+    let name =
+        coroipc::SocketName::abstract_name(format!("coroipc-tokio-turn-{}", std::process::id()));
+    let handled = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    // Each request takes longer than a turn: a turn serves one request, then yields.
+    let service = CountedWork {
+        work: Duration::from_millis(2),
+        handled: handled.clone(),
+    };
+    let mut server = coroipc::ServerBuilder::new(name.clone())
+        .service(1, service)
+        .build()
+        .unwrap();
+    let stop = server.stop_handle();
+    // Four clients, each sending its next request as soon as it has the answer, until
+    // the server goes away: several connections ready at every turn.
+    let clients: Vec<_> = (0..4)
+        .map(|_| {
+            let name = name.clone();
+            std::thread::spawn(move || {
+                let mut c = coroipc::Client::connect(&name, 1, &ConnectOptions::default()).unwrap();
+                loop {
+                    c.request(cmd::ECHO, b"hot")?;
+                }
+            })
+        })
+        .collect();
+    let local = tokio::task::LocalSet::new();
+    let worst = runtime().block_on(local.run_until(async {
+        let served =
+            tokio::task::spawn_local(async move { coroipc::tokio::serve(&mut server).await });
+        // The most requests handled between two ticks of a task on the same thread.
+        let worst = Rc::new(Cell::new(0u64));
+        let (w, h) = (worst.clone(), handled.clone());
+        let ticker = tokio::task::spawn_local(async move {
+            let mut last = h.load(Ordering::Relaxed);
+            loop {
+                let now = h.load(Ordering::Relaxed);
+                w.set(w.get().max(now - last));
+                last = now;
+                tokio::task::yield_now().await;
+            }
+        });
+        while handled.load(Ordering::Relaxed) < 200 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        stop.stop();
+        served.await.unwrap().unwrap();
+        ticker.abort();
+        worst.get()
+    }));
+    for c in clients {
+        let ended: Result<(), ClientError> = c.join().unwrap();
+        assert!(ended.is_err(), "the clients end with the server");
+    }
+    // A turn serves one request here (it outlasts the turn); the scheduler may poll
+    // the server twice between two polls of the ticker (2 is what is seen, 4 around
+    // the connects). Without the turn checked within `run_once`, one `run_once`
+    // served every ready connection's whole batch: hundreds between two ticks.
+    assert!(
+        worst <= 8,
+        "{worst} requests of 2 ms were handled between two ticks"
+    );
+}

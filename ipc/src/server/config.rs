@@ -243,6 +243,7 @@ impl ServerBuilder {
             work,
             freed_fds: false,
             events: Vec::with_capacity(64),
+            turn: crate::deadline::Deadline::NEVER,
             spare: Default::default(),
             teardown: Default::default(),
         })

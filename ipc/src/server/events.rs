@@ -96,7 +96,14 @@ impl Server {
         let Some(service) = self.services.get_mut(&conn.handle.service()) else {
             return;
         };
-        let outcome = serve(conn, service.as_mut(), &self.limits, &mut self.scratch);
+        let turn = self.turn;
+        let outcome = serve(
+            conn,
+            service.as_mut(),
+            &self.limits,
+            turn,
+            &mut self.scratch,
+        );
         match outcome {
             Ok(More::No) => {}
             Ok(More::Yes) => {

@@ -30,6 +30,7 @@ use std::time::{Duration, Instant};
 
 use crate::connection::WorkQueue;
 use crate::connection::{Connection, DisconnectReason};
+use crate::deadline::Deadline;
 use crate::error::Violation;
 use crate::os::SocketName;
 use crate::protocol::status;
@@ -66,8 +67,12 @@ pub struct Server {
     work: Arc<WorkQueue>,
     /// Set when a client's descriptors were released during the current event.
     freed_fds: bool,
-    /// `run_once`'s event buffer, kept between calls.
+    /// `run_once`'s event buffer, kept between calls: the events a turn that ran out
+    /// left unhandled ([`run_turn`](Server::run_turn)) wait here for the next call.
     events: Vec<crate::os::Event>,
+    /// The end of the runtime turn being served (`NEVER` but in `run_turn`): passes
+    /// stop handling requests and polling at it.
+    turn: Deadline,
     /// The next connection's region and doorbells, built ahead.
     spare: spare::Spare,
     /// Closed connections whose release waits for the next batch.
@@ -164,6 +169,23 @@ impl Server {
     ///
     /// As [`run`](Server::run).
     pub fn run_once(&mut self, timeout: Option<Duration>) -> io::Result<usize> {
+        self.run_events(timeout, Deadline::NEVER)
+    }
+
+    /// One turn of a runtime that ends at `turn` (`tokio::serve`): as
+    /// `run_once(Some(ZERO))`, but it stops handling events once the turn is over
+    /// (after one at least, so every call makes progress), and every pass stops
+    /// handling requests and polling its idle ring then. The events not handled are
+    /// kept for the next call, which handles them before it looks for new ones: the
+    /// bells are edge-triggered, so an event dropped would be a lost wake-up.
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    pub(crate) fn run_turn(&mut self, turn: Deadline) -> io::Result<usize> {
+        self.run_events(Some(Duration::ZERO), turn)
+    }
+
+    /// `run_once` within `turn`: the events kept from a turn that ran out first (no
+    /// wait then), else those of one wait.
+    fn run_events(&mut self, timeout: Option<Duration>, turn: Deadline) -> io::Result<usize> {
         let due = self
             .next_deadline()
             .map(|d| d.saturating_duration_since(Instant::now()));
@@ -178,14 +200,33 @@ impl Server {
             ));
         };
         let mut events = std::mem::take(&mut self.events);
-        let waited = epoll.wait(&mut events, wait);
-        let handled = events.len();
-        for event in events.drain(..) {
-            self.handle_ready(Token(event.token));
-        }
+        let waited = if events.is_empty() {
+            epoll.wait(&mut events, wait)
+        } else {
+            Ok(events.len())
+        };
+        self.turn = turn;
+        let handled = self.handle_events(&mut events, turn);
+        self.turn = Deadline::NEVER;
         self.events = events;
         self.handle_timeouts();
         waited.map(|_| handled)
+    }
+
+    /// Handles `events` in order until `turn` is over (one at least), removing those
+    /// handled; returns how many.
+    fn handle_events(&mut self, events: &mut Vec<crate::os::Event>, turn: Deadline) -> usize {
+        let mut handled = 0;
+        while let Some(event) = events.get(handled) {
+            if handled > 0 && turn.passed() {
+                break;
+            }
+            let token = Token(event.token);
+            self.handle_ready(token);
+            handled += 1;
+        }
+        events.drain(..handled);
+        handled
     }
 
     /// The built-in loop's epoll fd: readable when [`run_once`](Server::run_once) has

@@ -48,10 +48,13 @@ fn ring_fault(ring: RingKind) -> impl Fn(Corruption) -> DisconnectReason {
 }
 
 /// One pass over a connection. `scratch` is the server's buffer for request payloads.
+/// `turn` is when the caller's turn ends ([`Deadline::NEVER`] but on a runtime): the
+/// pass handles no request after it, and polls the idle ring no later.
 pub(crate) fn serve(
     conn: &mut Session,
     service: &mut dyn ErasedService,
     limits: &Limits,
+    turn: Deadline,
     scratch: &mut Vec<u8>,
 ) -> Result<More, DisconnectReason> {
     if conn.private.is_none() {
@@ -62,7 +65,7 @@ pub(crate) fn serve(
     let mut more = More::No;
     // Backpressure: while responses are queued, requests wait in their ring.
     if !responses_queued {
-        more = handle_requests(conn, service, limits, scratch)?;
+        more = handle_requests(conn, service, Poll::new(limits, turn), limits, scratch)?;
     }
     Ok(more.or(arm(&conn.handle.shared)?))
 }
@@ -104,10 +107,12 @@ pub(crate) fn report_flow(
 }
 
 /// Handles requests until the ring is empty (and the server announced sleep on it),
-/// `limits.batch` were handled, or responses back up.
+/// `limits.batch` were handled, the turn `poll` knows of is over, or responses back
+/// up.
 fn handle_requests(
     conn: &mut Session,
     service: &mut dyn ErasedService,
+    mut poll: Poll,
     limits: &Limits,
     scratch: &mut Vec<u8>,
 ) -> Result<More, DisconnectReason> {
@@ -120,7 +125,6 @@ fn handle_requests(
     // hold the server thread past its turn.
     let mut busy_rounds = 0usize;
     let mut release_wake = Wake::NotNeeded;
-    let mut poll = Poll::new(limits);
     let more = loop {
         let mut grant = match conn.requests.try_peek() {
             Ok(Some(grant)) => grant,
@@ -175,6 +179,7 @@ fn handle_requests(
         if shared.closing.load(Ordering::Acquire)
             || handled >= limits.batch
             || shared.response.has_backlog()
+            || poll.turn_over()
         {
             break More::Yes;
         }
@@ -262,17 +267,28 @@ struct Poll {
     mode: crate::WaitMode,
     /// The wait in progress, begun when the ring was first found empty after a request.
     spin: Option<PassSpin>,
-    /// When the pass's polling ends (`MAX_SPIN` after its first clock read).
+    /// When the pass's polling ends (`MAX_SPIN` after its first clock read, or the
+    /// end of the caller's turn).
     pass_until: Option<Deadline>,
+    /// The end of the caller's turn (`NEVER` but when served on a runtime).
+    turn: Deadline,
 }
 
 impl Poll {
-    fn new(limits: &Limits) -> Poll {
+    /// The poll of one pass; a finite `turn` (at most `MAX_SPIN` away: a runtime's
+    /// turn) bounds its polling instead of `MAX_SPIN` from its first clock read.
+    fn new(limits: &Limits, turn: Deadline) -> Poll {
         Poll {
             mode: limits.request_wait(),
             spin: None,
-            pass_until: None,
+            pass_until: turn.instant().map(|_| turn),
+            turn,
         }
+    }
+
+    /// Whether the caller's turn is over (no clock read without one).
+    fn turn_over(&self) -> bool {
+        self.turn.passed()
     }
 
     /// A request was handled: the next empty ring begins a new wait.
@@ -282,6 +298,9 @@ impl Poll {
 
     /// True to look at the ring again; scores a wait that runs out.
     fn again(&mut self, adapt: &mut Adaptive) -> bool {
+        if self.turn_over() {
+            return false;
+        }
         let mode = self.mode;
         let spin = self
             .spin
@@ -357,7 +376,7 @@ mod tests {
             spin: Limits::MAX_SPIN,
             ..Limits::default()
         };
-        let mut poll = super::Poll::new(&limits);
+        let mut poll = super::Poll::new(&limits, crate::deadline::Deadline::NEVER);
         let mut adapt = Adaptive::new();
         let started = std::time::Instant::now();
         while poll.again(&mut adapt) {}

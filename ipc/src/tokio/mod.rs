@@ -30,8 +30,9 @@ mod wakers;
 
 use std::io;
 use std::os::fd::AsRawFd;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use crate::deadline::Deadline;
 use crate::server::Server;
 pub use client::{AsyncClient, DispatchStream};
 use reactor::register;
@@ -49,8 +50,12 @@ const TURN: Duration = Duration::from_millis(1);
 /// Cooperative: under steady load a pass always finds work (a connection that had
 /// more than a batch is rung again), so after 1 ms of work the future yields
 /// (`tokio::task::yield_now`), letting the runtime's timers, I/O and other tasks run
-/// before it serves on. (A pass is bounded by `Limits::batch` requests per ready
-/// connection, so a turn overruns by one pass at most.)
+/// before it serves on. The turn is checked between events and between the requests
+/// of a pass, and a pass polls an idle request ring (`Limits::spin`,
+/// `Limits::adaptive_spin`) no longer than the turn lasts: a turn overruns by one
+/// handler at most. The events a turn had no time for are served first in the next
+/// (until 2026-12-07 one `run_once` served every ready connection, each a pass of up
+/// to `Limits::batch` requests plus up to 1 ms of polling, before the first check).
 ///
 /// # Errors
 ///
@@ -68,20 +73,20 @@ pub async fn serve(server: &mut Server) -> io::Result<()> {
     let fd = unsafe { register(raw) }?;
     loop {
         // Sleeping on the reactor (below) gave the runtime its turn.
-        let mut turn = Instant::now();
-        // Everything ready now (the epoll is level-triggered: an event left over by a
-        // full batch shows up in the next turn, never needing a new edge).
+        let mut turn = Deadline::after(Some(TURN));
+        // Everything ready now (events a turn had no time for are kept by the server
+        // and come first in the next call, never needing a new edge).
         loop {
-            let handled = server.run_once(Some(Duration::ZERO))?;
+            let handled = server.run_turn(turn)?;
             if server.take_stop() {
                 return Ok(());
             }
             if handled == 0 {
                 break;
             }
-            if turn.elapsed() >= TURN {
+            if turn.passed() {
                 ::tokio::task::yield_now().await;
-                turn = Instant::now();
+                turn = Deadline::after(Some(TURN));
             }
         }
         let readable = fd.readable();
