@@ -227,3 +227,51 @@ fn a_doorbell_trickle_does_not_keep_a_waiting_client_spinning() {
         "the waiting client used {cpu:?} of CPU in {wall:?} ({rings} rings)"
     );
 }
+
+/// A response frame for request `id`, with no payload, put into the response ring
+/// without ringing the client.
+fn stray_response(session: &RawSession, id: u64) {
+    let header = coroipc::protocol::ResponseHeader { id, status: 0 }.encode();
+    let mut grant = session._rings.1.try_reserve(header.len()).unwrap();
+    grant.write_at(0, &header);
+    grant.commit();
+}
+
+#[cfg(feature = "tokio")]
+#[test]
+fn a_corrupt_ring_found_by_one_task_ends_the_other_tasks_waits() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let local = tokio::task::LocalSet::new();
+    runtime.block_on(local.run_until(async {
+        let (name, server) = serve_one([4096; 3]);
+        let client = coroipc::tokio::AsyncClient::connect(&name, 1, &options(4096))
+            .await
+            .unwrap();
+        let session = server.join().unwrap();
+        // Another task waits for an answer that never comes (nobody reads requests).
+        let c = client.clone();
+        let waiting = tokio::task::spawn_local(async move { c.request(1, b"never").await });
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        // A response to an id never sent, with no ring: this task's look finds it.
+        stray_response(&session, 999);
+        let found = client.request(1, b"look").await;
+        assert!(
+            matches!(found, Err(ClientError::Corrupt(_))),
+            "the look that finds the stray frame: {found:?}"
+        );
+        let other = tokio::time::timeout(Duration::from_secs(5), waiting)
+            .await
+            .expect("the other task was never told")
+            .unwrap();
+        assert!(
+            matches!(other, Err(ClientError::Disconnected)),
+            "the other task: {other:?}"
+        );
+        drop(session);
+    }));
+}

@@ -37,7 +37,8 @@ struct Shared {
 ///
 /// Needs a runtime with I/O and time enabled (`Builder::enable_all`). Errors are the
 /// blocking client's: a dead server resolves every pending future, and ends the
-/// dispatch stream, with [`ClientError::Disconnected`].
+/// dispatch stream, with [`ClientError::Disconnected`]; so does a violation one task's
+/// look found (that task gets [`ClientError::Corrupt`], and wakes the others).
 #[derive(Clone)]
 pub struct AsyncClient {
     shared: Arc<Shared>,
@@ -105,7 +106,12 @@ impl Waiting<'_> {
             let done = match result {
                 Ok(None) => None,
                 Ok(Some(v)) => Some(Ok(v)),
-                Err(e) => Some(Err(e)),
+                Err(e) => {
+                    // The error may have closed the client (a corrupt ring, a dead
+                    // doorbell) with no fd event to follow: the others learn it now.
+                    shared.waiters.wake_others(self.slot);
+                    Some(Err(e))
+                }
             };
             if let Some(done) = done {
                 shared.waiters.leave(&mut self.slot);
@@ -127,6 +133,7 @@ impl Waiting<'_> {
                     shared.waiters.wake_others(self.slot);
                 }
                 Poll::Ready(Err(e)) => {
+                    shared.waiters.wake_others(self.slot);
                     shared.waiters.leave(&mut self.slot);
                     return Poll::Ready(Err(ClientError::Io(e)));
                 }
