@@ -147,6 +147,28 @@ fn a_late_answer_to_an_abandoned_request_is_no_event() {
 }
 
 #[test]
+fn an_idle_client_after_its_last_answer_is_quiet() {
+    let server = ServerProcess::start("nb-idle-quiet", &[]);
+    let mut c = Client::connect(&server.socket(), 1, &options()).unwrap();
+    c.send_request(cmd::ECHO, b"e").unwrap();
+    assert!(readable(&c), "the answer arrived");
+    // A loop's round: the answer, then nothing in flight (the call that says so
+    // re-arms): the doorbell's ring for the answer is drained, the fd goes quiet.
+    let (_, got) = c.try_receive_response().unwrap().unwrap();
+    assert_eq!(got.unwrap().data, b"e");
+    let none = c.try_receive_response();
+    assert!(
+        matches!(none, Err(coroipc::ClientError::UnknownRequest(0))),
+        "{none:?}"
+    );
+    assert!(quiet(&c), "an idle client's fd reads ready");
+    // Still armed: the next answer is an event.
+    let id = c.send_request(cmd::ECHO, b"f").unwrap();
+    assert!(readable(&c), "the next answer is reported");
+    assert_eq!(c.try_response(id).unwrap().unwrap().data, b"f");
+}
+
+#[test]
 fn a_stashed_response_stays_an_event_through_later_looks() {
     let server = ServerProcess::start("nb-stash-later", &[]);
     let mut c = Client::connect(&server.socket(), 1, &options()).unwrap();

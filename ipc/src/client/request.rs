@@ -370,13 +370,17 @@ impl Client {
     /// # Errors
     ///
     /// As [`receive_response`](Client::receive_response), except that "not yet" is
-    /// `Ok(None)`.
+    /// `Ok(None)`. `UnknownRequest(0)` (nothing in flight) arms the fd too: the end of
+    /// an event loop's round.
     pub fn try_receive_response(&mut self) -> Result<Option<Reply>, ClientError> {
         self.without_waiting(|c| c.receive_response(Some(Duration::ZERO)))
     }
 
     /// Looks once (`look` with a zero timeout); if nothing is there, arms the
-    /// pollable fd and, if a response arrived meanwhile, looks again.
+    /// pollable fd and, if a response arrived meanwhile, looks again. Nothing to look
+    /// for (`UnknownRequest`) arms too: it is how a loop's round ends once it took
+    /// the last answer, and the doorbell's ring for that answer must be drained, or a
+    /// level-triggered poll of the fd reads ready for ever while the client is idle.
     fn without_waiting<T>(
         &mut self,
         mut look: impl FnMut(&mut Self) -> Result<T, ClientError>,
@@ -384,6 +388,10 @@ impl Client {
         match look(self) {
             Ok(found) => return Ok(Some(found)),
             Err(ClientError::Timeout) => {}
+            Err(e @ ClientError::UnknownRequest(_)) => {
+                self.arm_poll_fd()?;
+                return Err(e);
+            }
             Err(e) => return Err(e),
         }
         // Responses to other requests the look moved into the stash are reported by
