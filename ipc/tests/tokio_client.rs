@@ -675,3 +675,22 @@ fn several_hot_connections_served_on_tokio_let_a_ticker_run_between_requests() {
         "{worst} requests of 2 ms were handled between two ticks"
     );
 }
+
+#[test]
+fn a_response_future_dropped_unpolled_abandons_its_request() {
+    let server = ServerProcess::start("tokio-unpolled-response", &[]);
+    runtime().block_on(async {
+        let client = AsyncClient::connect(&server.socket(), 1, &ConnectOptions::default())
+            .await
+            .unwrap();
+        let id = client.send(cmd::HANG, b"").await.unwrap();
+        assert_eq!(client.outstanding(), 1);
+        // As `select!` drops a branch that another ready branch beat to its first poll.
+        drop(client.response(id));
+        assert_eq!(client.outstanding(), 0, "abandoned");
+        assert_eq!(
+            client.request(cmd::ECHO, b"next").await.unwrap().data,
+            b"next"
+        );
+    });
+}

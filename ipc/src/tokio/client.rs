@@ -264,20 +264,19 @@ impl AsyncClient {
     }
 
     /// Waits for the response to request `id`. Dropping the future before it resolves
-    /// abandons the request.
+    /// abandons the request, also when it was never polled (a `select!` whose other
+    /// branch was ready first).
     ///
-    /// # Errors
-    ///
-    /// As [`Client::wait_response`].
-    pub async fn response(&self, id: u64) -> Result<Response, ClientError> {
-        let mut abandon = AbandonOnDrop {
-            shared: &self.shared,
-            id: Some(id),
-        };
-        let mut waiting = self.waiting();
-        let result = poll_fn(|cx| waiting.poll(cx, |c| c.try_response(id))).await;
-        abandon.id = None;
-        result
+    /// The future resolves with the errors of [`Client::wait_response`].
+    pub fn response(&self, id: u64) -> ResponseFuture<'_> {
+        ResponseFuture {
+            id,
+            abandon: AbandonOnDrop {
+                shared: &self.shared,
+                id: Some(id),
+            },
+            waiting: self.waiting(),
+        }
     }
 
     /// Waits for the next dispatch message (a copy).
@@ -333,6 +332,41 @@ impl AsyncClient {
     /// The server's id for this connection.
     pub fn connection_id(&self) -> u64 {
         self.shared.lock().connection_id()
+    }
+}
+
+/// The future of [`AsyncClient::response`]. It owns its request from its creation:
+/// dropped before it resolves, polled or not, it abandons the request (an `async fn`
+/// would build that guard only when first polled, and a future dropped unpolled left
+/// the id outstanding for good, its late answer stashed for ever).
+#[must_use = "a response future does nothing unless polled; dropped, it abandons its request"]
+pub struct ResponseFuture<'a> {
+    id: u64,
+    abandon: AbandonOnDrop<'a>,
+    waiting: Waiting<'a>,
+}
+
+impl std::fmt::Debug for ResponseFuture<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseFuture")
+            .field("id", &self.id)
+            .field("resolved", &self.abandon.id.is_none())
+            .finish()
+    }
+}
+
+impl std::future::Future for ResponseFuture<'_> {
+    type Output = Result<Response, ClientError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        let id = this.id;
+        let polled = this.waiting.poll(cx, |c| c.try_response(id));
+        if polled.is_ready() {
+            // Answered, or failed for good: nothing is left to abandon.
+            this.abandon.id = None;
+        }
+        polled
     }
 }
 

@@ -34,7 +34,7 @@ use std::time::Duration;
 
 use crate::deadline::Deadline;
 use crate::server::Server;
-pub use client::{AsyncClient, DispatchStream};
+pub use client::{AsyncClient, DispatchStream, ResponseFuture};
 use reactor::register;
 
 /// The longest [`serve`] works before it yields to the runtime: the order of tokio's
