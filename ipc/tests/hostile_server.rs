@@ -234,7 +234,8 @@ fn stray_response(session: &RawSession, id: u64) {
     let header = coroipc::protocol::ResponseHeader { id, status: 0 }.encode();
     let mut grant = session._rings.1.try_reserve(header.len()).unwrap();
     grant.write_at(0, &header);
-    grant.commit();
+    // Not rung, whatever the ring says: the client must find it by looking.
+    let _unrung = grant.commit();
 }
 
 #[cfg(feature = "tokio")]
