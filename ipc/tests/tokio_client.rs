@@ -694,3 +694,58 @@ fn a_response_future_dropped_unpolled_abandons_its_request() {
         );
     });
 }
+
+/// CPU time the calling thread has used.
+fn thread_cpu() -> Duration {
+    let t = nix::time::clock_gettime(nix::time::ClockId::CLOCK_THREAD_CPUTIME_ID).unwrap();
+    Duration::from(t)
+}
+
+/// 50 rounds of a request answered after 5 ms (longer than any spin: the answer
+/// comes through the reactor, which wakes every waiting task), while other tasks wait
+/// for answers that never come; the runtime thread's CPU time for them.
+async fn rounds_beside_waiters(client: &AsyncClient) -> Duration {
+    let cpu = thread_cpu();
+    for _ in 0..50 {
+        let r = client.request(cmd::DEFER, b"ab").await.unwrap();
+        assert_eq!(r.data, b"ba");
+    }
+    thread_cpu() - cpu
+}
+
+#[test]
+fn a_spinning_client_spins_once_per_wait_not_once_per_wake_up() {
+    let server = ServerProcess::start("tokio-spin-once", &[]);
+    let local = tokio::task::LocalSet::new();
+    runtime().block_on(local.run_until(async {
+        let client = AsyncClient::connect(&server.socket(), 1, &ConnectOptions::default())
+            .await
+            .unwrap();
+        let spin = Duration::from_micros(100);
+        client.set_spin(spin);
+        let waiters = 20u32;
+        let hung: Vec<_> = (0..waiters)
+            .map(|_| {
+                let c = client.clone();
+                tokio::task::spawn_local(async move { c.request(cmd::HANG, b"").await })
+            })
+            .collect();
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        let with_spin = rounds_beside_waiters(&client).await;
+        client.set_spin(Duration::ZERO);
+        let without = rounds_beside_waiters(&client).await;
+        // Every answer wakes the 20 waiters. Spinning at each of those polls would
+        // add about 50 answers x 20 x 100 us = 100 ms; once per wait, none (they
+        // spun before), and 50 x 100 us for the rounds' own waits.
+        let extra = with_spin.saturating_sub(without);
+        assert!(
+            extra < Duration::from_millis(40),
+            "{extra:?} more CPU with the spin ({with_spin:?} against {without:?})"
+        );
+        for h in hung {
+            h.abort();
+        }
+    }));
+}

@@ -56,6 +56,11 @@ impl std::fmt::Debug for AsyncClient {
 struct Waiting<'a> {
     shared: &'a Shared,
     slot: Option<usize>,
+    /// This wait polled the rings already ([`AsyncClient::set_spin`]): a wait spins
+    /// once, at its first look that finds nothing. The fan-out wakes every waiter
+    /// for any event, and each poll spinning anew (under the client's lock) cost one
+    /// spin per waiter per event: 100 tasks and 100 µs made 10 ms per event.
+    spun: bool,
 }
 
 impl Shared {
@@ -96,7 +101,6 @@ impl Waiting<'_> {
     ) -> Poll<Result<T, ClientError>> {
         let shared = self.shared;
         let mut client = shared.lock();
-        let mut spun = false;
         loop {
             let mark = client.notice_mark();
             let result = op(&mut client);
@@ -117,8 +121,8 @@ impl Waiting<'_> {
                 shared.waiters.leave(&mut self.slot);
                 return Poll::Ready(done);
             }
-            if !spun {
-                spun = true;
+            if !self.spun {
+                self.spun = true;
                 let spin = Duration::from_nanos(shared.spin_ns.load(Ordering::Relaxed));
                 if !spin.is_zero() && spin_until_something(&mut client, spin) {
                     continue;
@@ -237,6 +241,7 @@ impl AsyncClient {
         Waiting {
             shared: &self.shared,
             slot: None,
+            spun: false,
         }
     }
 
@@ -295,12 +300,14 @@ impl AsyncClient {
         DispatchStream {
             client: self.clone(),
             slot: None,
+            spun: false,
             ended: false,
         }
     }
 
     /// Lets a look that found nothing poll the rings for up to `spin` (capped at
-    /// 100 µs) before the task sleeps on the reactor: a round trip to a quick server
+    /// 100 µs) before the task sleeps on the reactor, once per wait (a wait woken
+    /// again does not spin again): a round trip to a quick server
     /// then costs no wake-up, at the price of the runtime thread spinning (other tasks
     /// on it wait meanwhile). Off by default (`ZERO`).
     pub fn set_spin(&self, spin: Duration) {
@@ -380,6 +387,8 @@ fn take_dispatch(c: &mut Client) -> Result<Option<Vec<u8>>, ClientError> {
 pub struct DispatchStream {
     client: AsyncClient,
     slot: Option<usize>,
+    /// The current wait spun already (see `Waiting::spun`).
+    spun: bool,
     ended: bool,
 }
 
@@ -402,10 +411,13 @@ impl futures_core::Stream for DispatchStream {
         let mut waiting = Waiting {
             shared: &this.client.shared,
             slot: this.slot.take(),
+            spun: this.spun,
         };
         let polled = waiting.poll(cx, take_dispatch);
-        // Keep the place while pending; `poll` left it on an answer.
+        // Keep the place (and the spin spent) while pending; `poll` left the place on
+        // an answer, and the next message is a new wait.
         this.slot = waiting.slot.take();
+        this.spun = waiting.spun && polled.is_pending();
         match polled {
             Poll::Pending => Poll::Pending,
             Poll::Ready(Ok(m)) => Poll::Ready(Some(Ok(m))),
