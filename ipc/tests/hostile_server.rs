@@ -71,6 +71,9 @@ fn region(
 fn serve_one(grants: [u32; 3]) -> (SocketName, JoinHandle<RawSession>) {
     let name = socket_name();
     let listener = raw::listen(&name, 4).unwrap();
+    // The listener is non-blocking: an accept that came before the client's connect
+    // failed with `WouldBlock` (a race the tests lost under load).
+    listener.set_nonblocking(false).unwrap();
     let server = std::thread::spawn(move || {
         let (mut stream, _) = listener.accept().unwrap();
         let mut request = [0u8; CONNECT_REQUEST_LEN];
