@@ -284,6 +284,13 @@ impl Client {
         self.pending.outstanding()
     }
 
+    /// Whether every later call fails with `Disconnected` (the server is gone, or
+    /// broke the protocol).
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    pub(crate) fn is_closed(&self) -> bool {
+        self.alive().is_err()
+    }
+
     fn alive(&self) -> Result<(), ClientError> {
         match self.closed {
             None if !self.waiter.hung_up() => Ok(()),

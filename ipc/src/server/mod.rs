@@ -344,7 +344,14 @@ impl Server {
                 other => other,
             };
             match next {
-                Accepted::Client(stream) => self.admit_client(stream),
+                Accepted::Client(stream) => {
+                    self.admit_client(stream);
+                    // A runtime's turn (`run_turn`) ends here too: the rest is
+                    // reported again (no clock read outside a turn).
+                    if self.turn.passed() {
+                        return;
+                    }
+                }
                 Accepted::Refused => self.stats.refused(status::OUT_OF_FDS),
                 Accepted::Drained => return,
                 // (`OutOfFds` again: `refuse_with_reserve` never says it.)

@@ -298,9 +298,8 @@ impl Poll {
 
     /// True to look at the ring again; scores a wait that runs out.
     fn again(&mut self, adapt: &mut Adaptive) -> bool {
-        if self.turn_over() {
-            return false;
-        }
+        // (A finite turn bounds the polling through `pass_until`, read with the
+        // clock every 64 polls.)
         let mode = self.mode;
         let spin = self
             .spin

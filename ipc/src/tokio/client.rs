@@ -111,9 +111,12 @@ impl Waiting<'_> {
                 Ok(None) => None,
                 Ok(Some(v)) => Some(Ok(v)),
                 Err(e) => {
-                    // The error may have closed the client (a corrupt ring, a dead
-                    // doorbell) with no fd event to follow: the others learn it now.
-                    shared.waiters.wake_others(self.slot);
+                    // An error that closed the client (a corrupt ring, a dead
+                    // doorbell) has no fd event to follow: the others learn it now.
+                    // One request's error (a status, an unknown id) wakes nobody.
+                    if client.is_closed() {
+                        shared.waiters.wake_others(self.slot);
+                    }
                     Some(Err(e))
                 }
             };

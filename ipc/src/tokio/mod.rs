@@ -52,7 +52,8 @@ const TURN: Duration = Duration::from_millis(1);
 /// (`tokio::task::yield_now`), letting the runtime's timers, I/O and other tasks run
 /// before it serves on. The turn is checked between events and between the requests
 /// of a pass, and a pass polls an idle request ring (`Limits::spin`,
-/// `Limits::adaptive_spin`) no longer than the turn lasts: a turn overruns by one
+/// `Limits::adaptive_spin`) no longer than the turn lasts, and the listener admits
+/// no more clients after it: a turn overruns by one handshake or one
 /// handler at most. The events a turn had no time for are served first in the next
 /// (until 2026-12-07 one `run_once` served every ready connection, each a pass of up
 /// to `Limits::batch` requests plus up to 1 ms of polling, before the first check).
