@@ -132,10 +132,12 @@ impl Consumer {
 
     /// Keeps `owner` (typically the mapping holding the region) alive as long as this
     /// consumer.
+    /// Owners accumulate: each call adds one, and none is dropped before the handle
+    /// (the heap constructors already hold the region this way).
     #[cfg(feature = "alloc")]
     #[must_use]
     pub fn keep_alive(mut self, owner: alloc::sync::Arc<dyn core::any::Any + Send + Sync>) -> Self {
-        self._keep = Some(owner);
+        crate::keep_also(&mut self._keep, owner);
         self
     }
 

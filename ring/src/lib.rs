@@ -102,6 +102,22 @@ pub(crate) type Keepalive = Option<alloc::sync::Arc<dyn core::any::Any + Send + 
 #[cfg(not(feature = "alloc"))]
 pub(crate) type Keepalive = ();
 
+/// Adds `owner` to what `keep` holds alive. Never drops a previous owner: the heap
+/// constructors keep the region alive only through this field, so replacing it freed
+/// the region under a live handle (a use-after-free from safe code). Both are held by
+/// one `Arc` of the pair, itself `Any + Send + Sync`; this runs once per handle at
+/// setup, never on a data path.
+#[cfg(feature = "alloc")]
+pub(crate) fn keep_also(
+    keep: &mut Keepalive,
+    owner: alloc::sync::Arc<dyn core::any::Any + Send + Sync>,
+) {
+    *keep = Some(match keep.take() {
+        None => owner,
+        Some(old) => alloc::sync::Arc::new((old, owner)),
+    });
+}
+
 /// Byte offsets of the shared header's fields (production layout; see `SPEC.md`).
 #[cfg(not(loom))]
 pub mod offsets {

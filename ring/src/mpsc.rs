@@ -110,10 +110,12 @@ impl MpscProducer {
     }
 
     /// Keeps `owner` alive as long as this producer group.
+    /// Owners accumulate: each call adds one, and none is dropped before the handle
+    /// (the heap constructors already hold the region this way).
     #[cfg(feature = "alloc")]
     #[must_use]
     pub fn keep_alive(mut self, owner: alloc::sync::Arc<dyn core::any::Any + Send + Sync>) -> Self {
-        self._keep = Some(owner);
+        crate::keep_also(&mut self._keep, owner);
         self
     }
 

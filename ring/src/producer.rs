@@ -104,10 +104,12 @@ impl Producer {
 
     /// Keeps `owner` (typically the mapping that holds the region) alive as long as
     /// this producer.
+    /// Owners accumulate: each call adds one, and none is dropped before the handle
+    /// (the heap constructors already hold the region this way).
     #[cfg(feature = "alloc")]
     #[must_use]
     pub fn keep_alive(mut self, owner: alloc::sync::Arc<dyn core::any::Any + Send + Sync>) -> Self {
-        self._keep = Some(owner);
+        crate::keep_also(&mut self._keep, owner);
         self
     }
 
