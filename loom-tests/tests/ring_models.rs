@@ -209,6 +209,57 @@ fn mpsc_abandoned_grant() {
     });
 }
 
+/// Ring audit H1: dropped grants fill the ring with SKIP frames while the consumer
+/// may be asleep, and the producer then sleeps for space. Only the consumer can free
+/// it, and a drop cannot ring: the producer's sleep announcement must report the owed
+/// wake (`wake_peer`), and the consumer's release must wake the producer. A lost wake
+/// on either side is a deadlock.
+#[test]
+fn mpsc_dropped_grants_fill_the_ring() {
+    loom::model(|| {
+        let (p, mut c) = mpsc_channel(&Config::new(64)).unwrap();
+        let (cbell, pbell) = (Arc::new(Doorbell::new()), Arc::new(Doorbell::new()));
+        let (cbell2, pbell2) = (cbell.clone(), pbell.clone());
+        let consumer = thread::spawn(move || loop {
+            if let Some((m, _)) = c.try_recv_vec().unwrap() {
+                return m;
+            }
+            let check = c.prepare_sleep().unwrap();
+            if check.wake_peer.is_needed() {
+                pbell2.ring();
+            }
+            if check.sleep {
+                cbell2.wait();
+                c.cancel_sleep();
+            }
+        });
+        drop(p.try_reserve(24).unwrap());
+        drop(p.try_reserve(24).unwrap());
+        loop {
+            match p.try_send(&msg(5, 1)) {
+                Ok(published) => {
+                    if published.wake.is_needed() {
+                        cbell.ring();
+                    }
+                    break;
+                }
+                Err(PushError::Full) => {
+                    let check = p.prepare_sleep_for_space(1).unwrap();
+                    if check.wake_peer.is_needed() {
+                        cbell.ring();
+                    }
+                    if check.sleep {
+                        pbell.wait();
+                        p.cancel_sleep();
+                    }
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert_eq!(consumer.join().unwrap(), msg(5, 1));
+    });
+}
+
 /// Two producers (two messages and one) fill a ring that holds only two frames, so a
 /// claim finds it full and re-reads the consumer's head (and the other's cached head);
 /// producers and consumer sleep through the protocol. Every message arrives once,

@@ -12,7 +12,10 @@
 //!
 //! Progress: a grant that is held blocks the publication of later ones (not of their
 //! filling); keep grants short. A grant dropped without commit is published as a SKIP
-//! frame so the ring never stalls.
+//! frame so later claims are not blocked; its space is freed when the consumer steps
+//! over it, and if the consumer sleeps, the wake a drop cannot ring is kept owed (the
+//! consumer's flag stays set, and a producer that sleeps for space reports it; see
+//! `wake.rs`). [`MpscGrant::abandon`] gives a claim up and returns that wake.
 
 use crate::bytes::BytesMut;
 use crate::error::{AttachError, Corruption, PushError};
@@ -42,6 +45,12 @@ pub struct MpscProducer {
     flow_on: AtomicU32,
     /// 1 once corruption was seen.
     poisoned: AtomicU32,
+    /// 1 while a wake of the consumer is owed: a grant was dropped (its SKIP frames
+    /// published) while the consumer's sleep flag was set, and its `Drop` could not
+    /// ring. Set (Release) after the tail update that kept the flag; taken (Acquire) by
+    /// the next `prepare_sleep_*` that sleeps, which reports it (`wake.rs`, "Space held
+    /// by frames that deliver nothing").
+    owed_wake: AtomicU32,
     /// How a claim waits for its turn to publish.
     turn_wait: TurnWait,
     _keep: Keepalive,
@@ -104,6 +113,7 @@ impl MpscProducer {
             cached_head: AtomicU64::new(head),
             flow_on: AtomicU32::new(0),
             poisoned: AtomicU32::new(0),
+            owed_wake: AtomicU32::new(0),
             turn_wait: TurnWait::new(),
             _keep: Keepalive::default(),
         }
@@ -432,27 +442,61 @@ impl MpscProducer {
 
     /// Publishes the claim `start..end` once every earlier claim is published.
     ///
-    /// `delivers` is false for a claim holding no message (an abandoned grant): its
-    /// publisher cannot ring the doorbell, so if the consumer's sleep flag was set it is
-    /// put back before the turn passes on, and the next publisher rings.
-    fn publish(&self, start: u64, end: u64, delivers: bool) -> Published {
+    /// `can_ring` is false for a claim published by a grant's `Drop`, whose caller
+    /// cannot ring the doorbell: the consumer's sleep flag is kept for the next
+    /// publisher (and the wake recorded as owed, see [`Self::publish_keeping_flag`]).
+    fn publish(&self, start: u64, end: u64, can_ring: bool) -> Published {
         self.turn_wait.wait_for(&self.turn, start);
         // Relaxed: only a bound for head validation, made visible to the other
         // producers through the tail swap and the consumer's release (SPEC §1.7).
         self.published.store(end, Ordering::Relaxed);
-        let tail_word = &self.ring.header().tail.0.tail;
-        let old = tail_word.swap(end, Ordering::Release);
-        let mut wake = Wake::from_old_index(old);
-        if !delivers && wake.is_needed() {
-            tail_word.fetch_or(SLEEP_BIT, Ordering::Relaxed);
-            wake = Wake::NotNeeded;
-        }
+        let wake = if can_ring {
+            let old = self.ring.header().tail.0.tail.swap(end, Ordering::Release);
+            Wake::from_old_index(old)
+        } else {
+            self.publish_keeping_flag(start, end);
+            Wake::NotNeeded
+        };
         self.turn.store(end, Ordering::Release);
         self.turn_wait.advanced();
         Published {
             wake,
             flow: self.evaluate_flow(false),
         }
+    }
+
+    /// The tail update of a publication nobody can ring for: moves the tail from
+    /// `start` (where the previous turn left it) to `end` with one `fetch_add`, which
+    /// keeps the consumer's sleep flag in the same read-modify-write (a `swap` and a
+    /// later `fetch_or` left a window in which the flag was clear, so a producer
+    /// announcing sleep then saw no sleeping consumer). Release, as the publishing
+    /// swap: the SKIP headers before the index. If the flag was set, the wake is owed:
+    /// `owed_wake` is set after the tail update (Release), for the next
+    /// `prepare_sleep_*` that sleeps to report. Only the turn holder moves the tail's
+    /// position, so it is `start` here; a hostile consumer that rewrote it gets a
+    /// garbled tail back, which no producer reads.
+    #[cold]
+    #[inline(never)]
+    fn publish_keeping_flag(&self, start: u64, end: u64) {
+        let tail_word = &self.ring.header().tail.0.tail;
+        let old = tail_word.fetch_add(end.wrapping_sub(start), Ordering::Release);
+        if old & SLEEP_BIT != 0 {
+            self.owed_wake.store(1, Ordering::Release);
+        }
+    }
+
+    /// The owed wake (see `owed_wake`), for a producer about to sleep: `Needed` when a
+    /// dropped grant left the consumer asleep and its flag is still set (a delivering
+    /// publish since has cleared it and rung; a consumer that cancelled is awake).
+    /// Acquire pairs with the Release store of `owed_wake`, so the tail load sees the
+    /// `fetch_add` that kept the flag, or a later value.
+    #[cold]
+    #[inline(never)]
+    fn take_owed_wake(&self) -> Wake {
+        if self.owed_wake.swap(0, Ordering::Acquire) == 0 {
+            return Wake::NotNeeded;
+        }
+        Wake::from_old_index(self.ring.header().tail.0.tail.load(Ordering::Relaxed))
     }
 
     fn evaluate_flow(&self, force_refresh: bool) -> Option<FlowChange> {
@@ -542,9 +586,17 @@ impl MpscProducer {
             },
         )
         .map_err(|c| self.poison(c))?;
+        // A producer that sleeps waits for the consumer to free space; if only a
+        // dropped grant's SKIP frames hold it and the consumer sleeps, nobody else
+        // will wake it (H1 of the ring audit): report the owed wake.
+        let wake_peer = if sleep {
+            self.take_owed_wake()
+        } else {
+            Wake::NotNeeded
+        };
         Ok(SleepCheck {
             sleep,
-            wake_peer: Wake::NotNeeded,
+            wake_peer,
             flow: None,
         })
     }
@@ -624,9 +676,9 @@ impl MpscGrant<'_> {
         self.bytes.truncate(len);
     }
 
-    fn finish(&mut self, tag: u32) -> Published {
+    fn finish(&mut self, tag: u32, can_ring: bool) -> Published {
         let (start, end) = self.seal(tag);
-        self.producer.publish(start, end, tag == TAG_MSG)
+        self.producer.publish(start, end, can_ring)
     }
 
     /// Writes the frame header(s) of the claim without publishing it; returns the
@@ -658,7 +710,20 @@ impl MpscGrant<'_> {
 
     /// Commits and publishes the message (after every earlier claim).
     pub fn commit(mut self) -> Published {
-        self.finish(TAG_MSG)
+        self.finish(TAG_MSG, true)
+    }
+
+    /// Gives the claim up: publishes it as SKIP frames (after every earlier claim),
+    /// as dropping the grant does, but returns the wake-up. `wake` is `Needed` when
+    /// the consumer sleeps: nothing is delivered, but only the consumer can free the
+    /// space, and a producer may be waiting for it. Prefer this to a drop where the
+    /// consumer may sleep: a drop cannot ring, so it leaves the consumer's flag set
+    /// for the group's next publish and records the wake as owed, which a producer
+    /// that then sleeps for space reports (`SleepCheck::wake_peer`); if no producer
+    /// calls the group again, nobody rings.
+    pub fn abandon(mut self) -> Published {
+        self.bytes.clear();
+        self.finish(TAG_SKIP, true)
     }
 }
 
@@ -667,8 +732,9 @@ impl Drop for MpscGrant<'_> {
         if !self.done {
             // The claimed space must still be published, or later claims wait forever.
             self.bytes.clear();
-            // `publish` keeps a sleeping consumer's flag for the next publisher.
-            let _ = self.finish(TAG_SKIP);
+            // Nobody to ring: `publish` keeps a sleeping consumer's flag for the next
+            // publisher and records the owed wake.
+            let _ = self.finish(TAG_SKIP, false);
         }
     }
 }

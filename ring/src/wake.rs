@@ -15,6 +15,44 @@
 //! other, which one location's modification order forbids. The `swap` also clears the
 //! bit, so several publishes during one sleep ring the doorbell once.
 //!
+//! ## Space held by frames that deliver nothing (MPSC)
+//!
+//! The argument above covers deliveries: a publish that carries a message rings a
+//! sleeping consumer. An [`MpscGrant`](crate::MpscGrant) dropped uncommitted is
+//! published as SKIP frames, which the consumer must step over to free, yet its `Drop`
+//! cannot ring. If the consumer sleeps and a producer then sleeps for space that only
+//! those frames hold, neither wakes the other (ring audit H1). What closes it:
+//!
+//! 1. The drop's tail update is one `fetch_add` from the tail's position (only the
+//!    turn holder moves it) to the claim's end. It keeps the consumer's flag in the
+//!    same read-modify-write, so the flag is never clear in between (with a `swap`
+//!    then `fetch_or` a producer could read the flag clear in that window), and its old
+//!    value says whether the consumer sleeps. If so, the drop sets the group's private
+//!    `owed_wake` (Release) after the `fetch_add`.
+//! 2. A later publish that delivers `swap`s the tail, finds the kept flag and rings:
+//!    the consumer wakes and steps over the SKIPs too.
+//! 3. A producer whose `prepare_sleep_for_space` / `_for_flow_off` answers `sleep`
+//!    takes `owed_wake` (`swap`, Acquire). If it was set, the Release/Acquire pair
+//!    makes the tail load that follows see the drop's `fetch_add` or a later value. The
+//!    flag still set there means no delivering publish woke the consumer since and it
+//!    did not cancel: the answer is `wake_peer: Needed`, and the caller rings it before
+//!    sleeping. (Flag clear: the consumer was rung by a publisher, or is awake.)
+//! 4. The woken consumer frees the space: it steps over the SKIPs (`try_peek` /
+//!    `try_recv` release them when the producer's flag is clear, and otherwise leave
+//!    them to the next `release`), and before it sleeps again `prepare_sleep` releases
+//!    everything consumed with the `head` swap. That swap finds the producer's flag set
+//!    by its announce (the producer announced before taking `owed_wake`, so before the
+//!    ring), and returns `Wake::Needed` to the consumer, which rings the producer:
+//!    the ordinary argument above, with the roles exchanged.
+//!
+//! What remains open: a drop whose `owed_wake` store comes after the sleeping
+//! producer took it (the drop runs concurrently with that producer's announce). The
+//! consumer's flag then stays set and the wake owed, and the group's next publish or
+//! sleeping `prepare_sleep_*` pays it, but if no thread of the group calls again
+//! nobody rings (a sleep until the embedder's timeout, if any). A drop has no way to
+//! ring; [`MpscGrant::abandon`](crate::MpscGrant::abandon) is the same give-up with the
+//! wake returned to its caller, and never leaves one owed.
+//!
 //! The announcing CAS is `Relaxed`: the argument above needs only the single location's
 //! modification order, and what the sleeper reads after waking it reads through an
 //! `Acquire` load of the index (the doorbell orders that load after the waker's swap).

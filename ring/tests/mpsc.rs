@@ -173,3 +173,70 @@ fn a_batch_is_published_at_once_in_order_and_stops_when_full() {
     assert_eq!(c.try_recv_vec().unwrap().unwrap().0, b"a");
     assert!(c.try_recv_vec().unwrap().is_none());
 }
+
+/// Ring audit H1: two dropped grants fill a 64-byte ring with SKIP frames while the
+/// consumer sleeps. The producer that then sleeps for space must be told to wake the
+/// consumer (nobody else can), and the woken consumer frees the space and wakes it.
+#[test]
+fn dropped_grants_filling_the_ring_make_a_sleeping_producer_wake_the_consumer() {
+    let (p, mut c) = mpsc_channel(&Config::new(64)).unwrap();
+    assert!(c.prepare_sleep().unwrap().sleep);
+    drop(p.try_reserve(24).unwrap());
+    drop(p.try_reserve(24).unwrap());
+    assert_eq!(p.try_send(b"x").map(|_| ()), Err(PushError::Full));
+    let s = p.prepare_sleep_for_space(1).unwrap();
+    assert!(s.sleep);
+    assert_eq!(
+        s.wake_peer,
+        Wake::Needed,
+        "the consumer sleeps and holds the space"
+    );
+    // The consumer, rung: it steps over the SKIPs; going back to sleep releases them
+    // and says to wake the producer.
+    c.cancel_sleep();
+    assert!(c.try_recv_vec().unwrap().is_none());
+    let back = c.prepare_sleep().unwrap();
+    assert!(back.sleep);
+    assert_eq!(
+        back.wake_peer,
+        Wake::Needed,
+        "the producer sleeps for space"
+    );
+    p.cancel_sleep();
+    assert_eq!(p.try_send(b"x").unwrap().wake, Wake::Needed);
+    assert_eq!(c.try_recv_vec().unwrap().unwrap().0, b"x");
+    // The owed wake was paid: a later sleep for space does not ring again.
+    drop(p.try_reserve(16).unwrap());
+    let _ = c.try_recv_vec().unwrap();
+    let _ = c.release();
+    assert!(p.try_send(&[1; 24]).is_ok());
+    assert!(p.try_send(&[2; 24]).is_err());
+    let s = p.prepare_sleep_for_space(24).unwrap();
+    assert!(s.sleep);
+    assert_eq!(s.wake_peer, Wake::NotNeeded, "the consumer is awake");
+}
+
+/// The same for a producer sleeping until flow control ends.
+#[test]
+fn dropped_grants_make_a_producer_sleeping_for_flow_off_wake_the_consumer() {
+    let (p, mut c) = mpsc_channel(&Config::new(64).with_watermarks(48, 16)).unwrap();
+    assert!(c.prepare_sleep().unwrap().sleep);
+    drop(p.try_reserve(24).unwrap());
+    drop(p.try_reserve(24).unwrap());
+    let s = p.prepare_sleep_for_flow_off().unwrap();
+    assert!(s.sleep);
+    assert_eq!(s.wake_peer, Wake::Needed);
+}
+
+/// `abandon` gives a claim up like a drop but returns the wake for a sleeping
+/// consumer, and leaves none owed.
+#[test]
+fn an_abandoned_grant_returns_the_wake() {
+    let (p, mut c) = mpsc_channel(&Config::new(64)).unwrap();
+    assert!(c.prepare_sleep().unwrap().sleep);
+    assert_eq!(p.try_reserve(24).unwrap().abandon().wake, Wake::Needed);
+    c.cancel_sleep();
+    assert!(c.try_recv_vec().unwrap().is_none());
+    assert_eq!(p.try_send(b"y").unwrap().wake, Wake::NotNeeded);
+    assert_eq!(c.try_recv_vec().unwrap().unwrap().0, b"y");
+}
