@@ -175,11 +175,18 @@ impl BytesMut<'_> {
         self.skipped + self.payload.len
     }
 
-    /// Makes the message empty (nothing hidden, nothing in view).
+    /// The whole message's length if this is still the view made for `own` (the
+    /// payload its grant reserved): same data area, same start, no longer. A view
+    /// swapped in from another grant through `DerefMut` (`mem::swap(&mut *g1, &mut
+    /// *g2)`) is not, and committing its length would write a frame for space the
+    /// grant never reserved (ring audit M2): `None`.
     #[inline]
-    pub(crate) fn clear(&mut self) {
-        self.skipped = 0;
-        self.payload.len = 0;
+    pub(crate) fn message_len_in(&self, own: &Payload) -> Option<usize> {
+        let len = self.message_len();
+        let ours = self.payload.data == own.data
+            && self.payload.offset.wrapping_sub(self.skipped) == own.offset
+            && len <= own.len;
+        ours.then_some(len)
     }
 
     /// Shortens the view to `len` bytes (no-op if not shorter).

@@ -257,6 +257,7 @@ impl MpscProducer {
                         producer: self,
                         start: claim,
                         frame_pos,
+                        reserved: len,
                         bytes,
                         end,
                         done: false,
@@ -638,7 +639,11 @@ pub struct MpscGrant<'p> {
     /// Invariant: `frame_pos..end` is exclusively ours (won CAS), free, contiguous,
     /// and holds a frame of the message's length.
     frame_pos: u64,
-    /// The message, less a prefix the caller skipped.
+    /// The payload length claimed. Private, unlike the view: the committed frame is
+    /// never longer (the view can be swapped with another grant's through `DerefMut`).
+    reserved: usize,
+    /// The message, less a prefix the caller skipped. Checked against `frame_pos` and
+    /// `reserved` before it is committed.
     bytes: BytesMut<'p>,
     end: u64,
     done: bool,
@@ -676,20 +681,26 @@ impl MpscGrant<'_> {
         self.bytes.truncate(len);
     }
 
+    /// Publishes the claim: the message (`TAG_MSG`, if the view is still this grant's;
+    /// else, as for `TAG_SKIP`, an empty SKIP frame and a SKIP of the rest).
     fn finish(&mut self, tag: u32, can_ring: bool) -> Published {
-        let (start, end) = self.seal(tag);
+        let own = self.producer.ring.payload(self.frame_pos, self.reserved);
+        let (tag, len) = match self.bytes.message_len_in(&own) {
+            Some(len) if tag == TAG_MSG => (TAG_MSG, len),
+            _ => (TAG_SKIP, 0),
+        };
+        let (start, end) = self.seal(tag, len);
         self.producer.publish(start, end, can_ring)
     }
 
-    /// Writes the frame header(s) of the claim without publishing it; returns the
-    /// claim's bounds for the caller to publish.
-    fn seal(&mut self, tag: u32) -> (u64, u64) {
+    /// Writes the frame header(s) of the claim, for a frame of `len <= reserved` bytes,
+    /// without publishing it; returns the claim's bounds for the caller to publish.
+    fn seal(&mut self, tag: u32, len: usize) -> (u64, u64) {
         self.done = true;
         let geo = self.producer.ring.geometry;
         // A truncated message keeps its frame: the length says how much is payload and
         // the consumer skips to `end`, which must then match. So a truncated frame is
         // published as the message followed by a SKIP of the rest, if any.
-        let len = self.bytes.message_len();
         let msg_end = geo.place(self.frame_pos, len).1;
         // SAFETY: header words of frames inside our exclusive claim.
         unsafe {
@@ -708,7 +719,10 @@ impl MpscGrant<'_> {
         (self.start, self.end)
     }
 
-    /// Commits and publishes the message (after every earlier claim).
+    /// Commits and publishes the message (after every earlier claim). A view swapped
+    /// with another grant's (`mem::swap` through `DerefMut`) is not this grant's: the
+    /// claim is then published as SKIP frames, as if the grant were dropped (but with
+    /// the wake returned, as [`abandon`](Self::abandon)).
     pub fn commit(mut self) -> Published {
         self.finish(TAG_MSG, true)
     }
@@ -722,7 +736,6 @@ impl MpscGrant<'_> {
     /// that then sleeps for space reports (`SleepCheck::wake_peer`); if no producer
     /// calls the group again, nobody rings.
     pub fn abandon(mut self) -> Published {
-        self.bytes.clear();
         self.finish(TAG_SKIP, true)
     }
 }
@@ -731,7 +744,6 @@ impl Drop for MpscGrant<'_> {
     fn drop(&mut self) {
         if !self.done {
             // The claimed space must still be published, or later claims wait forever.
-            self.bytes.clear();
             // Nobody to ring: `publish` keeps a sleeping consumer's flag for the next
             // publisher and records the owed wake.
             let _ = self.finish(TAG_SKIP, false);

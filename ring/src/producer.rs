@@ -225,6 +225,7 @@ impl Producer {
         Ok(WriteGrant {
             producer: self,
             frame_pos,
+            reserved: len,
             bytes,
         })
     }
@@ -435,7 +436,11 @@ pub struct WriteGrant<'p> {
     /// padded(message length)` is free space owned by the producer, contiguous in
     /// the data area.
     frame_pos: u64,
-    /// The message, less a prefix the caller skipped.
+    /// The payload length reserved. Private, unlike the view: the committed frame is
+    /// never longer (the view can be swapped with another grant's through `DerefMut`).
+    reserved: usize,
+    /// The message, less a prefix the caller skipped. Checked against `frame_pos` and
+    /// `reserved` before it is committed.
     bytes: BytesMut<'p>,
 }
 
@@ -471,11 +476,16 @@ impl WriteGrant<'_> {
         self.bytes.truncate(len);
     }
 
-    /// Writes the frame header and moves the private tail past the frame.
+    /// Writes the frame header and moves the private tail past the frame. A view that
+    /// is no longer this grant's (swapped with another's) commits nothing: the
+    /// reservation is abandoned.
     #[inline]
     fn finish(&mut self) {
         let geo = self.producer.ring.geometry;
-        let len = self.bytes.message_len();
+        let own = self.producer.ring.payload(self.frame_pos, self.reserved);
+        let Some(len) = self.bytes.message_len_in(&own) else {
+            return;
+        };
         // SAFETY: the header word is the first word of the owned frame.
         unsafe {
             self.producer
@@ -487,7 +497,10 @@ impl WriteGrant<'_> {
         self.producer.tail = geo.place(self.frame_pos, len).1;
     }
 
-    /// Commits the message without publishing it (see [`Producer::publish`]).
+    /// Commits the message without publishing it (see [`Producer::publish`]). A view
+    /// swapped with another grant's (`mem::swap` through `DerefMut`) is not this
+    /// grant's: nothing is committed, as if the grant were dropped (the same for
+    /// [`commit`](Self::commit)).
     #[inline]
     pub fn stage(mut self) {
         self.finish();

@@ -254,7 +254,7 @@ mod data {
     /// whose callers promise that the peer does not write those bytes meanwhile.
     /// What is read is then only ever a value the peer chose: the ring validates
     /// headers and never decides anything from payload bytes.
-    #[derive(Clone, Copy, Debug)]
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
     pub(crate) struct DataArea {
         base: NonNull<u8>,
         len: usize,
@@ -550,7 +550,7 @@ mod data {
     /// The data area of a ring as loom sees it: one tracked cell per 8-byte word.
     ///
     /// Invariant: `base` points to `len / 8` cells, initialised by [`DataArea::init`].
-    #[derive(Clone, Copy, Debug)]
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
     pub(crate) struct DataArea {
         base: NonNull<Word>,
         len: usize,

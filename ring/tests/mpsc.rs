@@ -240,3 +240,23 @@ fn an_abandoned_grant_returns_the_wake() {
     assert_eq!(p.try_send(b"y").unwrap().wake, Wake::NotNeeded);
     assert_eq!(c.try_recv_vec().unwrap().unwrap().0, b"y");
 }
+
+/// Ring audit M2, the MPSC trigger: with the views of an 8-byte and a 112-byte claim
+/// swapped, a commit wrote `MSG len=100` over the 8-byte claim and a SKIP header inside
+/// the other, and the consumer found the ring corrupt. A view that is not the grant's
+/// own is published as a SKIP.
+#[test]
+fn swapped_grant_views_publish_skips() {
+    let (p, mut c) = mpsc_channel(&Config::new(256)).unwrap();
+    let mut g1 = p.try_reserve(0).unwrap();
+    let mut g2 = p.try_reserve(100).unwrap();
+    g2.fill(9);
+    core::mem::swap(&mut *g1, &mut *g2);
+    let _ = g1.commit();
+    let _ = g2.commit();
+    assert!(c.try_recv_vec().unwrap().is_none());
+    let _ = p.try_send(b"after").unwrap();
+    assert_eq!(c.try_recv_vec().unwrap().unwrap().0, b"after");
+    assert_eq!(c.corruption(), None);
+    assert!(!p.is_corrupt());
+}

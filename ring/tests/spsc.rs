@@ -340,3 +340,31 @@ fn copy_from_past_the_source_panics() {
     let mut out = dst_tx.try_reserve(20).unwrap();
     out.copy_from(0, &grant, 5, 6);
 }
+
+/// Ring audit M2: swapping two grants' views through `DerefMut` must not make a commit
+/// write a frame for more than its grant reserved (here: ring A's 8-byte reservation
+/// committed as a 100-byte message, reading stale free space). A view that is not the
+/// grant's own commits nothing.
+#[test]
+fn swapped_grant_views_commit_nothing() {
+    let (mut tx_a, mut rx_a) = channel(&Config::new(256)).unwrap();
+    let (mut tx_b, mut rx_b) = channel(&Config::new(256)).unwrap();
+    let mut ga = tx_a.try_reserve(0).unwrap();
+    let mut gb = tx_b.try_reserve(100).unwrap();
+    core::mem::swap(&mut *ga, &mut *gb);
+    let _ = ga.commit();
+    let _ = gb.commit();
+    assert_eq!((tx_a.position(), tx_b.position()), (0, 0));
+    assert!(rx_a.try_recv_vec().unwrap().is_none());
+    assert!(rx_b.try_recv_vec().unwrap().is_none());
+    // Both rings go on; a grant's own view still commits as usual.
+    let mut g = tx_a.try_reserve(10).unwrap();
+    g.write_at(0, b"0123456789");
+    g.skip_prefix(2);
+    g.truncate(3);
+    let _ = g.commit();
+    let _ = tx_b.try_send(b"b").unwrap();
+    assert_eq!(rx_a.try_recv_vec().unwrap().unwrap().0, b"01234");
+    assert_eq!(rx_b.try_recv_vec().unwrap().unwrap().0, b"b");
+    assert_eq!((rx_a.corruption(), rx_b.corruption()), (None, None));
+}
