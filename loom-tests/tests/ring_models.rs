@@ -260,6 +260,30 @@ fn mpsc_dropped_grants_fill_the_ring() {
     });
 }
 
+/// Ring audit M1: a consumer that only polls (never `release`, never sleeps) steps
+/// over the SKIP frames of dropped grants that fill the ring; its look releases them,
+/// and the producer's next frame reuses that space after the consumer's reads of the
+/// skipped headers (a missing happens-before is a data race on those words).
+#[test]
+fn mpsc_polling_consumer_releases_skipped_frames() {
+    loom::model(|| {
+        let (p, mut c) = mpsc_channel(&Config::new(32)).unwrap();
+        let t = thread::spawn(move || {
+            drop(p.try_reserve(8).unwrap());
+            drop(p.try_reserve(8).unwrap());
+            loop {
+                match p.try_send(&msg(4, 8)) {
+                    Ok(_) => break,
+                    Err(PushError::Full) => thread::yield_now(),
+                    Err(e) => panic!("{e}"),
+                }
+            }
+        });
+        assert_eq!(recv_spin(&mut c), msg(4, 8));
+        t.join().unwrap();
+    });
+}
+
 /// Two producers (two messages and one) fill a ring that holds only two frames, so a
 /// claim finds it full and re-reads the consumer's head (and the other's cached head);
 /// producers and consumer sleep through the protocol. Every message arrives once,

@@ -264,12 +264,19 @@ impl Consumer {
 
     /// [`next_frame`](Consumer::next_frame) when the frame at `pos` is not a message:
     /// the loop over padding and abandoned frames, and corruption, out of the hot path.
+    /// Finding no message after them, it releases them if it can
+    /// ([`release_skipped`](Consumer::release_skipped)).
     #[cold]
     #[inline(never)]
     fn next_frame_slow(&mut self) -> Result<Option<(u64, usize, u64)>, PopError> {
         let geo = self.ring.geometry;
+        let entry = self.pos;
         loop {
             if self.pos == self.cached_tail && !self.poll_tail()? {
+                // Only skipped frames are pending (nothing consumed before them).
+                if self.pos != entry && self.head == entry {
+                    self.release_skipped();
+                }
                 return Ok(None);
             }
             // SAFETY: as in `next_frame`.
@@ -283,6 +290,29 @@ impl Consumer {
                 Ok(Frame::Skip { end }) => self.pos = end,
                 Err(c) => return Err(self.poison(c)),
             }
+        }
+    }
+
+    /// Releases the frames a look stepped over and found no message after, so that a
+    /// consumer that only polls does not keep their space from the producer (ring
+    /// audit M1). A compare-and-swap of the shared head from our last release: it
+    /// succeeds only while the word holds exactly that, i.e. the producer's sleep flag
+    /// is clear, so no wake-up is due and none is lost. If the producer announced sleep
+    /// the CAS fails, and the bytes wait for [`release`](Consumer::release) or
+    /// [`prepare_sleep`](Consumer::prepare_sleep), whose swap returns the flag (the
+    /// `Wake` the caller acts on). Release on success, as `release`'s swap: our reads of
+    /// the frames before the producer overwrites them.
+    #[cold]
+    #[inline(never)]
+    fn release_skipped(&mut self) {
+        let released = self.ring.header().head.0.head.compare_exchange(
+            self.head,
+            self.pos,
+            Ordering::Release,
+            Ordering::Relaxed,
+        );
+        if released.is_ok() {
+            self.head = self.pos;
         }
     }
 
@@ -318,6 +348,14 @@ impl Consumer {
     /// Looks at the next message in place. Dropping the grant leaves the message in the
     /// ring; [`ReadGrant::release`] consumes it.
     ///
+    /// Padding and abandoned (SKIP) frames before the next message are stepped over.
+    /// When there is no message after them (`Ok(None)`), they are released here if no
+    /// wake-up is due; if the producer announced sleep (waiting for that space), they
+    /// stay consumed but unreleased. A consumer that sleeps releases them in
+    /// [`prepare_sleep`](Self::prepare_sleep); one that never sleeps must call
+    /// [`release`](Self::release) after `None` and ring the producer's doorbell when
+    /// its [`Wake`] says so, or a sleeping producer waits forever.
+    ///
     /// # Errors
     ///
     /// [`PopError::Corrupt`] once the producer corrupted the region (sticky).
@@ -335,6 +373,10 @@ impl Consumer {
 
     /// Copies the next message into `buf` and releases it. A message longer than `buf`
     /// stays in the ring and [`PopError::BufferTooSmall`] says how long it is.
+    ///
+    /// Skipped frames before it are handled as in [`try_peek`](Self::try_peek): after
+    /// `Ok(None)`, a consumer that never sleeps must call [`release`](Self::release)
+    /// and act on its [`Wake`].
     ///
     /// # Errors
     ///

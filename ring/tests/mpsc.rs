@@ -260,3 +260,32 @@ fn swapped_grant_views_publish_skips() {
     assert_eq!(c.corruption(), None);
     assert!(!p.is_corrupt());
 }
+
+/// Ring audit M1: a consumer that only polls steps over the SKIP frames of two
+/// dropped grants and finds nothing; the look releases them, so the producer is not
+/// left with a full ring forever.
+#[test]
+fn a_polling_consumer_releases_skipped_frames() {
+    let (p, mut c) = mpsc_channel(&Config::new(64)).unwrap();
+    drop(p.try_reserve(24).unwrap());
+    drop(p.try_reserve(24).unwrap());
+    let mut buf = [0u8; 8];
+    assert!(c.try_recv(&mut buf).unwrap().is_none());
+    assert_eq!(c.consumed_bytes(), 0, "released by the look");
+    let _ = p.try_send(b"x").unwrap();
+    assert_eq!(c.try_recv(&mut buf).unwrap().unwrap().len, 1);
+    // With the producer asleep for space, the look leaves the release (and the wake)
+    // to `release`.
+    drop(p.try_reserve(24).unwrap());
+    drop(p.try_reserve(8).unwrap());
+    assert_eq!(p.try_send(&[0; 24]).map(|_| ()), Err(PushError::Full));
+    assert!(p.prepare_sleep_for_space(24).unwrap().sleep);
+    assert!(c.try_peek().unwrap().is_none());
+    assert!(
+        c.consumed_bytes() > 0,
+        "a wake is due: not released by the look"
+    );
+    assert_eq!(c.release(), Wake::Needed);
+    p.cancel_sleep();
+    let _ = p.try_send(&[0; 24]).unwrap();
+}
