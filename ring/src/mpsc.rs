@@ -11,7 +11,9 @@
 //! anything the consumer can have seen) before it frees any space.
 //!
 //! Progress: a grant that is held blocks the publication of later ones (not of their
-//! filling); keep grants short. A grant dropped without commit is published as a SKIP
+//! filling); keep grants short, hold at most one per thread, and never forget one
+//! (publication spins until the turn comes: a grant that never publishes blocks every
+//! later one forever). A grant dropped without commit is published as a SKIP
 //! frame so later claims are not blocked; its space is freed when the consumer steps
 //! over it, and if the consumer sleeps, the wake a drop cannot ring is kept owed (the
 //! consumer's flag stays set, and a producer that sleeps for space reports it; see
@@ -200,6 +202,21 @@ impl MpscProducer {
 
     /// Reserves space for a message of `len` bytes. Commit it soon: later claims
     /// publish only after it.
+    ///
+    /// # Deadlocks
+    ///
+    /// Publication (in [`MpscGrant::commit`], [`MpscGrant::abandon`] and the grant's
+    /// `Drop`) waits, spinning, until every earlier claim of the group is published, so
+    /// a grant whose publication waits for a claim that is never published blocks its
+    /// thread and every later claim forever. Therefore:
+    ///
+    /// * hold at most one live grant per thread (two on one thread publish in claim
+    ///   order only if you commit them in that order, and an early return with `?` or a
+    ///   panic drops the later one first: it then waits for the earlier one, held by
+    ///   the same thread);
+    /// * do not wait (on a lock, a channel, another thread's grant) while holding one;
+    /// * never `mem::forget` one (or leak it in an `Rc` cycle): its claim is never
+    ///   published, and every later publication of the group spins forever.
     ///
     /// # Errors
     ///
@@ -631,6 +648,11 @@ pub struct BatchSent {
 }
 
 /// Space claimed by one producer thread. Commit it; dropping it publishes a SKIP frame.
+///
+/// Publication waits for every earlier claim of the group (claims publish in order):
+/// hold at most one live grant per thread, publish it without waiting for anything,
+/// and never `mem::forget` one, or threads deadlock (see
+/// [`MpscProducer::try_reserve`], "Deadlocks").
 #[must_use = "dropping a grant publishes an empty skip frame"]
 pub struct MpscGrant<'p> {
     producer: &'p MpscProducer,
