@@ -526,6 +526,11 @@ impl MpscProducer {
         if !on && !force_refresh && ahead(published, cached) < geo.high {
             return None;
         }
+        // Nothing from a ring found corrupt (ring audit L2); after the early return
+        // above, so a publish below the watermark does not pay for the load.
+        if self.is_corrupt() {
+            return None;
+        }
         let head = self.refresh_head().ok()?;
         let change = geo.flow_transition(on, ahead(published, head))?;
         let (from, to) = if change == FlowChange::On {
@@ -546,6 +551,9 @@ impl MpscProducer {
     ///
     /// [`PushError::Corrupt`] once the consumer corrupted the region (sticky).
     pub fn poll_flow(&self) -> Result<Option<FlowChange>, PushError> {
+        if self.is_corrupt() {
+            return Err(PushError::Corrupt(Corruption::Earlier));
+        }
         let change = self.evaluate_flow(true);
         if self.is_corrupt() {
             return Err(PushError::Corrupt(Corruption::Earlier));

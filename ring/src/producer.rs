@@ -327,9 +327,14 @@ impl Producer {
         Published { wake, flow }
     }
 
+    /// Nothing on a poisoned ring: a transition read from a ring found corrupt is not
+    /// reported (ring audit L2), and `flow_on` keeps its last sound value.
     #[cold]
     #[inline(never)]
     fn evaluate_flow(&mut self) -> Option<FlowChange> {
+        if self.poisoned.is_some() {
+            return None;
+        }
         let head = self.refresh_head().ok()?;
         let change = self
             .ring

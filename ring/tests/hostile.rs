@@ -417,3 +417,38 @@ fn hostile_thread_writes_payload_during_access() {
     });
     assert_eq!(c.try_recv_vec().unwrap().unwrap().0.len(), 24);
 }
+
+/// Ring audit L2: once a producer found the ring corrupt, no flow transition is
+/// evaluated or reported, even if the head becomes plausible again.
+#[test]
+fn no_flow_transition_after_poisoning() {
+    let cfg = Config::new(256).with_watermarks(192, 64);
+    let region = Arc::new(HeapRegion::new(&cfg).unwrap());
+    // SAFETY: fresh region, kept alive by the handle.
+    let mut p = unsafe { Producer::create(region.raw(), &cfg) }
+        .unwrap()
+        .keep_alive(region.clone());
+    while p.try_send(&[7; 24]).unwrap().flow.is_none() {}
+    assert!(p.flow_control());
+    poke_u64(&region, offsets::HEAD, 4);
+    assert_eq!(p.publish().flow, None);
+    assert!(p.corruption().is_some());
+    // A head that would end flow control, after the poisoning.
+    poke_u64(&region, offsets::HEAD, p.position());
+    assert_eq!(p.publish().flow, None);
+    assert!(p.poll_flow().is_err());
+    assert!(p.flow_control(), "no transition from a corrupt ring");
+
+    let region = Arc::new(HeapRegion::new(&cfg).unwrap());
+    // SAFETY: as above.
+    let p = unsafe { MpscProducer::create(region.raw(), &cfg) }
+        .unwrap()
+        .keep_alive(region.clone());
+    while p.try_send(&[7; 24]).unwrap().flow.is_none() {}
+    assert!(p.flow_control());
+    poke_u64(&region, offsets::HEAD, 4);
+    assert!(p.poll_flow().is_err());
+    poke_u64(&region, offsets::HEAD, p.position());
+    assert!(p.poll_flow().is_err());
+    assert!(p.flow_control(), "no transition from a corrupt ring");
+}
