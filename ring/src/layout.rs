@@ -165,8 +165,12 @@ impl Config {
 }
 
 /// Bytes of region needed for a data area of `capacity` bytes.
+///
+/// Defined for every `capacity`, validated or not (ring audit L3): a size beyond
+/// `usize` saturates at `usize::MAX`, which no region has, so attaching with it fails
+/// (`AttachError::TooSmall`) instead of an overflow (a panic in debug builds).
 pub const fn region_size(capacity: usize) -> usize {
-    HEADER_SIZE + capacity / 8 * WORD_STRIDE
+    HEADER_SIZE.saturating_add((capacity / 8).saturating_mul(WORD_STRIDE))
 }
 
 /// The largest payload of a ring of `capacity` bytes: `capacity / 2 - 8`.
@@ -174,8 +178,12 @@ pub const fn region_size(capacity: usize) -> usize {
 /// Half the ring is the bound under which a frame always fits an empty ring whatever
 /// the offset of the index (either the space before the end or the space before the
 /// index is at least half), so a legal message can never wait forever.
+///
+/// Defined for every `capacity`, validated or not (ring audit L3): 0 below 16 bytes
+/// (no valid ring is that small, [`MIN_CAPACITY`]) instead of an underflow (a panic in
+/// debug builds).
 pub const fn max_message_len(capacity: usize) -> usize {
-    capacity / 2 - FRAME_HEADER
+    (capacity / 2).saturating_sub(FRAME_HEADER)
 }
 
 /// Rounds a payload length up to the 8-byte frame granule.

@@ -368,3 +368,20 @@ fn swapped_grant_views_commit_nothing() {
     assert_eq!(rx_b.try_recv_vec().unwrap().unwrap().0, b"b");
     assert_eq!((rx_a.corruption(), rx_b.corruption()), (None, None));
 }
+
+/// Ring audit L3: the public size helpers are total on unvalidated capacities (they
+/// underflowed or overflowed, a panic in debug builds).
+#[test]
+fn size_helpers_saturate_on_unvalidated_capacities() {
+    assert_eq!(max_message_len(8), 0);
+    assert_eq!(max_message_len(0), 0);
+    assert_eq!(Config::new(8).max_message_len(), 0);
+    assert_eq!(max_message_len(16), 0);
+    assert_eq!(max_message_len(64), 24);
+    assert_eq!(coroipc_ring::region_size(usize::MAX), usize::MAX);
+    assert_eq!(Config::new(usize::MAX).region_size(), usize::MAX);
+    assert_eq!(
+        coroipc_ring::region_size(64),
+        coroipc_ring::offsets::DATA + 64
+    );
+}
