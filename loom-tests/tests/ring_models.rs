@@ -284,6 +284,35 @@ fn mpsc_polling_consumer_releases_skipped_frames() {
     });
 }
 
+/// Ring audit L1: two producers whose publishes enter and leave flow control while
+/// the consumer drains: the header's informational flow word ends equal to the
+/// group's state (the stores of two transitions could land in reverse order).
+#[test]
+fn mpsc_flow_word_follows_the_group() {
+    loom::model(|| {
+        // 16 + 16 bytes reach high, an 8-byte frame after both were read is low; the
+        // ring never fills.
+        let cfg = Config::new(64).with_watermarks(32, 8);
+        let (p, mut c) = mpsc_channel(&cfg).unwrap();
+        let p = Arc::new(p);
+        let p2 = p.clone();
+        let other = thread::spawn(move || {
+            let _ = p2.try_send(&msg(2, 8)).unwrap();
+        });
+        let _ = p.try_send(&msg(1, 8)).unwrap();
+        let consumer = thread::spawn(move || {
+            for _ in 0..3 {
+                let _ = recv_spin(&mut c);
+            }
+            c
+        });
+        let _ = p.try_send(&[]).unwrap();
+        other.join().unwrap();
+        let c = consumer.join().unwrap();
+        assert_eq!(c.flow_control(), p.flow_control());
+    });
+}
+
 /// Two producers (two messages and one) fill a ring that holds only two frames, so a
 /// claim finds it full and re-reads the consumer's head (and the other's cached head);
 /// producers and consumer sleep through the protocol. Every message arrives once,

@@ -163,6 +163,14 @@ impl MpscProducer {
     }
 
     fn refresh_head(&self) -> Result<u64, PushError> {
+        self.refresh_head_and_bound().map(|(head, _)| head)
+    }
+
+    /// [`refresh_head`](Self::refresh_head), also returning the `published` it loaded
+    /// after the head: a bound as new as the head, for occupancy decisions (one
+    /// loaded before the head can be older than a head released past it since, which
+    /// made flow control report `Off` too early: ring audit L1).
+    fn refresh_head_and_bound(&self) -> Result<(u64, u64), PushError> {
         // Acquire: the head this value came from was read by another producer, so our
         // read of the head below cannot be older (no false "went backwards").
         let previous = self.cached_head.load(Ordering::Acquire);
@@ -174,7 +182,7 @@ impl MpscProducer {
         match check_head(raw, previous, published) {
             Ok(head) => {
                 self.raise_cached_head(head);
-                Ok(head)
+                Ok((head, published))
             }
             Err(c) => Err(self.poison(c)),
         }
@@ -531,7 +539,8 @@ impl MpscProducer {
         if self.is_corrupt() {
             return None;
         }
-        let head = self.refresh_head().ok()?;
+        // The occupancy from a `published` loaded after the head (not the one above).
+        let (head, published) = self.refresh_head_and_bound().ok()?;
         let change = geo.flow_transition(on, ahead(published, head))?;
         let (from, to) = if change == FlowChange::On {
             (0, 1)
@@ -541,8 +550,31 @@ impl MpscProducer {
         self.flow_on
             .compare_exchange(from, to, Ordering::Relaxed, Ordering::Relaxed)
             .ok()?;
-        self.ring.header().tail.0.flow.store(to, Ordering::Relaxed);
+        self.mirror_flow();
         Some(change)
+    }
+
+    /// Copies the group's flow state into the header's informational `flow` word
+    /// after a transition. Two transitions of different threads (on, then off) could
+    /// store in reverse order and leave the word saying "on" while the group is off
+    /// (ring audit L1), so each stores the state it loads with a `swap` (AcqRel) and
+    /// stores again if the state moved meanwhile. The last swap in the word's
+    /// modification order synchronizes with every earlier one (a release sequence of
+    /// read-modify-writes), so the state load after it sees every transition whose
+    /// thread swapped before: the last swapper stores the final state. Bounded: a
+    /// retry needs another transition meanwhile, and after `FLOW_MIRROR_ATTEMPTS`
+    /// the word (only informational, never trusted) is left as it is.
+    #[cold]
+    #[inline(never)]
+    fn mirror_flow(&self) {
+        let word = &self.ring.header().tail.0.flow;
+        for _ in 0..FLOW_MIRROR_ATTEMPTS {
+            let state = self.flow_on.load(Ordering::Relaxed);
+            word.swap(state, Ordering::AcqRel);
+            if self.flow_on.load(Ordering::Relaxed) == state {
+                return;
+            }
+        }
     }
 
     /// Re-reads the consumer's head and reports a flow-control transition, if any.
@@ -635,6 +667,9 @@ impl MpscProducer {
         wake::cancel(&self.ring.header().head.0.head);
     }
 }
+
+/// How many times [`MpscProducer::mirror_flow`] stores the group's flow state.
+const FLOW_MIRROR_ATTEMPTS: u32 = 4;
 
 /// The head a batch checks its frames against (refreshed once at most).
 struct Room {
