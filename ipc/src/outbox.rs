@@ -319,11 +319,7 @@ impl Outbox {
             return Ok(None);
         }
         match self.ring.try_reserve(len) {
-            Ok(grant) => Ok(Some(OutboxGrant {
-                grant,
-                _backlog: backlog,
-                outbox: self,
-            })),
+            Ok(grant) => Ok(Some(OutboxGrant::new(grant, backlog, self))),
             Err(PushError::Full) => Ok(None),
             Err(e) => Err(e.into()),
         }
@@ -383,7 +379,11 @@ impl Outbox {
         } else {
             return Ok(true);
         };
-        check.map(|c| c.sleep).map_err(push_corruption)
+        // A producer about to sleep for space while the client sleeps over space
+        // only it can free (a grant given up meanwhile) is told to ring it.
+        let check = check.map_err(push_corruption)?;
+        self.ring_bell(check.wake_peer);
+        Ok(check.sleep)
     }
 
     /// Messages and bytes queued (lock-free: a snapshot).
@@ -416,47 +416,90 @@ impl Outbox {
 }
 
 /// Zero-copy space in an outbox's ring, written through the [`BytesMut`] it derefs
-/// to. Holds the backlog lock so nothing overtakes it.
+/// to. Holds the backlog lock so nothing overtakes it. Dropped without a commit, the
+/// claim is given up ([`MpscGrant::abandon`]) and the client is rung if it sleeps: a
+/// dropped ring grant cannot ring, and the skipped space is the client's to free, so
+/// a server waiting for that space with the client asleep would wait for good.
 pub(crate) struct OutboxGrant<'a> {
-    grant: MpscGrant<'a>,
-    _backlog: MutexGuard<'a, Backlog>,
+    /// `Some` until published: taken once, by `commit` or by the drop.
+    grant: Option<MpscGrant<'a>>,
+    /// Held until the grant is published.
+    backlog: Option<MutexGuard<'a, Backlog>>,
     outbox: &'a Outbox,
+}
+
+impl<'a> OutboxGrant<'a> {
+    fn new(grant: MpscGrant<'a>, backlog: MutexGuard<'a, Backlog>, outbox: &'a Outbox) -> Self {
+        OutboxGrant {
+            grant: Some(grant),
+            backlog: Some(backlog),
+            outbox,
+        }
+    }
+
+    fn grant(&self) -> &MpscGrant<'a> {
+        match &self.grant {
+            Some(grant) => grant,
+            None => unreachable!("an outbox grant is used after it was published"),
+        }
+    }
+
+    fn grant_mut(&mut self) -> &mut MpscGrant<'a> {
+        match &mut self.grant {
+            Some(grant) => grant,
+            None => unreachable!("an outbox grant is used after it was published"),
+        }
+    }
+
+    /// Publishes the claim (the message, or SKIP frames), then, with the lock
+    /// released, rings whom the publication says.
+    fn finish(&mut self, commit: bool) {
+        let Some(grant) = self.grant.take() else {
+            return;
+        };
+        let published = if commit {
+            grant.commit()
+        } else {
+            grant.abandon()
+        };
+        drop(self.backlog.take());
+        self.outbox.published(published);
+    }
 }
 
 impl<'a> std::ops::Deref for OutboxGrant<'a> {
     type Target = BytesMut<'a>;
 
     fn deref(&self) -> &BytesMut<'a> {
-        &self.grant
+        self.grant()
     }
 }
 
 impl std::ops::DerefMut for OutboxGrant<'_> {
     fn deref_mut(&mut self) -> &mut Self::Target {
-        &mut self.grant
+        self.grant_mut()
     }
 }
 
 impl OutboxGrant<'_> {
     /// As [`MpscGrant::skip_prefix`]: the view is the payload after a header.
     pub(crate) fn skip_prefix(&mut self, n: usize) {
-        self.grant.skip_prefix(n);
+        self.grant_mut().skip_prefix(n);
     }
 
     /// As [`MpscGrant::truncate`] (after the skipped prefix).
     pub(crate) fn truncate(&mut self, len: usize) {
-        self.grant.truncate(len);
+        self.grant_mut().truncate(len);
     }
 
-    pub(crate) fn commit(self) {
-        let OutboxGrant {
-            grant,
-            _backlog,
-            outbox,
-        } = self;
-        let published = grant.commit();
-        drop(_backlog);
-        outbox.published(published);
+    pub(crate) fn commit(mut self) {
+        self.finish(true);
+    }
+}
+
+impl Drop for OutboxGrant<'_> {
+    fn drop(&mut self) {
+        self.finish(false);
     }
 }
 
@@ -562,5 +605,49 @@ mod tests {
             "the grant committed first"
         );
         assert_eq!(got(&mut reader, &mut buf), None, "nothing after the close");
+    }
+
+    /// Rings that arrived at the client's end of the doorbells.
+    fn client_rings(bells: &ConnBells) -> usize {
+        use std::os::fd::AsRawFd;
+        bells
+            .with_ends(|[_, client]| {
+                let mut buf = [0u8; 64];
+                nix::sys::socket::recv(
+                    client.as_raw_fd(),
+                    &mut buf,
+                    nix::sys::socket::MsgFlags::MSG_DONTWAIT,
+                )
+                .unwrap_or(0)
+            })
+            .unwrap_or(0)
+    }
+
+    /// A grant given up while the client sleeps over a ring only it can free: the
+    /// drop rings it (a ring grant's own drop cannot), and so does a server thread
+    /// about to sleep for that space.
+    #[test]
+    fn a_grant_dropped_while_the_client_sleeps_rings_it() {
+        let (ring, mut reader) = mpsc_channel(&Config::new(64)).expect("ring");
+        let bells = Arc::new(ConnBells::new(crate::os::PeerBell::new().expect("bells")));
+        let outbox = Outbox::new(ring, bells.clone(), 4096, false);
+        assert!(
+            reader.prepare_sleep().expect("sound").sleep,
+            "the client sleeps"
+        );
+        drop(outbox.reserve(24).expect("open").expect("room"));
+        assert_eq!(client_rings(&bells), 1, "the dropped grant rang the client");
+        // The rest of the ring, given up too: the next message must wait for space.
+        drop(outbox.reserve(24).expect("open").expect("room"));
+        assert!(matches!(outbox.send(&[b"x"]), Ok(Sent::Queued)));
+        let _ = client_rings(&bells);
+        // The client, woken, frees the skipped space and wakes the server.
+        reader.cancel_sleep();
+        assert!(reader.try_peek().expect("sound").is_none());
+        let _ = reader.prepare_sleep().expect("sound");
+        assert!(
+            !outbox.flush().expect("sound"),
+            "the queued message went in"
+        );
     }
 }
