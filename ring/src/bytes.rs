@@ -238,7 +238,11 @@ impl BytesMut<'_> {
     /// lives (the protocol says it does not touch them before they are published; a
     /// hostile or buggy consumer could, which would be a data race: undefined
     /// behaviour). With an untrusted consumer use [`write_at`](Self::write_at) or
-    /// [`fill`](Self::fill).
+    /// [`fill`](Self::fill). Nor may another view write these bytes: views swapped
+    /// between two MPSC grants (`mem::swap` through `DerefMut`) are found out at
+    /// commit, which then publishes a SKIP, but the other grant's view still reaches
+    /// space it no longer owns, which another producer may claim and fill meanwhile.
+    /// Never swap grant views.
     #[cfg(not(loom))]
     pub unsafe fn as_mut_slice_trusted(&mut self) -> &mut [u8] {
         // SAFETY: space this side owns until it publishes (grant invariant), inside a

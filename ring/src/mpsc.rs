@@ -511,14 +511,20 @@ impl MpscProducer {
         }
     }
 
-    /// The owed wake (see `owed_wake`), for a producer about to sleep: `Needed` when a
-    /// dropped grant left the consumer asleep and its flag is still set (a delivering
-    /// publish since has cleared it and rung; a consumer that cancelled is awake).
+    /// Takes the wake a dropped grant owes the consumer: `Needed` when a grant dropped
+    /// uncommitted (a drop cannot ring) left the consumer asleep over space only it
+    /// can free, and its flag is still set (a delivering publish since has cleared it
+    /// and rung; a consumer that cancelled is awake). `prepare_sleep_for_space` and
+    /// `prepare_sleep_for_flow_off` report it as `wake_peer`; a producer that waits
+    /// for space by polling instead (retrying a `Full` send) must call this when it
+    /// finds the ring full and ring the consumer on `Needed`, or both may wait for
+    /// good. ([`MpscGrant::abandon`] instead of a drop returns the wake at once.)
+    ///
     /// Acquire pairs with the Release store of `owed_wake`, so the tail load sees the
     /// `fetch_add` that kept the flag, or a later value.
     #[cold]
     #[inline(never)]
-    fn take_owed_wake(&self) -> Wake {
+    pub fn take_owed_wake(&self) -> Wake {
         if self.owed_wake.swap(0, Ordering::Acquire) == 0 {
             return Wake::NotNeeded;
         }

@@ -289,3 +289,26 @@ fn a_polling_consumer_releases_skipped_frames() {
     p.cancel_sleep();
     let _ = p.try_send(&[0; 24]).unwrap();
 }
+
+#[test]
+fn a_polling_producer_takes_the_wake_dropped_grants_owe() {
+    let (p, mut c) = mpsc_channel(&Config::new(64)).unwrap();
+    assert_eq!(p.take_owed_wake(), Wake::NotNeeded, "nothing owed yet");
+    assert!(c.prepare_sleep().unwrap().sleep);
+    drop(p.try_reserve(24).unwrap());
+    drop(p.try_reserve(24).unwrap());
+    // A producer that retries instead of sleeping: the full ring is the consumer's to
+    // free, and it sleeps.
+    assert_eq!(p.try_send(b"x").map(|_| ()), Err(PushError::Full));
+    assert_eq!(
+        p.take_owed_wake(),
+        Wake::Needed,
+        "the consumer must be rung"
+    );
+    assert_eq!(p.take_owed_wake(), Wake::NotNeeded, "taken once");
+    c.cancel_sleep();
+    assert!(c.try_recv_vec().unwrap().is_none());
+    let _ = c.release();
+    assert!(p.try_send(b"x").is_ok(), "the space is free again");
+    assert_eq!(c.try_recv_vec().unwrap().unwrap().0, b"x");
+}
