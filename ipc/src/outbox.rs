@@ -624,8 +624,8 @@ mod tests {
     }
 
     /// A grant given up while the client sleeps over a ring only it can free: the
-    /// drop rings it (a ring grant's own drop cannot), and so does a server thread
-    /// about to sleep for that space.
+    /// drop rings it (a ring grant's own drop cannot), and the woken client's release
+    /// lets the queued message in.
     #[test]
     fn a_grant_dropped_while_the_client_sleeps_rings_it() {
         let (ring, mut reader) = mpsc_channel(&Config::new(64)).expect("ring");
