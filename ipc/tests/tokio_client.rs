@@ -387,10 +387,13 @@ fn a_spinning_async_client_gets_every_answer_and_sees_a_dead_server() {
 /// seen, and never less than the load's length without a yield).
 const TICKER_GAP_LIMIT: Duration = Duration::from_millis(150);
 
-/// Echoes after `work` of busy computation: a server that always has work waiting,
-/// whatever the build (a fast client keeps a deep pipeline full).
+/// Echoes after `work` of busy computation, counting the requests it handled: a
+/// server that always has work waiting, whatever the build (a fast client keeps a
+/// deep pipeline full).
+#[derive(Default)]
 struct SlowEcho {
     work: Duration,
+    handled: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl coroipc::Service for SlowEcho {
@@ -412,6 +415,8 @@ impl coroipc::Service for SlowEcho {
         while Instant::now() < until {
             std::hint::spin_loop();
         }
+        self.handled
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let _ = resp.respond(0, req.payload);
         Ok(())
     }
@@ -423,7 +428,13 @@ fn a_loaded_server_served_on_tokio_lets_a_ticker_run() {
         coroipc::SocketName::abstract_name(format!("coroipc-tokio-budget-{}", std::process::id()));
     let work = Duration::from_micros(20);
     let mut server = coroipc::ServerBuilder::new(name.clone())
-        .service(1, SlowEcho { work })
+        .service(
+            1,
+            SlowEcho {
+                work,
+                ..SlowEcho::default()
+            },
+        )
         .build()
         .unwrap();
     let stop = server.stop_handle();
@@ -576,38 +587,6 @@ fn a_dispatch_stream_kept_full_by_the_server_lets_a_ticker_run() {
     }));
 }
 
-/// Echoes after `work` of busy computation, counting the requests it handled.
-struct CountedWork {
-    work: Duration,
-    handled: std::sync::Arc<std::sync::atomic::AtomicU64>,
-}
-
-impl coroipc::Service for CountedWork {
-    type Private = ();
-
-    fn on_connect(&mut self, _conn: &coroipc::Connection) -> Result<(), i32> {
-        Ok(())
-    }
-
-    fn on_disconnect(&mut self, _: (), _: &coroipc::Connection, _: &coroipc::DisconnectReason) {}
-
-    fn handle(
-        &mut self,
-        _private: &mut (),
-        req: coroipc::Request<'_>,
-        resp: &mut coroipc::Responder<'_>,
-    ) -> Result<(), coroipc::HandlerError> {
-        let until = Instant::now() + self.work;
-        while Instant::now() < until {
-            std::hint::spin_loop();
-        }
-        self.handled
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let _ = resp.respond(0, req.payload);
-        Ok(())
-    }
-}
-
 #[test]
 fn several_hot_connections_served_on_tokio_let_a_ticker_run_between_requests() {
     use std::sync::atomic::Ordering;
@@ -615,7 +594,7 @@ fn several_hot_connections_served_on_tokio_let_a_ticker_run_between_requests() {
         coroipc::SocketName::abstract_name(format!("coroipc-tokio-turn-{}", std::process::id()));
     let handled = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     // Each request takes longer than a turn: a turn serves one request, then yields.
-    let service = CountedWork {
+    let service = SlowEcho {
         work: Duration::from_millis(2),
         handled: handled.clone(),
     };
