@@ -805,7 +805,8 @@ impl MpscGrant<'_> {
     /// consumer may sleep: a drop cannot ring, so it leaves the consumer's flag set
     /// for the group's next publish and records the wake as owed, which a producer
     /// that then sleeps for space reports (`SleepCheck::wake_peer`); if no producer
-    /// calls the group again, nobody rings.
+    /// calls the group again, nobody rings. A drop also loses the flow-control
+    /// transition its publication may cause (`Published::flow`), which this returns.
     pub fn abandon(mut self) -> Published {
         self.finish(TAG_SKIP, true)
     }

@@ -106,6 +106,15 @@ impl ResponseRef<'_> {
         out
     }
 
+    /// The payload as a `Vec`: a stashed one moved out (it was copied once already,
+    /// when stashed), one in the ring copied. The view is empty afterwards.
+    pub(crate) fn take_vec(&mut self) -> Vec<u8> {
+        match &mut self.body {
+            Body::Owned(data) => std::mem::take(data),
+            Body::Ring { .. } => self.to_vec(),
+        }
+    }
+
     /// The payload in place, without a copy.
     ///
     /// # Safety

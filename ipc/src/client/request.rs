@@ -343,8 +343,8 @@ impl Client {
         id: u64,
         timeout: Option<Duration>,
     ) -> Result<Response, ClientError> {
-        let r = self.await_response(Some(id), timeout, GiveUp::Never)?;
-        let (status, command, data) = (r.status, r.command, r.to_vec());
+        let mut r = self.await_response(Some(id), timeout, GiveUp::Never)?;
+        let (status, command, data) = (r.status, r.command, r.take_vec());
         drop(r);
         match status_error(status, command) {
             Some(e) => Err(e),
@@ -413,8 +413,8 @@ impl Client {
     /// `UnknownRequest(0)` when nothing is in flight; `Timeout`; `Disconnected`;
     /// `Corrupt`. A library status is the inner result's error.
     pub fn receive_response(&mut self, timeout: Option<Duration>) -> Result<Reply, ClientError> {
-        let r = self.await_response(None, timeout, GiveUp::Never)?;
-        let (id, status, command, data) = (r.id, r.status, r.command, r.to_vec());
+        let mut r = self.await_response(None, timeout, GiveUp::Never)?;
+        let (id, status, command, data) = (r.id, r.status, r.command, r.take_vec());
         drop(r);
         Ok((
             id,

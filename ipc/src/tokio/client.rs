@@ -372,8 +372,9 @@ impl std::future::Future for ResponseFuture<'_> {
         let this = self.get_mut();
         let id = this.id;
         let polled = this.waiting.poll(cx, |c| c.try_response(id));
-        if polled.is_ready() {
-            // Answered, or failed for good: nothing is left to abandon.
+        // Answered, or failed for good: nothing is left to abandon. A reactor error
+        // leaves the request in flight: the future gives it up when dropped.
+        if polled.is_ready() && !matches!(polled, Poll::Ready(Err(ClientError::Io(_)))) {
             this.abandon.id = None;
         }
         polled
