@@ -37,6 +37,8 @@
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 
+use coroipc_ring::{SleepCheck, Wake};
+
 use super::Client;
 use crate::error::{ClientError, RingKind, Violation};
 
@@ -122,10 +124,23 @@ impl Client {
         self.waiter.ring_server(dispatch.wake_peer)?;
         let stashed_now = self.take_responses()?;
         // Armed even with nothing in flight: a request sent before the next poll is
-        // answered into an armed ring.
-        let responses = match self.responses.prepare_sleep() {
-            Ok(check) => check,
-            Err(e) => return Err(self.fail(Violation::popping(RingKind::Response, e))),
+        // answered into an armed ring. Not when responses were just stashed: the
+        // caller looks again, and the fd is made readable (below), so whoever polls
+        // it comes back and arms afresh. Announcing here would leave the bit set
+        // under a caller that found its answer, and make the server ring the
+        // doorbell for the next one (a `send`, and a drain here): async round trips
+        // took 2.1 -> 2.7 µs.
+        let responses = if stashed_now {
+            SleepCheck {
+                sleep: false,
+                wake_peer: Wake::NotNeeded,
+                flow: None,
+            }
+        } else {
+            match self.responses.prepare_sleep() {
+                Ok(check) => check,
+                Err(e) => return Err(self.fail(Violation::popping(RingKind::Response, e))),
+            }
         };
         self.waiter.ring_server(responses.wake_peer)?;
         if self.waiter.server_gone()? {
@@ -133,7 +148,7 @@ impl Client {
         }
         let armed = Armed {
             dispatch: !dispatch.sleep,
-            responses: !responses.sleep || stashed_now,
+            responses: !responses.sleep,
         };
         self.armed = true;
         let stashed = self.reports.mode == Reporting::Level && self.pending.has_stashed();
