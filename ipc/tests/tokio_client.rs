@@ -21,6 +21,13 @@ fn child_server() {
     support::child_entry();
 }
 
+/// A client of `server`'s service 1, default options.
+async fn connected(server: &ServerProcess) -> AsyncClient {
+    AsyncClient::connect(&server.socket(), 1, &ConnectOptions::default())
+        .await
+        .unwrap()
+}
+
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -56,9 +63,7 @@ fn ten_thousand_requests_and_dispatch_messages_interleaved() {
     let local = tokio::task::LocalSet::new();
     runtime().block_on(local.run_until(async {
         let ticks = ticker(&local);
-        let client = AsyncClient::connect(&server.socket(), 1, &ConnectOptions::default())
-            .await
-            .unwrap();
+        let client = connected(&server).await;
         // Dispatch consumer: its own task on the same thread.
         let events = client.clone();
         let consumer = tokio::task::spawn_local(async move {
@@ -116,9 +121,7 @@ fn a_killed_server_resolves_every_pending_future_at_once() {
     let mut server = ServerProcess::start("tokio-kill", &[]);
     let local = tokio::task::LocalSet::new();
     runtime().block_on(local.run_until(async {
-        let client = AsyncClient::connect(&server.socket(), 1, &ConnectOptions::default())
-            .await
-            .unwrap();
+        let client = connected(&server).await;
         assert_eq!(client.request(cmd::ECHO, b"hi").await.unwrap().data, b"hi");
         // Five requests that will never be answered, and a dispatch stream, pending.
         let mut pending = Vec::new();
@@ -169,9 +172,7 @@ fn a_killed_server_resolves_every_pending_future_at_once() {
 fn a_dropped_request_future_is_abandoned() {
     let server = ServerProcess::start("tokio-abandon", &[]);
     runtime().block_on(async {
-        let client = AsyncClient::connect(&server.socket(), 1, &ConnectOptions::default())
-            .await
-            .unwrap();
+        let client = connected(&server).await;
         // Deferred by 5 ms: the timeout drops the future first.
         let r =
             tokio::time::timeout(Duration::from_millis(1), client.request(cmd::DEFER, b"ab")).await;
@@ -274,9 +275,7 @@ fn a_task_keeping_an_unpolled_stream_does_not_stall_the_others() {
     let server = ServerProcess::start("tokio-unpolled", &[]);
     let local = tokio::task::LocalSet::new();
     runtime().block_on(local.run_until(async {
-        let client = AsyncClient::connect(&server.socket(), 1, &ConnectOptions::default())
-            .await
-            .unwrap();
+        let client = connected(&server).await;
         // Another task waits for a deferred response (5 ms).
         let c = client.clone();
         let waiter = tokio::task::spawn_local(async move { c.request(cmd::DEFER, b"xy").await });
@@ -307,9 +306,7 @@ fn an_unread_dispatch_message_does_not_keep_the_other_tasks_spinning() {
     let server = ServerProcess::start("tokio-unread", &[]);
     let local = tokio::task::LocalSet::new();
     runtime().block_on(local.run_until(async {
-        let client = AsyncClient::connect(&server.socket(), 1, &ConnectOptions::default())
-            .await
-            .unwrap();
+        let client = connected(&server).await;
         // A stream polled once, then kept and not polled.
         let mut stream = client.dispatch_stream();
         let first = tokio::time::timeout(
@@ -349,9 +346,7 @@ fn a_spinning_async_client_gets_every_answer_and_sees_a_dead_server() {
     let mut server = ServerProcess::start("tokio-spin", &[]);
     let local = tokio::task::LocalSet::new();
     runtime().block_on(local.run_until(async {
-        let client = AsyncClient::connect(&server.socket(), 1, &ConnectOptions::default())
-            .await
-            .unwrap();
+        let client = connected(&server).await;
         client.set_spin(Duration::from_micros(50));
         let events = client.clone();
         let consumer = tokio::task::spawn_local(async move {
@@ -505,9 +500,7 @@ fn a_late_answer_to_an_abandoned_request_does_not_keep_a_dispatch_stream_spinnin
     let server = ServerProcess::start("tokio-late-abandoned", &[]);
     let local = tokio::task::LocalSet::new();
     runtime().block_on(local.run_until(async {
-        let client = AsyncClient::connect(&server.socket(), 1, &ConnectOptions::default())
-            .await
-            .unwrap();
+        let client = connected(&server).await;
         let mut stream = client.dispatch_stream();
         let c = client.clone();
         // Answered after 5 ms, given up at once (its response future dropped): its
@@ -531,9 +524,7 @@ fn a_response_not_yet_awaited_does_not_keep_a_dispatch_waiter_spinning() {
     let server = ServerProcess::start("tokio-not-awaited", &[]);
     let local = tokio::task::LocalSet::new();
     runtime().block_on(local.run_until(async {
-        let client = AsyncClient::connect(&server.socket(), 1, &ConnectOptions::default())
-            .await
-            .unwrap();
+        let client = connected(&server).await;
         // Sent, answered at once, and not awaited for 200 ms.
         let id = client.send(cmd::ECHO, b"later").await.unwrap();
         let mut next = Box::pin(client.next_dispatch());
@@ -658,9 +649,7 @@ fn several_hot_connections_served_on_tokio_let_a_ticker_run_between_requests() {
 fn a_response_future_dropped_unpolled_abandons_its_request() {
     let server = ServerProcess::start("tokio-unpolled-response", &[]);
     runtime().block_on(async {
-        let client = AsyncClient::connect(&server.socket(), 1, &ConnectOptions::default())
-            .await
-            .unwrap();
+        let client = connected(&server).await;
         let id = client.send(cmd::HANG, b"").await.unwrap();
         assert_eq!(client.outstanding(), 1);
         // As `select!` drops a branch that another ready branch beat to its first poll.
@@ -696,9 +685,7 @@ fn a_spinning_client_spins_once_per_wait_not_once_per_wake_up() {
     let server = ServerProcess::start("tokio-spin-once", &[]);
     let local = tokio::task::LocalSet::new();
     runtime().block_on(local.run_until(async {
-        let client = AsyncClient::connect(&server.socket(), 1, &ConnectOptions::default())
-            .await
-            .unwrap();
+        let client = connected(&server).await;
         let spin = Duration::from_micros(100);
         client.set_spin(spin);
         let waiters = 20u32;
