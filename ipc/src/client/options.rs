@@ -20,7 +20,8 @@ pub struct ConnectOptions {
     /// Dispatch ring capacity asked for (0: server default).
     pub dispatch_ring: u32,
     /// The largest ring the client accepts without having asked for it: a grant
-    /// above both this and the ring's request refuses the connection
+    /// above both this and the ring's request (rounded up to a power of two, as a
+    /// server rounds it) refuses the connection
     /// ([`ProtocolError::Grant`](crate::ProtocolError::Grant)). A server may round a
     /// request up (to its `min_ring_size`); this bounds what it can impose, and so
     /// what one response or dispatch message can make the client allocate (half a
@@ -41,7 +42,9 @@ pub(crate) const DEFAULT_MAX_RING: u32 = 256 << 20;
 impl ConnectOptions {
     /// The largest capacity the client accepts for a ring it asked `requested` for.
     pub(crate) fn ring_ceiling(&self, requested: u32) -> u32 {
-        requested.max(self.max_ring)
+        // A server rounds a request up to a power of two.
+        let rounded = requested.checked_next_power_of_two().unwrap_or(u32::MAX);
+        rounded.max(self.max_ring)
     }
 }
 

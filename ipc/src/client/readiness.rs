@@ -37,7 +37,7 @@
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 
-use coroipc_ring::{SleepCheck, Wake};
+use coroipc_ring::SleepCheck;
 
 use super::Client;
 use crate::error::{ClientError, RingKind, Violation};
@@ -133,7 +133,9 @@ impl Client {
         let responses = if stashed_now {
             SleepCheck {
                 sleep: false,
-                wake_peer: Wake::NotNeeded,
+                // What the stash stepped over is released as a sleep would (a
+                // server may wait for that room).
+                wake_peer: self.responses.release(),
                 flow: None,
             }
         } else {

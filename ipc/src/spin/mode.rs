@@ -9,7 +9,7 @@ pub enum WaitMode {
     /// accepted, `Duration::MAX` included: a spinning wait still notices the server's
     /// death within a millisecond.
     SpinThenBlock {
-        /// Spin budget per wait.
+        /// Spin budget of a call's wait (it spins once, however often it wakes).
         spin: Duration,
     },
     /// Sleep on the doorbell at once.
