@@ -15,6 +15,11 @@ use crate::sync::Ordering;
 use crate::wake::{self, SleepCheck, Wake};
 use crate::{Config, Keepalive};
 
+/// How far past the frame being read [`Consumer::prefetch_ahead`] requests lines.
+const PREFETCH_DISTANCE: u64 = 1024;
+/// The largest frame after which [`Consumer::prefetch_ahead`] hints lines.
+const PREFETCH_MAX_FRAME: u64 = 256;
+
 /// The consuming side of a ring. `Send`, not `Sync`.
 ///
 /// # Example
@@ -47,6 +52,9 @@ pub struct Consumer {
     /// The last tail read from shared memory that passed [`check_tail`].
     /// Invariant: `cached_tail - head <= capacity`.
     cached_tail: u64,
+    /// The line-aligned position up to which lines were hinted for prefetch (private,
+    /// a hint only: nothing depends on it for safety).
+    prefetched: u64,
     /// True when the last look at the tail found nothing new: the reader is waiting
     /// for a message (a round trip), not streaming behind the writer.
     waiting: bool,
@@ -123,6 +131,7 @@ impl Consumer {
             pos: head,
             head,
             cached_tail: tail,
+            prefetched: head & !63,
             waiting: false,
             poisoned: None,
             refuse_abandoned: false,
@@ -256,7 +265,10 @@ impl Consumer {
         // is a whole word inside the data area, published to us.
         let word = unsafe { self.ring.data.load_word(geo.offset(self.pos)) };
         match decode(&geo, word, self.pos, self.cached_tail) {
-            Ok(Frame::Message { len, end }) => Ok(Some((self.pos, len, end))),
+            Ok(Frame::Message { len, end }) => {
+                self.prefetch_ahead(end);
+                Ok(Some((self.pos, len, end)))
+            }
             // A skip or a corrupt frame: the slow path decodes it again and decides.
             _ => self.next_frame_slow(),
         }
@@ -343,6 +355,53 @@ impl Consumer {
             self.ring.data.prefetch(geo.offset(self.pos) + 64);
         }
         Ok(true)
+    }
+
+    /// Keeps the published lines up to [`PREFETCH_DISTANCE`] bytes past `end` (the
+    /// frame being returned) requested from the producer's cache.
+    ///
+    /// Why: the next frame's position is read from this frame's header, so without it
+    /// a reader behind the writer misses on one line per message *in sequence*, each
+    /// waiting for the one before (the header's length gives the next address). Hints
+    /// for lines already published make those misses overlap. Only published lines
+    /// (below the validated tail, less the line the writer may still be filling) are
+    /// requested, each once (`prefetched`); a round trip (one frame published) requests
+    /// nothing. Measured (`coroipc-bench __ring 64 32`, three alternating runs):
+    /// 31.5 -> 100 M msg/s; 64 B single messages 11.7 -> 52.7 M msg/s (SPEC §1.3).
+    #[inline(always)]
+    fn prefetch_ahead(&mut self, end: u64) {
+        // A large frame's own lines are read independently of each other (the copy
+        // overlaps their misses); hinting the lines after it only adds traffic for a
+        // reader that skips its middle (`__ring 1024 32`: 25 -> 18 M msg/s with it).
+        if end.wrapping_sub(self.pos) > PREFETCH_MAX_FRAME {
+            return;
+        }
+        let want = end.wrapping_add(PREFETCH_DISTANCE);
+        // `want` at least a line before the tail (positions are modulo 2^64; the
+        // difference is small and positive exactly when it is before).
+        if self.cached_tail.wrapping_sub(want).wrapping_sub(64) > self.ring.geometry.capacity {
+            return;
+        }
+        self.prefetch_lines(end, want);
+    }
+
+    /// Requests each line from `max(prefetched, end)` to `want`.
+    #[inline(always)]
+    fn prefetch_lines(&mut self, end: u64, want: u64) {
+        let geo = self.ring.geometry;
+        // `prefetched` behind `end` (a jump, or the first frame): start at `end`.
+        let mut line = if self.prefetched.wrapping_sub(end) > PREFETCH_DISTANCE + 64 {
+            end & !63
+        } else {
+            self.prefetched
+        };
+        let mut budget = PREFETCH_DISTANCE / 64;
+        while want.wrapping_sub(line) <= PREFETCH_DISTANCE && budget > 0 {
+            self.ring.data.prefetch(geo.offset(line));
+            line = line.wrapping_add(64);
+            budget -= 1;
+        }
+        self.prefetched = line;
     }
 
     /// Looks at the next message in place. Dropping the grant leaves the message in the
