@@ -16,7 +16,7 @@ use crate::wake::{self, SleepCheck, Wake};
 use crate::{Config, Keepalive};
 
 /// How far past the frame being read [`Consumer::prefetch_ahead`] requests lines.
-const PREFETCH_DISTANCE: u64 = 1024;
+const PREFETCH_DISTANCE: u64 = 2048;
 /// The largest frame after which [`Consumer::prefetch_ahead`] hints lines.
 const PREFETCH_MAX_FRAME: u64 = 256;
 
