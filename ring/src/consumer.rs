@@ -577,3 +577,54 @@ impl ReadGrant<'_> {
         self.consumer.pos = self.end;
     }
 }
+
+#[cfg(all(test, feature = "alloc", not(loom)))]
+mod tests {
+    use crate::{heap, Config};
+
+    /// Every line hinted lies wholly below the tail the consumer validated: the line
+    /// the writer may still be filling is never requested.
+    #[test]
+    fn hints_stay_below_the_published_tail() {
+        let (mut tx, mut rx) = heap::channel(&Config::new(8192)).expect("ring");
+        let mut hinted = false;
+        for round in 0..40u8 {
+            // A batch of varying size, so the tail lands at every offset in a line.
+            for i in 0..(usize::from(round) % 30 + 1) {
+                tx.try_stage(&[round; 200][..i * 7 % 200])
+                    .expect("room: the reader empties the ring every round");
+            }
+            let _ = tx.publish();
+            while let Some(g) = rx.try_peek().expect("sound") {
+                g.consume();
+                // `prefetched` is the end of the last line hinted; behind `pos` it is
+                // stale (nothing hinted lately) and the next hint restarts at `pos`.
+                let lead = rx.prefetched.wrapping_sub(rx.pos);
+                if lead <= 8192 {
+                    assert!(
+                        rx.cached_tail.wrapping_sub(rx.prefetched) <= 8192,
+                        "hinted past the tail: prefetched {} tail {}",
+                        rx.prefetched,
+                        rx.cached_tail
+                    );
+                    hinted |= lead > 64;
+                }
+            }
+            let _ = rx.release();
+        }
+        assert!(hinted, "a reader behind the writer hints lines ahead");
+    }
+
+    /// A round trip (one frame published at a time) hints nothing.
+    #[test]
+    fn a_lone_frame_hints_nothing() {
+        let (mut tx, mut rx) = heap::channel(&Config::new(4096)).expect("ring");
+        let start = rx.prefetched;
+        for i in 0..200u8 {
+            let _ = tx.try_send(&[i; 64]).expect("room");
+            let g = rx.try_peek().expect("sound").expect("a message");
+            let _ = g.release();
+        }
+        assert_eq!(rx.prefetched, start);
+    }
+}
