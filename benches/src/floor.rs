@@ -22,6 +22,7 @@
 //! the child only spins on shared memory and makes the futex system call before
 //! `_exit`.
 
+use coroipc_ring::Fences;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Instant;
 
@@ -330,14 +331,18 @@ pub fn ring_pingpong_of<const N: usize>(samples: usize) -> IpcResult {
 /// `mode` `spin`): the ring's share of an IPC round trip, without the IPC layer
 /// (request ids, response lookup, doorbells, locks).
 pub fn coroipc_ring_pingpong(samples: usize) -> Option<IpcResult> {
-    coroipc_ring_pingpong_of::<64>(samples)
+    coroipc_ring_pingpong_of::<64>(samples, Fences::Locked)
 }
 
-/// [`coroipc_ring_pingpong`] with `N`-byte messages.
-pub fn coroipc_ring_pingpong_of<const N: usize>(samples: usize) -> Option<IpcResult> {
+/// [`coroipc_ring_pingpong`] with `N`-byte messages and the protocol `fences`
+/// (`impl` `coroipc-ring-asym` for [`Fences::Asymmetric`]).
+pub fn coroipc_ring_pingpong_of<const N: usize>(
+    samples: usize,
+    fences: Fences,
+) -> Option<IpcResult> {
     let config = coroipc_ring::Config::new(1 << 16);
-    let rings = coroipc_ring::heap::channel(&config)
-        .and_then(|a| coroipc_ring::heap::channel(&config).map(|b| (a, b)));
+    let channel = || coroipc_ring::heap::channel_with(&config, fences);
+    let rings = channel().and_then(|a| channel().map(|b| (a, b)));
     let Ok(((mut ping_tx, mut ping_rx), (mut pong_tx, mut pong_rx))) = rings else {
         eprintln!("coroipc-ring ping-pong skipped: no ring");
         return None;
@@ -372,7 +377,10 @@ pub fn coroipc_ring_pingpong_of<const N: usize>(samples: usize) -> Option<IpcRes
     }
     let _ = peer.join();
     let mut r = rtt("spin", out);
-    r.imp = "coroipc-ring";
+    r.imp = match fences {
+        Fences::Asymmetric => "coroipc-ring-asym",
+        _ => "coroipc-ring",
+    };
     Some(r)
 }
 
@@ -381,6 +389,7 @@ pub fn run(quick: bool) -> Vec<IpcResult> {
     let samples = if quick { 2_000 } else { 20_000 };
     let mut out = vec![cache_line(samples), ring_pingpong(samples)];
     out.extend(coroipc_ring_pingpong(samples));
+    out.extend(coroipc_ring_pingpong_of::<64>(samples, Fences::Asymmetric));
     match futex(samples / 10) {
         Some(r) => out.push(r),
         None => eprintln!("futex floor skipped: no shared mapping or fork"),

@@ -1157,6 +1157,15 @@ fn floors_table(results: &[IpcResult]) -> String {
             ours: (ns("rtt", "coroipc-ring", "spin", 64), "coroipc-ring"),
         },
         FloorRow {
+            name: "RTT 64 B, ring only, asym (ns)",
+            floor: (ns("rtt", "floor", "ring", 64), "rtrb ping-pong"),
+            iceoryx2: None,
+            ours: (
+                ns("rtt", "coroipc-ring-asym", "spin", 64),
+                "Fences::Asymmetric",
+            ),
+        },
+        FloorRow {
             name: "RTT 1 KiB spinning (ns)",
             floor: (line, "cache line"),
             iceoryx2: ns("rtt", "iceoryx2", "*", 1024),

@@ -39,11 +39,16 @@ fn main() {
     }
     if args.first().map(String::as_str) == Some("__pingpong") {
         // Profiling aid: the spinning ping-pong floors only (cache line, rtrb ring,
-        // coroipc-ring at 64, 56 and 8 B), median ns per round trip.
+        // coroipc-ring at 64, 56 and 8 B, both protocols), median ns per round trip.
+        use coroipc_ring::Fences::{Asymmetric as Asym, Locked};
         let rows = [
             ("", Some(coroipc_bench::floor::cache_line(5_000))),
             ("64 B", Some(coroipc_bench::floor::ring_pingpong(5_000))),
             ("64 B", coroipc_bench::floor::coroipc_ring_pingpong(5_000)),
+            (
+                "64 B",
+                coroipc_bench::floor::coroipc_ring_pingpong_of::<64>(5_000, Asym),
+            ),
             // 56 B: one-line frames (8-byte header + 56); 8 B: the smallest message.
             (
                 "56 B",
@@ -51,7 +56,11 @@ fn main() {
             ),
             (
                 "56 B",
-                coroipc_bench::floor::coroipc_ring_pingpong_of::<56>(5_000),
+                coroipc_bench::floor::coroipc_ring_pingpong_of::<56>(5_000, Locked),
+            ),
+            (
+                "56 B",
+                coroipc_bench::floor::coroipc_ring_pingpong_of::<56>(5_000, Asym),
             ),
             (
                 "8 B",
@@ -59,7 +68,11 @@ fn main() {
             ),
             (
                 "8 B",
-                coroipc_bench::floor::coroipc_ring_pingpong_of::<8>(5_000),
+                coroipc_bench::floor::coroipc_ring_pingpong_of::<8>(5_000, Locked),
+            ),
+            (
+                "8 B",
+                coroipc_bench::floor::coroipc_ring_pingpong_of::<8>(5_000, Asym),
             ),
         ];
         for (size, r) in rows {
@@ -110,7 +123,12 @@ fn main() {
         let size = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(64);
         let batch = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(1);
         let reps = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(5);
-        match coroipc_bench::ring_bench::pair(size, batch, reps) {
+        let fences = if args.get(4).map(String::as_str) == Some("asym") {
+            coroipc_ring::Fences::Asymmetric
+        } else {
+            coroipc_ring::Fences::Locked
+        };
+        match coroipc_bench::ring_bench::pair(size, batch, reps, fences) {
             Some((c, r)) => println!(
                 "ring {size} B x{batch}: coroipc {:.2} rtrb {:.2} M msg/s ({:.2}x)",
                 c / 1e6,

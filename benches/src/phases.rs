@@ -93,7 +93,7 @@ pub fn run(samples: usize) {
     report("ipc stream 64 B", "M msg/s", false, &stream);
     for batch in [1, ring_bench::BATCH] {
         let ratio = sample(samples, || {
-            ring_bench::pair(64, batch, 1).map(|(c, r)| c / r)
+            ring_bench::pair(64, batch, 1, coroipc_ring::Fences::Locked).map(|(c, r)| c / r)
         });
         report(&format!("ring 64 B x{batch} / rtrb"), "x", false, &ratio);
     }

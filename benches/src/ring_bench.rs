@@ -6,7 +6,7 @@
 use std::hint::spin_loop;
 use std::time::{Duration, Instant};
 
-use coroipc_ring::{heap, Config, PushError};
+use coroipc_ring::{heap, Config, Fences, PushError};
 
 use crate::pin_to;
 
@@ -57,7 +57,12 @@ fn two_threads(
 
 /// coroipc-ring, `batch` messages per publish / release.
 pub fn coroipc<const N: usize>(n: u64, batch: usize) -> Duration {
-    let Ok((mut p, mut c)) = heap::channel(&Config::new(RING_BYTES)) else {
+    coroipc_with::<N>(n, batch, Fences::Locked)
+}
+
+/// [`coroipc`] with the protocol `fences`.
+pub fn coroipc_with<const N: usize>(n: u64, batch: usize, fences: Fences) -> Duration {
+    let Ok((mut p, mut c)) = heap::channel_with(&Config::new(RING_BYTES), fences) else {
         return Duration::MAX;
     };
     two_threads(
@@ -225,6 +230,12 @@ fn case<const N: usize>(out: &mut Vec<RingResult>, n: u64, reps: usize) {
             msgs_per_s: median_rate(reps, n, || coroipc::<N>(n, batch)),
         });
         out.push(RingResult {
+            imp: "coroipc-asym",
+            size: N,
+            batch,
+            msgs_per_s: median_rate(reps, n, || coroipc_with::<N>(n, batch, Fences::Asymmetric)),
+        });
+        out.push(RingResult {
             imp: "rtrb",
             size: N,
             batch,
@@ -239,17 +250,20 @@ fn case<const N: usize>(out: &mut Vec<RingResult>, n: u64, reps: usize) {
     });
 }
 
-/// One case alone, alternating coroipc-ring and rtrb `reps` times (a profiling aid:
-/// `coroipc-bench __ring SIZE BATCH`): each one's median, in messages per second.
-/// Sizes 8, 64 and 1024.
-pub fn pair(size: usize, batch: usize, reps: usize) -> Option<(f64, f64)> {
+/// One case alone, alternating coroipc-ring (with `fences`) and rtrb `reps` times (a
+/// profiling aid: `coroipc-bench __ring SIZE BATCH [REPS] [asym]`): each one's median,
+/// in messages per second. Sizes 8, 64 and 1024.
+pub fn pair(size: usize, batch: usize, reps: usize, fences: Fences) -> Option<(f64, f64)> {
     pin_to(0);
     let n = 2_000_000;
     let (c, r): (Vec<Duration>, Vec<Duration>) = (0..reps)
         .map(|_| match size {
-            8 => (coroipc::<8>(n, batch), rtrb::<8>(n, batch)),
-            64 => (coroipc::<64>(n, batch), rtrb::<64>(n, batch)),
-            1024 => (coroipc::<1024>(n / 8, batch), rtrb::<1024>(n / 8, batch)),
+            8 => (coroipc_with::<8>(n, batch, fences), rtrb::<8>(n, batch)),
+            64 => (coroipc_with::<64>(n, batch, fences), rtrb::<64>(n, batch)),
+            1024 => (
+                coroipc_with::<1024>(n / 8, batch, fences),
+                rtrb::<1024>(n / 8, batch),
+            ),
             _ => (Duration::ZERO, Duration::ZERO),
         })
         .unzip();
@@ -295,20 +309,24 @@ pub fn table(results: &[RingResult]) -> String {
             .map_or(f64::NAN, |r| r.msgs_per_s)
     };
     let mut s = String::from("Ring throughput, two threads, M msg/s — higher is better\n");
-    s.push_str("  size  batch   coroipc      rtrb   crossbeam   coroipc/rtrb  coroipc/crossbeam\n");
+    s.push_str("  (asym: the same ring with Fences::Asymmetric)\n");
+    s.push_str("  size  batch   coroipc     asym      rtrb   crossbeam   coroipc/rtrb  asym/rtrb  coroipc/crossbeam\n");
     for size in [8usize, 64, 1024] {
         for batch in [1, BATCH] {
-            let (c, r, x) = (
+            let (c, a, r, x) = (
                 get("coroipc", size, batch),
+                get("coroipc-asym", size, batch),
                 get("rtrb", size, batch),
                 get("crossbeam", size, 1),
             );
             s.push_str(&format!(
-                "  {size:>4}  {batch:>5}  {:>8.2}  {:>8.2}  {:>10.2}  {:>12.2}x  {:>16.2}x\n",
+                "  {size:>4}  {batch:>5}  {:>8.2} {:>8.2}  {:>8.2}  {:>10.2}  {:>12.2}x  {:>8.2}x  {:>16.2}x\n",
                 c / 1e6,
+                a / 1e6,
                 r / 1e6,
                 x / 1e6,
                 c / r,
+                a / r,
                 c / x
             ));
         }
@@ -382,7 +400,10 @@ fn line_fit_size<const N: usize>(n: u64) -> [f64; 8] {
     let rate = |d: Duration| n as f64 / d.as_secs_f64() / 1e6;
     pin_to(0);
     [
-        pp(crate::floor::coroipc_ring_pingpong_of::<N>(2_000)),
+        pp(crate::floor::coroipc_ring_pingpong_of::<N>(
+            2_000,
+            Fences::Locked,
+        )),
         pp(Some(crate::floor::ring_pingpong_of::<N>(2_000))),
         rate(coroipc::<N>(n, 1)),
         rate(rtrb::<N>(n, 1)),

@@ -7,8 +7,8 @@
 
 use std::sync::Arc;
 
-use coroipc_ring::heap::{channel, mpsc_channel, HeapRegion};
-use coroipc_ring::{Config, Consumer, FlowChange, PopError, Producer, PushError};
+use coroipc_ring::heap::{channel, channel_with, mpsc_channel, HeapRegion};
+use coroipc_ring::{Config, Consumer, Fences, FlowChange, PopError, Producer, PushError};
 use loom::sync::atomic::{AtomicBool, Ordering};
 use loom::thread;
 use loom_tests::{msg, Doorbell, GenBell};
@@ -392,8 +392,20 @@ fn mpsc_full_ring() {
 /// publish says so. A lost wake-up deadlocks the model.
 #[test]
 fn consumer_sleep_wake() {
-    loom::model(|| {
-        let (mut p, mut c) = channel(&Config::new(32)).unwrap();
+    consumer_sleep_wake_with(Fences::Locked);
+}
+
+/// [`consumer_sleep_wake`] for an asymmetric ring: plain-store publishes, the heavy
+/// barrier before sleep (a `SeqCst` fence on both sides here: loom cannot model
+/// `membarrier`, see `ring/src/fence.rs`).
+#[test]
+fn consumer_sleep_wake_asymmetric() {
+    consumer_sleep_wake_with(Fences::Asymmetric);
+}
+
+fn consumer_sleep_wake_with(fences: Fences) {
+    loom::model(move || {
+        let (mut p, mut c) = channel_with(&Config::new(32), fences).unwrap();
         let bell = Arc::new(Doorbell::new());
         let bell2 = bell.clone();
         let t = thread::spawn(move || {
@@ -444,8 +456,18 @@ fn recv_ringing(c: &mut coroipc_ring::Consumer, bell: &Doorbell) -> Vec<u8> {
 /// release says so. A lost wake-up deadlocks the model.
 #[test]
 fn producer_sleep_wake() {
-    loom::model(|| {
-        let (mut p, mut c) = channel(&Config::new(32)).unwrap();
+    producer_sleep_wake_with(Fences::Locked);
+}
+
+/// [`producer_sleep_wake`] for an asymmetric ring (as [`consumer_sleep_wake_asymmetric`]).
+#[test]
+fn producer_sleep_wake_asymmetric() {
+    producer_sleep_wake_with(Fences::Asymmetric);
+}
+
+fn producer_sleep_wake_with(fences: Fences) {
+    loom::model(move || {
+        let (mut p, mut c) = channel_with(&Config::new(32), fences).unwrap();
         let bell = Arc::new(Doorbell::new());
         let bell2 = bell.clone();
         let t = thread::spawn(move || {

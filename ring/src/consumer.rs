@@ -13,7 +13,8 @@ use crate::index::{check_tail, SLEEP_BIT};
 use crate::layout::{RawRegion, RingPtrs};
 use crate::sync::Ordering;
 use crate::wake::{self, SleepCheck, Wake};
-use crate::{Config, Keepalive};
+use crate::{fence, Config, Fences, Keepalive};
+use core::cell::Cell;
 
 /// How far past the frame being read [`Consumer::prefetch_ahead`] requests lines.
 const PREFETCH_DISTANCE: u64 = 2048;
@@ -63,6 +64,12 @@ pub struct Consumer {
     /// Abandoned-reservation frames are corruption ([`Consumer::refuse_abandoned`]):
     /// the producer is an SPSC [`Producer`](crate::Producer), which never writes one.
     refuse_abandoned: bool,
+    /// Asymmetric rings: the producer's last sleep epoch this consumer rang for
+    /// (`wake::wake_for`).
+    producer_rung: u64,
+    /// Asymmetric rings: this consumer's sleep epoch as last stored (odd: announced).
+    /// A `Cell` because `cancel_sleep` takes `&self`; the handle is not `Sync`.
+    epoch: Cell<u64>,
     _keep: Keepalive,
 }
 
@@ -104,7 +111,26 @@ impl Consumer {
     /// [`AttachError`]: the region is misaligned or too small, or `config` is invalid.
     pub unsafe fn create(region: RawRegion, config: &Config) -> Result<Self, AttachError> {
         // SAFETY: forwarded contract.
-        let ring = unsafe { RingPtrs::create(region, config) }?;
+        unsafe { Self::create_with(region, config, Fences::Locked) }
+    }
+
+    /// [`create`](Self::create) with the protocol `fences` (see
+    /// [`Producer::create_with`](crate::Producer::create_with)).
+    ///
+    /// # Safety
+    /// As for [`create`](Self::create).
+    ///
+    /// # Errors
+    ///
+    /// As [`create`](Self::create); [`AttachError::Unsupported`] where this process
+    /// cannot register for `membarrier`.
+    pub unsafe fn create_with(
+        region: RawRegion,
+        config: &Config,
+        fences: Fences,
+    ) -> Result<Self, AttachError> {
+        // SAFETY: forwarded contract.
+        let ring = unsafe { RingPtrs::create(region, config, fences) }?;
         Ok(Self::from_ring(ring, 0, 0))
     }
 
@@ -135,6 +161,8 @@ impl Consumer {
             waiting: false,
             poisoned: None,
             refuse_abandoned: false,
+            producer_rung: 0,
+            epoch: Cell::new(0),
             _keep: Keepalive::default(),
         }
     }
@@ -317,6 +345,12 @@ impl Consumer {
     #[cold]
     #[inline(never)]
     fn release_skipped(&mut self) {
+        // An asymmetric ring's producer is SPSC: it writes padding only before a
+        // message, published with it, so an honest one never leaves skipped frames
+        // alone at the tail; a hostile one's stay until `release` (its own space).
+        if self.ring.fences == Fences::Asymmetric {
+            return;
+        }
         let released = self.ring.header().head.0.head.compare_exchange(
             self.head,
             self.pos,
@@ -480,6 +514,9 @@ impl Consumer {
         if self.pos == self.head {
             return Wake::NotNeeded;
         }
+        if self.ring.fences == Fences::Asymmetric {
+            return self.release_asymmetric();
+        }
         let old = self
             .ring
             .header()
@@ -489,6 +526,17 @@ impl Consumer {
             .swap(self.pos, Ordering::Release);
         self.head = self.pos;
         Wake::from_old_index(old)
+    }
+
+    /// The publisher's half of the asymmetric protocol (`fence.rs`) for the head.
+    #[inline(always)]
+    fn release_asymmetric(&mut self) -> Wake {
+        let header = self.ring.header();
+        header.head.0.head.store(self.pos, Ordering::Release);
+        self.head = self.pos;
+        fence::light();
+        let epoch = header.meta.0.producer_sleep.load(Ordering::Relaxed);
+        wake::wake_for(epoch, &mut self.producer_rung)
     }
 
     /// Bytes consumed and not yet released.
@@ -508,14 +556,16 @@ impl Consumer {
         let wake_peer = self.release();
         let (head, pos, capacity) = (self.head, self.pos, self.ring.geometry.capacity);
         let mut cached = self.cached_tail;
-        let sleep = wake::announce(
-            &self.ring.header().tail.0.tail,
-            || (),
-            |raw, ()| {
-                cached = check_tail(raw, cached, head, capacity)?;
-                Ok(cached != pos)
-            },
-        );
+        let header = self.ring.header();
+        let check = |raw, ()| {
+            cached = check_tail(raw, cached, head, capacity)?;
+            Ok(cached != pos)
+        };
+        let (tail, flag) = (&header.tail.0.tail, &header.meta.0.consumer_sleep);
+        let sleep = match self.ring.fences {
+            Fences::Locked => wake::announce(tail, || (), check),
+            Fences::Asymmetric => wake::announce_asymmetric(flag, &self.epoch, tail, check),
+        };
         self.cached_tail = cached;
         let sleep = sleep.map_err(|c| self.poison(c))?;
         Ok(SleepCheck {
@@ -527,7 +577,13 @@ impl Consumer {
 
     /// Withdraws a sleep announcement (after waking, or instead of sleeping).
     pub fn cancel_sleep(&self) {
-        wake::cancel(&self.ring.header().tail.0.tail);
+        let header = self.ring.header();
+        match self.ring.fences {
+            Fences::Locked => wake::cancel(&header.tail.0.tail),
+            Fences::Asymmetric => {
+                wake::cancel_asymmetric(&header.meta.0.consumer_sleep, &self.epoch);
+            }
+        }
     }
 }
 

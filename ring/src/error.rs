@@ -38,6 +38,10 @@ pub enum AttachError {
     Config(ConfigError),
     /// The header's geometry differs from the one this side expected.
     Mismatch,
+    /// The ring uses [`Fences::Asymmetric`](crate::Fences::Asymmetric) and this process
+    /// cannot take part: `membarrier` registration was refused (a kernel before 4.16, a
+    /// seccomp filter, not Linux), or the handle is an MPSC producer.
+    Unsupported,
 }
 
 /// What a corrupt shared region looked like when it was detected.
@@ -140,6 +144,12 @@ impl fmt::Display for AttachError {
             AttachError::BadVersion(v) => write!(f, "ring header version {v} is not supported"),
             AttachError::Config(e) => write!(f, "ring geometry invalid: {e}"),
             AttachError::Mismatch => write!(f, "ring geometry differs from the expected one"),
+            AttachError::Unsupported => {
+                write!(
+                    f,
+                    "ring uses asymmetric fences, which this handle cannot join"
+                )
+            }
         }
     }
 }

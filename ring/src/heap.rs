@@ -6,7 +6,7 @@ use core::ptr::NonNull;
 
 use crate::error::AttachError;
 use crate::layout::{Config, RawRegion, HEADER_SIZE, REGION_ALIGN};
-use crate::{Consumer, MpscProducer, Producer};
+use crate::{Consumer, Fences, MpscProducer, Producer};
 
 /// An owned, zeroed, [`REGION_ALIGN`]-aligned heap allocation holding one ring.
 ///
@@ -112,9 +112,21 @@ impl Drop for HeapRegion {
 ///
 /// As [`HeapRegion::new`].
 pub fn channel(config: &Config) -> Result<(Producer, Consumer), AttachError> {
+    channel_with(config, Fences::Locked)
+}
+
+/// [`channel`] with the protocol `fences` ([`Fences::Asymmetric`]: plain-store publishes,
+/// a `membarrier` before each sleep; see the crate's `fence` module).
+///
+/// # Errors
+///
+/// As [`HeapRegion::new`]; [`AttachError::Unsupported`] where this process cannot
+/// register for `membarrier`.
+pub fn channel_with(config: &Config, fences: Fences) -> Result<(Producer, Consumer), AttachError> {
     let region = Arc::new(HeapRegion::new(config)?);
     // SAFETY: fresh allocation, kept alive by both handles through `keep_alive`.
-    let producer = unsafe { Producer::create(region.raw(), config) }?.keep_alive(region.clone());
+    let producer =
+        unsafe { Producer::create_with(region.raw(), config, fences) }?.keep_alive(region.clone());
     // SAFETY: initialised just above; kept alive as well.
     let consumer = unsafe { Consumer::attach(region.raw()) }?.keep_alive(region);
     Ok((producer, consumer))

@@ -74,6 +74,7 @@ extern crate alloc;
 mod bytes;
 mod consumer;
 mod error;
+mod fence;
 mod frame;
 #[cfg(feature = "alloc")]
 pub mod heap;
@@ -88,9 +89,10 @@ pub mod wake;
 pub use bytes::{Bytes, BytesMut};
 pub use consumer::{Consumer, ReadGrant, Received};
 pub use error::{AttachError, ConfigError, Corruption, PopError, PushError};
+pub use fence::Fences;
 pub use layout::{
     max_message_len, region_size, Config, RawRegion, FRAME_HEADER, MAGIC, MAX_CAPACITY,
-    MIN_CAPACITY, REGION_ALIGN, VERSION,
+    MIN_CAPACITY, REGION_ALIGN, VERSION, VERSION_ASYMMETRIC,
 };
 pub use mpsc::{BatchSent, MpscGrant, MpscProducer};
 pub use producer::{Producer, WriteGrant};
@@ -131,6 +133,10 @@ pub mod offsets {
     pub const HIGH_WATERMARK: usize = 0x018;
     /// `low_watermark: u64`.
     pub const LOW_WATERMARK: usize = 0x020;
+    /// `producer_sleep: u64`, the producer's sleep epoch (asymmetric rings only).
+    pub const PRODUCER_SLEEP: usize = 0x028;
+    /// `consumer_sleep: u64`, the consumer's sleep epoch (asymmetric rings only).
+    pub const CONSUMER_SLEEP: usize = 0x040;
     /// `tail: u64` (bit 0: consumer sleeping).
     pub const TAIL: usize = 0x080;
     /// `flow: u32`.

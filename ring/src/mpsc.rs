@@ -86,7 +86,7 @@ impl MpscProducer {
     /// [`AttachError`]: the region is misaligned or too small, or `config` is invalid.
     pub unsafe fn create(region: RawRegion, config: &Config) -> Result<Self, AttachError> {
         // SAFETY: forwarded contract.
-        let ring = unsafe { RingPtrs::create(region, config) }?;
+        let ring = unsafe { RingPtrs::create(region, config, crate::Fences::Locked) }?;
         Ok(Self::from_ring(ring, 0, 0))
     }
 
@@ -99,10 +99,16 @@ impl MpscProducer {
     ///
     /// [`AttachError`]: the region is misaligned or too small, or the header found
     /// there has the wrong magic, version or geometry, or indices that cannot start a
-    /// ring.
+    /// ring; [`AttachError::Unsupported`] for a ring with
+    /// [`Fences::Asymmetric`](crate::Fences::Asymmetric).
     pub unsafe fn attach(region: RawRegion) -> Result<Self, AttachError> {
         // SAFETY: forwarded contract.
         let (ring, head, tail) = unsafe { RingPtrs::attach_at_start(region) }?;
+        // Its publishes order against the consumer's flag in the index word: the
+        // asymmetric protocol has none there (`fence.rs`).
+        if ring.fences != crate::Fences::Locked {
+            return Err(AttachError::Unsupported);
+        }
         Ok(Self::from_ring(ring, head, tail))
     }
 

@@ -15,7 +15,8 @@ use crate::index::check_head;
 use crate::layout::{Config, RawRegion, RingPtrs, FRAME_HEADER};
 use crate::sync::Ordering;
 use crate::wake::{self, FlowChange, Published, SleepCheck, Wake};
-use crate::Keepalive;
+use crate::{fence, Fences, Keepalive};
+use core::cell::Cell;
 
 /// The producing side of an SPSC ring.
 ///
@@ -36,6 +37,12 @@ pub struct Producer {
     flow_on: bool,
     /// Set by the first corruption seen; every later call reports it.
     poisoned: Option<Corruption>,
+    /// Asymmetric rings: the consumer's last sleep epoch this producer rang for, so
+    /// that one announcement is rung once (`wake::wake_for`).
+    consumer_rung: u64,
+    /// Asymmetric rings: this producer's sleep epoch as last stored (odd: announced).
+    /// A `Cell` because `cancel_sleep` takes `&self`; the handle is not `Sync`.
+    epoch: Cell<u64>,
     _keep: Keepalive,
 }
 
@@ -69,7 +76,27 @@ impl Producer {
     /// [`AttachError`]: the region is misaligned or too small, or `config` is invalid.
     pub unsafe fn create(region: RawRegion, config: &Config) -> Result<Self, AttachError> {
         // SAFETY: forwarded contract.
-        let ring = unsafe { RingPtrs::create(region, config) }?;
+        unsafe { Self::create_with(region, config, Fences::Locked) }
+    }
+
+    /// [`create`](Self::create) with the protocol `fences`: with
+    /// [`Fences::Asymmetric`] a publish is a plain store and a side about to sleep pays
+    /// a `membarrier` (the crate's `fence` module); the consumer learns it at attach.
+    ///
+    /// # Safety
+    /// As for [`create`](Self::create).
+    ///
+    /// # Errors
+    ///
+    /// As [`create`](Self::create); [`AttachError::Unsupported`] where this process
+    /// cannot register for `membarrier`.
+    pub unsafe fn create_with(
+        region: RawRegion,
+        config: &Config,
+        fences: Fences,
+    ) -> Result<Self, AttachError> {
+        // SAFETY: forwarded contract.
+        let ring = unsafe { RingPtrs::create(region, config, fences) }?;
         Ok(Self::from_ring(ring, 0, 0))
     }
 
@@ -98,6 +125,8 @@ impl Producer {
             cached_head: head,
             flow_on: false,
             poisoned: None,
+            consumer_rung: 0,
+            epoch: Cell::new(0),
             _keep: Keepalive::default(),
         }
     }
@@ -303,7 +332,11 @@ impl Producer {
     /// reports whether the consumer sleeps and whether flow control changed.
     #[inline]
     pub fn publish(&mut self) -> Published {
-        let wake = if self.tail != self.published {
+        let wake = if self.tail == self.published {
+            Wake::NotNeeded
+        } else if self.ring.fences == Fences::Asymmetric {
+            self.publish_asymmetric()
+        } else {
             let old = self
                 .ring
                 .header()
@@ -313,8 +346,6 @@ impl Producer {
                 .swap(self.tail, Ordering::Release);
             self.published = self.tail;
             Wake::from_old_index(old)
-        } else {
-            Wake::NotNeeded
         };
         let geo = self.ring.geometry;
         let mut flow = None;
@@ -325,6 +356,18 @@ impl Producer {
             flow = self.evaluate_flow();
         }
         Published { wake, flow }
+    }
+
+    /// The publisher's half of the asymmetric protocol (`fence.rs`): a plain store of
+    /// the tail, then the consumer's epoch.
+    #[inline(always)]
+    fn publish_asymmetric(&mut self) -> Wake {
+        let header = self.ring.header();
+        header.tail.0.tail.store(self.tail, Ordering::Release);
+        self.published = self.tail;
+        fence::light();
+        let epoch = header.meta.0.consumer_sleep.load(Ordering::Relaxed);
+        wake::wake_for(epoch, &mut self.consumer_rung)
     }
 
     /// Nothing on a poisoned ring: a transition read from a ring found corrupt is not
@@ -407,14 +450,16 @@ impl Producer {
     ) -> Result<SleepCheck, PushError> {
         let bound = self.published;
         let mut cached = self.cached_head;
-        let sleep = wake::announce(
-            &self.ring.header().head.0.head,
-            || (),
-            |raw, ()| {
-                cached = check_head(raw, cached, bound)?;
-                Ok(ready(cached))
-            },
-        );
+        let header = self.ring.header();
+        let check = |raw, ()| {
+            cached = check_head(raw, cached, bound)?;
+            Ok(ready(cached))
+        };
+        let (head, flag) = (&header.head.0.head, &header.meta.0.producer_sleep);
+        let sleep = match self.ring.fences {
+            Fences::Locked => wake::announce(head, || (), check),
+            Fences::Asymmetric => wake::announce_asymmetric(flag, &self.epoch, head, check),
+        };
         self.cached_head = cached;
         let sleep = sleep.map_err(|c| self.poison(c))?;
         Ok(SleepCheck {
@@ -426,7 +471,13 @@ impl Producer {
 
     /// Withdraws a sleep announcement (after waking, or instead of sleeping).
     pub fn cancel_sleep(&self) {
-        wake::cancel(&self.ring.header().head.0.head);
+        let header = self.ring.header();
+        match self.ring.fences {
+            Fences::Locked => wake::cancel(&header.head.0.head),
+            Fences::Asymmetric => {
+                wake::cancel_asymmetric(&header.meta.0.producer_sleep, &self.epoch);
+            }
+        }
     }
 }
 

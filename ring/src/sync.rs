@@ -16,6 +16,17 @@ pub(crate) use loom::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 #[cfg(not(loom))]
 pub(crate) use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
+/// A `SeqCst` fence (loom's under loom): the stand-in for `membarrier` in the models
+/// (`fence.rs`).
+#[cfg(any(loom, miri))]
+#[inline]
+pub(crate) fn fence_seq_cst() {
+    #[cfg(loom)]
+    loom::sync::atomic::fence(Ordering::SeqCst);
+    #[cfg(not(loom))]
+    core::sync::atomic::fence(Ordering::SeqCst);
+}
+
 /// Waits for an MPSC claim's turn to publish (every earlier claim published).
 ///
 /// Production spins on the atomic (pause, then `yield` with `std`): the wait lasts as

@@ -59,6 +59,8 @@
 //! The loom suite passes with it, and weakening either index `swap` or the index loads
 //! to `Relaxed` fails it (SPEC.md §1.6).
 
+use core::cell::Cell;
+
 use crate::error::Corruption;
 use crate::index::SLEEP_BIT;
 use crate::sync::{AtomicU64, Ordering};
@@ -100,6 +102,55 @@ pub(crate) fn announce<S>(
 #[inline]
 pub(crate) fn cancel(word: &AtomicU64) {
     word.fetch_and(!SLEEP_BIT, Ordering::Relaxed);
+}
+
+/// The announce step of an asymmetric ring (`fence.rs`): a new odd epoch in `flag`
+/// (ours; `epoch` is our private copy of it), the heavy barrier, then the peer's
+/// `index` (`Acquire`) for `ready` to validate and judge. Returns whether the caller may
+/// sleep; when not (ready, or the barrier refused), the announcement is withdrawn.
+#[cold]
+pub(crate) fn announce_asymmetric(
+    flag: &AtomicU64,
+    epoch: &Cell<u64>,
+    index: &AtomicU64,
+    mut ready: impl FnMut(u64, ()) -> Result<bool, Corruption>,
+) -> Result<bool, Corruption> {
+    // The next odd value: every announcement is one the peer has not rung for yet.
+    let announced = epoch.get().wrapping_add(1) | 1;
+    epoch.set(announced);
+    flag.store(announced, Ordering::Relaxed);
+    let outcome = if crate::fence::heavy() {
+        ready(index.load(Ordering::Acquire), ()).map(|r| !r)
+    } else {
+        Ok(false)
+    };
+    if outcome != Ok(true) {
+        cancel_asymmetric(flag, epoch);
+    }
+    outcome
+}
+
+/// A publisher's decision in an asymmetric ring after its index store and
+/// `fence::light`: the peer's `epoch` is an announcement (odd) not yet rung for (`rung`,
+/// updated).
+#[inline(always)]
+pub(crate) fn wake_for(epoch: u64, rung: &mut u64) -> Wake {
+    if epoch & 1 == 1 && epoch != *rung {
+        *rung = epoch;
+        Wake::Needed
+    } else {
+        Wake::NotNeeded
+    }
+}
+
+/// Withdraws an asymmetric announcement: the next even epoch (nothing if none stands).
+#[inline]
+pub(crate) fn cancel_asymmetric(flag: &AtomicU64, epoch: &Cell<u64>) {
+    let now = epoch.get();
+    if now & 1 == 1 {
+        epoch.set(now.wrapping_add(1));
+        flag.store(now.wrapping_add(1), Ordering::Relaxed);
+    }
 }
 
 /// Whether the peer must be woken (its doorbell rung) after a publish or release.
