@@ -80,9 +80,10 @@ fn spsc_full_and_empty_edges() {
         }
         let mut p = t.join().unwrap();
         assert!(c.try_recv_vec().unwrap().is_none());
-        // Exactly two 16-byte frames fit.
+        // Exactly a 16-byte and an 8-byte frame fit (the word after the newest frame
+        // stays free: SPEC §1.3a).
         let _ = p.try_send(&[0; 8]).unwrap();
-        let _ = p.try_send(&[0; 8]).unwrap();
+        let _ = p.try_send(&[]).unwrap();
         assert_eq!(p.try_send(&[]).map(|_| ()), Err(PushError::Full));
     });
 }
@@ -405,7 +406,7 @@ fn consumer_sleep_wake_asymmetric() {
 
 fn consumer_sleep_wake_with(fences: Fences) {
     loom::model(move || {
-        let (mut p, mut c) = channel_with(&Config::new(32), fences).unwrap();
+        let (mut p, mut c) = channel_with(&Config::new(64), fences).unwrap();
         let bell = Arc::new(Doorbell::new());
         let bell2 = bell.clone();
         let t = thread::spawn(move || {
@@ -556,13 +557,48 @@ fn attach_producer(region: Arc<HeapRegion>) -> Producer {
         .keep_alive(region)
 }
 
+/// An SPSC producer links a ring an MPSC producer used before (SPEC §1.3a): the word at
+/// the tail still holds a frame header of the lap before, and the consumer, polling on
+/// another thread, starts to probe headers once it sees the flag. The producer's zero
+/// of that word must be visible to a consumer that sees the flag (Release/Acquire on
+/// `flags`), or the probe takes the old header for a new frame.
+#[test]
+fn a_producer_links_a_used_ring() {
+    loom::model(|| {
+        let cfg = Config::new(32);
+        let r = region(&cfg);
+        // SAFETY: a fresh region; kept alive by the consumer.
+        let mut c = unsafe { Consumer::create(r.raw(), &cfg) }
+            .unwrap()
+            .keep_alive(r.clone());
+        {
+            // SAFETY: as above; an MPSC producer leaves the ring unlinked.
+            let old = unsafe { coroipc_ring::MpscProducer::attach(r.raw()) }.unwrap();
+            // Five 8-byte frames: the tail ends at 40, over the header left at 8.
+            for _ in 0..5 {
+                let _ = old.try_send(&[]).unwrap();
+                assert_eq!(c.try_recv_vec().unwrap().unwrap().0, Vec::<u8>::new());
+            }
+            let _ = c.release();
+        }
+        // The consumer polls (and so looks at the flag) before the producer arrives.
+        assert!(c.try_recv_vec().unwrap().is_none());
+        let t = thread::spawn(move || {
+            let mut p = attach_producer(r);
+            send_spin(&mut p, &msg(3, 8));
+        });
+        assert_eq!(recv_spin(&mut c), msg(3, 8));
+        t.join().unwrap();
+    });
+}
+
 /// The consumer attaches while the producer publishes: the starting tail it reads at
 /// attach may already cover the second message, whose frame it then reads without
 /// any further load of the tail (so that load must be Acquire).
 #[test]
 fn attach_consumer_during_publishes() {
     loom::model(|| {
-        let cfg = Config::new(32);
+        let cfg = Config::new(64);
         let r = region(&cfg);
         // SAFETY: a fresh region; kept alive by the producer.
         let mut p = unsafe { Producer::create(r.raw(), &cfg) }
@@ -586,7 +622,7 @@ fn attach_consumer_during_publishes() {
 #[test]
 fn attach_producer_during_releases() {
     loom::model(|| {
-        let cfg = Config::new(32);
+        let cfg = Config::new(64);
         let r = region(&cfg);
         // SAFETY: a fresh region; kept alive by the consumer.
         let mut c = unsafe { Consumer::create(r.raw(), &cfg) }
@@ -594,16 +630,16 @@ fn attach_producer_during_releases() {
             .keep_alive(r.clone());
         {
             let mut first = attach_producer(r.clone());
-            let _ = first.try_send(&msg(0, 8)).unwrap();
-            let _ = first.try_send(&msg(1, 8)).unwrap(); // full: two 16-byte frames
+            let _ = first.try_send(&msg(0, 16)).unwrap();
+            let _ = first.try_send(&msg(1, 16)).unwrap(); // full: two 24-byte frames and the word after them
         }
         let t = thread::spawn(move || {
             for i in 0..3u8 {
-                assert_eq!(recv_spin(&mut c), msg(i, 8));
+                assert_eq!(recv_spin(&mut c), msg(i, 16));
             }
         });
         let mut p = attach_producer(r);
-        send_spin(&mut p, &msg(2, 8));
+        send_spin(&mut p, &msg(2, 16));
         t.join().unwrap();
     });
 }
@@ -638,26 +674,38 @@ fn attach_needs_a_synchronising_handoff() {
 }
 
 /// Both sides sleep with work pending: the producer staged a full ring (one message
-/// through `WriteGrant::stage`) and announces sleep for space, which publishes it and
+/// through `WriteGrant::stage`; unless the consumer found and freed them first) and
+/// announces sleep for space, which publishes it and
 /// must wake the consumer (`wake_peer`) and report the flow change it causes; the
 /// consumer consumes without releasing and announces sleep, which releases and must
 /// wake the producer. A lost `wake_peer` deadlocks the model.
 #[test]
 fn both_asleep_with_pending_work() {
     loom::model(|| {
-        let (mut p, mut c) = channel(&Config::new(32)).unwrap();
+        let (mut p, mut c) = channel(&Config::new(64)).unwrap();
         let to_consumer = Arc::new(Doorbell::new());
         let to_producer = Arc::new(Doorbell::new());
         let (to_c, to_p) = (to_consumer.clone(), to_producer.clone());
         let t = thread::spawn(move || {
-            let mut g = p.try_reserve(8).unwrap();
-            g.write_at(0, &msg(0, 8));
+            let mut g = p.try_reserve(16).unwrap();
+            g.write_at(0, &msg(0, 16));
             g.stage();
-            p.try_stage(&msg(1, 8)).unwrap();
-            assert_eq!(p.try_stage(&msg(2, 8)), Err(PushError::Full));
+            p.try_stage(&msg(1, 16)).unwrap();
+            // The consumer may already have found the staged frames by their headers
+            // and freed them (SPEC §1.3a): then the third fits, and its publish must
+            // wake a consumer asleep.
+            match p.try_stage(&msg(2, 16)) {
+                Ok(()) => {
+                    if p.publish().wake.is_needed() {
+                        to_c.ring();
+                    }
+                    return;
+                }
+                Err(e) => assert_eq!(e, PushError::Full),
+            }
             // Publishing the staged bytes may turn flow control on (if the consumer
             // has not freed them by then): the check must report it.
-            let check = p.prepare_sleep_for_space(8).unwrap();
+            let check = p.prepare_sleep_for_space(16).unwrap();
             assert_eq!(check.flow == Some(FlowChange::On), p.flow_control());
             let mut check = Some(check);
             loop {
@@ -670,14 +718,14 @@ fn both_asleep_with_pending_work() {
                         p.cancel_sleep();
                     }
                 }
-                match p.try_send(&msg(2, 8)) {
+                match p.try_send(&msg(2, 16)) {
                     Ok(published) => {
                         if published.wake.is_needed() {
                             to_c.ring();
                         }
                         break;
                     }
-                    Err(PushError::Full) => check = Some(p.prepare_sleep_for_space(8).unwrap()),
+                    Err(PushError::Full) => check = Some(p.prepare_sleep_for_space(16).unwrap()),
                     Err(e) => panic!("{e}"),
                 }
             }
@@ -688,7 +736,7 @@ fn both_asleep_with_pending_work() {
                 Some(g) => {
                     let mut buf = vec![0; g.len()];
                     g.read_into(&mut buf);
-                    assert_eq!(buf, msg(got, 8));
+                    assert_eq!(buf, msg(got, 16));
                     g.consume();
                     got += 1;
                 }
@@ -715,15 +763,15 @@ fn both_asleep_with_pending_work() {
 #[test]
 fn producer_sleeps_for_flow_off() {
     loom::model(|| {
-        let cfg = Config::new(32).with_watermarks(24, 8);
+        let cfg = Config::new(64).with_watermarks(48, 16);
         let (mut p, mut c) = channel(&cfg).unwrap();
-        let _ = p.try_send(&msg(0, 8)).unwrap();
-        assert_eq!(p.try_send(&msg(1, 8)).unwrap().flow, Some(FlowChange::On));
+        let _ = p.try_send(&msg(0, 16)).unwrap();
+        assert_eq!(p.try_send(&msg(1, 16)).unwrap().flow, Some(FlowChange::On));
         let bell = Arc::new(Doorbell::new());
         let bell2 = bell.clone();
         let t = thread::spawn(move || {
             for i in 0..3u8 {
-                assert_eq!(recv_ringing(&mut c, &bell2), msg(i, 8));
+                assert_eq!(recv_ringing(&mut c, &bell2), msg(i, 16));
             }
         });
         // The transition off may be found by the announce's own publish step (then
@@ -742,7 +790,7 @@ fn producer_sleeps_for_flow_off() {
             }
         }
         assert!(!p.flow_control());
-        send_spin(&mut p, &msg(2, 8));
+        send_spin(&mut p, &msg(2, 16));
         t.join().unwrap();
     });
 }

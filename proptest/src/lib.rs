@@ -5,6 +5,10 @@
 //! The model is a `VecDeque<Vec<u8>>` of published messages plus the byte positions
 //! the protocol defines (write position, published tail, read position, released head),
 //! so it predicts not only contents and order but exactly when `Full` happens.
+//!
+//! The rings it drives are linked (an SPSC producer, SPEC §1.3a): the consumer finds a
+//! staged message as soon as it is written (by probing its header once the tail shows
+//! nothing new), and a frame needs 8 bytes of room past its end.
 #![deny(missing_docs)]
 
 use std::collections::VecDeque;
@@ -122,6 +126,9 @@ struct Model {
     pos: u64,
     /// Released head.
     head: u64,
+    /// The end of the frames the consumer has learned of (from the tail, or by probing
+    /// a staged frame's header).
+    known: u64,
     /// Position of the ring at the start (positions above are relative to it).
     base: u64,
     /// CONSUMER_SLEEPING / PRODUCER_SLEEPING as the protocol leaves them.
@@ -150,6 +157,11 @@ impl Model {
         self.place(len).1
     }
 
+    /// Whether a message of `len` bytes fits now: its frame, and the word after it.
+    fn room_for(&self, len: usize) -> bool {
+        self.frame_end(len) - self.head <= self.cap - FRAME_HEADER as u64
+    }
+
     /// A reservation of `reserved` bytes committed with `data` (shorter after
     /// `truncate`): placed for the reserved length, sized for the committed one.
     fn write_reserved(&mut self, reserved: usize, data: Vec<u8>) {
@@ -163,7 +175,7 @@ impl Model {
     fn reserve(&self, len: usize) -> Result<(), PushError> {
         if len > self.max {
             Err(PushError::TooLarge { len, max: self.max })
-        } else if self.frame_end(len) - self.head > self.cap {
+        } else if !self.room_for(len) {
             Err(PushError::Full)
         } else {
             Ok(())
@@ -179,7 +191,7 @@ impl Model {
             });
         }
         let (start, end) = self.place(data.len());
-        if end - self.head > self.cap {
+        if !self.room_for(data.len()) {
             return Err(PushError::Full);
         }
         self.tail = end;
@@ -204,7 +216,8 @@ impl Model {
     /// The hysteresis rule on the exact occupancy (the producer re-reads the head
     /// whenever its cached one could allow a transition).
     fn flow(&mut self) -> Option<FlowChange> {
-        let used = self.published - self.head;
+        // The consumer may have released staged frames: the head can pass the tail.
+        let used = self.published.saturating_sub(self.head);
         let change = match self.flow_on {
             false if used >= self.high => FlowChange::On,
             true if used <= self.low => FlowChange::Off,
@@ -234,11 +247,14 @@ impl Model {
         }
     }
 
-    /// The next message visible to the consumer (published, not consumed).
-    fn front(&self) -> Option<&(Vec<u8>, u64, u64)> {
-        self.queue
-            .front()
-            .filter(|(_, _, end)| *end <= self.published)
+    /// The next message a look finds (written, published or not, and not consumed),
+    /// which the consumer then knows of.
+    fn front(&mut self) -> Option<(Vec<u8>, u64, u64)> {
+        let front = self.queue.front().cloned();
+        if let Some((_, _, end)) = &front {
+            self.known = self.known.max(*end);
+        }
+        front
     }
 }
 
@@ -276,6 +292,7 @@ pub fn run_model_at(capacity: usize, start: u64, ops: &[Op]) -> Result<(), Strin
         published: 0,
         pos: 0,
         head: 0,
+        known: 0,
         base: start & !7,
         consumer_sleeping: false,
         producer_sleeping: false,
@@ -348,7 +365,7 @@ pub fn run_model_at(capacity: usize, start: u64, ops: &[Op]) -> Result<(), Strin
             }
             Op::PeekRelease | Op::PeekConsume | Op::PeekDrop => {
                 let got = c.try_peek().map_err(|e| ctx(&e.to_string()))?;
-                let want = m.front().cloned();
+                let want = m.front();
                 match (got, want) {
                     (None, None) => {}
                     (Some(g), Some((data, start, end))) => {
@@ -392,7 +409,7 @@ pub fn run_model_at(capacity: usize, start: u64, ops: &[Op]) -> Result<(), Strin
             Op::Recv(buf_len) => {
                 let mut buf = vec![0u8; *buf_len];
                 let real = c.try_recv(&mut buf);
-                match (real, m.front().cloned()) {
+                match (real, m.front()) {
                     (Ok(None), None) => {}
                     (Ok(Some(r)), Some((data, _, end))) if data.len() <= *buf_len => {
                         if buf[..r.len] != data[..] {
@@ -419,7 +436,9 @@ pub fn run_model_at(capacity: usize, start: u64, ops: &[Op]) -> Result<(), Strin
                     wake: m.release(),
                     flow: None,
                 };
-                let ready = m.published != m.pos;
+                // The tail, or frames found past it, beyond the read position.
+                m.known = m.known.max(m.published);
+                let ready = m.known != m.pos;
                 let want = Model::announce(ready, &mut m.consumer_sleeping, released);
                 if real != want {
                     return differ(&real, &want);
@@ -438,7 +457,7 @@ pub fn run_model_at(capacity: usize, start: u64, ops: &[Op]) -> Result<(), Strin
                     })
                 } else {
                     let published = m.publish();
-                    let ready = m.frame_end(*len) - m.head <= m.cap;
+                    let ready = m.room_for(*len);
                     Ok(Model::announce(ready, &mut m.producer_sleeping, published))
                 };
                 if real != want {
@@ -448,7 +467,7 @@ pub fn run_model_at(capacity: usize, start: u64, ops: &[Op]) -> Result<(), Strin
             Op::ProducerSleepFlowOff => {
                 let real = p.prepare_sleep_for_flow_off();
                 let published = m.publish();
-                let ready = m.published - m.head <= m.low;
+                let ready = m.published.saturating_sub(m.head) <= m.low;
                 let want = Ok(Model::announce(ready, &mut m.producer_sleeping, published));
                 if real != want {
                     return differ(&real, &want);

@@ -83,6 +83,29 @@ pub(crate) fn check_tail(
     check_window(raw & !SLEEP_BIT, previous, room)
 }
 
+/// Validates a `tail` word read by a consumer that may know of frames past the last
+/// tail it validated: `seen` is that tail, `known` the end of the frames it found
+/// (`seen <= known <= head + capacity`; equal for a consumer that reads only the
+/// tail). A tail in `seen..=known` is no news: a linked producer stores the tail just
+/// after the header a probe found (`consumer.rs`). Past `known` it is checked as by
+/// [`check_tail`] against `known`; behind `seen` it went backwards. Returns the new
+/// `(seen, known)`.
+#[inline]
+pub(crate) fn check_tail_known(
+    raw: u64,
+    seen: u64,
+    known: u64,
+    head: u64,
+    capacity: u64,
+) -> Result<(u64, u64), Corruption> {
+    let now = raw & !SLEEP_BIT;
+    if raw & MISALIGN_BITS == 0 && now.wrapping_sub(seen) <= known.wrapping_sub(seen) {
+        return Ok((now, known));
+    }
+    let tail = check_tail(raw, known, head, capacity)?;
+    Ok((tail, tail))
+}
+
 /// Validates a `head` word read by a producer.
 ///
 /// `previous` is the last validated head, `published` the producer's last published
@@ -136,6 +159,40 @@ mod tests {
             Err(Corruption::IndexOutOfRange(72))
         );
         assert!(check_tail(!7, 0, 0, 64).is_err());
+    }
+
+    #[test]
+    fn tail_rules_with_frames_known_past_it() {
+        // Found frames to 48, last tail 16: a tail up to 48 is no news.
+        assert_eq!(check_tail_known(16, 16, 48, 0, 64), Ok((16, 48)));
+        assert_eq!(check_tail_known(33, 16, 48, 0, 64), Ok((32, 48)));
+        assert_eq!(check_tail_known(48, 16, 48, 0, 64), Ok((48, 48)));
+        assert_eq!(check_tail_known(56, 16, 48, 0, 64), Ok((56, 56)));
+        assert_eq!(
+            check_tail_known(8, 16, 48, 0, 64),
+            Err(Corruption::IndexWentBackwards {
+                previous: 48,
+                now: 8
+            })
+        );
+        assert_eq!(
+            check_tail_known(72, 16, 48, 0, 64),
+            Err(Corruption::IndexOutOfRange(72))
+        );
+        assert_eq!(
+            check_tail_known(34, 16, 48, 0, 64),
+            Err(Corruption::MisalignedIndex(34))
+        );
+        // Nothing known past the tail: exactly `check_tail`.
+        for raw in [0, 8, 9, 16, 24, 66, 72, !7] {
+            assert_eq!(
+                check_tail_known(raw, 8, 8, 0, 64).map(|(_, known)| known),
+                check_tail(raw, 8, 0, 64),
+                "raw {raw}"
+            );
+        }
+        // Released past the last tail seen (frames found by probes): the tail may lag.
+        assert_eq!(check_tail_known(16, 16, 48, 40, 64), Ok((16, 48)));
     }
 
     #[test]

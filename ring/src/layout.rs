@@ -3,7 +3,7 @@
 //! Byte layout (production build; `SPEC.md` §1 is the normative text):
 //!
 //! ```text
-//! 0x000  meta line   magic u64 | version u32 | reserved u32 | capacity u64 | high u64 | low u64
+//! 0x000  meta line   magic u64 | version u32 | flags u32 | capacity u64 | high u64 | low u64
 //!                    | producer_sleep u64 (0x028) | consumer_sleep u64 (0x040): asymmetric rings
 //! 0x080  tail line   tail u64 (bit 0: CONSUMER_SLEEPING) | flow u32
 //! 0x100  head line   head u64 (bit 0: PRODUCER_SLEEPING)
@@ -28,6 +28,11 @@ pub const VERSION: u32 = 1;
 /// The same layout with [`Fences::Asymmetric`](crate::Fences::Asymmetric) (the sleep
 /// epochs in use, the index words never carrying a flag).
 pub const VERSION_ASYMMETRIC: u32 = 2;
+/// Bit of the header's `flags`: the producer is an SPSC [`Producer`](crate::Producer),
+/// which publishes each batch by the Release store of its first frame header and keeps
+/// the word after its newest frame zero, so the consumer may find published frames
+/// without reading the tail (SPEC §1.3a).
+pub const FLAG_LINKED: u32 = 1;
 /// Bytes in one frame header.
 pub const FRAME_HEADER: usize = 8;
 /// Smallest data-area capacity accepted.
@@ -47,7 +52,10 @@ pub(crate) struct Meta {
     /// [`MAGIC`], stored last (Release) at creation so a reader that sees it sees the rest.
     pub(crate) magic: AtomicU64,
     pub(crate) version: AtomicU32,
-    pub(crate) reserved: AtomicU32,
+    /// [`FLAG_LINKED`] once an SPSC producer keeps the linked-header invariant
+    /// (`producer.rs`); set only by a producer, never cleared. Informational for the
+    /// consumer (a hostile producer may set it: its frames are its own).
+    pub(crate) flags: AtomicU32,
     /// Data-area bytes; a power of two in `MIN_CAPACITY..=MAX_CAPACITY`.
     pub(crate) capacity: AtomicU64,
     pub(crate) high_watermark: AtomicU64,
@@ -112,7 +120,7 @@ impl Header {
                     Fences::Locked => VERSION,
                     Fences::Asymmetric => VERSION_ASYMMETRIC,
                 }),
-                reserved: AtomicU32::new(0),
+                flags: AtomicU32::new(0),
                 capacity: AtomicU64::new(config.capacity as u64),
                 high_watermark: AtomicU64::new(config.high_watermark as u64),
                 low_watermark: AtomicU64::new(config.low_watermark as u64),
@@ -455,6 +463,27 @@ impl RingPtrs {
             offset: self.geometry.offset(frame_pos) + FRAME_HEADER,
             len,
         }
+    }
+
+    /// Declares the linked-header invariant from `tail` on (the producer's private
+    /// tail, with nothing unreleased: `tail == head`): zeroes the word there, then sets
+    /// [`FLAG_LINKED`] with Release, so a consumer that sees the flag sees the zero.
+    pub(crate) fn link(&self, tail: u64) {
+        // SAFETY: `offset` is 8-aligned and a whole word inside the data area; with
+        // nothing unreleased the word is free space of the producer calling this.
+        unsafe { self.data.store_word(self.geometry.offset(tail), 0) };
+        self.header()
+            .meta
+            .0
+            .flags
+            .fetch_or(FLAG_LINKED, Ordering::Release);
+    }
+
+    /// Whether the producer declared the linked-header invariant (Acquire: the zeroed
+    /// word [`link`](Self::link) wrote before the flag is visible after it).
+    #[inline]
+    pub(crate) fn is_linked(&self) -> bool {
+        self.header().meta.0.flags.load(Ordering::Acquire) & FLAG_LINKED != 0
     }
 
     /// The configuration this side runs with.

@@ -91,8 +91,8 @@ pub use consumer::{Consumer, ReadGrant, Received};
 pub use error::{AttachError, ConfigError, Corruption, PopError, PushError};
 pub use fence::Fences;
 pub use layout::{
-    max_message_len, region_size, Config, RawRegion, FRAME_HEADER, MAGIC, MAX_CAPACITY,
-    MIN_CAPACITY, REGION_ALIGN, VERSION, VERSION_ASYMMETRIC,
+    max_message_len, region_size, Config, RawRegion, FLAG_LINKED, FRAME_HEADER, MAGIC,
+    MAX_CAPACITY, MIN_CAPACITY, REGION_ALIGN, VERSION, VERSION_ASYMMETRIC,
 };
 pub use mpsc::{BatchSent, MpscGrant, MpscProducer};
 pub use producer::{Producer, WriteGrant};
@@ -127,6 +127,8 @@ pub mod offsets {
     pub const MAGIC: usize = 0x000;
     /// `version: u32`.
     pub const VERSION: usize = 0x008;
+    /// `flags: u32` ([`FLAG_LINKED`](crate::FLAG_LINKED)).
+    pub const FLAGS: usize = 0x00c;
     /// `capacity: u64`.
     pub const CAPACITY: usize = 0x010;
     /// `high_watermark: u64`.

@@ -100,13 +100,19 @@ impl MpscProducer {
     /// [`AttachError`]: the region is misaligned or too small, or the header found
     /// there has the wrong magic, version or geometry, or indices that cannot start a
     /// ring; [`AttachError::Unsupported`] for a ring with
-    /// [`Fences::Asymmetric`](crate::Fences::Asymmetric).
+    /// [`Fences::Asymmetric`](crate::Fences::Asymmetric) or one an SPSC producer linked
+    /// ([`FLAG_LINKED`](crate::FLAG_LINKED)).
     pub unsafe fn attach(region: RawRegion) -> Result<Self, AttachError> {
         // SAFETY: forwarded contract.
         let (ring, head, tail) = unsafe { RingPtrs::attach_at_start(region) }?;
         // Its publishes order against the consumer's flag in the index word: the
         // asymmetric protocol has none there (`fence.rs`).
         if ring.fences != crate::Fences::Locked {
+            return Err(AttachError::Unsupported);
+        }
+        // Its claims publish out of the linked-header order an SPSC producer declared
+        // (`producer.rs`), which the ring's consumer may rely on.
+        if ring.is_linked() {
             return Err(AttachError::Unsupported);
         }
         Ok(Self::from_ring(ring, head, tail))

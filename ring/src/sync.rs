@@ -324,6 +324,28 @@ mod data {
             unsafe { self.word(offset) }.store(value, Ordering::Relaxed);
         }
 
+        /// Reads the frame header at `offset` with Acquire: a linked consumer's probe
+        /// (`consumer.rs`), which finds a published frame without the tail.
+        ///
+        /// # Safety
+        /// As for [`load_word`](Self::load_word).
+        #[inline(always)]
+        pub(crate) unsafe fn load_header_acquire(&self, offset: usize) -> u64 {
+            // SAFETY: forwarded contract.
+            unsafe { self.word(offset) }.load(Ordering::Acquire)
+        }
+
+        /// Writes the frame header at `offset` with Release: the store that publishes
+        /// a frame (and everything written before it) to a linked consumer's probe.
+        ///
+        /// # Safety
+        /// As for [`store_word`](Self::store_word).
+        #[inline(always)]
+        pub(crate) unsafe fn store_header_release(&self, offset: usize, value: u64) {
+            // SAFETY: forwarded contract.
+            unsafe { self.word(offset) }.store(value, Ordering::Release);
+        }
+
         /// The whole words `offset..offset + 8 * n` as a slice of atomics.
         ///
         /// # Safety
@@ -553,14 +575,35 @@ mod data {
     use core::ptr::NonNull;
     use loom::cell::UnsafeCell;
 
-    type Word = UnsafeCell<u64>;
+    use loom::sync::atomic::{AtomicU64, Ordering};
 
-    /// Bytes of region memory per 8-byte data word (a tracked loom cell).
+    /// One 8-byte data word as loom sees it: a tracked cell for payload bytes, and an
+    /// atomic for the word read and written as a frame header. In production the two
+    /// are the same memory; here a header is kept apart from the payload bytes once
+    /// written in the same place (a lap before), so the models check the ordering of
+    /// headers and payload (a header read racing its write is a loom error only if
+    /// the header is a cell) but not the stale-payload argument of `consumer.rs`
+    /// (`probe`), which rests on the zeroed word after the newest frame.
+    pub(crate) struct Word {
+        bytes: UnsafeCell<u64>,
+        header: AtomicU64,
+    }
+
+    impl Word {
+        fn new(value: u64) -> Self {
+            Word {
+                bytes: UnsafeCell::new(value),
+                header: AtomicU64::new(value),
+            }
+        }
+    }
+
+    /// Bytes of region memory per 8-byte data word (a tracked loom cell and atomic).
     pub(crate) const WORD_STRIDE: usize = core::mem::size_of::<Word>();
 
-    /// The data area of a ring as loom sees it: one tracked cell per 8-byte word.
+    /// The data area of a ring as loom sees it: one [`Word`] per 8-byte word.
     ///
-    /// Invariant: `base` points to `len / 8` cells, initialised by [`DataArea::init`].
+    /// Invariant: `base` points to `len / 8` words, initialised by [`DataArea::init`].
     #[derive(Clone, Copy, Debug, PartialEq, Eq)]
     pub(crate) struct DataArea {
         base: NonNull<Word>,
@@ -608,15 +651,25 @@ mod data {
         /// # Safety
         /// `offset` 8-aligned and in bounds.
         pub(crate) unsafe fn load_word(&self, offset: usize) -> u64 {
-            // SAFETY: loom tracks the access; the pointer is valid.
-            self.word(offset / 8).with(|p| unsafe { *p })
+            self.word(offset / 8).header.load(Ordering::Relaxed)
         }
 
         /// # Safety
         /// `offset` 8-aligned and in bounds.
         pub(crate) unsafe fn store_word(&self, offset: usize, value: u64) {
-            // SAFETY: loom tracks the access; the pointer is valid.
-            self.word(offset / 8).with_mut(|p| unsafe { *p = value });
+            self.word(offset / 8).header.store(value, Ordering::Relaxed);
+        }
+
+        /// # Safety
+        /// `offset` 8-aligned and in bounds.
+        pub(crate) unsafe fn load_header_acquire(&self, offset: usize) -> u64 {
+            self.word(offset / 8).header.load(Ordering::Acquire)
+        }
+
+        /// # Safety
+        /// `offset` 8-aligned and in bounds.
+        pub(crate) unsafe fn store_header_release(&self, offset: usize, value: u64) {
+            self.word(offset / 8).header.store(value, Ordering::Release);
         }
 
         /// # Safety
@@ -626,6 +679,7 @@ mod data {
                 let at = offset + i;
                 // SAFETY: loom tracks the access; the byte is inside the word.
                 self.word(at / 8)
+                    .bytes
                     .with_mut(|p| unsafe { *p.cast::<u8>().add(at % 8) = *byte });
             }
         }
@@ -653,6 +707,7 @@ mod data {
             for at in offset..offset + len {
                 // SAFETY: loom tracks the access; the byte is inside the word.
                 self.word(at / 8)
+                    .bytes
                     .with_mut(|p| unsafe { *p.cast::<u8>().add(at % 8) = byte });
             }
         }
@@ -665,6 +720,7 @@ mod data {
                 // SAFETY: loom tracks the access; the byte is inside the word.
                 *byte = self
                     .word(at / 8)
+                    .bytes
                     .with(|p| unsafe { *p.cast::<u8>().add(at % 8) });
             }
         }

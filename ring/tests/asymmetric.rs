@@ -36,10 +36,11 @@ fn sleep_protocol_single_thread() {
     assert!(c.try_recv_vec().unwrap().is_some());
     assert!(c.prepare_sleep().unwrap().sleep);
     assert_eq!(p.try_send(b"f").unwrap().wake, Wake::Needed);
-    // Producer side: fill, announce, the consumer's release wakes it once.
+    // Producer side: fill, announce, the consumer's release wakes it once. (Two
+    // 24-byte frames: an SPSC ring keeps its last 8 bytes free, SPEC §1.3a.)
     let (mut p, mut c) = asym(64);
-    let _ = p.try_send(&[1; 24]).unwrap();
-    let _ = p.try_send(&[1; 24]).unwrap();
+    let _ = p.try_send(&[1; 16]).unwrap();
+    let _ = p.try_send(&[1; 16]).unwrap();
     assert!(p.prepare_sleep_for_space(24).unwrap().sleep);
     assert_eq!(c.try_peek().unwrap().unwrap().release(), Wake::Needed);
     assert_eq!(c.try_peek().unwrap().unwrap().release(), Wake::NotNeeded);
@@ -55,8 +56,8 @@ fn sleep_protocol_single_thread() {
 #[test]
 fn the_consumer_releases_before_it_sleeps_and_says_so() {
     let (mut p, mut c) = asym(64);
-    let _ = p.try_send(&[1; 24]).unwrap();
-    let _ = p.try_send(&[1; 24]).unwrap();
+    let _ = p.try_send(&[1; 16]).unwrap();
+    let _ = p.try_send(&[1; 16]).unwrap();
     assert!(p.prepare_sleep_for_space(24).unwrap().sleep);
     c.try_peek().unwrap().unwrap().consume();
     c.try_peek().unwrap().unwrap().consume();

@@ -104,8 +104,8 @@ fn producer_rejects_bad_heads() {
         let _ = p.try_send(&[0; 8]).unwrap();
         let _ = p.try_send(&[0; 8]).unwrap();
         let _ = p.try_send(&[0; 8]).unwrap();
-        let _ = p.try_send(&[0; 8]).unwrap();
-        // Ring full: the next send reads the head.
+        // Ring full (an SPSC ring keeps its last 8 bytes free, SPEC §1.3a): the next
+        // send reads the head.
         poke_u64(&r, offsets::HEAD, bad);
         assert!(
             matches!(p.try_send(&[0; 8]), Err(PushError::Corrupt(_))),
@@ -166,8 +166,9 @@ fn garbage_everywhere_never_panics() {
 fn attached_at(cap: usize, head: u64, tail: u64, word: u64) -> Arc<HeapRegion> {
     let cfg = Config::new(cap);
     let region = Arc::new(HeapRegion::new(&cfg).unwrap());
-    // SAFETY: fresh region; the creating handle is dropped at once.
-    drop(unsafe { Producer::create(region.raw(), &cfg) }.unwrap());
+    // SAFETY: fresh region; the creating handle is dropped at once. A consumer
+    // creates it, so it is not linked (an MPSC producer may attach as well).
+    drop(unsafe { Consumer::create(region.raw(), &cfg) }.unwrap());
     poke_u64(&region, offsets::HEAD, head);
     poke_u64(&region, offsets::TAIL, tail);
     poke_u64(&region, offsets::DATA + (head as usize & (cap - 1)), word);

@@ -61,9 +61,10 @@ fn too_large_and_full_are_typed_and_lose_nothing() {
         p.try_send(&[0; 25]),
         Err(PushError::TooLarge { len: 25, max: 24 })
     );
-    // 64 bytes: two 32-byte frames fill it.
+    // 64 bytes: a 32-byte and a 24-byte frame fill it (an SPSC ring keeps its last 8
+    // bytes free, SPEC §1.3a).
     let _ = p.try_send(&[1; 24]).unwrap();
-    let _ = p.try_send(&[2; 24]).unwrap();
+    let _ = p.try_send(&[2; 16]).unwrap();
     assert_eq!(p.try_send(&[]), Err(PushError::Full));
     let mut small = [0u8; 4];
     assert_eq!(
@@ -74,7 +75,7 @@ fn too_large_and_full_are_typed_and_lose_nothing() {
     assert_eq!(a, vec![1; 24]);
     let _ = p.try_send(&[3; 8]).unwrap();
     let (b, _) = c.try_recv_vec().unwrap().unwrap();
-    assert_eq!(b, vec![2; 24]);
+    assert_eq!(b, vec![2; 16]);
     let (d, _) = c.try_recv_vec().unwrap().unwrap();
     assert_eq!(d, vec![3; 8]);
     assert!(c.try_recv_vec().unwrap().is_none());
@@ -141,19 +142,28 @@ fn batches_publish_and_release_once() {
         p.try_stage(&[i; 3]).unwrap();
     }
     assert_eq!(p.staged_bytes(), 5 * 16);
-    assert!(
-        c.try_peek().unwrap().is_none(),
-        "staged messages are invisible"
-    );
-    let _ = p.publish();
+    // Not in the tail yet: a consumer about to sleep sleeps (the publish wakes it)...
+    assert!(c.prepare_sleep().unwrap().sleep);
+    assert_eq!(p.publish().wake, Wake::Needed);
+    c.cancel_sleep();
+    assert_eq!(p.staged_bytes(), 0);
+    // ...and one that looks finds them whole, in order, staged or published: a
+    // linked ring's consumer probes the header at its position (SPEC §1.3a).
+    p.try_stage(&[9; 3]).unwrap();
     for i in 0..5u8 {
         let g = c.try_peek().unwrap().unwrap();
         assert_eq!(g.to_vec(), [i; 3]);
         g.consume();
     }
-    assert_eq!(c.consumed_bytes(), 80);
+    let g = c.try_peek().unwrap().unwrap();
+    assert_eq!(g.to_vec(), [9; 3], "a staged message, found by its header");
+    g.consume();
+    let _ = p.publish();
+    assert!(c.try_peek().unwrap().is_none(), "each message once");
+    assert_eq!(c.consumed_bytes(), 96);
     // Not yet released: the producer still sees the space as used.
-    // 48 bytes to the end: a 56-byte frame pads 48 and wraps, needing 104 free bytes.
+    // 32 bytes to the end: a 56-byte frame pads 32 and wraps, needing 88 free bytes
+    // and the word after them.
     assert_eq!(p.try_send(&[0; 48]).map(|_| ()), Err(PushError::Full));
     let _ = c.release();
     let _ = p.try_send(&[0; 48]).unwrap();
@@ -173,8 +183,8 @@ fn sleep_protocol_single_thread() {
     assert!(!c.prepare_sleep().unwrap().sleep);
     // Producer side: fill, announce, consumer's release wakes it.
     let (mut p, mut c) = channel(&Config::new(64)).unwrap();
-    let _ = p.try_send(&[1; 24]).unwrap();
-    let _ = p.try_send(&[1; 24]).unwrap();
+    let _ = p.try_send(&[1; 16]).unwrap();
+    let _ = p.try_send(&[1; 16]).unwrap();
     let s = p.prepare_sleep_for_space(24).unwrap();
     assert!(s.sleep);
     let g = c.try_peek().unwrap().unwrap();
@@ -214,8 +224,8 @@ fn polls_during_an_announced_sleep_find_nothing_then_the_message() {
 #[test]
 fn consumer_publishes_consumed_before_sleeping() {
     let (mut p, mut c) = channel(&Config::new(64)).unwrap();
-    let _ = p.try_send(&[1; 24]).unwrap();
-    let _ = p.try_send(&[1; 24]).unwrap();
+    let _ = p.try_send(&[1; 16]).unwrap();
+    let _ = p.try_send(&[1; 16]).unwrap();
     assert!(p.prepare_sleep_for_space(24).unwrap().sleep);
     c.try_peek().unwrap().unwrap().consume();
     c.try_peek().unwrap().unwrap().consume();
