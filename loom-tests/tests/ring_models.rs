@@ -63,6 +63,36 @@ fn spsc_wrap_at_every_offset() {
     }
 }
 
+/// As [`spsc_wrap_at_every_offset`] for an MPSC group: a claim's first word is stored
+/// in its turn after the 0 at its end, so the consumer, probing headers while it
+/// waits (SPEC §1.3a), never takes an older lap's header for a new frame.
+#[test]
+fn mpsc_wrap_at_every_offset() {
+    for offset in [0usize, 8, 16, 24] {
+        loom::model(move || {
+            let (p, mut c) = mpsc_channel(&Config::new(32)).unwrap();
+            for _ in 0..offset / 8 {
+                let _ = p.try_send(&[]).unwrap();
+                let _ = c.try_recv_vec().unwrap().unwrap();
+            }
+            let t = thread::spawn(move || {
+                for (seed, len) in [(1u8, 8usize), (2, 3)] {
+                    loop {
+                        match p.try_send(&msg(seed, len)) {
+                            Ok(_) => break,
+                            Err(PushError::Full) => thread::yield_now(),
+                            Err(e) => panic!("{e}"),
+                        }
+                    }
+                }
+            });
+            assert_eq!(recv_spin(&mut c), msg(1, 8));
+            assert_eq!(recv_spin(&mut c), msg(2, 3));
+            t.join().unwrap();
+        });
+    }
+}
+
 /// The producer fills the ring (Full) and the consumer drains it concurrently; an
 /// empty ring reads as None, never as garbage.
 #[test]
@@ -234,8 +264,9 @@ fn mpsc_dropped_grants_fill_the_ring() {
                 c.cancel_sleep();
             }
         });
+        // 32 + 24 bytes and the word after them (SPEC §1.3a) fill the ring.
         drop(p.try_reserve(24).unwrap());
-        drop(p.try_reserve(24).unwrap());
+        drop(p.try_reserve(16).unwrap());
         loop {
             match p.try_send(&msg(5, 1)) {
                 Ok(published) => {
@@ -270,8 +301,9 @@ fn mpsc_polling_consumer_releases_skipped_frames() {
     loom::model(|| {
         let (p, mut c) = mpsc_channel(&Config::new(32)).unwrap();
         let t = thread::spawn(move || {
+            // 16 + 8 bytes and the word after them fill the ring.
             drop(p.try_reserve(8).unwrap());
-            drop(p.try_reserve(8).unwrap());
+            drop(p.try_reserve(0).unwrap());
             loop {
                 match p.try_send(&msg(4, 8)) {
                     Ok(_) => break,

@@ -157,9 +157,12 @@ impl Model {
         self.place(len).1
     }
 
-    /// Whether a message of `len` bytes fits now: its frame, and the word after it.
+    /// Whether a message of `len` bytes fits now: its frame, and the word after it,
+    /// counted from the head, or from the published tail where the consumer released
+    /// staged frames past it (staged bytes never exceed the capacity).
     fn room_for(&self, len: usize) -> bool {
-        self.frame_end(len) - self.head <= self.cap - FRAME_HEADER as u64
+        let base = self.head.min(self.published);
+        self.frame_end(len) - base <= self.cap - FRAME_HEADER as u64
     }
 
     /// A reservation of `reserved` bytes committed with `data` (shorter after

@@ -40,9 +40,7 @@ pub enum AttachError {
     Mismatch,
     /// The ring uses [`Fences::Asymmetric`](crate::Fences::Asymmetric) and this process
     /// cannot take part: `membarrier` registration was refused (a kernel before 4.16, a
-    /// seccomp filter, not Linux), or the handle is an MPSC producer; or an MPSC
-    /// producer meets a ring an SPSC producer linked
-    /// ([`FLAG_LINKED`](crate::FLAG_LINKED)).
+    /// seccomp filter, not Linux), or the handle is an MPSC producer.
     Unsupported,
 }
 
@@ -149,7 +147,7 @@ impl fmt::Display for AttachError {
             AttachError::Unsupported => {
                 write!(
                     f,
-                    "ring uses asymmetric fences or linked headers, which this handle cannot join"
+                    "ring uses asymmetric fences, which this handle cannot join"
                 )
             }
         }

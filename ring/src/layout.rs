@@ -28,10 +28,10 @@ pub const VERSION: u32 = 1;
 /// The same layout with [`Fences::Asymmetric`](crate::Fences::Asymmetric) (the sleep
 /// epochs in use, the index words never carrying a flag).
 pub const VERSION_ASYMMETRIC: u32 = 2;
-/// Bit of the header's `flags`: the producer is an SPSC [`Producer`](crate::Producer),
-/// which publishes each batch by the Release store of its first frame header and keeps
-/// the word after its newest frame zero, so the consumer may find published frames
-/// without reading the tail (SPEC §1.3a).
+/// Bit of the header's `flags`: the producer stores each frame's header (an MPSC
+/// claim's first word) with Release after the frame and keeps the word after its
+/// newest frame zero, so the consumer may find frames without reading the tail (SPEC
+/// §1.3a).
 pub const FLAG_LINKED: u32 = 1;
 /// Bytes in one frame header.
 pub const FRAME_HEADER: usize = 8;
@@ -52,8 +52,8 @@ pub(crate) struct Meta {
     /// [`MAGIC`], stored last (Release) at creation so a reader that sees it sees the rest.
     pub(crate) magic: AtomicU64,
     pub(crate) version: AtomicU32,
-    /// [`FLAG_LINKED`] once an SPSC producer keeps the linked-header invariant
-    /// (`producer.rs`); set only by a producer, never cleared. Informational for the
+    /// [`FLAG_LINKED`] once a producer keeps the linked-header invariant
+    /// (`producer.rs`, `mpsc.rs`); set only by a producer, never cleared. Informational for the
     /// consumer (a hostile producer may set it: its frames are its own).
     pub(crate) flags: AtomicU32,
     /// Data-area bytes; a power of two in `MIN_CAPACITY..=MAX_CAPACITY`.
@@ -253,6 +253,15 @@ impl Geometry {
         }
     }
 
+    /// Whether a frame ending at `end` fits while the consumer's head is at `head`:
+    /// the one room rule of every producer. The word after the newest frame stays free
+    /// (it holds the 0 of the linked-header invariant, SPEC §1.3a), so at most
+    /// `capacity - 8` bytes are in use.
+    #[inline(always)]
+    pub(crate) fn fits(&self, end: u64, head: u64) -> bool {
+        end.wrapping_sub(head) <= self.capacity - FRAME_HEADER as u64
+    }
+
     #[inline]
     pub(crate) fn offset(&self, position: u64) -> usize {
         (position & self.mask) as usize
@@ -367,8 +376,14 @@ impl RingPtrs {
         // SAFETY: the data area lies inside the region, 8-aligned (HEADER_SIZE is a
         // multiple of 128), and lives as long as the region.
         let data = unsafe { DataArea::new(data_base, config.capacity) };
-        // SAFETY: nobody else uses the area yet.
-        unsafe { data.init() };
+        // SAFETY: nobody else uses the area yet; offset 0 is a whole word inside it.
+        // The first frame's header goes at 0: a word there that no producer wrote would
+        // look like one to a probing consumer (SPEC §1.3a), and the region is not
+        // zeroed by the caller's contract.
+        unsafe {
+            data.init();
+            data.store_word(0, 0);
+        }
         let ptrs = RingPtrs {
             header,
             data,

@@ -10,6 +10,14 @@
 //! `head` is validated against `published` (stored before the shared swap, so it bounds
 //! anything the consumer can have seen) before it frees any space.
 //!
+//! Linked headers (SPEC §1.3a): a claim's first word (its first frame's header, or the
+//! padding before it) is stored only in its turn, with Release, after the 0 stored
+//! into the word at the claim's end: the word the next claim starts with, which its
+//! owner therefore cannot have written yet. Every other header of the claim is written
+//! when the claim is filled. So the word after the newest published frame is 0, as an
+//! SPSC producer keeps it, and a consumer probing headers finds claims in order, whole.
+//! A ring this group creates is linked; one it attaches to keeps its flag.
+//!
 //! Progress: a grant that is held blocks the publication of later ones (not of their
 //! filling); keep grants short, hold at most one per thread, and never forget one
 //! (publication spins until the turn comes: a grant that never publishes blocks every
@@ -87,6 +95,7 @@ impl MpscProducer {
     pub unsafe fn create(region: RawRegion, config: &Config) -> Result<Self, AttachError> {
         // SAFETY: forwarded contract.
         let ring = unsafe { RingPtrs::create(region, config, crate::Fences::Locked) }?;
+        ring.link(0);
         Ok(Self::from_ring(ring, 0, 0))
     }
 
@@ -100,19 +109,13 @@ impl MpscProducer {
     /// [`AttachError`]: the region is misaligned or too small, or the header found
     /// there has the wrong magic, version or geometry, or indices that cannot start a
     /// ring; [`AttachError::Unsupported`] for a ring with
-    /// [`Fences::Asymmetric`](crate::Fences::Asymmetric) or one an SPSC producer linked
-    /// ([`FLAG_LINKED`](crate::FLAG_LINKED)).
+    /// [`Fences::Asymmetric`](crate::Fences::Asymmetric).
     pub unsafe fn attach(region: RawRegion) -> Result<Self, AttachError> {
         // SAFETY: forwarded contract.
         let (ring, head, tail) = unsafe { RingPtrs::attach_at_start(region) }?;
         // Its publishes order against the consumer's flag in the index word: the
         // asymmetric protocol has none there (`fence.rs`).
         if ring.fences != crate::Fences::Locked {
-            return Err(AttachError::Unsupported);
-        }
-        // Its claims publish out of the linked-header order an SPSC producer declared
-        // (`producer.rs`), which the ring's consumer may rely on.
-        if ring.is_linked() {
             return Err(AttachError::Unsupported);
         }
         Ok(Self::from_ring(ring, head, tail))
@@ -261,7 +264,7 @@ impl MpscProducer {
             let (frame_pos, end) = geo.place(claim, len);
             let head = self.cached_head.load(Ordering::Acquire);
             // A stale `claim` can be behind a head released since: reload and retry.
-            if is_before(claim, head) || end.wrapping_sub(head) > geo.capacity {
+            if is_before(claim, head) || !geo.fits(end, head) {
                 let fresh = self.claim.load(Ordering::Relaxed);
                 if fresh != claim {
                     claim = fresh;
@@ -279,16 +282,8 @@ impl MpscProducer {
                 .compare_exchange(claim, end, Ordering::Relaxed, Ordering::Relaxed)
             {
                 Ok(_) => {
-                    if frame_pos != claim {
-                        let pad = frame_pos.wrapping_sub(claim) as usize - FRAME_HEADER;
-                        // SAFETY: `claim..end` is ours (won CAS) and free (head check);
-                        // the padding header is its first word.
-                        unsafe {
-                            self.ring
-                                .data
-                                .store_word(geo.offset(claim), encode(TAG_PAD, pad as u32))
-                        };
-                    }
+                    // The padding before a wrapped message, if any, is the claim's
+                    // first word: stored in its turn (`seal`, `publish`).
                     let bytes = BytesMut::new(self.ring.payload(frame_pos, len));
                     return Ok(MpscGrant {
                         producer: self,
@@ -374,8 +369,10 @@ impl MpscProducer {
             refreshed: false,
         };
         let (mut end, mut sent, mut stopped) = (start, 0, None);
+        let mut first = 0;
         for msg in msgs {
-            match self.place_in_batch(end, core::slice::from_ref(msg), &mut room) {
+            let at = (end, start);
+            match self.place_in_batch(at, core::slice::from_ref(msg), &mut room, &mut first) {
                 Ok(next) => end = next,
                 Err(e) => {
                     stopped = Some(e);
@@ -394,7 +391,7 @@ impl MpscProducer {
         self.claim.store(end, Ordering::Relaxed);
         BatchSent {
             sent,
-            published: self.publish(start, end, true),
+            published: self.publish(Claim { start, end, first }, true),
             stopped,
         }
     }
@@ -423,14 +420,24 @@ impl MpscProducer {
             head: self.cached_head.load(Ordering::Acquire),
             refreshed: false,
         };
-        let end = self.place_in_batch(start, parts, &mut room)?;
+        let mut first = 0;
+        let end = self.place_in_batch((start, start), parts, &mut room, &mut first)?;
         self.claim.store(end, Ordering::Relaxed);
-        Ok(self.publish(start, end, true))
+        Ok(self.publish(Claim { start, end, first }, true))
     }
 
     /// Writes the concatenation of `parts` as a frame at `pos` (after a padding frame
-    /// if it wraps) when it fits before the head; returns the end of its frame.
-    fn place_in_batch(&self, pos: u64, parts: &[&[u8]], room: &mut Room) -> Result<u64, PushError> {
+    /// if it wraps) when it fits before the head; returns the end of its frame. `at`
+    /// is `(pos, start)`, `start` the batch claim's: the word there is the claim's
+    /// first, kept in `first` for [`publish`](Self::publish) to store in its turn.
+    fn place_in_batch(
+        &self,
+        at: (u64, u64),
+        parts: &[&[u8]],
+        room: &mut Room,
+        first: &mut u64,
+    ) -> Result<u64, PushError> {
+        let (pos, start) = at;
         let geo = self.ring.geometry;
         let len = parts
             .iter()
@@ -443,13 +450,13 @@ impl MpscProducer {
             });
         }
         let (frame_pos, end) = geo.place(pos, len);
-        if end.wrapping_sub(room.head) > geo.capacity {
+        if !geo.fits(end, room.head) {
             if room.refreshed {
                 return Err(PushError::Full);
             }
             room.head = self.refresh_head()?;
             room.refreshed = true;
-            if end.wrapping_sub(room.head) > geo.capacity {
+            if !geo.fits(end, room.head) {
                 return Err(PushError::Full);
             }
         }
@@ -457,18 +464,22 @@ impl MpscProducer {
         // claim, exclusive by the caller's contract; published only after this); every
         // offset below is inside it, hence inside the data area.
         unsafe {
+            let mut put = |pos: u64, word: u64| {
+                if pos == start {
+                    *first = word;
+                } else {
+                    self.ring.data.store_word(geo.offset(pos), word);
+                }
+            };
             if frame_pos != pos {
                 let pad = frame_pos.wrapping_sub(pos) as usize - FRAME_HEADER;
-                self.ring
-                    .data
-                    .store_word(geo.offset(pos), encode(TAG_PAD, pad as u32));
+                put(pos, encode(TAG_PAD, pad as u32));
             }
-            // The header first: the batch is visible only once published, so the order
-            // of writes within it is free; a header store queued behind a long bulk
-            // copy waited for all of it (22 % of a 1 KiB stream's sender samples).
-            self.ring
-                .data
-                .store_word(geo.offset(frame_pos), encode(TAG_MSG, len as u32));
+            // The header first: the batch is visible only once its first word is
+            // stored, so the order of writes within it is free; a header store queued
+            // behind a long bulk copy waited for all of it (22 % of a 1 KiB stream's
+            // sender samples).
+            put(frame_pos, encode(TAG_MSG, len as u32));
             let mut at = geo.offset(frame_pos) + FRAME_HEADER;
             for part in parts {
                 self.ring.data.write(at, part);
@@ -478,16 +489,31 @@ impl MpscProducer {
         Ok(end)
     }
 
-    /// Publishes the claim `start..end` once every earlier claim is published.
+    /// Publishes `claim` once every earlier claim is published: in its turn, the 0
+    /// at its end, then its first word (Release), then the tail (module doc, linked
+    /// headers).
     ///
     /// `can_ring` is false for a claim published by a grant's `Drop`, whose caller
     /// cannot ring the doorbell: the consumer's sleep flag is kept for the next
     /// publisher (and the wake recorded as owed, see [`Self::publish_keeping_flag`]).
-    fn publish(&self, start: u64, end: u64, can_ring: bool) -> Published {
+    fn publish(&self, claim: Claim, can_ring: bool) -> Published {
+        let Claim { start, end, first } = claim;
         self.turn_wait.wait_for(&self.turn, start);
         // Relaxed: only a bound for head validation, made visible to the other
-        // producers through the tail swap and the consumer's release (SPEC §1.7).
+        // producers through the tail swap (or the first word) and the consumer's
+        // release (SPEC §1.7).
         self.published.store(end, Ordering::Relaxed);
+        let geo = self.ring.geometry;
+        // SAFETY: `start..end + 8` is this claim's (won CAS or exclusive) and free
+        // space (`Geometry::fits`), inside the data area (the word at `end` is at
+        // offset 0 when the claim ends there); the word at `end` is the next claim's
+        // first, which its owner writes only after this turn.
+        unsafe {
+            self.ring.data.store_word(geo.offset(end), 0);
+            self.ring
+                .data
+                .store_header_release(geo.offset(start), first);
+        }
         let wake = if can_ring {
             let old = self.ring.header().tail.0.tail.swap(end, Ordering::Release);
             Wake::from_old_index(old)
@@ -631,7 +657,7 @@ impl MpscProducer {
         }
         let claim = self.claim.load(Ordering::Relaxed);
         let (_, end) = geo.place(claim, len);
-        self.announce(|head| ahead(end, head) <= geo.capacity)
+        self.announce(|head| !is_before(head, end) || geo.fits(end, head))
     }
 
     /// Announces sleep until occupancy falls to the low watermark.
@@ -688,6 +714,15 @@ impl MpscProducer {
 
 /// How many times [`MpscProducer::mirror_flow`] stores the group's flow state.
 const FLOW_MIRROR_ATTEMPTS: u32 = 4;
+
+/// A claim ready to publish: `start..end`, and the word at `start` (its first frame's
+/// header, or the padding before it), which only its turn stores.
+#[derive(Clone, Copy)]
+struct Claim {
+    start: u64,
+    end: u64,
+    first: u64,
+}
 
 /// The head a batch checks its frames against (refreshed once at most).
 struct Room {
@@ -772,25 +807,23 @@ impl MpscGrant<'_> {
             Some(len) if tag == TAG_MSG => (TAG_MSG, len),
             _ => (TAG_SKIP, 0),
         };
-        let (start, end) = self.seal(tag, len);
-        self.producer.publish(start, end, can_ring)
+        let claim = self.seal(tag, len);
+        self.producer.publish(claim, can_ring)
     }
 
     /// Writes the frame header(s) of the claim, for a frame of `len <= reserved` bytes,
-    /// without publishing it; returns the claim's bounds for the caller to publish.
-    fn seal(&mut self, tag: u32, len: usize) -> (u64, u64) {
+    /// without publishing it; returns the claim, with its first word (the header, or
+    /// the padding before it) for the caller to publish.
+    fn seal(&mut self, tag: u32, len: usize) -> Claim {
         self.done = true;
         let geo = self.producer.ring.geometry;
         // A truncated message keeps its frame: the length says how much is payload and
         // the consumer skips to `end`, which must then match. So a truncated frame is
         // published as the message followed by a SKIP of the rest, if any.
         let msg_end = geo.place(self.frame_pos, len).1;
+        let header = encode(tag, len as u32);
         // SAFETY: header words of frames inside our exclusive claim.
-        unsafe {
-            self.producer
-                .ring
-                .data
-                .store_word(geo.offset(self.frame_pos), encode(tag, len as u32));
+        let first = unsafe {
             if msg_end != self.end {
                 let rest = self.end.wrapping_sub(msg_end) as usize - FRAME_HEADER;
                 self.producer
@@ -798,8 +831,22 @@ impl MpscGrant<'_> {
                     .data
                     .store_word(geo.offset(msg_end), encode(TAG_SKIP, rest as u32));
             }
+            if self.frame_pos == self.start {
+                header
+            } else {
+                self.producer
+                    .ring
+                    .data
+                    .store_word(geo.offset(self.frame_pos), header);
+                let pad = self.frame_pos.wrapping_sub(self.start) as usize - FRAME_HEADER;
+                encode(TAG_PAD, pad as u32)
+            }
+        };
+        Claim {
+            start: self.start,
+            end: self.end,
+            first,
         }
-        (self.start, self.end)
     }
 
     /// Commits and publishes the message (after every earlier claim). A view swapped

@@ -15,7 +15,7 @@
 //! consumer whose Acquire load of the word at its position finds a header has the
 //! whole frame, and the word after it is that zero or the next frame's header, never a
 //! stale byte of an earlier lap. The word after the newest frame must be free space,
-//! so a frame needs `FRAME_HEADER` bytes of room beyond its end ([`room_for`]): the
+//! so a frame needs `FRAME_HEADER` bytes of room beyond its end (`Geometry::fits`): the
 //! ring never fills its last 8 bytes. A staged frame is therefore visible to a probing
 //! consumer before [`Producer::publish`] (which is what stores the tail and wakes a
 //! sleeper): the consumer may release it early, so the head is bounded by `tail`, not
@@ -26,7 +26,7 @@
 use crate::bytes::BytesMut;
 use crate::error::{AttachError, Corruption, PushError};
 use crate::frame::{encode, TAG_MSG, TAG_PAD};
-use crate::index::{ahead, check_head};
+use crate::index::{ahead, check_head, is_before};
 use crate::layout::{Config, RawRegion, RingPtrs, FRAME_HEADER};
 use crate::sync::Ordering;
 use crate::wake::{self, FlowChange, Published, SleepCheck, Wake};
@@ -242,13 +242,25 @@ impl Producer {
             });
         }
         let (frame_pos, end) = geo.place(self.tail, len);
-        if !room_for(&geo, end, self.cached_head) {
+        if !geo.fits(end, self.room_base(self.cached_head)) {
             let head = self.refresh_head()?;
-            if !room_for(&geo, end, head) {
+            if !geo.fits(end, self.room_base(head)) {
                 return Err(PushError::Full);
             }
         }
         Ok((frame_pos, end))
+    }
+
+    /// Where the room of a new frame is counted from: the consumer's `head`, or the
+    /// published tail where a probing consumer released staged frames past it (SPEC
+    /// §1.3a), so that staged bytes never exceed the capacity (publish, then retry).
+    #[inline(always)]
+    fn room_base(&self, head: u64) -> u64 {
+        if is_before(self.published, head) {
+            self.published
+        } else {
+            head
+        }
     }
 
     /// Commits the message of `len` bytes whose payload is written in the frame
@@ -261,7 +273,7 @@ impl Producer {
     #[inline(always)]
     fn commit_frame(&mut self, frame_pos: u64, end: u64, len: usize) {
         let geo = self.ring.geometry;
-        // SAFETY: `tail..end + 8` is free space this producer owns (`room_for` kept a
+        // SAFETY: `tail..end + 8` is free space this producer owns (`Geometry::fits` kept a
         // word of room past every frame), inside the data area apart from the padding
         // (a frame never crosses its end; the word at `end` is at offset 0 when it ends
         // there), and every position is 8-aligned.
@@ -475,7 +487,7 @@ impl Producer {
         }
         let published = self.publish();
         let (_, end) = geo.place(self.tail, len);
-        self.announce(published, |head| room_for(&geo, end, head))
+        self.announce(published, |head| geo.fits(end, head))
     }
 
     /// Announces that this producer is about to sleep until occupancy falls to the low
@@ -529,13 +541,6 @@ impl Producer {
             }
         }
     }
-}
-
-/// Whether a frame ending at `end` leaves the word after it free while the consumer's
-/// head is at `head`: the one room rule of this producer (module doc, linked headers).
-#[inline(always)]
-fn room_for(geo: &crate::layout::Geometry, end: u64, head: u64) -> bool {
-    end.wrapping_sub(head) <= geo.capacity - FRAME_HEADER as u64
 }
 
 /// Space reserved in the ring for one message, filled in place.

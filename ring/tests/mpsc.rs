@@ -111,12 +111,13 @@ fn full_and_too_large() {
         p.try_send(&[0; 25]),
         Err(PushError::TooLarge { .. })
     ));
+    // A 32-byte and a 24-byte frame fill it (the word after them stays free).
     let _ = p.try_send(&[1; 24]).unwrap();
-    let _ = p.try_send(&[2; 24]).unwrap();
+    let _ = p.try_send(&[2; 16]).unwrap();
     assert_eq!(p.try_send(&[]).map(|_| ()), Err(PushError::Full));
     let _ = c.try_recv_vec().unwrap().unwrap();
     let _ = p.try_send(&[3; 16]).unwrap();
-    assert_eq!(c.try_recv_vec().unwrap().unwrap().0, vec![2; 24]);
+    assert_eq!(c.try_recv_vec().unwrap().unwrap().0, vec![2; 16]);
     assert_eq!(c.try_recv_vec().unwrap().unwrap().0, vec![3; 16]);
 }
 
@@ -181,8 +182,9 @@ fn a_batch_is_published_at_once_in_order_and_stops_when_full() {
 fn dropped_grants_filling_the_ring_make_a_sleeping_producer_wake_the_consumer() {
     let (p, mut c) = mpsc_channel(&Config::new(64)).unwrap();
     assert!(c.prepare_sleep().unwrap().sleep);
+    // 32 + 24 bytes and the word after them (SPEC §1.3a) fill the ring.
     drop(p.try_reserve(24).unwrap());
-    drop(p.try_reserve(24).unwrap());
+    drop(p.try_reserve(16).unwrap());
     assert_eq!(p.try_send(b"x").map(|_| ()), Err(PushError::Full));
     let s = p.prepare_sleep_for_space(1).unwrap();
     assert!(s.sleep);
@@ -221,8 +223,9 @@ fn dropped_grants_filling_the_ring_make_a_sleeping_producer_wake_the_consumer() 
 fn dropped_grants_make_a_producer_sleeping_for_flow_off_wake_the_consumer() {
     let (p, mut c) = mpsc_channel(&Config::new(64).with_watermarks(48, 16)).unwrap();
     assert!(c.prepare_sleep().unwrap().sleep);
+    // 32 + 24 bytes and the word after them (SPEC §1.3a) fill the ring.
     drop(p.try_reserve(24).unwrap());
-    drop(p.try_reserve(24).unwrap());
+    drop(p.try_reserve(16).unwrap());
     let s = p.prepare_sleep_for_flow_off().unwrap();
     assert!(s.sleep);
     assert_eq!(s.wake_peer, Wake::Needed);
@@ -267,8 +270,9 @@ fn swapped_grant_views_publish_skips() {
 #[test]
 fn a_polling_consumer_releases_skipped_frames() {
     let (p, mut c) = mpsc_channel(&Config::new(64)).unwrap();
+    // 32 + 24 bytes and the word after them (SPEC §1.3a) fill the ring.
     drop(p.try_reserve(24).unwrap());
-    drop(p.try_reserve(24).unwrap());
+    drop(p.try_reserve(16).unwrap());
     let mut buf = [0u8; 8];
     assert!(c.try_recv(&mut buf).unwrap().is_none());
     assert_eq!(c.consumed_bytes(), 0, "released by the look");
@@ -295,8 +299,9 @@ fn a_polling_producer_takes_the_wake_dropped_grants_owe() {
     let (p, mut c) = mpsc_channel(&Config::new(64)).unwrap();
     assert_eq!(p.take_owed_wake(), Wake::NotNeeded, "nothing owed yet");
     assert!(c.prepare_sleep().unwrap().sleep);
+    // 32 + 24 bytes and the word after them (SPEC §1.3a) fill the ring.
     drop(p.try_reserve(24).unwrap());
-    drop(p.try_reserve(24).unwrap());
+    drop(p.try_reserve(16).unwrap());
     // A producer that retries instead of sleeping: the full ring is the consumer's to
     // free, and it sleeps.
     assert_eq!(p.try_send(b"x").map(|_| ()), Err(PushError::Full));
