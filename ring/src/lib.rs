@@ -11,6 +11,11 @@
 //!   [`Consumer::try_peek`] → read → [`ReadGrant::release`]. Batched forms
 //!   ([`WriteGrant::stage`] + [`Producer::publish`], [`ReadGrant::consume`] +
 //!   [`Consumer::release`]) publish many messages with one index store.
+//! * **Linked headers** ([`FLAG_LINKED`]): every producer stores a frame's header with
+//!   Release after its payload and keeps the word after its newest frame zero, so a
+//!   consumer waiting for the next frame polls that frame's line, not the tail's (a
+//!   staged frame may be read before it is published; the ring keeps its last 8 bytes
+//!   free). SPEC §1.3a.
 //! * **Hostile peers**: each side keeps its geometry and its own index in private
 //!   memory and validates every index and frame header it reads; corruption is an
 //!   error ([`Corruption`]), never a panic, an out-of-bounds access or UB.
