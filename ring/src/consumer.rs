@@ -6,18 +6,19 @@
 //! geometry and the validated tail before any payload byte is touched. Releasing is a
 //! Release `swap` of `head` whose old value carries the producer's sleep flag.
 //!
-//! On a linked ring ([`FLAG_LINKED`](crate::FLAG_LINKED): an SPSC producer, SPEC
-//! §1.3a) a consumer that has consumed everything it knew of does not read the tail:
-//! it *probes* the word at its position with Acquire (`probe`). The producer publishes
-//! each batch by the Release store of its first header and keeps the word after its
-//! newest frame zero, so that word is 0 (nothing yet) or the header of a whole
-//! published frame, which `decode` checks against `head + capacity` (the most the
-//! producer may have written) instead of the tail. A waiting reader then misses on the
-//! frame's line only, not on the tail's line first and the frame's after it. The tail
-//! is still read where it decides something: before a sleep (the wake protocol is the
-//! tail's, unchanged) and in [`pending_bytes`](Consumer::pending_bytes). Any other word is
-//! left to the tail, read at once: once the tail says a frame is there, the ordinary
-//! path reads it and reports the corruption.
+//! On a linked ring ([`FLAG_LINKED`](crate::FLAG_LINKED), SPEC §1.3a) a consumer that
+//! found nothing new at the tail waits by *probing* the word at its position with
+//! Acquire (`probe`) instead of reading the tail again. Every producer stores a frame's
+//! header with Release after the frame (an MPSC claim's first word in its turn) and
+//! keeps the word after its newest frame zero, so that word is 0 (nothing yet) or the
+//! header of a whole frame, which `decode` checks against `head + capacity` (the most
+//! the producer may have written) instead of the tail. A waiting reader then misses on
+//! the frame's line only, not on the tail's line first and the frame's after it; one
+//! streaming behind the writer reads the tail (`poll`). The tail is still read where it
+//! decides something: before a sleep (the wake protocol is the tail's, unchanged) and
+//! in [`pending_bytes`](Consumer::pending_bytes). Any other word is left to the tail,
+//! read at once: once the tail says a frame is there, the ordinary path reads it and
+//! reports the corruption.
 
 use crate::bytes::Bytes;
 use crate::error::{AttachError, Corruption, PopError};
