@@ -589,11 +589,12 @@ fn attach_producer(region: Arc<HeapRegion>) -> Producer {
         .keep_alive(region)
 }
 
-/// An SPSC producer links a ring an MPSC producer used before (SPEC §1.3a): the word at
-/// the tail still holds a frame header of the lap before, and the consumer, polling on
-/// another thread, starts to probe headers once it sees the flag. The producer's zero
-/// of that word must be visible to a consumer that sees the flag (Release/Acquire on
-/// `flags`), or the probe takes the old header for a new frame.
+/// An SPSC producer links a ring an MPSC producer attached to (so unlinked) and wrapped
+/// before (SPEC §1.3a), while the consumer polls on another thread and starts to probe
+/// headers once it sees the flag. Every producer zeroes the word after its frames, so
+/// the word at the tail is 0 already; the linking producer's zero and the flag's
+/// Release/Acquire guard only a region an earlier writer left dirty, which loom's data
+/// area cannot hold (scripts/orderings-argued.txt). The model runs the path.
 #[test]
 fn a_producer_links_a_used_ring() {
     loom::model(|| {
@@ -606,7 +607,8 @@ fn a_producer_links_a_used_ring() {
         {
             // SAFETY: as above; an MPSC producer leaves the ring unlinked.
             let old = unsafe { coroipc_ring::MpscProducer::attach(r.raw()) }.unwrap();
-            // Five 8-byte frames: the tail ends at 40, over the header left at 8.
+            // Five 8-byte frames: the tail ends at 40, over the header of the first lap
+            // at 8, which the MPSC producer zeroed after its fifth frame.
             for _ in 0..5 {
                 let _ = old.try_send(&[]).unwrap();
                 assert_eq!(c.try_recv_vec().unwrap().unwrap().0, Vec::<u8>::new());

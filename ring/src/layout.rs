@@ -53,8 +53,8 @@ pub(crate) struct Meta {
     pub(crate) magic: AtomicU64,
     pub(crate) version: AtomicU32,
     /// [`FLAG_LINKED`] once a producer keeps the linked-header invariant
-    /// (`producer.rs`, `mpsc.rs`); set only by a producer, never cleared. Informational for the
-    /// consumer (a hostile producer may set it: its frames are its own).
+    /// (`producer.rs`, `mpsc.rs`); set only by a producer, never cleared. Informational
+    /// for the consumer (a hostile producer may set it: its frames are its own).
     pub(crate) flags: AtomicU32,
     /// Data-area bytes; a power of two in `MIN_CAPACITY..=MAX_CAPACITY`.
     pub(crate) capacity: AtomicU64,

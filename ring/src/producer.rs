@@ -40,8 +40,10 @@ use core::cell::Cell;
 pub struct Producer {
     ring: RingPtrs,
     /// Next write position. Frames in `published..tail` are staged (written, not yet
-    /// in the tail; a probing consumer may read them, module doc). Invariant: `tail - cached_head <= capacity`, `tail % 8 == 0` (positions
-    /// and their differences are modulo 2^64, see `index.rs`).
+    /// in the tail; a probing consumer may read them, module doc). Invariant:
+    /// `tail - cached_head <= capacity - 8`, `tail - published <= capacity - 8`,
+    /// `tail % 8 == 0` (positions and their differences are modulo 2^64, see
+    /// `index.rs`).
     tail: u64,
     /// The last value stored into the shared tail. Invariant:
     /// `cached_head <= published <= tail`.
@@ -269,10 +271,10 @@ impl Producer {
     #[inline(always)]
     fn commit_frame(&mut self, frame_pos: u64, end: u64, len: usize) {
         let geo = self.ring.geometry;
-        // SAFETY: `tail..end + 8` is free space this producer owns (`Geometry::fits` kept a
-        // word of room past every frame), inside the data area apart from the padding
-        // (a frame never crosses its end; the word at `end` is at offset 0 when it ends
-        // there), and every position is 8-aligned.
+        // SAFETY: `tail..end + 8` is free space this producer owns (`Geometry::fits`
+        // kept a word of room past every frame), inside the data area apart from the
+        // padding (a frame never crosses its end; the word at `end` is at offset 0 when
+        // it ends there), and every position is 8-aligned.
         unsafe {
             self.ring.data.store_word(geo.offset(end), 0);
             let header = encode(TAG_MSG, len as u32);
@@ -383,25 +385,7 @@ impl Producer {
     pub fn publish(&mut self) -> Published {
         let wake = if self.tail == self.published {
             Wake::NotNeeded
-        } else {
-            self.publish_tail()
-        };
-        let geo = self.ring.geometry;
-        let mut flow = None;
-        let cached_used = ahead(self.published, self.cached_head);
-        // The cached head over-estimates occupancy, so a transition to "on" is only
-        // possible when the cached value says so; "off" needs a fresh head.
-        if self.flow_on || cached_used >= geo.high {
-            flow = self.evaluate_flow();
-        }
-        Published { wake, flow }
-    }
-
-    /// Makes the staged frames visible through the tail and returns the consumer's
-    /// sleep flag as a [`Wake`].
-    #[inline(always)]
-    fn publish_tail(&mut self) -> Wake {
-        if self.ring.fences == Fences::Asymmetric {
+        } else if self.ring.fences == Fences::Asymmetric {
             self.publish_asymmetric()
         } else {
             let old = self
@@ -413,7 +397,16 @@ impl Producer {
                 .swap(self.tail, Ordering::Release);
             self.published = self.tail;
             Wake::from_old_index(old)
+        };
+        let geo = self.ring.geometry;
+        let mut flow = None;
+        let cached_used = ahead(self.published, self.cached_head);
+        // The cached head over-estimates occupancy, so a transition to "on" is only
+        // possible when the cached value says so; "off" needs a fresh head.
+        if self.flow_on || cached_used >= geo.high {
+            flow = self.evaluate_flow();
         }
+        Published { wake, flow }
     }
 
     /// The publisher's half of the asymmetric protocol (`fence.rs`): a plain store of
