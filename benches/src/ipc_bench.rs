@@ -296,16 +296,35 @@ impl ServerWait {
     }
 }
 
+/// Profiling aid: a command the bench server runs under, split at whitespace (say
+/// `valgrind --tool=callgrind --callgrind-out-file=/tmp/server.%p`, to count the
+/// server's instructions per request). The server is then stopped with `SIGTERM`, so
+/// that the wrapper can write what it measured.
+const SERVER_WRAP: &str = "COROIPC_BENCH_SERVER_WRAP";
+
 pub(crate) struct ServerChild {
     pub(crate) child: Child,
     name: String,
+    /// Started under [`SERVER_WRAP`]: stopped with `SIGTERM`, not killed.
+    wrapped: bool,
 }
 
 impl ServerChild {
     pub(crate) fn start(kind: &str, wait: ServerWait) -> std::io::Result<ServerChild> {
         let wait = wait.arg();
         let name = format!("coroipc-bench-{}-{kind}-{wait}", std::process::id());
-        let mut child = Command::new(std::env::current_exe()?)
+        let exe = std::env::current_exe()?;
+        let wrap = std::env::var(SERVER_WRAP).unwrap_or_default();
+        let mut wrap = wrap.split_whitespace();
+        let (mut command, wrapped) = match wrap.next() {
+            Some(program) => {
+                let mut c = Command::new(program);
+                c.args(wrap).arg(&exe);
+                (c, true)
+            }
+            None => (Command::new(&exe), false),
+        };
+        let mut child = command
             .args(["__server", kind, &name, &wait])
             .stdout(Stdio::piped())
             .spawn()?;
@@ -319,7 +338,11 @@ impl ServerChild {
             let _ = child.kill();
             return Err(std::io::Error::other("bench server did not start"));
         }
-        Ok(ServerChild { child, name })
+        Ok(ServerChild {
+            child,
+            name,
+            wrapped,
+        })
     }
 
     pub(crate) fn socket(&self) -> SocketName {
@@ -329,7 +352,15 @@ impl ServerChild {
 
 impl Drop for ServerChild {
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        let pid = i32::try_from(self.child.id()).map(nix::unistd::Pid::from_raw);
+        match pid {
+            Ok(pid) if self.wrapped => {
+                let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+            }
+            _ => {
+                let _ = self.child.kill();
+            }
+        }
         let _ = self.child.wait();
     }
 }

@@ -39,7 +39,7 @@ fn main() {
     }
     if args.first().map(String::as_str) == Some("__pingpong") {
         // Profiling aid: the spinning ping-pong floors only (cache line, rtrb ring,
-        // coroipc-ring at 64, 56 and 8 B, both protocols), median ns per round trip.
+        // coroipc-ring at 64, 56, 80, 24 and 8 B), median ns per round trip.
         use coroipc_ring::Fences::{Asymmetric as Asym, Locked};
         let rows = [
             ("", Some(coroipc_bench::floor::cache_line(5_000))),
@@ -61,6 +61,16 @@ fn main() {
             (
                 "56 B",
                 coroipc_bench::floor::coroipc_ring_pingpong_of::<56>(5_000, Asym),
+            ),
+            // 80 and 24 B: the frames of the ipc round trip at 64 and 8 B (a 16-byte
+            // request or response header before the payload), on bare rings.
+            (
+                "80 B",
+                coroipc_bench::floor::coroipc_ring_pingpong_of::<80>(5_000, Locked),
+            ),
+            (
+                "24 B",
+                coroipc_bench::floor::coroipc_ring_pingpong_of::<24>(5_000, Locked),
             ),
             (
                 "8 B",
@@ -140,9 +150,14 @@ fn main() {
         return;
     }
     if args.first().map(String::as_str) == Some("__ring1") {
-        // Profiling aid: 64 B messages through coroipc-ring on one thread.
+        // Profiling aid: 64 B messages through coroipc-ring on one thread (`n` of
+        // them, five times; fewer under valgrind).
+        let n = args
+            .get(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(20_000_000);
         for _ in 0..5 {
-            let ns = coroipc_bench::ring_bench::one_thread_coroipc::<64>(20_000_000);
+            let ns = coroipc_bench::ring_bench::one_thread_coroipc::<64>(n);
             println!("one thread 64 B: {ns:.1} ns per message");
         }
         return;
