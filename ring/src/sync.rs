@@ -519,6 +519,13 @@ mod data {
         /// `offset + dst.len() <= len`.
         #[inline(always)]
         pub(crate) unsafe fn read(&self, offset: usize, dst: &mut [u8]) {
+            if offset % 8 + dst.len() <= 8 {
+                // Inside one word (a field of a header, a byte): one load.
+                // SAFETY: the word containing `offset` is inside the area (caller
+                // contract).
+                unsafe { self.read_partial(offset, dst) };
+                return;
+            }
             // SAFETY: `offset + dst.len() <= len` (caller contract): the source lies
             // inside the area; `dst` is a live exclusive slice.
             let done = unsafe {
