@@ -457,7 +457,7 @@ impl Consumer {
             Err(_) => return self.poll_tail(),
         };
         self.cached_tail = end;
-        self.fetch_second_line();
+        self.fetch_frame_lines();
         Ok(true)
     }
 
@@ -478,23 +478,32 @@ impl Consumer {
             self.waiting = true;
             return Ok(false);
         }
-        self.fetch_second_line();
+        self.fetch_frame_lines();
         Ok(true)
     }
 
     /// A frame just found at `pos` after waiting for it: if it is a lone small frame
-    /// that spans two lines (a request or a response), fetch the second line together
-    /// with the header's, so its miss overlaps the first (ping-pong 64 B: 279 -> 218
-    /// ns). Not for a reader streaming behind the writer: it gains nothing and would
-    /// pull lines the writer is still filling (1 KiB frames lost a third, 8 B frames an
-    /// eighth).
+    /// that spans more than one line (a request or a response), fetch its other lines
+    /// together with the header's, so their misses overlap the first (ping-pong 64 B:
+    /// 279 -> 218 ns). Every line, not only the second: a frame of 65 to 192 bytes
+    /// spans up to four, and with 88-byte frames (the ipc round trip at 64 B) three in
+    /// eight do span three (round trip 64 B 529-553 -> 508-523 ns, five alternating
+    /// pairs, each in its favour; 48 B 514-534 -> 490-512). Not for a reader streaming
+    /// behind the writer: it gains nothing and would pull lines the writer is still
+    /// filling (1 KiB frames lost a third, 8 B frames an eighth).
     #[inline(always)]
-    fn fetch_second_line(&mut self) {
-        if core::mem::replace(&mut self.waiting, false)
-            && (65..=192).contains(&self.cached_tail.wrapping_sub(self.pos))
-        {
-            let geo = self.ring.geometry;
-            self.ring.data.prefetch(geo.offset(self.pos) + 64);
+    fn fetch_frame_lines(&mut self) {
+        let frame = self.cached_tail.wrapping_sub(self.pos);
+        if core::mem::replace(&mut self.waiting, false) && (65..=192).contains(&frame) {
+            let offset = self.ring.geometry.offset(self.pos);
+            // The frame lies inside the data area (validated), so every line to its
+            // last byte does too.
+            let last = offset + frame as usize - 1;
+            let mut line = (offset & !63) + 64;
+            while line <= last {
+                self.ring.data.prefetch(line);
+                line += 64;
+            }
         }
     }
 

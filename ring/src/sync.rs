@@ -597,8 +597,8 @@ mod data {
 
         /// Hints the CPU to fetch the cache line holding byte `offset` (nothing if it is
         /// outside the area). A hint, not an access: it reads nothing the program sees,
-        /// so it cannot race. Used by the consumer on a frame's second line so its miss
-        /// overlaps the header's instead of following it.
+        /// so it cannot race. Used by the consumer on the other lines of a frame, so
+        /// that their misses overlap the header's instead of following it.
         #[inline(always)]
         pub(crate) fn prefetch(&self, offset: usize) {
             #[cfg(all(target_arch = "x86_64", not(miri)))]
