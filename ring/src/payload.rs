@@ -58,6 +58,17 @@ impl Payload {
         unsafe { self.data.fill(self.offset, self.len, byte) };
     }
 
+    /// [`read_at`](Self::read_at) when `at..at + dst.len()` lies inside the payload
+    /// and inside one word of the area (a field, a byte): one load, and true;
+    /// otherwise nothing is copied (false), out-of-range requests included, which
+    /// `read_at` then reports.
+    #[inline(always)]
+    pub(crate) fn read_in_word(&self, at: usize, dst: &mut [u8]) -> bool {
+        let inside = at <= self.len && dst.len() <= self.len - at;
+        // SAFETY: inside the payload (checked), hence inside the data area (invariant).
+        inside && unsafe { self.data.read_in_word(self.offset + at, dst) }
+    }
+
     /// Copies payload bytes from `at` into `dst`.
     #[inline]
     pub(crate) fn read_at(&self, at: usize, dst: &mut [u8]) {

@@ -511,6 +511,22 @@ mod data {
             }
         }
 
+        /// Copies `dst.len()` bytes at `offset` when they lie inside one word (a field
+        /// of a header, a byte): one load; returns false, copying nothing, otherwise.
+        ///
+        /// # Safety
+        /// `offset + dst.len() <= len`.
+        #[inline(always)]
+        pub(crate) unsafe fn read_in_word(&self, offset: usize, dst: &mut [u8]) -> bool {
+            if offset % 8 + dst.len() > 8 {
+                return false;
+            }
+            // SAFETY: the word containing `offset` is inside the area (caller
+            // contract), and the range does not leave it.
+            unsafe { self.read_partial(offset, dst) };
+            true
+        }
+
         /// Copies bytes at `offset` out of the area into `dst`: whole words with one
         /// 8-byte atomic load each (the hot loop), partial words at either end. A
         /// concurrent hostile write changes the values copied, nothing else.
@@ -519,11 +535,8 @@ mod data {
         /// `offset + dst.len() <= len`.
         #[inline(always)]
         pub(crate) unsafe fn read(&self, offset: usize, dst: &mut [u8]) {
-            if offset % 8 + dst.len() <= 8 {
-                // Inside one word (a field of a header, a byte): one load.
-                // SAFETY: the word containing `offset` is inside the area (caller
-                // contract).
-                unsafe { self.read_partial(offset, dst) };
+            // SAFETY: forwarded contract.
+            if unsafe { self.read_in_word(offset, dst) } {
                 return;
             }
             // SAFETY: `offset + dst.len() <= len` (caller contract): the source lies
@@ -769,6 +782,16 @@ mod data {
                     .bytes
                     .with_mut(|p| unsafe { *p.cast::<u8>().add(at % 8) = byte });
             }
+        }
+
+        /// The one-word read of the real area: here every read is byte by byte.
+        ///
+        /// # Safety
+        /// In bounds.
+        pub(crate) unsafe fn read_in_word(&self, offset: usize, dst: &mut [u8]) -> bool {
+            // SAFETY: forwarded contract.
+            unsafe { self.read(offset, dst) };
+            true
         }
 
         /// # Safety
