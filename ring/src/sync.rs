@@ -188,6 +188,11 @@ mod data {
             }
             #[cfg(all(target_arch = "x86_64", not(miri)))]
             {
+                if (MIN_WIDE..=64).contains(&len) {
+                    // SAFETY: forwarded contract; `16 <= len <= 64`.
+                    unsafe { copy_up_to_64(src, dst, len) };
+                    return len;
+                }
                 if len >= MIN_WIDE {
                     let blocks = len & !15;
                     // SAFETY: forwarded contract; `blocks` is a non-zero multiple of
@@ -210,6 +215,61 @@ mod data {
             }
             let _ = (src, dst, len);
             0
+        }
+
+        /// Copies `len` bytes, `16 <= len <= 64`, without a loop: the first and last 16
+        /// bytes, and up to 32 the first two and last two blocks (overlapping where
+        /// `len` is not 32 or 64). All loads come before all stores, so the ranges may
+        /// overlap as `rep movsb` allows. A 64-byte payload so takes 8 moves, where the
+        /// block loop took 27 instructions (`__ring1` under callgrind).
+        ///
+        /// # Safety
+        /// As [`copy_if_bulk`], and `16 <= len <= 64`.
+        #[cfg(all(target_arch = "x86_64", not(miri)))]
+        #[inline(always)]
+        unsafe fn copy_up_to_64(src: *const u8, dst: *mut u8, len: usize) {
+            if len <= 32 {
+                // SAFETY: `0..16` and `len - 16..len` lie inside both ranges
+                // (`16 <= len`, caller contract); the block touches only its declared
+                // registers and the two ranges.
+                unsafe {
+                    core::arch::asm!(
+                        "movdqu {a}, [{s}]",
+                        "movdqu {b}, [{s} + {n} - 16]",
+                        "movdqu [{d}], {a}",
+                        "movdqu [{d} + {n} - 16], {b}",
+                        s = in(reg) src,
+                        d = in(reg) dst,
+                        n = in(reg) len,
+                        a = out(xmm_reg) _,
+                        b = out(xmm_reg) _,
+                        options(nostack, preserves_flags),
+                    );
+                }
+                return;
+            }
+            // SAFETY: `0..32` and `len - 32..len` lie inside both ranges (`32 < len`,
+            // caller contract); as above.
+            unsafe {
+                core::arch::asm!(
+                    "movdqu {a}, [{s}]",
+                    "movdqu {b}, [{s} + 16]",
+                    "movdqu {c}, [{s} + {n} - 32]",
+                    "movdqu {e}, [{s} + {n} - 16]",
+                    "movdqu [{d}], {a}",
+                    "movdqu [{d} + 16], {b}",
+                    "movdqu [{d} + {n} - 32], {c}",
+                    "movdqu [{d} + {n} - 16], {e}",
+                    s = in(reg) src,
+                    d = in(reg) dst,
+                    n = in(reg) len,
+                    a = out(xmm_reg) _,
+                    b = out(xmm_reg) _,
+                    c = out(xmm_reg) _,
+                    e = out(xmm_reg) _,
+                    options(nostack, preserves_flags),
+                );
+            }
         }
 
         /// Copies `len` bytes, `8 <= len <= 16`, as two unaligned 8-byte moves: the
