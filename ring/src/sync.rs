@@ -217,6 +217,30 @@ mod data {
             0
         }
 
+        /// Copies the first `$w` bytes and the last `$w` of `$len` (`$w <= $len <=
+        /// 2 * $w`) with two loads of the instruction `$mov` into registers of
+        /// `$class`, then two stores: all loads before all stores, so the ranges may
+        /// overlap as `rep movsb` allows. The caller's `unsafe` block vouches that both
+        /// ranges hold `$len` bytes; the assembly touches only its declared registers
+        /// and the two ranges.
+        #[cfg(all(target_arch = "x86_64", not(miri)))]
+        macro_rules! copy_ends {
+            ($mov:literal, $w:literal, $class:ident, $src:expr, $dst:expr, $len:expr) => {
+                core::arch::asm!(
+                    concat!($mov, " {a}, [{s}]"),
+                    concat!($mov, " {b}, [{s} + {n} - ", $w, "]"),
+                    concat!($mov, " [{d}], {a}"),
+                    concat!($mov, " [{d} + {n} - ", $w, "], {b}"),
+                    s = in(reg) $src,
+                    d = in(reg) $dst,
+                    n = in(reg) $len,
+                    a = out($class) _,
+                    b = out($class) _,
+                    options(nostack, preserves_flags),
+                )
+            };
+        }
+
         /// Copies `len` bytes, `16 <= len <= 64`, without a loop: the first and last 16
         /// bytes, and up to 32 the first two and last two blocks (overlapping where
         /// `len` is not 32 or 64). All loads come before all stores, so the ranges may
@@ -230,22 +254,8 @@ mod data {
         unsafe fn copy_up_to_64(src: *const u8, dst: *mut u8, len: usize) {
             if len <= 32 {
                 // SAFETY: `0..16` and `len - 16..len` lie inside both ranges
-                // (`16 <= len`, caller contract); the block touches only its declared
-                // registers and the two ranges.
-                unsafe {
-                    core::arch::asm!(
-                        "movdqu {a}, [{s}]",
-                        "movdqu {b}, [{s} + {n} - 16]",
-                        "movdqu [{d}], {a}",
-                        "movdqu [{d} + {n} - 16], {b}",
-                        s = in(reg) src,
-                        d = in(reg) dst,
-                        n = in(reg) len,
-                        a = out(xmm_reg) _,
-                        b = out(xmm_reg) _,
-                        options(nostack, preserves_flags),
-                    );
-                }
+                // (`16 <= len`, caller contract).
+                unsafe { copy_ends!("movdqu", 16, xmm_reg, src, dst, len) };
                 return;
             }
             // SAFETY: `0..32` and `len - 32..len` lie inside both ranges (`32 < len`,
@@ -282,22 +292,8 @@ mod data {
         #[inline(always)]
         unsafe fn copy_two_words(src: *const u8, dst: *mut u8, len: usize) {
             // SAFETY: `src..src + len` and `dst..dst + len` are valid (caller
-            // contract) and hold both 8-byte ranges (`8 <= len`); the block touches
-            // only its declared registers and the two ranges.
-            unsafe {
-                core::arch::asm!(
-                    "mov {a}, [{s}]",
-                    "mov {b}, [{s} + {n} - 8]",
-                    "mov [{d}], {a}",
-                    "mov [{d} + {n} - 8], {b}",
-                    s = in(reg) src,
-                    d = in(reg) dst,
-                    n = in(reg) len,
-                    a = out(reg) _,
-                    b = out(reg) _,
-                    options(nostack, preserves_flags),
-                );
-            }
+            // contract) and hold both 8-byte ranges (`8 <= len`).
+            unsafe { copy_ends!("mov", 8, reg, src, dst, len) };
         }
 
         /// Copies `len` bytes, a non-zero multiple of 16, with unaligned SSE2 moves
