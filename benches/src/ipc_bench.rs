@@ -353,14 +353,19 @@ impl ServerChild {
 impl Drop for ServerChild {
     fn drop(&mut self) {
         let pid = i32::try_from(self.child.id()).map(nix::unistd::Pid::from_raw);
-        match pid {
-            Ok(pid) if self.wrapped => {
-                let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-            }
-            _ => {
-                let _ = self.child.kill();
+        if let (Ok(pid), true) = (pid, self.wrapped) {
+            // The wrapper gets a minute to write its profile and exit; one that
+            // ignores the signal is killed after it.
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while Instant::now() < deadline {
+                if !matches!(self.child.try_wait(), Ok(None)) {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
             }
         }
+        let _ = self.child.kill();
         let _ = self.child.wait();
     }
 }

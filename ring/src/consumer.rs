@@ -485,22 +485,25 @@ impl Consumer {
     /// A frame just found at `pos` after waiting for it: if it is a lone small frame
     /// (at most 192 bytes: a request or a response) that spans more than one line,
     /// fetch its other lines together with the header's, so their misses overlap the
-    /// first (ping-pong 64 B: 279 -> 218 ns). Every line, not only the second: with
-    /// 88-byte frames (the ipc round trip at 64 B) three offsets in eight span three
-    /// (round trip 64 B 529-553 -> 508-523 ns, five alternating pairs, each in its
-    /// favour); and frames of a line or less too, when they straddle two (round trip
-    /// 16 B 506-542 -> 464-502 ns, 32 B 553-568 -> 518-539, 56 B 545-577 -> 505-542,
-    /// four pairs). Not for a reader streaming behind the writer: it gains nothing and
-    /// would pull lines the writer is still filling (1 KiB frames lost a third, 8 B
-    /// frames an eighth).
+    /// first (ping-pong 64 B: 279 -> 218 ns). Every line, and frames of a line or less
+    /// too when they straddle two: a 40-byte frame (the ipc round trip at 16 B) does
+    /// at four of the eight offsets it takes in turn, a 56-byte one (32 B) at six, and
+    /// an 88-byte one (64 B) spans three lines at two. Six round-robin rounds of
+    /// `__rtt` (medians): round trip 16 B 499 -> 452 ns, 32 B 535 -> 496, where sizes
+    /// whose frames the change does not touch moved 5-25 ns (the build's layout); the
+    /// third line alone, 64 B 552 -> 525 ns against 12-17 ns for those sizes. Not for
+    /// a reader streaming behind the writer: it gains nothing and would pull lines
+    /// the writer is still filling (1 KiB frames lost a third, 8 B frames an eighth).
     #[inline(always)]
     fn fetch_frame_lines(&mut self) {
-        let frame = self.cached_tail.wrapping_sub(self.pos);
-        if core::mem::replace(&mut self.waiting, false) && frame <= 192 {
+        // `pos..cached_tail` is published: a frame a probe decoded, or up to the
+        // validated tail (then possibly several frames, or a range that wraps).
+        let known = self.cached_tail.wrapping_sub(self.pos);
+        if core::mem::replace(&mut self.waiting, false) && (1..=192).contains(&known) {
             let offset = self.ring.geometry.offset(self.pos);
-            // The frame lies inside the data area (validated), so every line to its
-            // last byte does too.
-            let last = offset + frame as usize - 1;
+            // At most three lines; `prefetch` ignores offsets past the data area, so
+            // the part of a wrapped range at its start goes unhinted.
+            let last = offset + known as usize - 1;
             let mut line = (offset & !63) + 64;
             while line <= last {
                 self.ring.data.prefetch(line);
