@@ -155,7 +155,8 @@ fn main() {
         let n = args
             .get(1)
             .and_then(|s| s.parse().ok())
-            .unwrap_or(20_000_000);
+            .unwrap_or(20_000_000)
+            .max(32);
         for _ in 0..5 {
             let ns = coroipc_bench::ring_bench::one_thread_coroipc::<64>(n);
             println!("one thread 64 B: {ns:.1} ns per message");
