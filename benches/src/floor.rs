@@ -340,6 +340,20 @@ pub fn coroipc_ring_pingpong_of<const N: usize>(
     samples: usize,
     fences: Fences,
 ) -> Option<IpcResult> {
+    pingpong_with::<N>(samples, fences, false)
+}
+
+/// [`coroipc_ring_pingpong`] with each side calling `Producer::hand_off` after its
+/// publish, as a ping-pong about to wait should (`impl` `coroipc-ring-handoff`).
+pub fn coroipc_ring_pingpong_handed_off<const N: usize>(samples: usize) -> Option<IpcResult> {
+    pingpong_with::<N>(samples, Fences::Locked, true)
+}
+
+fn pingpong_with<const N: usize>(
+    samples: usize,
+    fences: Fences,
+    hand_off: bool,
+) -> Option<IpcResult> {
     let config = coroipc_ring::Config::new(1 << 16);
     let channel = || coroipc_ring::heap::channel_with(&config, fences);
     let rings = channel().and_then(|a| channel().map(|b| (a, b)));
@@ -358,6 +372,9 @@ pub fn coroipc_ring_pingpong_of<const N: usize>(
             while pong_tx.try_send(&buf).is_err() {
                 std::hint::spin_loop();
             }
+            if hand_off {
+                pong_tx.hand_off();
+            }
         }
     });
     pin_to(0);
@@ -369,6 +386,9 @@ pub fn coroipc_ring_pingpong_of<const N: usize>(
             while ping_tx.try_send(&buf).is_err() {
                 std::hint::spin_loop();
             }
+            if hand_off {
+                ping_tx.hand_off();
+            }
             while !matches!(pong_rx.try_recv(&mut buf), Ok(Some(_))) {
                 std::hint::spin_loop();
             }
@@ -377,8 +397,9 @@ pub fn coroipc_ring_pingpong_of<const N: usize>(
     }
     let _ = peer.join();
     let mut r = rtt("spin", out);
-    r.imp = match fences {
-        Fences::Asymmetric => "coroipc-ring-asym",
+    r.imp = match (fences, hand_off) {
+        (_, true) => "coroipc-ring-handoff",
+        (Fences::Asymmetric, false) => "coroipc-ring-asym",
         _ => "coroipc-ring",
     };
     Some(r)
@@ -390,6 +411,7 @@ pub fn run(quick: bool) -> Vec<IpcResult> {
     let mut out = vec![cache_line(samples), ring_pingpong(samples)];
     out.extend(coroipc_ring_pingpong(samples));
     out.extend(coroipc_ring_pingpong_of::<64>(samples, Fences::Asymmetric));
+    out.extend(coroipc_ring_pingpong_handed_off::<64>(samples));
     match futex(samples / 10) {
         Some(r) => out.push(r),
         None => eprintln!("futex floor skipped: no shared mapping or fork"),

@@ -1202,6 +1202,15 @@ fn floors_table(results: &[IpcResult]) -> String {
             ),
         },
         FloorRow {
+            name: "RTT 64 B, ring only, hand_off (ns)",
+            floor: (ns("rtt", "floor", "ring", 64), "rtrb ping-pong"),
+            iceoryx2: None,
+            ours: (
+                ns("rtt", "coroipc-ring-handoff", "spin", 64),
+                "Producer::hand_off",
+            ),
+        },
+        FloorRow {
             name: "RTT 1 KiB spinning (ns)",
             floor: (line, "cache line"),
             iceoryx2: ns("rtt", "iceoryx2", "*", 1024),

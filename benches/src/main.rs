@@ -39,12 +39,17 @@ fn main() {
     }
     if args.first().map(String::as_str) == Some("__pingpong") {
         // Profiling aid: the spinning ping-pong floors only (cache line, rtrb ring,
-        // coroipc-ring at 64, 56, 80, 24 and 8 B), median ns per round trip.
+        // coroipc-ring at 64, 56, 80, 24 and 8 B, handed off at 64 and 80 B), median ns
+        // per round trip.
         use coroipc_ring::Fences::{Asymmetric as Asym, Locked};
         let rows = [
             ("", Some(coroipc_bench::floor::cache_line(5_000))),
             ("64 B", Some(coroipc_bench::floor::ring_pingpong(5_000))),
             ("64 B", coroipc_bench::floor::coroipc_ring_pingpong(5_000)),
+            (
+                "64 B",
+                coroipc_bench::floor::coroipc_ring_pingpong_handed_off::<64>(5_000),
+            ),
             (
                 "64 B",
                 coroipc_bench::floor::coroipc_ring_pingpong_of::<64>(5_000, Asym),
@@ -67,6 +72,10 @@ fn main() {
             (
                 "80 B",
                 coroipc_bench::floor::coroipc_ring_pingpong_of::<80>(5_000, Locked),
+            ),
+            (
+                "80 B",
+                coroipc_bench::floor::coroipc_ring_pingpong_handed_off::<80>(5_000),
             ),
             (
                 "24 B",

@@ -353,6 +353,12 @@ impl Outbox {
         Ok(queued)
     }
 
+    /// The server thread found no further request: hands what it last published to
+    /// the client, which is waiting for it (`MpscProducer::hand_off`, SPEC §1.3b).
+    pub(crate) fn hand_off(&self) {
+        self.ring.hand_off();
+    }
+
     /// Whether the ring is in flow control now (the ring's own word).
     pub(crate) fn flow_control(&self) -> bool {
         self.ring.flow_control()

@@ -16,6 +16,9 @@
 //!   consumer waiting for the next frame polls that frame's line, not the tail's (a
 //!   staged frame may be read before it is published; the ring keeps its last 8 bytes
 //!   free). SPEC §1.3a.
+//! * **Hand-off** ([`Producer::hand_off`]): a producer about to wait for the
+//!   consumer's answer pushes what it published to the shared last-level cache, so the
+//!   consumer does not miss on each line in this core's (SPEC §1.3b).
 //! * **Hostile peers**: each side keeps its geometry and its own index in private
 //!   memory and validates every index and frame header it reads; corruption is an
 //!   error ([`Corruption`]), never a panic, an out-of-bounds access or UB.
@@ -81,6 +84,7 @@ mod consumer;
 mod error;
 mod fence;
 mod frame;
+mod handoff;
 #[cfg(feature = "alloc")]
 pub mod heap;
 mod index;

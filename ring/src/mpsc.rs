@@ -30,6 +30,7 @@
 use crate::bytes::BytesMut;
 use crate::error::{AttachError, Corruption, PushError};
 use crate::frame::{encode, TAG_MSG, TAG_PAD, TAG_SKIP};
+use crate::handoff;
 use crate::index::SLEEP_BIT;
 use crate::index::{ahead, check_head, is_before};
 use crate::layout::{Config, RawRegion, RingPtrs, FRAME_HEADER};
@@ -49,6 +50,10 @@ pub struct MpscProducer {
     /// Upper bound of any tail published (stored before the shared swap).
     /// Invariant: `cached_head <= published <= claim`.
     published: AtomicU64,
+    /// `published` as the last [`hand_off`](Self::hand_off) saw it (Relaxed; a hint's
+    /// bound only: racing hand-offs may see a stale pair, which `handoff::demote`
+    /// ignores or demotes lines for nothing).
+    handed_off: AtomicU64,
     /// Largest head read from shared memory that passed [`check_head`].
     cached_head: AtomicU64,
     /// 1 while in flow control.
@@ -127,6 +132,7 @@ impl MpscProducer {
             claim: AtomicU64::new(tail),
             turn: AtomicU64::new(tail),
             published: AtomicU64::new(tail),
+            handed_off: AtomicU64::new(tail),
             cached_head: AtomicU64::new(head),
             flow_on: AtomicU32::new(0),
             poisoned: AtomicU32::new(0),
@@ -547,6 +553,19 @@ impl MpscProducer {
         if old & SLEEP_BIT != 0 {
             self.owed_wake.store(1, Ordering::Release);
         }
+    }
+
+    /// Hands what was published since the last call to the consumer, as
+    /// [`Producer::hand_off`](crate::Producer::hand_off): demotes its lines (the first
+    /// 64) and the next header's to the shared last-level cache. For a thread about
+    /// to wait for the consumer's answer, not for a stream (SPEC §1.3b). With several
+    /// threads publishing and handing off, what each call covers is whatever it sees
+    /// published: a hint, never a correctness matter.
+    #[inline]
+    pub fn hand_off(&self) {
+        let to = self.published.load(Ordering::Relaxed);
+        let from = self.handed_off.swap(to, Ordering::Relaxed);
+        handoff::demote(&self.ring, from, to);
     }
 
     /// Takes the wake a dropped grant owes the consumer: `Needed` when a grant dropped

@@ -687,6 +687,28 @@ mod data {
             let _ = offset;
         }
 
+        /// Hints the CPU to move the cache line holding byte `offset` from this core's
+        /// caches to the shared last level (`cldemote`; a `nop` on a CPU without it),
+        /// so that the peer's read of it hits there instead of snooping this core.
+        #[inline(always)]
+        pub(crate) fn demote(&self, offset: usize) {
+            #[cfg(all(target_arch = "x86_64", not(miri)))]
+            if offset < self.len {
+                // SAFETY: `offset < len`: the pointer is inside the area (type
+                // invariant); `cldemote` is a hint that never faults, reads or writes
+                // nothing the program sees, and is a `nop` where unsupported.
+                unsafe {
+                    core::arch::asm!(
+                        "cldemote [{p}]",
+                        p = in(reg) self.base.as_ptr().add(offset),
+                        options(nostack, preserves_flags, readonly)
+                    );
+                }
+            }
+            #[cfg(not(all(target_arch = "x86_64", not(miri))))]
+            let _ = offset;
+        }
+
         /// A raw pointer to `offset`, for the `*_trusted` slices of the grants.
         ///
         /// # Safety
@@ -816,6 +838,9 @@ mod data {
 
         /// No hint under loom.
         pub(crate) fn prefetch(&self, _offset: usize) {}
+
+        /// No hint under loom.
+        pub(crate) fn demote(&self, _offset: usize) {}
 
         /// Never copies directly (loom tracks the bounce copy's accesses instead).
         ///

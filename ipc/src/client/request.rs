@@ -125,6 +125,9 @@ impl Client {
     ) -> Result<Option<u64>, ClientError> {
         let id = self.pending.next_id();
         let header = RequestHeader { id, command }.encode();
+        // A request with none before it in flight is a round trip's: the client waits
+        // for its answer next, so its lines are handed to the server (SPEC §1.3b).
+        let alone = self.pending.outstanding() == 0;
         // The ring is the one place the length is checked.
         match self.requests.try_reserve(len) {
             Ok(mut grant) => {
@@ -135,6 +138,9 @@ impl Client {
                     at += part.len();
                 }
                 let published = grant.commit();
+                if alone {
+                    self.requests.hand_off();
+                }
                 self.want_space = None;
                 self.pending.sent(command);
                 self.stats.requests += 1;

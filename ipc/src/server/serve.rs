@@ -129,6 +129,10 @@ fn handle_requests(
         let mut grant = match conn.requests.try_peek() {
             Ok(Some(grant)) => grant,
             Ok(None) => {
+                if handled > 0 {
+                    // The client waits for the responses: their lines go to it first.
+                    shared.response.hand_off();
+                }
                 release_wake = release_wake.or(conn.requests.release());
                 if handled > 0 {
                     // A client asleep for room is woken before the poll, not after.
