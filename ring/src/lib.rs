@@ -26,7 +26,9 @@
 //!   announce sleep; publishing and releasing return [`Wake`], which says when the
 //!   peer's doorbell must be rung (never while the peer is awake). See [`wake`].
 //! * **Flow control**: high/low watermarks with hysteresis ([`FlowChange`]).
-//! * **MPSC**: [`MpscProducer`] lets several threads of one process produce.
+//! * **MPSC**: [`MpscProducer`] lets several threads of one process produce; a thread
+//!   waiting to publish behind a preempted one parks on a futex (on Linux) instead of
+//!   spinning or yielding.
 //!
 //! The byte layout, every atomic ordering and its reason, and the validation rules are
 //! in the repository's `SPEC.md`.
@@ -93,6 +95,7 @@ mod mpsc;
 mod payload;
 mod producer;
 mod sync;
+mod turn;
 pub mod wake;
 
 pub use bytes::{Bytes, BytesMut};

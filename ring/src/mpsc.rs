@@ -34,7 +34,8 @@ use crate::handoff;
 use crate::index::SLEEP_BIT;
 use crate::index::{ahead, check_head, is_before};
 use crate::layout::{Config, RawRegion, RingPtrs, FRAME_HEADER};
-use crate::sync::{AtomicU32, AtomicU64, Ordering, TurnWait};
+use crate::sync::{AtomicU32, AtomicU64, Ordering};
+use crate::turn::TurnWait;
 use crate::wake::{self, FlowChange, Published, SleepCheck, Wake};
 use crate::Keepalive;
 
@@ -397,7 +398,15 @@ impl MpscProducer {
         self.claim.store(end, Ordering::Relaxed);
         BatchSent {
             sent,
-            published: self.publish(Claim { start, end, first }, true),
+            published: self.publish(
+                Claim {
+                    start,
+                    end,
+                    first,
+                    alone: true,
+                },
+                true,
+            ),
             stopped,
         }
     }
@@ -429,7 +438,15 @@ impl MpscProducer {
         let mut first = 0;
         let end = self.place_in_batch((start, start), parts, &mut room, &mut first)?;
         self.claim.store(end, Ordering::Relaxed);
-        Ok(self.publish(Claim { start, end, first }, true))
+        Ok(self.publish(
+            Claim {
+                start,
+                end,
+                first,
+                alone: true,
+            },
+            true,
+        ))
     }
 
     /// Writes the concatenation of `parts` as a frame at `pos` (after a padding frame
@@ -503,7 +520,12 @@ impl MpscProducer {
     /// cannot ring the doorbell: the consumer's sleep flag is kept for the next
     /// publisher (and the wake recorded as owed, see [`Self::publish_keeping_flag`]).
     fn publish(&self, claim: Claim, can_ring: bool) -> Published {
-        let Claim { start, end, first } = claim;
+        let Claim {
+            start,
+            end,
+            first,
+            alone,
+        } = claim;
         self.turn_wait.wait_for(&self.turn, start);
         // Relaxed: only a bound for head validation, made visible to the other
         // producers through the tail swap (or the first word) and the consumer's
@@ -527,8 +549,11 @@ impl MpscProducer {
             self.publish_keeping_flag(start, end);
             Wake::NotNeeded
         };
-        self.turn.store(end, Ordering::Release);
-        self.turn_wait.advanced();
+        if alone {
+            self.turn_wait.pass_alone(&self.turn, end);
+        } else {
+            self.turn_wait.pass(&self.turn, end);
+        }
         Published {
             wake,
             flow: self.evaluate_flow(false),
@@ -745,6 +770,9 @@ struct Claim {
     start: u64,
     end: u64,
     first: u64,
+    /// No other thread claims space or holds a grant until this claim is published
+    /// (the exclusive paths' contract), so none can wait for the turn it passes on.
+    alone: bool,
 }
 
 /// The head a batch checks its frames against (refreshed once at most).
@@ -869,6 +897,7 @@ impl MpscGrant<'_> {
             start: self.start,
             end: self.end,
             first,
+            alone: false,
         }
     }
 
