@@ -395,20 +395,24 @@ impl MpscProducer {
                 stopped,
             };
         }
-        self.claim.store(end, Ordering::Relaxed);
         BatchSent {
             sent,
-            published: self.publish(
-                Claim {
-                    start,
-                    end,
-                    first,
-                    alone: true,
-                },
-                true,
-            ),
+            published: self.publish_exclusive(start, end, first),
             stopped,
         }
+    }
+
+    /// Claims `start..end` with a store and publishes it, for the exclusive paths (no
+    /// other thread claims or holds a grant meanwhile: the callers' contract).
+    fn publish_exclusive(&self, start: u64, end: u64, first: u64) -> Published {
+        self.claim.store(end, Ordering::Relaxed);
+        let claim = Claim {
+            start,
+            end,
+            first,
+            alone: true,
+        };
+        self.publish(claim, true)
     }
 
     /// [`try_send_vectored`](Self::try_send_vectored) for a producer that is alone:
@@ -437,16 +441,7 @@ impl MpscProducer {
         };
         let mut first = 0;
         let end = self.place_in_batch((start, start), parts, &mut room, &mut first)?;
-        self.claim.store(end, Ordering::Relaxed);
-        Ok(self.publish(
-            Claim {
-                start,
-                end,
-                first,
-                alone: true,
-            },
-            true,
-        ))
+        Ok(self.publish_exclusive(start, end, first))
     }
 
     /// Writes the concatenation of `parts` as a frame at `pos` (after a padding frame

@@ -17,8 +17,7 @@
 //! next claim's owner waited for it and napped too, a convoy of one publication per
 //! nap (150 000 messages took 7 s instead of 0.07 s).
 //!
-//! Protocol (Dekker's, with `SeqCst` fences: loom models fences, not a total order of
-//! `SeqCst` accesses):
+//! Protocol (Dekker's, with `SeqCst` fences between each side's write and read):
 //!
 //! * a parking waiter increments `sleepers`, then loops: load `epoch` as `e`
 //!   (Acquire), fence, load `turn` (done if it is its start), `futex_wait(epoch, e)`;
@@ -47,8 +46,10 @@
 //! claims or holds a grant meanwhile, so no thread waits for a turn)
 //! passes the turn with a plain `Release` store ([`TurnWait::pass_alone`]); the
 //! others pay a fence (an `mfence` on x86-64, after the tail's `swap` has already
-//! drained the store buffer) and a load of a line the group owns. The futex calls
-//! happen only when a waiter parked.
+//! drained the store buffer) and a load of a line the group owns: a 64 B `try_send`
+//! and `try_recv` on one thread took 37.6 ns against 35.9 ns before (best of five
+//! runs of 5 M, three alternating runs each, 2026-12-08). The futex calls happen
+//! only when a waiter parked.
 //!
 //! Under loom the wait is the model's own, as before this module: the waiter blocks
 //! on a modelled mutex and condvar until `turn` is its start, and every publication
