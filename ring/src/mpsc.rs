@@ -20,7 +20,7 @@
 //!
 //! Progress: a grant that is held blocks the publication of later ones (not of their
 //! filling); keep grants short, hold at most one per thread, and never forget one
-//! (publication spins until the turn comes: a grant that never publishes blocks every
+//! (publication waits until the turn comes: a grant that never publishes blocks every
 //! later one forever). A grant dropped without commit is published as a SKIP
 //! frame so later claims are not blocked; its space is freed when the consumer steps
 //! over it, and if the consumer sleeps, the wake a drop cannot ring is kept owed (the
@@ -236,7 +236,8 @@ impl MpscProducer {
     /// # Deadlocks
     ///
     /// Publication (in [`MpscGrant::commit`], [`MpscGrant::abandon`] and the grant's
-    /// `Drop`) waits, spinning, until every earlier claim of the group is published, so
+    /// `Drop`) waits (spinning, then parked: `turn.rs`) until every earlier claim of the
+    /// group is published, so
     /// a grant whose publication waits for a claim that is never published blocks its
     /// thread and every later claim forever. Therefore:
     ///
@@ -246,7 +247,7 @@ impl MpscProducer {
     ///   the same thread);
     /// * do not wait (on a lock, a channel, another thread's grant) while holding one;
     /// * never `mem::forget` one (or leak it in an `Rc` cycle): its claim is never
-    ///   published, and every later publication of the group spins forever.
+    ///   published, and every later publication of the group waits forever.
     ///
     /// # Errors
     ///
@@ -354,6 +355,9 @@ impl MpscProducer {
     /// No other thread may claim space in this ring (`try_reserve`, `try_send*`,
     /// `try_send_batch`) until this returns, and no grant of this ring may be held:
     /// the batch's claims must be contiguous to be published as one (SPEC §1.7).
+    /// Every other claim's publication must happen before this call or after it
+    /// returns (a happens-before order, as one lock around all producers gives): a
+    /// claim that waited for this one's turn would not be woken (`turn.rs`).
     /// Callers that serialize their producers, e.g. behind one lock, meet this.
     pub unsafe fn try_send_batch(&self, msgs: &[&[u8]]) -> BatchSent {
         let nothing = Published {

@@ -31,12 +31,14 @@
 //! publication whose store makes `turn` its start. The two fences are ordered in the
 //! single total order of `SeqCst` operations. If the waiter's comes first, the
 //! publisher's `sleepers` load, after its fence, sees the increment made before the
-//! waiter's fence (C++20 [atomics.fences]), so the publisher bumps `epoch` and wakes.
-//! If the publisher's comes first, the waiter's `turn` load, after its fence, sees
-//! the store made before the publisher's: the waiter does not park. In the first case
-//! the waiter's load of `e` cannot have seen the bump: the bump would then happen
-//! before that load (Release/Acquire through `epoch`), and so would the store of
-//! `turn` before it, which the waiter's later `turn` load would then see. So the
+//! waiter's fence (C++20 [atomics.order] p4), so the publisher bumps `epoch` and
+//! wakes. If the publisher's comes first, the waiter's `turn` load, after its fence,
+//! sees the store made before the publisher's (no later store of `turn` can exist
+//! before this waiter publishes): the waiter does not park. In the first case the
+//! waiter's load of `e` cannot have read the bump or any later value: every write of
+//! `epoch` is a read-modify-write, so a later value is in the bump's release sequence,
+//! the bump would then happen before that load (Release/Acquire), and so would the
+//! store of `turn` before it, which the waiter's later `turn` load would then see. So the
 //! waiter's `futex_wait` finds `epoch` changed and returns at once, or the kernel has
 //! queued it (it checks the value and queues under the futex bucket's lock, which the
 //! wake takes) and the wake finds it. A waiter re-checks after every return, so a
@@ -49,7 +51,7 @@
 //! drained the store buffer) and a load of a line the group owns: a 64 B `try_send`
 //! and `try_recv` on one thread took 37.6 ns against 35.9 ns before (best of five
 //! runs of 5 M, three alternating runs each, 2026-12-08). The futex calls happen
-//! only when a waiter parked.
+//! only while a waiter is counted in `sleepers`.
 //!
 //! Under loom the wait is the model's own, as before this module: the waiter blocks
 //! on a modelled mutex and condvar until `turn` is its start, and every publication
@@ -77,6 +79,7 @@ pub(crate) struct TurnWait {
     sleepers: core::sync::atomic::AtomicU32,
     /// The futex word parked waiters sleep on: bumped (Release) by a publication
     /// that found `sleepers` non-zero, before it wakes them.
+    #[cfg(all(target_os = "linux", not(miri)))]
     epoch: core::sync::atomic::AtomicU32,
 }
 
@@ -168,7 +171,7 @@ impl TurnWait {
     }
 }
 
-/// The wait where nothing parks (Miri, off Linux): spin, yielding with `std`.
+/// The wait where nothing parks: spin (Miri), yielding with `std` (off Linux).
 #[cfg(all(not(loom), any(miri, not(target_os = "linux"))))]
 impl TurnWait {
     fn block(&self, turn: &AtomicU64, start: u64) {
