@@ -237,9 +237,8 @@ impl MpscProducer {
     ///
     /// Publication (in [`MpscGrant::commit`], [`MpscGrant::abandon`] and the grant's
     /// `Drop`) waits (spinning, then parked: `turn.rs`) until every earlier claim of the
-    /// group is published, so
-    /// a grant whose publication waits for a claim that is never published blocks its
-    /// thread and every later claim forever. Therefore:
+    /// group is published, so a grant whose publication waits for a claim that is never
+    /// published blocks its thread and every later claim forever. Therefore:
     ///
     /// * hold at most one live grant per thread (two on one thread publish in claim
     ///   order only if you commit them in that order, and an early return with `?` or a

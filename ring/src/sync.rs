@@ -1,8 +1,9 @@
 //! The one switch between production atomics and loom's model-checked ones.
 //!
-//! Every atomic the ring touches, every spin, and every access to the data area goes
-//! through this module, so a `--cfg loom` build checks the very code that ships
-//! (the approach of tokio's and thingbuf's `loom` shims).
+//! Every atomic the ring touches and every access to the data area goes through this
+//! module, so a `--cfg loom` build checks the very code that ships (the approach of
+//! tokio's and thingbuf's `loom` shims). The one wait that differs between the builds,
+//! an MPSC claim's for its turn, is `turn.rs`.
 //!
 //! The data area is the one place where the two builds differ in representation:
 //! production sees 8-byte words, every one accessed only through a `Relaxed`

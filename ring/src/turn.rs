@@ -68,6 +68,8 @@
 //! off Linux, the waiter only spins (`spin_loop` is a yield point of Miri's
 //! scheduler; with `std`, off Linux, it yields after the spins).
 
+#[cfg(not(loom))]
+use crate::sync::AtomicU32;
 use crate::sync::{AtomicU64, Ordering};
 
 /// Parks and wakes the producers of one MPSC group waiting for their turn to publish.
@@ -76,11 +78,11 @@ use crate::sync::{AtomicU64, Ordering};
 pub(crate) struct TurnWait {
     /// Waiters parked or about to park. Invariant: a thread counts itself here before
     /// its first `SeqCst` fence of a park and stops counting once its turn came.
-    sleepers: core::sync::atomic::AtomicU32,
+    sleepers: AtomicU32,
     /// The futex word parked waiters sleep on: bumped (Release) by a publication
     /// that found `sleepers` non-zero, before it wakes them.
     #[cfg(all(target_os = "linux", not(miri)))]
-    epoch: core::sync::atomic::AtomicU32,
+    epoch: AtomicU32,
 }
 
 /// `pause`s a waiter spins before it parks: about 10 µs at the ~9.5 ns a `pause` takes
