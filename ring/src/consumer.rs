@@ -753,6 +753,60 @@ impl ReadGrant<'_> {
     pub fn consume(self) {
         self.consumer.pos = self.end;
     }
+
+    /// Lets go of the grant, leaving the message in the ring, and returns a token
+    /// that [`Consumer::take`] turns back into this grant (its skipped prefix
+    /// included) without finding and checking the frame again: for a caller that
+    /// must end the grant's borrow of the consumer (to wait, or to look elsewhere)
+    /// and then take the message it chose.
+    #[inline]
+    pub fn leave(self) -> Peeked {
+        Peeked {
+            pos: self.consumer.pos,
+            end: self.end,
+            payload: *self.bytes.payload(),
+        }
+    }
+}
+
+/// A message left in the ring by [`ReadGrant::leave`], to take again with
+/// [`Consumer::take`].
+///
+/// It holds what the grant held: the frame's position and end, and the view of its
+/// payload inside the data area the frame was validated in. Nothing in it is read
+/// from shared memory again.
+#[derive(Clone, Copy, Debug)]
+#[must_use = "a token does nothing unless taken"]
+pub struct Peeked {
+    /// The frame's position: the token is good while the consumer is still there
+    /// (so the frame is unconsumed, and no producer may overwrite it).
+    pos: u64,
+    end: u64,
+    /// Invariant: inside the data area it names (the grant's view).
+    payload: crate::payload::Payload,
+}
+
+impl Consumer {
+    /// The message `peeked` left in the ring, as a grant again; `None` if this
+    /// consumer has moved past it (it was consumed), it is another ring's, or the
+    /// ring was found corrupt since. No shared memory is read.
+    #[inline]
+    pub fn take(&mut self, peeked: Peeked) -> Option<ReadGrant<'_>> {
+        // The same data area (base and length) keeps the view inside this mapping
+        // whatever region the token came from; the same position means the frame
+        // this consumer validated is still its next one.
+        if peeked.pos != self.pos || peeked.payload.data != self.ring.data {
+            return None;
+        }
+        if self.poisoned.is_some() {
+            return None;
+        }
+        Some(ReadGrant {
+            consumer: self,
+            bytes: Bytes::new(peeked.payload),
+            end: peeked.end,
+        })
+    }
 }
 
 #[cfg(all(test, feature = "alloc", not(loom)))]
@@ -820,6 +874,32 @@ mod tests {
         tail.store(rx.pos + 16, crate::sync::Ordering::Release);
         assert!(rx.try_peek().is_err());
         assert!(rx.corruption().is_some());
+    }
+
+    /// A grant left and taken again is the same message, its skipped prefix kept;
+    /// a token is refused once its message is consumed, by another ring's consumer,
+    /// and once the ring is found corrupt.
+    #[test]
+    fn a_left_grant_is_taken_again_while_it_is_next() {
+        let (mut tx, mut rx) = heap::channel(&Config::new(256)).expect("ring");
+        let (mut tx2, mut rx2) = heap::channel(&Config::new(256)).expect("ring");
+        let _ = tx.try_send(b"hdr:first").expect("room");
+        let _ = tx.try_send(b"second").expect("room");
+        let _ = tx2.try_send(b"hdr:other").expect("room");
+        let mut g = rx.try_peek().expect("sound").expect("a message");
+        g.skip_prefix(4);
+        let token = g.leave();
+        assert!(rx2.take(token).is_none(), "another ring's token");
+        assert!(rx2.try_peek().expect("sound").is_some(), "rx2 untouched");
+        let g = rx.take(token).expect("still next");
+        assert_eq!(g.to_vec(), b"first", "the prefix stays skipped");
+        g.consume();
+        assert!(rx.take(token).is_none(), "consumed: the token is stale");
+        let g = rx.try_peek().expect("sound").expect("the next message");
+        assert_eq!(g.to_vec(), b"second");
+        let token = g.leave();
+        let _ = rx.poison(crate::Corruption::Earlier);
+        assert!(rx.take(token).is_none(), "a corrupt ring hands out nothing");
     }
 
     /// A round trip (one frame published at a time) hints nothing.

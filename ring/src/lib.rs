@@ -99,7 +99,7 @@ mod turn;
 pub mod wake;
 
 pub use bytes::{Bytes, BytesMut};
-pub use consumer::{Consumer, ReadGrant, Received};
+pub use consumer::{Consumer, Peeked, ReadGrant, Received};
 pub use error::{AttachError, ConfigError, Corruption, PopError, PushError};
 pub use fence::Fences;
 pub use layout::{

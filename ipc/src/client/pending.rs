@@ -6,10 +6,9 @@ use std::hash::{BuildHasherDefault, Hasher};
 
 use coroipc_ring::{Consumer, Wake};
 
-use super::frame::ResponseFrame;
+use super::frame::{LeftResponse, ResponseFrame};
 use super::in_flight::{InFlight, Slot};
 use crate::error::Violation;
-use crate::protocol::ResponseHeader;
 
 /// Hashes request ids with one multiplication and a fold (Fibonacci hashing) instead of
 /// SipHash:
@@ -40,12 +39,12 @@ impl Hasher for IdHasher {
 type IdMap<V> = HashMap<u64, V, BuildHasherDefault<IdHasher>>;
 
 /// Where the response looked for is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug)]
 pub(crate) enum Found {
     /// In the stash, under this id.
     Stashed(u64),
-    /// At the head of the response ring, with this (already decoded) header.
-    Ring(ResponseHeader),
+    /// At the head of the response ring, left there with its decoded header.
+    Ring(LeftResponse),
 }
 
 /// Requests in flight and responses that arrived out of order.
@@ -213,9 +212,10 @@ impl Pending {
                 return Err(Violation::UnknownResponse(header.id));
             }
             if slot != Slot::Abandoned && want.is_none_or(|w| w == header.id) {
-                // Left at the head: the caller takes it again (the frame borrows the
-                // ring, which the caller's wait goes on using).
-                return Ok((Some(Found::Ring(header)), wake));
+                // Left at the head for the caller to take (the frame borrows the
+                // ring, which the caller's wait goes on using): taking it reads
+                // nothing again.
+                return Ok((Some(Found::Ring(frame.leave())), wake));
             }
             wake = wake.or(self.stash_frame(frame));
         }

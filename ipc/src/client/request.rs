@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use coroipc_ring::PushError;
+use coroipc_ring::{Corruption, PushError};
 
 use super::frame::ResponseFrame;
 use super::guards::{Body, ResponseRef};
@@ -217,33 +217,31 @@ impl Client {
                     body: Body::Owned(stashed.data),
                 })
             }
-            Found::Ring(header) => {
-                let command = self.pending.answered(header.id);
+            Found::Ring(left) => {
+                let id = left.header.id;
+                let command = self.pending.answered(id);
                 self.stats.responses += 1;
-                // Taken again (see `Pending::locate`): the server may have rewritten
-                // it since, so the guard keeps the frame as it is now, checked again,
-                // and the id and status `locate` matched. Gone, too short or another
-                // request's (a header rewritten to a skip over this one) is the
-                // server's violation: never another request's payload as this one's.
-                let why = match ResponseFrame::peek(&mut self.responses) {
-                    Ok(Some(frame)) if frame.header.id != header.id => {
-                        Violation::UnknownResponse(frame.header.id)
+                // The frame `locate` checked and left at the head, with the id and
+                // status it matched: nothing consumes between, so it is there unless
+                // the ring was found corrupt meanwhile.
+                match ResponseFrame::take(&mut self.responses, left) {
+                    Some(frame) => Ok(ResponseRef {
+                        id,
+                        command,
+                        status: left.header.status,
+                        body: Body::Ring {
+                            frame: Some(frame),
+                            server_bell: self.waiter.server_bell(),
+                        },
+                    }),
+                    None => {
+                        let why = Violation::Ring {
+                            ring: RingKind::Response,
+                            cause: Corruption::Earlier,
+                        };
+                        Err(fail(&mut self.closed, self.connection_id, why))
                     }
-                    Ok(Some(frame)) => {
-                        return Ok(ResponseRef {
-                            id: header.id,
-                            command,
-                            status: header.status,
-                            body: Body::Ring {
-                                frame: Some(frame),
-                                server_bell: self.waiter.server_bell(),
-                            },
-                        })
-                    }
-                    Ok(None) => Violation::ShortFrame(RingKind::Response),
-                    Err(v) => v,
-                };
-                Err(fail(&mut self.closed, self.connection_id, why))
+                }
             }
         }
     }
