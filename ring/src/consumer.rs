@@ -891,8 +891,21 @@ mod tests {
         let token = g.leave();
         assert!(rx2.take(token).is_none(), "another ring's token");
         assert!(rx2.try_peek().expect("sound").is_some(), "rx2 untouched");
+        // A hostile producer rewrites the header after the look: the token keeps the
+        // bounds checked then, and nothing is read again.
+        let at = rx.ring.geometry.offset(rx.pos);
+        // SAFETY: `at` is a whole word inside the data area.
+        unsafe {
+            rx.ring
+                .data
+                .store_word(at, crate::frame::encode(crate::frame::TAG_MSG, 200))
+        };
         let g = rx.take(token).expect("still next");
-        assert_eq!(g.to_vec(), b"first", "the prefix stays skipped");
+        assert_eq!(
+            g.to_vec(),
+            b"first",
+            "the prefix stays skipped, the length kept"
+        );
         g.consume();
         assert!(rx.take(token).is_none(), "consumed: the token is stale");
         let g = rx.try_peek().expect("sound").expect("the next message");
