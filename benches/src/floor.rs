@@ -4,6 +4,9 @@
 //! * **cache line** (`impl` `floor`, `op` `rtt`, `mode` `spin`): one 64-byte line
 //!   bounced between two threads pinned to different CPUs — the least any spinning
 //!   round trip can cost (a request index and a response index must each cross once);
+//! * **two lines** (`mode` `lines`): the same, with a line of its own for each
+//!   direction, as any protocol over two rings has — each side then writes a line the
+//!   other is reading, so a crossing costs a fetch for ownership and a miss;
 //! * **ring** (`mode` `ring`): a 64-byte message ping-ponged through two rtrb rings
 //!   between the same two threads — the least a round trip through shared rings costs
 //!   (an index line and a data line cross each way), beside the same ping-pong through
@@ -83,6 +86,43 @@ pub fn cache_line(samples: usize) -> IpcResult {
     }
     let _ = pong.join();
     rtt("spin", out)
+}
+
+/// Two lines, one per direction: CPU 0 (this thread) stores a word into the first and
+/// waits for CPU 1's answer in the second, which CPU 1 stores after seeing the first.
+/// The least a round trip costs when each direction has a line of its own, as two
+/// rings do: each crossing is a write to a line the other side is reading (a fetch
+/// for ownership) and the reader's miss, where one shared line (`cache_line`) lets
+/// each side write the line it has just read.
+pub fn two_lines(samples: usize) -> IpcResult {
+    let lines = std::sync::Arc::new([Line(AtomicU64::new(0)), Line(AtomicU64::new(0))]);
+    let peer = lines.clone();
+    let total = (samples * PER_SAMPLE) as u64;
+    let pong = std::thread::spawn(move || {
+        pin_to(1);
+        for i in 1..=total {
+            while peer[0].0.load(Ordering::Acquire) != i {
+                std::hint::spin_loop();
+            }
+            peer[1].0.store(i, Ordering::Release);
+        }
+    });
+    pin_to(0);
+    let mut out = Vec::with_capacity(samples);
+    let mut i = 0u64;
+    for _ in 0..samples {
+        let t = Instant::now();
+        for _ in 0..PER_SAMPLE {
+            i += 1;
+            lines[0].0.store(i, Ordering::Release);
+            while lines[1].0.load(Ordering::Acquire) != i {
+                std::hint::spin_loop();
+            }
+        }
+        out.push(t.elapsed().as_nanos() as f64 / PER_SAMPLE as f64);
+    }
+    let _ = pong.join();
+    rtt("lines", out)
 }
 
 /// `FUTEX_WAIT` on `word` while it holds `expected` (shared, not private: the word is
@@ -408,7 +448,11 @@ fn pingpong_with<const N: usize>(
 /// Every floor, for a quick or a full run.
 pub fn run(quick: bool) -> Vec<IpcResult> {
     let samples = if quick { 2_000 } else { 20_000 };
-    let mut out = vec![cache_line(samples), ring_pingpong(samples)];
+    let mut out = vec![
+        cache_line(samples),
+        two_lines(samples),
+        ring_pingpong(samples),
+    ];
     out.extend(coroipc_ring_pingpong(samples));
     out.extend(coroipc_ring_pingpong_of::<64>(samples, Fences::Asymmetric));
     out.extend(coroipc_ring_pingpong_handed_off::<64>(samples));

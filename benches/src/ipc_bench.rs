@@ -1181,6 +1181,12 @@ fn floors_table(results: &[IpcResult]) -> String {
             ours: (spin(64), "spin-both"),
         },
         FloorRow {
+            name: "RTT 64 B, two lines (ns)",
+            floor: (ns("rtt", "floor", "lines", 64), "a line each way"),
+            iceoryx2: None,
+            ours: (ns("rtt", "coroipc", "default", 64), "default"),
+        },
+        FloorRow {
             name: "RTT 64 B, ring floor (ns)",
             floor: (ns("rtt", "floor", "ring", 64), "rtrb ping-pong"),
             iceoryx2: ns("rtt", "iceoryx2", "*", 64),

@@ -44,6 +44,7 @@ fn main() {
         use coroipc_ring::Fences::{Asymmetric as Asym, Locked};
         let rows = [
             ("", Some(coroipc_bench::floor::cache_line(5_000))),
+            ("", Some(coroipc_bench::floor::two_lines(5_000))),
             ("64 B", Some(coroipc_bench::floor::ring_pingpong(5_000))),
             ("64 B", coroipc_bench::floor::coroipc_ring_pingpong(5_000)),
             (
