@@ -42,6 +42,8 @@ pub enum Op {
     PeekConsume,
     /// `try_peek` then drop.
     PeekDrop,
+    /// `try_peek`, `leave`, `Consumer::take` (the same message), `consume`.
+    PeekLeaveTake,
     /// `Consumer::release`.
     Release,
     /// `try_recv` into a buffer of `len` bytes.
@@ -71,7 +73,7 @@ impl Op {
                     c.get(1).copied().unwrap_or(0),
                     c.get(2).copied().unwrap_or(0),
                 );
-                match k % 17 {
+                match k % 18 {
                     0 => Op::Send(len(a, b)),
                     1 => Op::SendVectored(vec![len(0, a) / 2, 0, len(0, b) / 2]),
                     2 => Op::ReserveCommit(len(a, b), len(b, a)),
@@ -88,6 +90,7 @@ impl Op {
                     13 => Op::ProducerSleep(len(a, b)),
                     14 => Op::ProducerSleepFlowOff,
                     15 => Op::ProducerCancel,
+                    16 => Op::PeekLeaveTake,
                     _ => Op::PollFlow,
                 }
             })
@@ -366,6 +369,37 @@ pub fn run_model_at(capacity: usize, start: u64, ops: &[Op]) -> Result<(), Strin
                     return differ(&real, &want);
                 }
             }
+            Op::PeekLeaveTake => {
+                let left = c
+                    .try_peek()
+                    .map_err(|e| ctx(&e.to_string()))?
+                    .map(|g| g.leave());
+                match (left, m.front()) {
+                    (None, None) => {}
+                    (Some(token), Some((data, start, end))) => {
+                        let g = c
+                            .take(token)
+                            .ok_or_else(|| ctx("a token left was refused"))?;
+                        if g.to_vec() != data {
+                            return Err(ctx("contents differ after take"));
+                        }
+                        g.consume();
+                        if c.take(token).is_some() {
+                            return Err(ctx("a consumed message's token was taken again"));
+                        }
+                        m.pos = m.pos.max(start);
+                        m.queue.pop_front();
+                        m.pos = end;
+                    }
+                    (g, w) => {
+                        return Err(ctx(&format!(
+                            "ring has message: {}, model: {}",
+                            g.is_some(),
+                            w.is_some()
+                        )))
+                    }
+                }
+            }
             Op::PeekRelease | Op::PeekConsume | Op::PeekDrop => {
                 let got = c.try_peek().map_err(|e| ctx(&e.to_string()))?;
                 let want = m.front();
@@ -554,12 +588,26 @@ pub fn run_hostile(capacity: usize, ops: &[Op], garbage: &[u8]) -> Result<(), St
             Op::PeekRelease
             | Op::PeekConsume
             | Op::PeekDrop
+            | Op::PeekLeaveTake
             | Op::Release
             | Op::ConsumerSleep
             | Op::ConsumerCancel => {
-                let r = c
-                    .try_peek()
-                    .map(|g| g.map(|g| (g.to_vec().len(), g.release())));
+                // Every message goes through `leave` and `take`: a token is taken
+                // back at once whatever the peer writes (nothing is read again).
+                let left = c.try_peek().map(|g| g.map(|g| (g.len(), g.leave())));
+                let r = match left {
+                    Ok(Some((len, token))) => {
+                        let Some(g) = c.take(token) else {
+                            return Err(format!("step {step}: a token left was refused"));
+                        };
+                        if g.len() != len {
+                            return Err(format!("step {step}: the taken grant changed length"));
+                        }
+                        Ok(Some((g.to_vec().len(), g.release())))
+                    }
+                    Ok(None) => Ok(None),
+                    Err(e) => Err(e),
+                };
                 if consumer_dead && !matches!(r, Err(PopError::Corrupt(_))) {
                     return Err(format!(
                         "step {step}: consumer recovered from corruption: {r:?}"

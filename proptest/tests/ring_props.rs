@@ -26,6 +26,7 @@ fn op(max: usize) -> impl Strategy<Value = Op> {
         3 => Just(Op::PeekRelease),
         2 => Just(Op::PeekConsume),
         1 => Just(Op::PeekDrop),
+        1 => Just(Op::PeekLeaveTake),
         1 => Just(Op::Release),
         3 => (0..=max + 8).prop_map(Op::Recv),
         1 => Just(Op::ConsumerSleep),
