@@ -58,34 +58,7 @@ struct Line(AtomicU64);
 
 /// Cache-line ping-pong between CPU 0 (this thread) and CPU 1.
 pub fn cache_line(samples: usize) -> IpcResult {
-    let line = std::sync::Arc::new(Line(AtomicU64::new(0)));
-    let peer = line.clone();
-    let total = (samples * PER_SAMPLE) as u64;
-    let pong = std::thread::spawn(move || {
-        pin_to(1);
-        for i in 0..total {
-            while peer.0.load(Ordering::Acquire) != 2 * i + 1 {
-                std::hint::spin_loop();
-            }
-            peer.0.store(2 * i + 2, Ordering::Release);
-        }
-    });
-    pin_to(0);
-    let mut out = Vec::with_capacity(samples);
-    let mut i = 0u64;
-    for _ in 0..samples {
-        let t = Instant::now();
-        for _ in 0..PER_SAMPLE {
-            line.0.store(2 * i + 1, Ordering::Release);
-            while line.0.load(Ordering::Acquire) != 2 * i + 2 {
-                std::hint::spin_loop();
-            }
-            i += 1;
-        }
-        out.push(t.elapsed().as_nanos() as f64 / PER_SAMPLE as f64);
-    }
-    let _ = pong.join();
-    rtt("spin", out)
+    word_pingpong(samples, true, "spin")
 }
 
 /// Two lines, one per direction: CPU 0 (this thread) stores a word into the first and
@@ -95,16 +68,24 @@ pub fn cache_line(samples: usize) -> IpcResult {
 /// for ownership) and the reader's miss, where one shared line (`cache_line`) lets
 /// each side write the line it has just read.
 pub fn two_lines(samples: usize) -> IpcResult {
+    word_pingpong(samples, false, "lines")
+}
+
+/// A word ping-ponged between CPU 0 (this thread) and CPU 1: CPU 0 stores `2i + 1`
+/// and waits for `2i + 2`, which CPU 1 stores after seeing it; in one line both
+/// ways (`shared`) or in a line of its own each way.
+fn word_pingpong(samples: usize, shared: bool, mode: &'static str) -> IpcResult {
     let lines = std::sync::Arc::new([Line(AtomicU64::new(0)), Line(AtomicU64::new(0))]);
     let peer = lines.clone();
+    let answer = usize::from(!shared);
     let total = (samples * PER_SAMPLE) as u64;
     let pong = std::thread::spawn(move || {
         pin_to(1);
-        for i in 1..=total {
-            while peer[0].0.load(Ordering::Acquire) != i {
+        for i in 0..total {
+            while peer[0].0.load(Ordering::Acquire) != 2 * i + 1 {
                 std::hint::spin_loop();
             }
-            peer[1].0.store(i, Ordering::Release);
+            peer[answer].0.store(2 * i + 2, Ordering::Release);
         }
     });
     pin_to(0);
@@ -113,16 +94,16 @@ pub fn two_lines(samples: usize) -> IpcResult {
     for _ in 0..samples {
         let t = Instant::now();
         for _ in 0..PER_SAMPLE {
-            i += 1;
-            lines[0].0.store(i, Ordering::Release);
-            while lines[1].0.load(Ordering::Acquire) != i {
+            lines[0].0.store(2 * i + 1, Ordering::Release);
+            while lines[answer].0.load(Ordering::Acquire) != 2 * i + 2 {
                 std::hint::spin_loop();
             }
+            i += 1;
         }
         out.push(t.elapsed().as_nanos() as f64 / PER_SAMPLE as f64);
     }
     let _ = pong.join();
-    rtt("lines", out)
+    rtt(mode, out)
 }
 
 /// `FUTEX_WAIT` on `word` while it holds `expected` (shared, not private: the word is
