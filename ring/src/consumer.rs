@@ -795,10 +795,10 @@ impl Consumer {
         // The same data area (base and length) keeps the view inside this mapping
         // whatever region the token came from; the same position means the frame
         // this consumer validated is still its next one.
-        if peeked.pos != self.pos || peeked.payload.data != self.ring.data {
-            return None;
-        }
-        if self.poisoned.is_some() {
+        if peeked.pos != self.pos
+            || peeked.payload.data != self.ring.data
+            || self.poisoned.is_some()
+        {
             return None;
         }
         Some(ReadGrant {
