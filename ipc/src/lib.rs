@@ -108,6 +108,8 @@ pub use client::{
     ResponseRef,
 };
 pub use connection::{Connection, DisconnectReason, DispatchGrant, OverflowPolicy};
+/// The dispatch ring's flow word for any thread ([`Client::flow_watch`]).
+pub use coroipc_ring::FlowWatch;
 pub use error::{
     ClientError, ConnectError, ConnectStep, HandlerError, ProtocolError, RingKind, SendError,
     Violation,

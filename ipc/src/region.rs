@@ -10,7 +10,7 @@ use std::os::fd::OwnedFd;
 use std::ptr::NonNull;
 use std::sync::Arc;
 
-use coroipc_ring::{AttachError, Consumer, MpscProducer, Producer, RawRegion};
+use coroipc_ring::{AttachError, Consumer, FlowWatch, MpscProducer, Producer, RawRegion};
 
 use crate::error::{ProtocolError, RingKind};
 use crate::os::SharedMemory;
@@ -32,6 +32,8 @@ pub(crate) struct ClientRings {
     pub(crate) requests: Producer,
     pub(crate) responses: Consumer,
     pub(crate) dispatch: Consumer,
+    /// The dispatch ring's flow word, readable from any thread (it holds the mapping).
+    pub(crate) dispatch_flow: FlowWatch,
 }
 
 /// The kind of ring `i` of a layout.
@@ -132,9 +134,12 @@ pub(crate) fn attach(memfd: OwnedFd, layout: &RegionLayout) -> Result<ClientRing
         .map_err(fail(DISPATCH))?
         .keep_alive(keep);
     granted(DISPATCH, dispatch.config().capacity)?;
+    // SAFETY: `shm` is the mapping the dispatch ring lies in; the watch holds it.
+    let dispatch_flow = unsafe { dispatch.flow_watch(shm) };
     Ok(ClientRings {
         requests,
         responses,
         dispatch,
+        dispatch_flow,
     })
 }

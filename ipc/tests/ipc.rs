@@ -262,6 +262,15 @@ fn flow_control_seen_by_service_and_client() {
     };
     let mut c = Client::connect(&server.socket(), 1, &opts).unwrap();
     assert!(!c.flow_control());
+    // The same word for another thread, while this one is busy with the client.
+    let watch = c.flow_watch();
+    let watcher = std::thread::spawn(move || {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !watch.flow_control() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        watch.flow_control()
+    });
     // 200 x 64 B = 14 KiB: past the 3 KiB high watermark, the rest queued.
     let sent = c
         .request(
@@ -271,6 +280,10 @@ fn flow_control_seen_by_service_and_client() {
         .unwrap();
     assert_eq!(sent.data, 200u32.to_le_bytes());
     assert!(c.flow_control(), "client sees flow control on");
+    assert!(
+        watcher.join().unwrap(),
+        "the watch sees it on, from its thread"
+    );
     let events = c.request(cmd::FLOW_EVENTS, b"").unwrap();
     assert_eq!(
         u64::from_le_bytes(events.data.try_into().unwrap()),
@@ -294,6 +307,40 @@ fn flow_control_seen_by_service_and_client() {
         std::thread::sleep(Duration::from_millis(1));
     }
     assert!(!c.flow_control(), "flow control off after draining");
+    assert!(!c.flow_watch().flow_control(), "and so does a watch");
+}
+
+/// `wait_response_in_place` with a timeout leaves its request in flight (where
+/// `request_in_place`'s own timeout gives it up): a caller may wait in slices, and
+/// other requests go on meanwhile.
+#[test]
+fn waiting_in_place_in_slices_keeps_the_request() {
+    let server = ServerProcess::start("slices", &[]);
+    let mut c = connect(&server, 1);
+    let hanging = c.send_request(cmd::HANG, b"").unwrap();
+    for _ in 0..2 {
+        assert!(matches!(
+            c.wait_response_in_place(hanging, Some(Duration::from_millis(20))),
+            Err(ClientError::Timeout)
+        ));
+        assert_eq!(c.outstanding(), 1, "still in flight");
+    }
+    let echo = c.send_request(cmd::ECHO, b"beside").unwrap();
+    let r = c.wait_response_in_place(echo, None).unwrap();
+    assert_eq!(r.to_vec(), b"beside");
+    drop(r);
+    // A deferred answer, waited for in slices of 1 ms until it comes.
+    let deferred = c.send_request(cmd::DEFER, b"abc").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let answer = loop {
+        match c.wait_response_in_place(deferred, Some(Duration::from_millis(1))) {
+            Ok(r) => break r.to_vec(),
+            Err(ClientError::Timeout) if Instant::now() < deadline => {}
+            Err(e) => panic!("deferred request: {e}"),
+        }
+    };
+    assert_eq!(answer, b"cba");
+    assert_eq!(c.outstanding(), 1, "only the hanging request is left");
 }
 
 #[test]

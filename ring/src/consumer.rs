@@ -244,7 +244,39 @@ impl Consumer {
     /// The flow-control state the producer published (informational: a hostile
     /// producer can write anything there).
     pub fn flow_control(&self) -> bool {
-        self.ring.header().tail.0.flow.load(Ordering::Relaxed) != 0
+        self.ring.flow_control()
+    }
+
+    /// A [`FlowWatch`](crate::FlowWatch) of this ring: its flow-control word, read
+    /// from any thread while this consumer is busy on another. `owner` is what keeps
+    /// the region mapped (the mapping, or the heap region), held by the watch.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use coroipc_ring::{heap::HeapRegion, Config, Consumer, Producer};
+    ///
+    /// let config = Config::new(4096);
+    /// let region = Arc::new(HeapRegion::new(&config)?);
+    /// // SAFETY: a fresh region, used by these two handles only, which keep it alive.
+    /// let _tx = unsafe { Producer::create(region.raw(), &config) }?.keep_alive(region.clone());
+    /// // SAFETY: initialised just above; kept alive as well.
+    /// let rx = unsafe { Consumer::attach(region.raw()) }?.keep_alive(region.clone());
+    /// // SAFETY: `region` owns the memory the ring lies in.
+    /// let watch = unsafe { rx.flow_watch(region) };
+    /// std::thread::spawn(move || assert!(!watch.flow_control())).join().unwrap();
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Safety
+    ///
+    /// `owner` keeps this ring's region mapped for as long as it lives: the watch may
+    /// outlive the consumer, and reads the region while it lives.
+    #[cfg(feature = "alloc")]
+    pub unsafe fn flow_watch(
+        &self,
+        owner: alloc::sync::Arc<dyn core::any::Any + Send + Sync>,
+    ) -> crate::FlowWatch {
+        crate::FlowWatch::new(self.ring, owner)
     }
 
     /// Bytes published and not yet released, re-reading the tail.

@@ -348,6 +348,13 @@ impl RingPtrs {
         unsafe { self.header.as_ref() }
     }
 
+    /// The flow-control state the producer published (informational: a hostile
+    /// producer can write anything there). `Relaxed`: it orders nothing.
+    #[inline]
+    pub(crate) fn flow_control(&self) -> bool {
+        self.header().tail.0.flow.load(Ordering::Relaxed) != 0
+    }
+
     /// Writes a fresh header and data area into `region`.
     ///
     /// # Safety

@@ -97,6 +97,8 @@ mod producer;
 mod sync;
 mod turn;
 pub mod wake;
+#[cfg(feature = "alloc")]
+mod watch;
 
 pub use bytes::{Bytes, BytesMut};
 pub use consumer::{Consumer, Peeked, ReadGrant, Received};
@@ -109,6 +111,8 @@ pub use layout::{
 pub use mpsc::{BatchSent, MpscGrant, MpscProducer};
 pub use producer::{Producer, WriteGrant};
 pub use wake::{FlowChange, Published, SleepCheck, Wake};
+#[cfg(feature = "alloc")]
+pub use watch::FlowWatch;
 
 /// What a handle keeps alive: the owner of the region it points into.
 #[cfg(feature = "alloc")]

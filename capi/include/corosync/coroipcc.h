@@ -21,8 +21,12 @@
  *   zcb_free and zcb_msg_send_reply_receive accept only a pointer zcb_alloc
  *   returned for the same handle (else CS_ERR_INVALID_PARAM), and the message is
  *   copied once into the request ring when sent.
- * - Calls on one handle from several threads take turns (as the original's
- *   per-instance mutex); a dispatch_get waiting on its fd does not block them.
+ * - Requests on one handle from several threads take turns (as the original's
+ *   per-instance mutex). The dispatch side does not wait for them: beside a
+ *   request on another thread, dispatch_get waits at most its own timeout (and
+ *   gets a message that came meanwhile within 10 ms), fd_get and
+ *   dispatch_flow_control_get not at all; a dispatch_get waiting on its fd blocks
+ *   nothing.
  *
  * Threads: any. Memory returned in *buf / *res_msg is the library's copy, valid
  * until the matching _put (for *res_msg, or this thread's next _in_buf_get); read

@@ -1,5 +1,6 @@
-//! One client context: the Rust [`Client`], the buffers C holds pointers into, and
-//! the zero-copy buffers (`coroipcc_zcb_*`) it owns.
+//! One client context: the Rust [`Client`] (when no request has it out: `slot.rs`),
+//! the buffers C holds pointers into, and the zero-copy buffers (`coroipcc_zcb_*`) it
+//! owns.
 //!
 //! Messages C keeps a pointer to (a dispatch message between `coroipcc_dispatch_get`
 //! and `_put`, a response between `_in_buf_get` and `_put`) are copied out of the
@@ -18,16 +19,18 @@
 
 use std::alloc::{alloc_zeroed, dealloc, Layout};
 use std::collections::HashMap;
-use std::os::fd::{AsRawFd, RawFd};
 use std::ptr::NonNull;
+use std::sync::Arc;
 use std::thread::ThreadId;
 use std::time::Duration;
 
 use ipc::{Client, ClientError};
 
 use crate::error::CapiError;
-use crate::message::{check_incoming_response, request_command, Outgoing, Parts};
-use crate::types::{cs_error_t, ERROR_AT, REQUEST_HEADER_SIZE, RESPONSE_HEADER_SIZE, SIZE_AT};
+use crate::message::check_incoming_response;
+#[cfg(test)]
+use crate::types::cs_error_t;
+use crate::types::RESPONSE_HEADER_SIZE;
 
 /// Which kind of buffer a call is about.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -40,7 +43,7 @@ pub(crate) enum Kind {
 
 /// A message C holds a pointer into, copied out of the ring.
 #[derive(Default)]
-struct Held {
+pub(super) struct Held {
     /// The message, in 8-byte words (so its start is 8-aligned); its first `len`
     /// bytes are the message.
     words: Vec<u64>,
@@ -50,7 +53,7 @@ struct Held {
 
 impl Held {
     /// Room for `len` bytes, as a byte slice to fill.
-    fn fill(&mut self, len: usize) -> &mut [u8] {
+    pub(super) fn fill(&mut self, len: usize) -> &mut [u8] {
         self.words.clear();
         self.words.resize(len.div_ceil(8), 0);
         let bytes = self.words.as_mut_ptr().cast::<u8>();
@@ -134,10 +137,31 @@ impl Dispatches {
 }
 
 /// A buffer of `coroipcc_zcb_alloc`: zeroed, 8-aligned memory C writes a request
-/// into. The library only reads it, in `coroipcc_zcb_msg_send_reply_receive`.
-struct Zcb {
+/// into. The library only reads it, in `coroipcc_zcb_msg_send_reply_receive`, which
+/// holds its own reference: a `coroipcc_zcb_free` from another thread during the send
+/// frees it after the send, not under it.
+pub(super) struct Zcb {
     ptr: NonNull<u8>,
     layout: Layout,
+}
+
+// SAFETY: plain heap memory owned by the `Zcb`; the library only reads it (C writes
+// it between the calls that hand it out and take it back, on whatever thread).
+unsafe impl Send for Zcb {}
+// SAFETY: as for `Send`: shared references only read it.
+unsafe impl Sync for Zcb {}
+
+impl Zcb {
+    /// The buffer's bytes.
+    ///
+    /// # Safety
+    ///
+    /// C does not write the buffer while the slice lives.
+    pub(super) unsafe fn bytes(&self) -> &[u8] {
+        // SAFETY: `layout.size()` initialised bytes (zeroed at allocation, then
+        // written by C), not written meanwhile (contract).
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.layout.size()) }
+    }
 }
 
 impl Drop for Zcb {
@@ -149,15 +173,15 @@ impl Drop for Zcb {
 
 /// A client context (what an `hdb_handle_t` names).
 pub(crate) struct ClientCtx {
-    client: Client,
+    /// The client; `None` while a thread has it out for a request
+    /// ([`Slot::checkout`](super::slot::Slot::checkout)).
+    pub(super) client: Option<Client>,
+    /// Dispatchers waiting for the client to come back (`slot.rs`): a request that
+    /// comes back for it lets them go first.
+    pub(super) waiting_for_client: usize,
     /// Set by `coroipcc_service_disconnect`: every later call is `CS_ERR_BAD_HANDLE`.
     /// (The client itself lives until the last thread using it leaves.)
     pub(crate) closed: bool,
-    /// The largest request: the `request_size` of the connect (as corosync's coroipcc
-    /// bounded it), or the largest the server granted when that is less.
-    request_limit: usize,
-    /// The pollable fd, fixed at connect.
-    fd: RawFd,
     dispatch: Dispatches,
     /// `_in_buf_get` responses, one per thread that holds one: a thread that never
     /// calls `_in_buf_put` (corosync's confdb skips it on an allocation failure)
@@ -166,27 +190,16 @@ pub(crate) struct ClientCtx {
     /// disconnect; so the map is bounded by the threads that used the context, each
     /// entry by the largest response (the documented bound, C API audit finding 10).
     responses: HashMap<ThreadId, Held>,
-    zcbs: Vec<Zcb>,
+    zcbs: Vec<Arc<Zcb>>,
 }
 
-// SAFETY: `Client` is `Send`; the zcb buffers are plain heap memory owned by the
-// context (C writes them only between the calls that hand them out and take them
-// back, on whatever thread). The context is only used under its mutex.
-unsafe impl Send for ClientCtx {}
-
 impl ClientCtx {
-    /// A context for `client`, connected with `request_size`.
-    pub(crate) fn new(client: Client, request_size: usize) -> ClientCtx {
-        let fd = client.as_raw_fd();
-        // A request above the server's grant could never be sent: it is refused before
-        // anything is allocated for it (a header claiming 1 GiB, within a 1 GiB
-        // `request_size`, made a zeroed 1 GiB copy first: C API audit finding 8).
-        let request_limit = request_size.min(client.max_request_len());
+    /// A context for `client`.
+    pub(crate) fn new(client: Client) -> ClientCtx {
         ClientCtx {
-            client,
+            client: Some(client),
+            waiting_for_client: 0,
             closed: false,
-            request_limit,
-            fd,
             dispatch: Dispatches::default(),
             responses: HashMap::new(),
             zcbs: Vec::new(),
@@ -220,102 +233,32 @@ impl ClientCtx {
         self.dispatch.clear();
     }
 
-    pub(crate) fn fd(&self) -> RawFd {
-        self.fd
+    /// Takes the calling thread's `_in_buf_get` buffer to fill with its next
+    /// response (the pointer C had into it is invalid from here on).
+    pub(super) fn take_response_buffer(&mut self, me: ThreadId) -> Held {
+        self.responses.remove(&me).unwrap_or_default()
     }
 
-    pub(crate) fn flow_control(&self) -> bool {
-        self.client.flow_control()
-    }
-
-    /// Sends the request in `parts` and runs `f` on the checked response (still in
-    /// the ring) and its length.
-    fn request<R>(
-        &mut self,
-        parts: &Parts<'_>,
-        f: impl FnOnce(&ipc::ResponseRef<'_>, usize) -> R,
-    ) -> Result<R, CapiError> {
-        let Outgoing { command, size } = request_command(parts)?;
-        if size > self.request_limit {
-            return Err(CapiError::InvalidParam(
-                "request larger than the request_size given at connect or the server's grant",
-            ));
-        }
-        let joined;
-        let payload: &[u8] = match parts.parts.as_slice() {
-            [one] if one.len() == size => one,
-            many => {
-                let mut all = many.concat();
-                all.resize(size, 0);
-                joined = all;
-                &joined
-            }
-        };
-        let response = self.client.request_in_place(command, payload)?;
-        let len = response.len();
-        let mut head = [0u8; RESPONSE_HEADER_SIZE];
-        let n = response.read_into(&mut head);
-        check_incoming_response(&head[..n], len)?;
-        Ok(f(&response, len))
-    }
-
-    /// Sends a request; copies its response into the `max` bytes at `out` (cut at
-    /// `max`, the rest zeroed when shorter). `CS_ERR_TRY_AGAIN` when the response
-    /// header says so (the server's admission control), as corosync's coroipcc.
-    ///
-    /// # Safety
-    ///
-    /// `out` points to `max` (at most `isize::MAX`) writable bytes, which may overlap
-    /// the request's buffers: they are only written once the request is sent.
-    pub(crate) unsafe fn request_copy(
-        &mut self,
-        parts: &Parts<'_>,
-        out: *mut u8,
-        max: usize,
-    ) -> Result<(), CapiError> {
-        let try_again = self.request(parts, |r, len| {
-            let mut head = [0u8; RESPONSE_HEADER_SIZE];
-            r.read_into(&mut head);
-            if error_of(&head) == cs_error_t::CS_ERR_TRY_AGAIN as i32 {
-                return true;
-            }
-            // SAFETY: `max` writable bytes (contract); the request's slices, which may
-            // overlap them, are not used from here on.
-            let out = unsafe { std::slice::from_raw_parts_mut(out, max) };
-            let n = r.read_into(out);
-            out[n.min(len)..].fill(0);
-            false
-        })?;
-        if try_again {
-            return Err(ClientError::TryAgain.into());
-        }
-        Ok(())
-    }
-
-    /// Sends a request; keeps a copy of its response in the calling thread's buffer
-    /// of the context and returns a pointer to it, valid until that thread's
-    /// `release(Kind::Response)` or next `request_in_buf`.
-    pub(crate) fn request_in_buf(&mut self, parts: &Parts<'_>) -> Result<*const u8, CapiError> {
-        let me = std::thread::current().id();
-        let mut held = self.responses.remove(&me).unwrap_or_default();
-        self.request(parts, |r, len| {
-            r.read_into(held.fill(len));
-        })?;
+    /// Holds `held` (a response copied in) for thread `me`; a pointer to it, valid
+    /// until that thread's `release(Kind::Response)` or next `_in_buf_get`.
+    pub(super) fn hold_response(&mut self, me: ThreadId, mut held: Held) -> *const u8 {
         let ptr = held.take();
         self.responses.insert(me, held);
-        Ok(ptr)
+        ptr
     }
 
     /// Receives the next dispatch message (waiting up to `timeout`, `None`: as long
     /// as the server lives) into a buffer of the context, held by the calling thread
     /// on top of any it holds already; a pointer to it, or NULL when none came (then
-    /// nothing is released).
+    /// nothing is released). Called with the client in the context
+    /// ([`Turn::Dispatch`](super::slot::Turn::Dispatch)); without it, `TryAgain`.
     pub(crate) fn dispatch_get(
         &mut self,
         timeout: Option<Duration>,
     ) -> Result<*const u8, CapiError> {
         self.dispatch.check_room()?;
-        let Some(msg) = self.client.dispatch_recv(timeout)? else {
+        let client = self.client.as_mut().ok_or(ClientError::TryAgain)?;
+        let Some(msg) = client.dispatch_recv(timeout)? else {
             return Ok(std::ptr::null());
         };
         let len = msg.len();
@@ -330,9 +273,10 @@ impl ClientCtx {
         Ok(self.dispatch.hold(buf))
     }
 
-    /// A zeroed, 8-aligned buffer of `len` bytes owned by the context.
-    pub(crate) fn zcb_alloc(&mut self, len: usize) -> Result<*mut u8, CapiError> {
-        if len == 0 || len > self.request_limit {
+    /// A zeroed, 8-aligned buffer of `len` bytes, at most `limit`, owned by the
+    /// context.
+    pub(crate) fn zcb_alloc(&mut self, len: usize, limit: usize) -> Result<*mut u8, CapiError> {
+        if len == 0 || len > limit {
             return Err(CapiError::InvalidParam(
                 "zcb size is 0 or larger than the largest request",
             ));
@@ -341,7 +285,7 @@ impl ClientCtx {
             .map_err(|_| CapiError::InvalidParam("zcb size too large"))?;
         // SAFETY: `layout` has a non-zero size.
         let ptr = NonNull::new(unsafe { alloc_zeroed(layout) }).ok_or(CapiError::NoMemory)?;
-        self.zcbs.push(Zcb { ptr, layout });
+        self.zcbs.push(Arc::new(Zcb { ptr, layout }));
         Ok(ptr.as_ptr())
     }
 
@@ -354,55 +298,17 @@ impl ClientCtx {
             ))
     }
 
-    /// Frees a buffer of [`zcb_alloc`](Self::zcb_alloc).
+    /// The buffer of [`zcb_alloc`](Self::zcb_alloc) at `ptr`, for a send.
+    pub(super) fn zcb(&self, ptr: *const u8) -> Result<Arc<Zcb>, CapiError> {
+        Ok(self.zcbs[self.zcb_index(ptr)?].clone())
+    }
+
+    /// Frees a buffer of [`zcb_alloc`](Self::zcb_alloc) (once no send reads it).
     pub(crate) fn zcb_free(&mut self, ptr: *const u8) -> Result<(), CapiError> {
         let i = self.zcb_index(ptr)?;
         self.zcbs.swap_remove(i);
         Ok(())
     }
-
-    /// Sends the request written in a zcb buffer (its header's `size` bytes, which
-    /// must fit the buffer); copies the response as [`request_copy`](Self::request_copy).
-    ///
-    /// # Safety
-    ///
-    /// As `request_copy` for `out`; C does not write the buffer during the call.
-    pub(crate) unsafe fn zcb_send(
-        &mut self,
-        ptr: *const u8,
-        out: *mut u8,
-        max: usize,
-    ) -> Result<(), CapiError> {
-        let i = self.zcb_index(ptr)?;
-        let cap = self.zcbs[i].layout.size();
-        if cap < REQUEST_HEADER_SIZE {
-            return Err(CapiError::InvalidParam("zcb buffer shorter than a header"));
-        }
-        // SAFETY: the buffer is `cap` initialised bytes (zeroed at allocation, then
-        // written by C), not written during the call (contract).
-        let whole = unsafe { std::slice::from_raw_parts(ptr, cap) };
-        let mut size = [0u8; 4];
-        size.copy_from_slice(&whole[SIZE_AT..SIZE_AT + 4]);
-        let len = usize::try_from(i32::from_ne_bytes(size))
-            .ok()
-            .filter(|&n| n <= cap)
-            .ok_or(CapiError::InvalidParam(
-                "zcb header size is negative or larger than the buffer",
-            ))?;
-        let parts = Parts {
-            parts: vec![&whole[..len]],
-            total: len,
-        };
-        // SAFETY: forwarded contract.
-        unsafe { self.request_copy(&parts, out, max) }
-    }
-}
-
-/// The `error` field of a response header.
-fn error_of(head: &[u8; RESPONSE_HEADER_SIZE]) -> i32 {
-    let mut word = [0u8; 4];
-    word.copy_from_slice(&head[ERROR_AT..ERROR_AT + 4]);
-    i32::from_ne_bytes(word)
 }
 
 #[cfg(test)]

@@ -1,17 +1,21 @@
 //! `coroipcc.h`: corosync 1.4's client functions. Contexts are `hdb_handle_t`
-//! numbers from a handle table (module `handle`). Each context is used under its own
-//! mutex, so calls from several threads take turns; a dispatch message held by one
-//! thread makes other threads' `coroipcc_dispatch_get` wait until it is released
-//! (the holder's own gets nest: module `ctx`; `_in_buf_get` responses are per
-//! thread), and a blocking `coroipcc_dispatch_get` waits on the context's fd without
-//! holding it, so a dispatch thread and a request thread can share one context (as
-//! in corosync).
+//! numbers from a handle table (module `handle`). Who waits for whom on one context
+//! is decided in module `slot`: requests take turns for their whole call (as
+//! corosync's), while the dispatch side (`coroipcc_dispatch_get`, `_fd_get`,
+//! `_flow_control_get`) never waits for a request beyond its own timeout; a dispatch
+//! message held by one thread makes other threads' `coroipcc_dispatch_get` wait until
+//! it is released, within their timeout (the holder's own gets nest: module `ctx`;
+//! `_in_buf_get` responses are per thread); a blocking `coroipcc_dispatch_get` waits
+//! on the context's fd without holding it. So a dispatch thread and request threads
+//! can share one context, as corosync clients do. Module `request` is the request
+//! path.
 
 mod ctx;
+mod request;
+mod slot;
 
 use std::ffi::{c_char, c_int, c_uint, c_void};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ipc::{Client, ClientError, ConnectOptions};
@@ -22,81 +26,22 @@ use crate::message::{out, socket_name, Parts};
 use crate::panic::boundary;
 use crate::types::{cs_error_t, hdb_handle_t};
 use ctx::{ClientCtx, Kind};
-
-/// A context and the condition its waiting threads wait on.
-struct Slot {
-    ctx: Mutex<ClientCtx>,
-    released: Condvar,
-    /// Ends the connection without the context's lock, so a disconnect wakes a thread
-    /// blocked in a request on it (as corosync's `shutdown` of the socket did).
-    closer: ipc::Closer,
-    /// Set by `coroipcc_service_disconnect` before it ends the connection, without the
-    /// lock: a thread woken by that end (one waiting on the fd in `dispatch_get`)
-    /// then finds the handle gone (`CS_ERR_BAD_HANDLE`), not a dead server.
-    closing: AtomicBool,
-}
+use slot::{Slot, Turn};
 
 static CLIENTS: Registry<Slot> = Registry::new(Tag::Client);
 
-impl Slot {
-    /// The context, once no other thread holds its buffer of `kind` (if given),
-    /// waiting for that until `until` at most (`None`: no limit), then `TryAgain`.
-    fn enter(
-        &self,
-        kind: Option<Kind>,
-        until: Option<Instant>,
-    ) -> Result<MutexGuard<'_, ClientCtx>, CapiError> {
-        let me = std::thread::current().id();
-        let mut ctx = self.ctx.lock().unwrap_or_else(PoisonError::into_inner);
-        let closed = |ctx: &ClientCtx| ctx.closed || self.closing.load(Ordering::Acquire);
-        while !closed(&ctx) && kind.is_some_and(|k| ctx.held_by_other(k, me)) {
-            ctx = match until {
-                None => self
-                    .released
-                    .wait(ctx)
-                    .unwrap_or_else(PoisonError::into_inner),
-                Some(at) => {
-                    let left = at.saturating_duration_since(Instant::now());
-                    if left.is_zero() {
-                        return Err(ClientError::TryAgain.into());
-                    }
-                    self.released
-                        .wait_timeout(ctx, left)
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .0
-                }
-            };
-        }
-        if closed(&ctx) {
-            return Err(CapiError::BadHandle);
-        }
-        Ok(ctx)
-    }
-
-    /// Runs `f` on the context (once `kind` is free); wakes the threads waiting for a
-    /// release.
-    fn with<R>(
-        &self,
-        kind: Option<Kind>,
-        until: Option<Instant>,
-        f: impl FnOnce(&mut ClientCtx) -> Result<R, CapiError>,
-    ) -> Result<R, CapiError> {
-        let r = f(&mut *self.enter(kind, until)?);
-        self.released.notify_all();
-        r
-    }
+/// The slot behind `handle`.
+fn slot_of(handle: hdb_handle_t) -> Result<Arc<Slot>, CapiError> {
+    CLIENTS.get(handle).ok_or(CapiError::BadHandle)
 }
 
-/// Runs `f` on the context behind `handle` (once its buffer of `kind` is free).
+/// Runs `f` on the context behind `handle` (its buffers only: it never waits for a
+/// request on another thread).
 fn with_ctx<R>(
     handle: hdb_handle_t,
-    kind: Option<Kind>,
     f: impl FnOnce(&mut ClientCtx) -> Result<R, CapiError>,
 ) -> Result<R, CapiError> {
-    CLIENTS
-        .get(handle)
-        .ok_or(CapiError::BadHandle)?
-        .with(kind, None, f)
+    slot_of(handle)?.with(Turn::Context, None, f)
 }
 
 /// The ring capacity to ask for so that a message of `size` bytes fits: twice the
@@ -117,10 +62,13 @@ fn ring_for(size: usize) -> Result<u32, CapiError> {
 /// sizes bound the largest request and response and size the dispatch ring (the
 /// server may cap them).
 ///
-/// Threads: a context may be used from any thread. Calls on one context take turns;
-/// while a thread holds a dispatch message of the context, other threads'
-/// `coroipcc_dispatch_get` wait until it releases it (`_in_buf_get` responses are per
-/// thread); a waiting `coroipcc_dispatch_get` does not hold the context.
+/// Threads: a context may be used from any thread. Requests on one context take
+/// turns; `coroipcc_dispatch_get` beside a request waits for it at most its own
+/// timeout, and `coroipcc_fd_get` and `coroipcc_dispatch_flow_control_get` not at
+/// all; while a thread holds a dispatch message of the context, other threads'
+/// `coroipcc_dispatch_get` wait until it releases it, within their timeout
+/// (`_in_buf_get` responses are per thread); a waiting `coroipcc_dispatch_get` does
+/// not hold the context.
 ///
 /// Returns `CS_OK`; `CS_ERR_TRY_AGAIN` (nobody listens under the name, as
 /// corosync's); `CS_ERR_NOT_EXIST` (no such service); `CS_ERR_ACCESS` (refused by
@@ -155,13 +103,7 @@ pub unsafe extern "C" fn coroipcc_service_connect(
             ..ConnectOptions::default()
         };
         let client = Client::connect(&name, service, &options)?;
-        let closer = client.closer()?;
-        *handle = CLIENTS.insert(Arc::new(Slot {
-            ctx: Mutex::new(ClientCtx::new(client, request_size)),
-            released: Condvar::new(),
-            closer,
-            closing: AtomicBool::new(false),
-        }));
+        *handle = CLIENTS.insert(Arc::new(Slot::new(client, request_size)?));
         Ok(())
     })
 }
@@ -177,17 +119,9 @@ pub unsafe extern "C" fn coroipcc_service_connect(
 pub extern "C" fn coroipcc_service_disconnect(handle: hdb_handle_t) -> cs_error_t {
     boundary(|| {
         let slot = CLIENTS.remove(handle).ok_or(CapiError::BadHandle)?;
-        // First, without the lock: a thread blocked in a request on this context
-        // returns (`CS_ERR_LIBRARY`) and lets go of it; one woken from waiting on the
-        // fd sees the handle gone.
-        slot.closing.store(true, Ordering::Release);
-        slot.closer.close();
-        {
-            let mut ctx = slot.ctx.lock().unwrap_or_else(PoisonError::into_inner);
-            ctx.release_all();
-            ctx.closed = true;
-        }
-        slot.released.notify_all();
+        // A thread blocked in a request on this context returns (`CS_ERR_LIBRARY`)
+        // and lets go of it; one woken from waiting on the fd sees the handle gone.
+        slot.close();
         // The client is freed here, or when a call still running on another thread
         // (waiting on its fd) ends.
         drop(slot);
@@ -210,7 +144,7 @@ pub unsafe extern "C" fn coroipcc_fd_get(handle: hdb_handle_t, fd: *mut c_int) -
     boundary(|| {
         // SAFETY: `fd` is NULL or writable (this function's contract).
         let fd = unsafe { out(fd, "fd is NULL") }?;
-        *fd = with_ctx(handle, None, |c| Ok(c.fd()))?;
+        *fd = slot_of(handle)?.fd;
         Ok(())
     })
 }
@@ -246,10 +180,8 @@ pub unsafe extern "C" fn coroipcc_msg_send_reply_receive(
         // SAFETY: forwarded contract.
         let parts = unsafe { Parts::gather(iov, iov_len) }?;
         let res_msg = result_buffer(res_msg, res_len)?;
-        with_ctx(handle, None, |c| {
-            // SAFETY: non-NULL, `res_len` writable bytes (caller contract), bounded.
-            unsafe { c.request_copy(&parts, res_msg, res_len) }
-        })
+        // SAFETY: non-NULL, `res_len` writable bytes (caller contract), bounded.
+        unsafe { request::request_copy(&*slot_of(handle)?, &parts, res_msg, res_len) }
     })
 }
 
@@ -293,7 +225,7 @@ pub unsafe extern "C" fn coroipcc_msg_send_reply_receive_in_buf_get(
         *res_msg = std::ptr::null_mut();
         // SAFETY: forwarded contract.
         let parts = unsafe { Parts::gather(iov, iov_len) }?;
-        let ptr = with_ctx(handle, None, |c| c.request_in_buf(&parts))?;
+        let ptr = request::request_in_buf(&*slot_of(handle)?, &parts)?;
         *res_msg = ptr.cast_mut().cast();
         Ok(())
     })
@@ -305,7 +237,7 @@ pub unsafe extern "C" fn coroipcc_msg_send_reply_receive_in_buf_get(
 #[no_mangle]
 pub extern "C" fn coroipcc_msg_send_reply_receive_in_buf_put(handle: hdb_handle_t) -> cs_error_t {
     boundary(|| {
-        with_ctx(handle, None, |c| {
+        with_ctx(handle, |c| {
             c.release(Kind::Response);
             Ok(())
         })
@@ -316,7 +248,10 @@ pub extern "C" fn coroipcc_msg_send_reply_receive_in_buf_put(handle: hdb_handle_
 /// `*buf` a pointer to it (8-aligned; it starts with a `coroipc_response_header_t`
 /// whose `size` is its length), waiting up to `timeout` milliseconds (0: just look,
 /// which also arms the fd of `coroipcc_fd_get`; negative: as long as the server
-/// lives). While it waits, the context is free for other threads.
+/// lives). While it waits, the context is free for other threads. Beside a request
+/// on another thread it looks between the request's slices of waiting (module
+/// `request`): a message that comes during a slow request is delivered within 10 ms,
+/// and a request never keeps it past its timeout (`CS_ERR_TRY_AGAIN`).
 ///
 /// Lifetime of `*buf`: until its `coroipcc_dispatch_put(handle)` or
 /// `coroipcc_service_disconnect(handle)`; meanwhile other threads'
@@ -349,7 +284,7 @@ pub unsafe extern "C" fn coroipcc_dispatch_get(
         // SAFETY: `buf` is NULL or writable (this function's contract).
         let buf = unsafe { out(buf, "buf is NULL") }?;
         *buf = std::ptr::null_mut();
-        let slot = CLIENTS.get(handle).ok_or(CapiError::BadHandle)?;
+        let slot = slot_of(handle)?;
         let deadline = u64::try_from(timeout)
             .ok()
             .map(|ms| Instant::now().checked_add(Duration::from_millis(ms)));
@@ -359,8 +294,8 @@ pub unsafe extern "C" fn coroipcc_dispatch_get(
         loop {
             // Look without waiting (this arms the fd), then wait on the fd without
             // holding the context.
-            let (ptr, fd) = slot.with(Some(Kind::Dispatch), until, |c| {
-                Ok((c.dispatch_get(Some(Duration::ZERO))?, c.fd()))
+            let ptr = slot.with(Turn::Dispatch, until, |c| {
+                c.dispatch_get(Some(Duration::ZERO))
             })?;
             if !ptr.is_null() {
                 *buf = ptr.cast_mut().cast();
@@ -373,7 +308,7 @@ pub unsafe extern "C" fn coroipcc_dispatch_get(
                     _ => return Err(ClientError::TryAgain.into()),
                 },
             };
-            if !wait_readable(fd, wait)? {
+            if !wait_readable(slot.fd, wait)? {
                 return Err(ClientError::TryAgain.into());
             }
         }
@@ -388,7 +323,7 @@ pub unsafe extern "C" fn coroipcc_dispatch_get(
 #[no_mangle]
 pub extern "C" fn coroipcc_dispatch_put(handle: hdb_handle_t) -> cs_error_t {
     boundary(|| {
-        with_ctx(handle, None, |c| {
+        with_ctx(handle, |c| {
             c.release(Kind::Dispatch);
             Ok(())
         })
@@ -411,7 +346,7 @@ pub unsafe extern "C" fn coroipcc_dispatch_flow_control_get(
     boundary(|| {
         // SAFETY: `flow_control_state` is NULL or writable (this function's contract).
         let state = unsafe { out(flow_control_state, "flow_control_state is NULL") }?;
-        *state = c_uint::from(with_ctx(handle, None, |c| Ok(c.flow_control()))?);
+        *state = c_uint::from(slot_of(handle)?.flow.flow_control());
         Ok(())
     })
 }
@@ -443,7 +378,11 @@ pub unsafe extern "C" fn coroipcc_zcb_alloc(
         let total = size
             .checked_add(header_size)
             .ok_or(CapiError::InvalidParam("size + header_size overflows"))?;
-        *buffer = with_ctx(handle, None, |c| c.zcb_alloc(total))?.cast();
+        let slot = slot_of(handle)?;
+        let limit = slot.request_limit;
+        *buffer = slot
+            .with(Turn::Context, None, |c| c.zcb_alloc(total, limit))?
+            .cast();
         Ok(())
     })
 }
@@ -452,7 +391,7 @@ pub unsafe extern "C" fn coroipcc_zcb_alloc(
 /// same handle. Any other pointer: `CS_ERR_INVALID_PARAM`, nothing freed.
 #[no_mangle]
 pub extern "C" fn coroipcc_zcb_free(handle: hdb_handle_t, buffer: *mut c_void) -> cs_error_t {
-    boundary(|| with_ctx(handle, None, |c| c.zcb_free(buffer.cast_const().cast())))
+    boundary(|| with_ctx(handle, |c| c.zcb_free(buffer.cast_const().cast())))
 }
 
 /// corosync 1.4's `coroipcc_zcb_msg_send_reply_receive`: sends the request written in
@@ -473,11 +412,10 @@ pub unsafe extern "C" fn coroipcc_zcb_msg_send_reply_receive(
 ) -> cs_error_t {
     boundary(|| {
         let res_msg = result_buffer(res_msg, res_len)?;
-        with_ctx(handle, None, |c| {
-            // SAFETY: `res_len` writable bytes (contract, checked non-NULL); the zcb
-            // buffer is left alone by C during the call (contract).
-            unsafe { c.zcb_send(msg.cast_const().cast(), res_msg, res_len) }
-        })
+        let slot = slot_of(handle)?;
+        // SAFETY: `res_len` writable bytes (contract, checked non-NULL); the zcb
+        // buffer is left alone by C during the call (contract).
+        unsafe { request::zcb_send(&slot, msg.cast_const().cast(), res_msg, res_len) }
     })
 }
 

@@ -15,7 +15,8 @@
  *   abuse SOCKET_NAME          everything above; prints "ok abuse"
  *   abuse SOCKET_NAME waiting  coroipcc_service_disconnect while another thread waits
  *                              (in coroipcc_dispatch_get; in a request never
- *                              answered); prints "ok waiting"
+ *                              answered), and its dispatch side while another
+ *                              thread's request waits; prints "ok waiting"
  *
  * A server (own poll loop on a thread) and its clients in one process.
  *
@@ -1422,6 +1423,51 @@ static void second_dispatcher_within_its_timeout(const char *name)
 	EXPECT(coroipcc_service_disconnect(h), CS_OK);
 }
 
+/* While another thread waits for a response that never comes, the handle's dispatch
+ * side goes on: coroipcc_dispatch_get returns within its own timeout, fd_get and
+ * flow_control_get at once, and a dispatch message sent meanwhile is delivered
+ * (corosync's coroipcc took its mutex only in the request calls; libcoroipc's requests
+ * held the context's lock for their whole wait: review of 2026-12-08). */
+static void dispatch_beside_a_request(const char *name)
+{
+	struct waiter w = { connect_to(name, 1), 0, CS_OK, NULL, 0 };
+	EXPECT(ping(w.h), CS_OK); /* its init_fn has run: last_conn is its connection */
+	void *conn = atomic_load(&last_conn);
+	pthread_t t;
+	CHECK(pthread_create(&t, NULL, wait_on_handle, &w) == 0, "thread");
+	usleep(200000); /* it waits for its response by now */
+	watchdog_what = "the dispatch side of a handle while another thread waits for a response";
+	alarm(10);
+	void *b = (void *)1;
+	long long t0 = now_ms();
+	EXPECT(coroipcc_dispatch_get(w.h, &b, 0), CS_ERR_TRY_AGAIN);
+	CHECK(b == NULL, "no dispatch message yet");
+	EXPECT(coroipcc_dispatch_get(w.h, &b, 100), CS_ERR_TRY_AGAIN);
+	int fd = -1;
+	EXPECT(coroipcc_fd_get(w.h, &fd), CS_OK);
+	CHECK(fd >= 0, "fd %d", fd);
+	unsigned int flow = 7;
+	EXPECT(coroipcc_dispatch_flow_control_get(w.h, &flow), CS_OK);
+	CHECK(flow == 0, "flow control %u", flow);
+	CHECK(now_ms() - t0 < 5000, "the looks took %lld ms", now_ms() - t0);
+	union { coroipc_response_header_t h; unsigned char bytes[48]; } ev;
+	memset(ev.bytes, 0x44, sizeof(ev.bytes));
+	ev.h.size = sizeof(ev.bytes);
+	ev.h.id = 7;
+	ev.h.error = CS_OK;
+	EXPECT_INT(coroipcs_dispatch_send(conn, &ev, sizeof(ev.bytes)), 0);
+	EXPECT(coroipcc_dispatch_get(w.h, &b, 5000), CS_OK);
+	CHECK(b != NULL && memcmp(b, &ev, sizeof(ev.bytes)) == 0, "the dispatch message, intact");
+	EXPECT(coroipcc_dispatch_put(w.h), CS_OK);
+	alarm(0);
+	EXPECT(coroipcc_service_disconnect(w.h), CS_OK);
+	watchdog_what = "the waiting request after the disconnect";
+	alarm(10);
+	pthread_join(t, NULL);
+	alarm(0);
+	CHECK(w.result == CS_ERR_BAD_HANDLE || w.result == CS_ERR_LIBRARY, "request: %d", w.result);
+}
+
 static int waiting(const char *name)
 {
 	signal(SIGALRM, on_alarm);
@@ -1429,6 +1475,7 @@ static int waiting(const char *name)
 	disconnect_while_waiting(name, 1);
 	disconnect_while_waiting(name, 0);
 	second_dispatcher_within_its_timeout(name);
+	dispatch_beside_a_request(name);
 	hdb_handle_t h = connect_to(name, 1);
 	EXPECT(ping(h), CS_OK);
 	EXPECT(coroipcc_service_disconnect(h), CS_OK);

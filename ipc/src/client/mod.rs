@@ -22,7 +22,7 @@ mod request;
 mod request_grant;
 mod waiter;
 
-use coroipc_ring::{Consumer, Producer};
+use coroipc_ring::{Consumer, FlowWatch, Producer};
 
 use crate::deadline::Deadline;
 use crate::error::{ClientError, ConnectError, RingKind, Violation};
@@ -106,6 +106,8 @@ pub struct Client {
     requests: Producer,
     responses: Consumer,
     dispatch: Consumer,
+    /// The dispatch ring's flow word for other threads ([`Client::flow_watch`]).
+    dispatch_flow: FlowWatch,
     waiter: Waiter,
     pending: Pending,
     connection_id: u64,
@@ -206,6 +208,7 @@ impl Client {
             requests: accepted.rings.requests,
             responses: accepted.rings.responses,
             dispatch: accepted.rings.dispatch,
+            dispatch_flow: accepted.rings.dispatch_flow,
             waiter: accepted.waiter,
             pending: Pending::new(),
             connection_id: accepted.connection_id,
@@ -260,6 +263,14 @@ impl Client {
     /// Whether the server reports this connection's dispatch ring in flow control.
     pub fn flow_control(&self) -> bool {
         self.dispatch.flow_control()
+    }
+
+    /// [`flow_control`](Client::flow_control) for any thread: a handle that reads the
+    /// same word while this client is busy (or blocked) on another thread, and keeps
+    /// the connection's memory mapped while it lives. For a C context's dispatch
+    /// thread, which asks while another thread waits for a response.
+    pub fn flow_watch(&self) -> FlowWatch {
+        self.dispatch_flow.clone()
     }
 
     /// This client's counters.

@@ -328,7 +328,34 @@ impl Client {
     ) -> Result<ResponseRef<'_>, ClientError> {
         let id = self.send_request(command, payload)?;
         let timeout = self.options.request_timeout;
-        let r = self.await_response(Some(id), timeout, GiveUp::OnTimeout)?;
+        self.response_in_place(id, timeout, GiveUp::OnTimeout)
+    }
+
+    /// The response to request `id` (from [`send_request`](Client::send_request)) in
+    /// place, as [`request_in_place`](Client::request_in_place) returns it, waiting up
+    /// to `timeout`. On `Timeout` the request stays in flight: a later wait for `id`
+    /// finds its response (a caller that waits in slices, giving the client to
+    /// another thread between them, as the C API does).
+    ///
+    /// # Errors
+    ///
+    /// As [`wait_response`](Client::wait_response).
+    pub fn wait_response_in_place(
+        &mut self,
+        id: u64,
+        timeout: Option<Duration>,
+    ) -> Result<ResponseRef<'_>, ClientError> {
+        self.response_in_place(id, timeout, GiveUp::Never)
+    }
+
+    /// The response to `id` in place, a library status as its error.
+    fn response_in_place(
+        &mut self,
+        id: u64,
+        timeout: Option<Duration>,
+        give_up: GiveUp,
+    ) -> Result<ResponseRef<'_>, ClientError> {
+        let r = self.await_response(Some(id), timeout, give_up)?;
         if let Some(e) = status_error(r.status, r.command) {
             return Err(e);
         }
