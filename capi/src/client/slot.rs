@@ -143,8 +143,15 @@ impl Slot {
                     ctx.waiting_for_client += 1;
                     (ctx, in_time) = self.wait(ctx, until);
                     ctx.waiting_for_client -= 1;
-                    // A request coming back for the client may be waiting for us.
-                    self.released.notify_all();
+                    // A request coming back for the client waits for the count to be
+                    // 0: tell it (we may now wait for a held message instead, whose
+                    // holder's callback may be queued behind that request). Only
+                    // then: a wake at every decrement would wake the other counted
+                    // dispatchers, which would wake us, for as long as the client is
+                    // out.
+                    if ctx.waiting_for_client == 0 {
+                        self.released.notify_all();
+                    }
                 }
             }
             if !in_time {
