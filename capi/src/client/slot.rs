@@ -146,9 +146,8 @@ impl Slot {
                     // A request coming back for the client waits for the count to be
                     // 0: tell it (we may now wait for a held message instead, whose
                     // holder's callback may be queued behind that request). Only
-                    // then: a wake at every decrement would wake the other counted
-                    // dispatchers, which would wake us, for as long as the client is
-                    // out.
+                    // then: with two or more counted, a wake at every decrement has
+                    // them wake each other until the client comes back.
                     if ctx.waiting_for_client == 0 {
                         self.released.notify_all();
                     }

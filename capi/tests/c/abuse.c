@@ -1423,6 +1423,34 @@ static void second_dispatcher_within_its_timeout(const char *name)
 	EXPECT(coroipcc_service_disconnect(h), CS_OK);
 }
 
+/* CPU time this process has used, in ms (user + system, every thread). */
+static long long cpu_ms(void)
+{
+	struct timespec ts;
+	CHECK(clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts) == 0, "clock_gettime");
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+struct dispatcher {
+	hdb_handle_t h;
+	cs_error_t result;
+	int size;
+};
+
+/* Gets one dispatch message, holds it a moment, puts it. */
+static void *dispatch_one(void *p)
+{
+	struct dispatcher *d = p;
+	void *b = NULL;
+	d->result = coroipcc_dispatch_get(d->h, &b, 5000);
+	if (d->result == CS_OK) {
+		d->size = ((coroipc_response_header_t *)b)->size;
+		usleep(20000);
+		EXPECT(coroipcc_dispatch_put(d->h), CS_OK);
+	}
+	return NULL;
+}
+
 /* While another thread waits for a response that never comes, the handle's dispatch
  * side goes on: coroipcc_dispatch_get returns within its own timeout, fd_get and
  * flow_control_get at once, and a dispatch message sent meanwhile is delivered
@@ -1459,6 +1487,25 @@ static void dispatch_beside_a_request(const char *name)
 	EXPECT(coroipcc_dispatch_get(w.h, &b, 5000), CS_OK);
 	CHECK(b != NULL && memcmp(b, &ev, sizeof(ev.bytes)) == 0, "the dispatch message, intact");
 	EXPECT(coroipcc_dispatch_put(w.h), CS_OK);
+	/* Two dispatchers waiting beside the request do not spin, and each gets one of two
+	 * messages sent later; the one that comes second waits for the first's put. */
+	struct dispatcher d[2] = { { w.h, CS_OK, 0 }, { w.h, CS_OK, 0 } };
+	pthread_t dt[2];
+	for (int i = 0; i < 2; i++)
+		CHECK(pthread_create(&dt[i], NULL, dispatch_one, &d[i]) == 0, "thread");
+	usleep(100000);
+	long long cpu0 = cpu_ms();
+	usleep(300000);
+	long long spent = cpu_ms() - cpu0;
+	CHECK(spent < 150, "two waiting dispatchers and a waiting request: %lld ms of CPU in 300 ms",
+	      spent);
+	for (int i = 0; i < 2; i++)
+		EXPECT_INT(coroipcs_dispatch_send(conn, &ev, sizeof(ev.bytes)), 0);
+	for (int i = 0; i < 2; i++) {
+		pthread_join(dt[i], NULL);
+		CHECK(d[i].result == CS_OK && d[i].size == (int)sizeof(ev.bytes), "dispatcher %d: %d, size %d",
+		      i, d[i].result, d[i].size);
+	}
 	alarm(0);
 	EXPECT(coroipcc_service_disconnect(w.h), CS_OK);
 	watchdog_what = "the waiting request after the disconnect";
