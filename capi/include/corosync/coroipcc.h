@@ -23,10 +23,10 @@
  *   copied once into the request ring when sent.
  * - Requests on one handle from several threads take turns (as the original's
  *   per-instance mutex). The dispatch side does not wait for them: beside a
- *   request on another thread, dispatch_get waits at most its own timeout (and
- *   gets a message that came meanwhile within 10 ms), fd_get and
- *   dispatch_flow_control_get not at all; a dispatch_get waiting on its fd blocks
- *   nothing.
+ *   request on another thread, dispatch_get waits at most its own timeout or
+ *   15 ms, whichever is longer (and gets a message that came meanwhile within
+ *   about 10 ms), fd_get and dispatch_flow_control_get not at all; a
+ *   dispatch_get waiting on its fd blocks nothing.
  *
  * Threads: any. Memory returned in *buf / *res_msg is the library's copy, valid
  * until the matching _put (for *res_msg, or this thread's next _in_buf_get); read

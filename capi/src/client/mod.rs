@@ -1,9 +1,9 @@
 //! `coroipcc.h`: corosync 1.4's client functions. Contexts are `hdb_handle_t`
 //! numbers from a handle table (module `handle`). Who waits for whom on one context
 //! is decided in module `slot`: requests take turns for their whole call (as
-//! corosync's), while the dispatch side (`coroipcc_dispatch_get`, `_fd_get`,
-//! `_flow_control_get`) never waits for a request beyond its own timeout; a dispatch
-//! message held by one thread makes other threads' `coroipcc_dispatch_get` wait until
+//! corosync's), while the dispatch side never waits out a request
+//! (`coroipcc_dispatch_get` waits at most its timeout or 15 ms, whichever is longer;
+//! `_fd_get` and `_flow_control_get` not at all); a dispatch message held by one thread makes other threads' `coroipcc_dispatch_get` wait until
 //! it is released, within their timeout (the holder's own gets nest: module `ctx`;
 //! `_in_buf_get` responses are per thread); a blocking `coroipcc_dispatch_get` waits
 //! on the context's fd without holding it. So a dispatch thread and request threads
@@ -64,7 +64,7 @@ fn ring_for(size: usize) -> Result<u32, CapiError> {
 ///
 /// Threads: a context may be used from any thread. Requests on one context take
 /// turns; `coroipcc_dispatch_get` beside a request waits for it at most its own
-/// timeout, and `coroipcc_fd_get` and `coroipcc_dispatch_flow_control_get` not at
+/// timeout or 15 ms, whichever is longer, and `coroipcc_fd_get` and `coroipcc_dispatch_flow_control_get` not at
 /// all; while a thread holds a dispatch message of the context, other threads'
 /// `coroipcc_dispatch_get` wait until it releases it, within their timeout
 /// (`_in_buf_get` responses are per thread); a waiting `coroipcc_dispatch_get` does
@@ -250,8 +250,9 @@ pub extern "C" fn coroipcc_msg_send_reply_receive_in_buf_put(handle: hdb_handle_
 /// which also arms the fd of `coroipcc_fd_get`; negative: as long as the server
 /// lives). While it waits, the context is free for other threads. Beside a request
 /// on another thread it looks between the request's slices of waiting (module
-/// `request`): a message that comes during a slow request is delivered within 10 ms,
-/// and a request never keeps it past its timeout (`CS_ERR_TRY_AGAIN`).
+/// `slot`): a message that comes during a slow request is delivered within about a
+/// slice (10 ms), and the request keeps it at most its timeout or 15 ms, whichever
+/// is longer (`CS_ERR_TRY_AGAIN`).
 ///
 /// Lifetime of `*buf`: until its `coroipcc_dispatch_put(handle)` or
 /// `coroipcc_service_disconnect(handle)`; meanwhile other threads'

@@ -12,12 +12,16 @@
 //! - The context's lock ([`Slot::ctx`]) is only held for short, non-blocking work: a
 //!   look at the dispatch ring, a buffer handed out or put back.
 //! - A request takes the client out of the context for its wait ([`Slot::checkout`],
-//!   giving it back when the [`Checkout`] drops) and waits in slices
-//!   (`request.rs`), giving it back between them. A dispatcher that found the client
-//!   out waits for it within its own timeout, counted in
-//!   [`ClientCtx::waiting_for_client`]; a request coming back for the client lets
-//!   every counted dispatcher go first, so a dispatcher sees a message that came
-//!   during a long wait within a slice.
+//!   giving it back when the [`Checkout`] drops) and waits in slices of [`SLICE`]
+//!   (`request.rs`), giving it back between them. A dispatcher that finds the client
+//!   out waits for it, counted in [`ClientCtx::waiting_for_client`], within its own
+//!   timeout or [`LEND_WAIT`], whichever is longer; a request coming back for the
+//!   client lets every counted dispatcher go first. So a dispatcher sees a message
+//!   that came during a long wait within a slice, and a poll loop whose fd reads ready
+//!   (the request's blocking wait rings it when it takes the fd's readiness) waits in
+//!   `coroipcc_dispatch_get(h, &buf, 0)` for the slice to end instead of finding the
+//!   client out at once, again and again, for the whole slice (review of 2026-12-08:
+//!   that loop spun a CPU).
 //! - Requests themselves take turns for the whole call ([`Slot::requests`]), as
 //!   corosync's did: its responses carried no ids, and corosync's servers answer the
 //!   requests of a connection in order.
@@ -33,12 +37,20 @@ use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::ThreadId;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use ipc::{Client, ClientError, FlowWatch};
 
 use super::ctx::{ClientCtx, Kind};
 use crate::error::CapiError;
+
+/// How long a request waits for its response before it lets a dispatcher use the
+/// client (`request.rs`).
+pub(super) const SLICE: Duration = Duration::from_millis(10);
+
+/// The least a dispatcher waits for a client out with a request, whatever its own
+/// timeout: one slice and a margin for the request thread to be scheduled.
+const LEND_WAIT: Duration = Duration::from_millis(15);
 
 /// What a call waits for before it may use the context.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -123,13 +135,19 @@ impl Slot {
     }
 
     /// The context, once `turn` has come, waiting for it until `until` at most
-    /// (`None`: no limit), then `TryAgain`; `BadHandle` once the context closed.
+    /// (`None`: no limit), then `TryAgain`, or for a client out with a request at least
+    /// [`LEND_WAIT`]; `BadHandle` once the context closed.
     pub(super) fn enter(
         &self,
         turn: Turn,
         until: Option<Instant>,
     ) -> Result<MutexGuard<'_, ClientCtx>, CapiError> {
         let me = std::thread::current().id();
+        let lend_until = until.map(|at| {
+            Instant::now()
+                .checked_add(LEND_WAIT)
+                .map_or(at, |l| at.max(l))
+        });
         let mut ctx = self.lock();
         loop {
             if self.closed(&ctx) {
@@ -141,7 +159,7 @@ impl Slot {
                 Some(Blocked::Held) => (ctx, in_time) = self.wait(ctx, until),
                 Some(Blocked::ClientOut) => {
                     ctx.waiting_for_client += 1;
-                    (ctx, in_time) = self.wait(ctx, until);
+                    (ctx, in_time) = self.wait(ctx, lend_until);
                     ctx.waiting_for_client -= 1;
                     // A request coming back for the client waits for the count to be
                     // 0: tell it (we may now wait for a held message instead, whose

@@ -1506,6 +1506,31 @@ static void dispatch_beside_a_request(const char *name)
 		CHECK(d[i].result == CS_OK && d[i].size == (int)sizeof(ev.bytes), "dispatcher %d: %d, size %d",
 		      i, d[i].result, d[i].size);
 	}
+	/* A poll loop beside the waiting request (poll the fd, then dispatch_get with 0, as
+	 * cpg_dispatch(CS_DISPATCH_ALL) after a poll): it does not spin (the request's
+	 * waits make the fd read ready, and a get that found the client out at once left
+	 * it so: review of 2026-12-08), and it gets a message sent meanwhile. */
+	int calls = 0, got = 0;
+	long long cpu1 = cpu_ms(), t1 = now_ms();
+	while (now_ms() - t1 < 300) {
+		struct pollfd pfd = { fd, POLLIN, 0 };
+		CHECK(poll(&pfd, 1, 50) >= 0, "poll");
+		cs_error_t r = coroipcc_dispatch_get(w.h, &b, 0);
+		calls++;
+		if (r == CS_OK) {
+			got++;
+			CHECK(memcmp(b, &ev, sizeof(ev.bytes)) == 0, "the polled message, intact");
+			EXPECT(coroipcc_dispatch_put(w.h), CS_OK);
+		} else {
+			CHECK(r == CS_ERR_TRY_AGAIN && b == NULL, "dispatch_get: %d", r);
+		}
+		if (calls == 3)
+			EXPECT_INT(coroipcs_dispatch_send(conn, &ev, sizeof(ev.bytes)), 0);
+	}
+	long long loop_cpu = cpu_ms() - cpu1;
+	CHECK(got == 1, "the poll loop got %d messages", got);
+	CHECK(calls < 200 && loop_cpu < 150, "the poll loop: %d calls, %lld ms of CPU in 300 ms", calls,
+	      loop_cpu);
 	alarm(0);
 	EXPECT(coroipcc_service_disconnect(w.h), CS_OK);
 	watchdog_what = "the waiting request after the disconnect";
