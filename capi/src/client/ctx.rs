@@ -206,13 +206,10 @@ impl ClientCtx {
         }
     }
 
-    /// Whether a thread other than `me` holds the buffer of `kind` (responses are
-    /// per thread: never).
-    pub(crate) fn held_by_other(&self, kind: Kind, me: ThreadId) -> bool {
-        match kind {
-            Kind::Response => false,
-            Kind::Dispatch => self.dispatch.holder().is_some_and(|h| h != me),
-        }
+    /// Whether a thread other than `me` holds dispatch messages (responses are per
+    /// thread: nobody waits for another's).
+    pub(crate) fn dispatch_held_by_other(&self, me: ThreadId) -> bool {
+        self.dispatch.holder().is_some_and(|h| h != me)
     }
 
     /// Releases the calling thread's buffer of `kind` (none held by it: nothing

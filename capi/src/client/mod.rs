@@ -3,12 +3,12 @@
 //! is decided in module `slot`: requests take turns for their whole call (as
 //! corosync's), while the dispatch side never waits out a request
 //! (`coroipcc_dispatch_get` waits at most its timeout or 15 ms, whichever is longer;
-//! `_fd_get` and `_flow_control_get` not at all); a dispatch message held by one thread makes other threads' `coroipcc_dispatch_get` wait until
-//! it is released, within their timeout (the holder's own gets nest: module `ctx`;
-//! `_in_buf_get` responses are per thread); a blocking `coroipcc_dispatch_get` waits
-//! on the context's fd without holding it. So a dispatch thread and request threads
-//! can share one context, as corosync clients do. Module `request` is the request
-//! path.
+//! `_fd_get` and `_flow_control_get` not at all); a dispatch message held by one
+//! thread makes other threads' `coroipcc_dispatch_get` wait until it is released,
+//! within their timeout (the holder's own gets nest: module `ctx`; `_in_buf_get`
+//! responses are per thread); a blocking `coroipcc_dispatch_get` waits on the
+//! context's fd without holding it. So a dispatch thread and request threads can
+//! share one context, as corosync clients do. Module `request` is the request path.
 
 mod ctx;
 mod request;
@@ -236,12 +236,7 @@ pub unsafe extern "C" fn coroipcc_msg_send_reply_receive_in_buf_get(
 /// `CS_OK`.
 #[no_mangle]
 pub extern "C" fn coroipcc_msg_send_reply_receive_in_buf_put(handle: hdb_handle_t) -> cs_error_t {
-    boundary(|| {
-        with_ctx(handle, |c| {
-            c.release(Kind::Response);
-            Ok(())
-        })
-    })
+    boundary(|| slot_of(handle)?.release(Kind::Response))
 }
 
 /// corosync 1.4's `coroipcc_dispatch_get`: the next dispatch message. Stores in
@@ -323,12 +318,7 @@ pub unsafe extern "C" fn coroipcc_dispatch_get(
 /// another thread is reading (only the thread that got it can put it).
 #[no_mangle]
 pub extern "C" fn coroipcc_dispatch_put(handle: hdb_handle_t) -> cs_error_t {
-    boundary(|| {
-        with_ctx(handle, |c| {
-            c.release(Kind::Dispatch);
-            Ok(())
-        })
-    })
+    boundary(|| slot_of(handle)?.release(Kind::Dispatch))
 }
 
 /// corosync 1.4's `coroipcc_dispatch_flow_control_get`: stores in

@@ -65,8 +65,9 @@ pub(super) enum Turn {
 /// connect.
 pub(super) struct Slot {
     pub(super) ctx: Mutex<ClientCtx>,
-    /// Signalled when the client comes back, a dispatch message is put, a waiter
-    /// gives up, or the context closes.
+    /// Signalled when the client comes back while dispatchers wait for it, a
+    /// dispatch message is put, the count of those dispatchers falls to 0, or the
+    /// context closes.
     released: Condvar,
     /// Held for a whole request call: one request at a time per context.
     pub(super) requests: Mutex<()>,
@@ -177,17 +178,30 @@ impl Slot {
         }
     }
 
-    /// Runs `f` on the context once `turn` has come (as [`enter`](Slot::enter));
-    /// wakes the threads waiting for a release.
+    /// Runs `f` on the context once `turn` has come (as [`enter`](Slot::enter)). It
+    /// wakes nobody: what waiters wait for is a put ([`release`](Slot::release)), the
+    /// client coming back ([`Checkout`]'s drop), a dispatcher leaving the count, or a
+    /// close, and each of those wakes them itself.
     pub(super) fn with<R>(
         &self,
         turn: Turn,
         until: Option<Instant>,
         f: impl FnOnce(&mut ClientCtx) -> Result<R, CapiError>,
     ) -> Result<R, CapiError> {
-        let r = f(&mut *self.enter(turn, until)?);
-        self.released.notify_all();
-        r
+        f(&mut *self.enter(turn, until)?)
+    }
+
+    /// Releases the calling thread's buffer of `kind` (`ClientCtx::release`); a
+    /// dispatch message put wakes the dispatchers waiting for it.
+    pub(super) fn release(&self, kind: Kind) -> Result<(), CapiError> {
+        self.with(Turn::Context, None, |c| {
+            c.release(kind);
+            Ok(())
+        })?;
+        if kind == Kind::Dispatch {
+            self.released.notify_all();
+        }
+        Ok(())
     }
 
     /// Takes the client out of the context for a call that may block, once it is
@@ -237,7 +251,7 @@ enum Blocked {
 fn what_blocks(ctx: &ClientCtx, turn: Turn, me: ThreadId) -> Option<Blocked> {
     match turn {
         Turn::Context => None,
-        Turn::Dispatch if ctx.held_by_other(Kind::Dispatch, me) => Some(Blocked::Held),
+        Turn::Dispatch if ctx.dispatch_held_by_other(me) => Some(Blocked::Held),
         Turn::Dispatch if ctx.client.is_none() => Some(Blocked::ClientOut),
         Turn::Dispatch => None,
     }
@@ -267,7 +281,13 @@ impl Drop for Checkout<'_> {
     fn drop(&mut self) {
         // SAFETY: taken once, here; the field is not used after.
         let client = unsafe { ManuallyDrop::take(&mut self.client) };
-        self.slot.lock().client = Some(client);
-        self.slot.released.notify_all();
+        let mut ctx = self.slot.lock();
+        ctx.client = Some(client);
+        // Only counted dispatchers wait for the client (requests take turns before
+        // they check it out): no wake, no system call, on a request nobody waited
+        // beside.
+        if ctx.waiting_for_client > 0 {
+            self.slot.released.notify_all();
+        }
     }
 }
